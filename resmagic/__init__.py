@@ -1,0 +1,61 @@
+"""resmagic: exact, cheap GPU-memory, timing, logging and database scopes for cells and scripts.
+
+In a notebook: ``%load_ext resmagic``, then ``%%gpu_scope``, ``%%timed``,
+``%%experiment_log PATH`` or ``%%db_transaction PATH`` on the first line of a cell. In a
+script: ``with gpu_scope():``, ``@timed("train")``, ``with experiment_log("run.log") as log:``.
+Importing this package imports neither IPython, ipywidgets, torch nor pynvml.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from resmagic.config import settings
+from resmagic.report import (
+    DeviceReport,
+    GpuReport,
+    LogReport,
+    Report,
+    TimingReport,
+    TransactionReport,
+    clear_history,
+    history,
+    history_frame,
+)
+from resmagic.scopes import db_transaction, experiment_log, gpu_scope, timed
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "DeviceReport",
+    "GpuReport",
+    "LogReport",
+    "Report",
+    "TimingReport",
+    "TransactionReport",
+    "__version__",
+    "clear_history",
+    "db_transaction",
+    "experiment_log",
+    "gpu_scope",
+    "history",
+    "history_frame",
+    "load_ipython_extension",
+    "settings",
+    "timed",
+    "unload_ipython_extension",
+]
+
+
+def load_ipython_extension(ipython: Any) -> None:
+    """Register resmagic's magics in ``ipython`` (called by ``%load_ext resmagic``)."""
+    from resmagic.ipython.extension import load
+
+    load(ipython)
+
+
+def unload_ipython_extension(ipython: Any) -> None:
+    """Undo exactly what loading did (called by ``%unload_ext resmagic``)."""
+    from resmagic.ipython.extension import unload
+
+    unload(ipython)

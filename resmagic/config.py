@@ -1,0 +1,57 @@
+"""Process-wide settings, changed in code or with ``%resmagic config key=value``."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+from resmagic.errors import OptionError
+
+__all__ = ["Settings", "settings"]
+
+
+@dataclass
+class Settings:
+    """What a user may tune; each field is validated when set through :meth:`update`.
+
+    Attributes:
+        history_limit: the most reports ``resmagic.history()`` keeps (oldest dropped first).
+        sample_interval: seconds between two samples of the live sampler.
+    """
+
+    history_limit: int = 10_000
+    sample_interval: float = 0.1
+
+    def update(self, **values: object) -> None:
+        """Set fields by name, converting strings; :class:`OptionError` for a bad key or value."""
+        fields = {f.name: f for f in dataclasses.fields(self)}
+        for key, raw in values.items():
+            if key not in fields:
+                msg = f"unknown setting {key!r}; known settings: {', '.join(sorted(fields))}"
+                raise OptionError(msg)
+            setattr(self, key, _convert(key, raw))
+
+
+def _convert(key: str, raw: object) -> int | float:
+    try:
+        value: int | float
+        if key == "history_limit":
+            value = int(str(raw))
+            ok = value >= 1
+        else:
+            value = float(str(raw))
+            ok = 0.001 <= value <= 60
+    except ValueError:
+        ok = False
+    if not ok:
+        hint = "an integer >= 1" if key == "history_limit" else "seconds between 0.001 and 60"
+        msg = f"bad value {raw!r} for {key}: expected {hint}, e.g. {key}={_default(key)}"
+        raise OptionError(msg)
+    return value
+
+
+def _default(key: str) -> object:
+    return next(f.default for f in dataclasses.fields(Settings) if f.name == key)
+
+
+settings = Settings()

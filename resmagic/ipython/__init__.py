@@ -1,0 +1,1 @@
+"""The IPython layer: the only code that imports IPython or ipywidgets."""

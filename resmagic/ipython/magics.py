@@ -1,0 +1,262 @@
+"""The magics: one thin method each; options parsed by IPython's ``magic_arguments``.
+
+Each cell magic parses its line, builds its scope (so bad options fail before anything
+runs), peels any further resmagic ``%%`` lines stacked under it, and hands the layers and
+the body to :func:`resmagic.ipython.cell.run_layers`. Option ``dest`` names equal the scope's
+keyword-only parameters and unset options are left out, so every default lives once, in the
+scope's signature.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+from collections.abc import Callable
+from typing import Any, ClassVar
+
+from IPython.core.error import UsageError
+from IPython.core.interactiveshell import InteractiveShell
+from IPython.core.magic import (
+    Magics,
+    cell_magic,
+    line_magic,
+    magics_class,
+    output_can_be_silenced,
+)
+from IPython.core.magic_arguments import argument, kwds, magic_arguments
+from IPython.utils import process
+from IPython.utils.text import DollarFormatter
+
+from resmagic import scopes
+from resmagic.errors import ResmagicError
+from resmagic.ipython import commands
+from resmagic.ipython.cell import Layer, run_layers
+from resmagic.ipython.text import render_report
+from resmagic.report import Report
+
+__all__ = ["ResMagics"]
+
+# Options that steer the magic, not the scope.
+_MAGIC_ONLY = ("quiet", "panel", "var", "help")
+_STACKED = re.compile(r"%%(\w+)[ \t]*(.*)")
+_quiet = argument("-q", "--quiet", action="store_true", help="Record the report, show nothing.")
+_help = argument("-h", "--help", action="store_true", help="Show this help; the cell does not run.")
+
+
+def _print_report(report: Report) -> None:
+    print(render_report(report))
+
+
+@magics_class
+class ResMagics(Magics):
+    """``%%gpu_scope``, ``%%timed``, ``%%experiment_log``, ``%%db_transaction``, ``%resmagic``."""
+
+    builders: ClassVar[dict[str, Callable[..., Any]]] = {
+        "gpu_scope": scopes.gpu_scope,
+        "timed": scopes.timed,
+        "experiment_log": scopes.experiment_log,
+        "db_transaction": scopes.db_transaction,
+    }
+
+    @magic_arguments()
+    @kwds(argument_default=argparse.SUPPRESS)
+    @argument(
+        "device",
+        nargs="?",
+        help="cuda:N (or N) for one GPU, 'host' for host memory only; default: every GPU.",
+    )
+    @argument("--gc", action="store_true", help="Run gc.collect() before and after the cell.")
+    @argument(
+        "--no-empty-cache",
+        dest="empty_cache",
+        action="store_false",
+        help="Do not call torch.cuda.empty_cache() before and after the cell.",
+    )
+    @argument(
+        "--reclaim",
+        choices=("oom", "always", "never"),
+        help="After which errors to free the failed cell's locals (default: oom).",
+    )
+    @argument("--no-panel", dest="panel", action="store_false", help="Print text, no widget.")
+    @_quiet
+    @_help
+    @output_can_be_silenced
+    @cell_magic
+    def gpu_scope(self, line: str, cell: str) -> Any:
+        """Measure memory per device before, during, at peak and after the cell.
+
+        Host memory is always shown (RSS, with the exact peak from the kernel's VmHWM on
+        Linux); each GPU by the torch allocator (exact peak) once torch has initialised CUDA,
+        and by NVML (device-wide, peak sampled). CUDA's cache is emptied before and after,
+        and after an out-of-memory error the failed cell's locals are freed.
+
+        Example::
+
+            %%gpu_scope cuda:0
+            model = Net().cuda()
+            train(model)
+        """
+        __tracebackhide__ = True
+        return self._run("gpu_scope", line, cell)
+
+    @magic_arguments()
+    @kwds(argument_default=argparse.SUPPRESS)
+    @argument("label", nargs="?", help="A name for this timing, e.g. train.")
+    @argument(
+        "--no-sync",
+        dest="sync_cuda",
+        action="store_false",
+        help="Do not synchronise CUDA at both ends (by default: only if CUDA is initialised).",
+    )
+    @_quiet
+    @_help
+    @output_can_be_silenced
+    @cell_magic
+    def timed(self, line: str, cell: str) -> Any:
+        """Time the cell: wall and CPU time, counting queued CUDA work.
+
+        Example::
+
+            %%timed train
+            train(model, epochs=1)
+        """
+        __tracebackhide__ = True
+        return self._run("timed", line, cell)
+
+    @magic_arguments()
+    @kwds(argument_default=argparse.SUPPRESS)
+    @argument("path", help="The log file; ~ and relative paths work, folders are created.")
+    @argument("--name", help="The logger's name (default: experiment).")
+    @argument("--level", help="Lowest level written: DEBUG, INFO (default), WARNING, ...")
+    @argument(
+        "--format", dest="fmt", choices=("text", "jsonl"), help="Line format (default: text)."
+    )
+    @argument("--mode", choices=("a", "w"), help="a: append (default); w: start afresh.")
+    @argument("--as", dest="var", help="Name to bind the logger to in the cell (default: logger).")
+    @argument("--tee", action="store_true", help="Also log what the cell prints.")
+    @_quiet
+    @_help
+    @output_can_be_silenced
+    @cell_magic
+    def experiment_log(self, line: str, cell: str) -> Any:
+        """Log the cell to a file: start, your records, errors with tracebacks, end.
+
+        The logger is bound to ``logger`` (or ``--as NAME``) while the cell runs; its handler
+        is removed and the file closed when the cell ends, however it ends.
+
+        Example::
+
+            %%experiment_log runs/lr-3e-4.log --format jsonl
+            logger.info("lr=%g", 3e-4)
+        """
+        __tracebackhide__ = True
+        return self._run("experiment_log", line, cell, bind="logger")
+
+    @magic_arguments()
+    @kwds(argument_default=argparse.SUPPRESS)
+    @argument("path", help="The SQLite file (created if missing) or :memory:.")
+    @argument("--as", dest="var", help="Name to bind the cursor to in the cell (default: cursor).")
+    @argument("--timeout", type=float, help="Seconds to wait for another connection's lock.")
+    @_quiet
+    @_help
+    @output_can_be_silenced
+    @cell_magic
+    def db_transaction(self, line: str, cell: str) -> Any:
+        """Run the cell in one SQLite transaction: commit on success, roll back on any error.
+
+        Example::
+
+            %%db_transaction results.db
+            cursor.execute("insert into runs values (?, ?)", (run_id, loss))
+        """
+        __tracebackhide__ = True
+        return self._run("db_transaction", line, cell, bind="cursor")
+
+    @magic_arguments()
+    @argument(
+        "command",
+        nargs="?",
+        default="status",
+        choices=commands.NAMES,
+        help="status (default), history [N], clear, config [KEY=VALUE ...], help.",
+    )
+    @argument("args", nargs="*", help="Arguments of the command.")
+    @line_magic
+    def resmagic(self, line: str) -> Any:
+        """Show what resmagic can measure here, the session's reports, or change settings.
+
+        Examples::
+
+            %resmagic status
+            %resmagic history 20
+            %resmagic config sample_interval=0.05 history_limit=1000
+        """
+        args = self._parse("resmagic", line)
+        return commands.run(self, args.command, args.args)
+
+    # -- the shared path -------------------------------------------------------------------
+
+    @property
+    def _shell(self) -> InteractiveShell:
+        shell = self.shell
+        if shell is None:  # only before registration; IPython always passes a shell
+            msg = "resmagic's magics are not attached to a shell"
+            raise RuntimeError(msg)
+        return shell
+
+    def _run(self, magic: str, line: str, cell: str, bind: str | None = None) -> Any:
+        __tracebackhide__ = True
+        stacked = [(magic, line, bind)]
+        lines = cell.split("\n")
+        while (
+            lines and (match := _STACKED.fullmatch(lines[0].strip())) and match[1] in self.builders
+        ):
+            stacked.append((match[1], self._expand(match[2]), _BINDS.get(match[1])))
+            lines.pop(0)
+        asked = [name for name, text, _ in stacked if _asks_help(text)]
+        for name in asked:
+            print(getattr(self, name).parser.format_help())
+        if asked:
+            return None
+        layers = [self._layer(name, text, default) for name, text, default in stacked]
+        body = "\n".join(lines)
+        if not body.strip():
+            msg = f"%%{layers[-1].magic} needs code under it: the cell body is empty"
+            raise UsageError(msg)
+        return run_layers(self._shell, layers, body, line_offset=len(layers))
+
+    def _parse(self, magic: str, line: str) -> argparse.Namespace:
+        method = getattr(self, magic)
+        try:
+            return method.parser.parse_argstring(line)  # type: ignore[no-any-return]
+        except ValueError as exc:  # shlex: "No closing quotation"
+            msg = f"%%{magic}: cannot read the options {line!r}: {exc}; check the quotes"
+            raise UsageError(msg) from None
+
+    def _layer(self, magic: str, line: str, bind: str | None) -> Layer:
+        options = vars(self._parse(magic, line))
+        extra = {key: options.pop(key) for key in _MAGIC_ONLY if key in options}
+        try:
+            scope = self.builders[magic](**options)
+        except (ResmagicError, OSError) as exc:
+            msg = f"%%{magic}: {exc}"
+            raise UsageError(msg) from None
+        render = None if extra.get("quiet") else _print_report
+        return Layer(magic, scope, bind=extra.get("var", bind), render=render, extra=extra)
+
+    def _expand(self, text: str) -> str:
+        # What IPython does to a magic's first line ({var} and $var), for stacked lines.
+        try:
+            return DollarFormatter().vformat(text, args=[], kwargs=self._shell.user_ns)
+        except Exception:
+            return text
+
+
+_BINDS = {"experiment_log": "logger", "db_transaction": "cursor"}
+
+
+def _asks_help(line: str) -> bool:
+    try:
+        return any(token in ("-h", "--help") for token in process.arg_split(line))  # type: ignore[attr-defined]
+    except ValueError:
+        return False

@@ -1,0 +1,66 @@
+"""Plain-text rendering of reports, for terminals, ``--no-panel`` and saved notebooks."""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Sequence
+from typing import Any
+
+from resmagic.report import GpuReport, Report
+from resmagic.units import format_bytes, format_seconds
+
+__all__ = ["HistoryTable", "render_report"]
+
+
+def render_report(report: Report) -> str:
+    """One line per report; a ``gpu_scope`` without GPU rows adds a second saying why."""
+    text = report.summary()
+    gpu_rows = isinstance(report, GpuReport) and any(d.name != "host" for d in report.devices)
+    if isinstance(report, GpuReport) and report.notes and not gpu_rows:
+        text += "\n  no GPU row: " + "; ".join(report.notes)
+    return text
+
+
+_COLUMNS = ("cell", "scope", "label", "status", "time", "memory (before → after, peak)")
+
+
+def _row(report: Report) -> tuple[str, ...]:
+    label = getattr(report, "label", None) or getattr(report, "path", None) or ""
+    memory = ""
+    if isinstance(report, GpuReport):
+        memory = "; ".join(
+            f"{d.name}{' NVML' if d.source == 'NVML' else ''} {format_bytes(d.before_bytes)}"
+            f" → {format_bytes(d.after_bytes)}, {format_bytes(d.peak_bytes)}"
+            for d in report.devices
+        )
+    cell = "" if report.cell is None else str(report.cell)
+    return (cell, report.scope, label, report.status, format_seconds(report.duration_s), memory)
+
+
+class HistoryTable:
+    """The session's reports as a table: text in terminals, HTML in notebooks."""
+
+    def __init__(self, reports: Sequence[Report]) -> None:
+        self.rows = [_row(r) for r in reports]
+
+    def __repr__(self) -> str:
+        if not self.rows:
+            return "no reports yet: run a cell with %%gpu_scope, %%timed, ..."
+        table = [_COLUMNS, *self.rows]
+        widths = [max(len(row[i]) for row in table) for i in range(len(_COLUMNS))]
+        lines = [
+            "  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip()
+            for row in table
+        ]
+        return "\n".join(lines)
+
+    def _repr_html_(self) -> str:
+        head = "".join(f"<th>{html.escape(c)}</th>" for c in _COLUMNS)
+        body = "".join(
+            "<tr>" + "".join(f"<td>{html.escape(v)}</td>" for v in row) + "</tr>"
+            for row in self.rows
+        )
+        return f"<table class='resmagic-history'><tr>{head}</tr>{body}</table>"
+
+    def _repr_pretty_(self, printer: Any, cycle: bool) -> None:
+        printer.text(repr(self))

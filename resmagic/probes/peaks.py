@@ -1,0 +1,79 @@
+"""Nested peaks over process-wide counters that can only be reset, never forked.
+
+The torch allocator keeps one peak per device and the kernel one ``VmHWM`` per process: a
+scope that resets either wipes the peak of every scope around it (a stacked magic, watch
+mode, the user's own ``with gpu_scope()``). A :class:`PeakStack` shares one counter between
+nested scopes: on entry it folds the counter's peak so far into the enclosing scope's running
+maximum, then resets; on exit it reads this scope's peak and folds it into the parent.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+
+from resmagic.probes import host, torch_cuda
+
+__all__ = ["PeakStack", "host_peaks", "torch_peaks"]
+
+Peaks = dict[str, int]
+
+
+def _fold(into: Peaks, values: Peaks) -> None:
+    for name, value in values.items():
+        if value > into.get(name, -1):
+            into[name] = value
+
+
+class PeakStack:
+    """One process-wide peak counter shared by nested scopes, each seeing its own exact peak.
+
+    Args:
+        read: returns the counter's peak since the last reset, per device name.
+        reset: resets the counter to the current value.
+    """
+
+    def __init__(self, read: Callable[[], Peaks], reset: Callable[[], object]) -> None:
+        self._read = read
+        self._reset = reset
+        self._lock = threading.Lock()
+        self._frames: list[Peaks] = []
+
+    def push(self) -> Peaks:
+        """Start a scope's peak; returns its frame, to hand back to :meth:`pop`."""
+        frame: Peaks = {}
+        with self._lock:
+            if self._frames:
+                _fold(self._frames[-1], self._read())
+            self._reset()
+            self._frames.append(frame)
+        return frame
+
+    def pop(self, frame: Peaks) -> Peaks:
+        """End the scope of ``frame``: its peak since :meth:`push`, per device, folded upward."""
+        with self._lock:
+            _fold(frame, self._read())
+            # Scopes from different threads may end out of order: remove this frame
+            # wherever it is and fold into the one that was below it.
+            index = next(i for i, f in enumerate(self._frames) if f is frame)
+            del self._frames[index]
+            if index > 0:
+                _fold(self._frames[index - 1], frame)
+        return frame
+
+    @property
+    def depth(self) -> int:
+        """Number of scopes currently open on this counter."""
+        return len(self._frames)
+
+
+def _host_read() -> Peaks:
+    value = host.hwm_bytes()
+    return {} if value is None else {"host": value}
+
+
+host_peaks = PeakStack(_host_read, host.reset_hwm)
+"""The host's exact peak RSS (``VmHWM`` reset through ``/proc/self/clear_refs``)."""
+
+torch_peaks = PeakStack(torch_cuda.peaks, torch_cuda.reset_peaks)
+"""The torch allocator's exact peak per device; a no-op until CUDA is initialised."""

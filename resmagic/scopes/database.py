@@ -1,0 +1,145 @@
+"""``db_transaction``: one SQLite transaction, committed on success, rolled back on any error."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import time
+from dataclasses import dataclass
+
+from resmagic.errors import DatabaseLockedError, NotADatabaseError, OptionError, PathError
+from resmagic.report import TransactionReport, current_cell, describe_error, status_of
+from resmagic.scopes.base import Scope
+
+__all__ = ["db_transaction", "resolve_db_path"]
+
+_MAGIC = b"SQLite format 3\x00"
+
+
+def resolve_db_path(path: str | os.PathLike[str]) -> str:
+    """Expand ``~``, make ``path`` absolute, and check it can hold an SQLite database.
+
+    A missing file is fine (SQLite creates it); its folder must exist.
+
+    Raises:
+        PathError: a directory, or a missing folder.
+        NotADatabaseError: an existing, non-empty file that is not SQLite.
+    """
+    text = os.fspath(path)
+    if text == ":memory:":
+        return text
+    if not text.strip():
+        msg = "the database path is empty: give a file name, e.g. data.db (or :memory:)"
+        raise PathError(msg)
+    full = os.path.abspath(os.path.expanduser(text))
+    if os.path.isdir(full):
+        msg = (
+            f"{text!r} is a directory, not a database file; e.g. {os.path.join(text, 'data.db')!r}"
+        )
+        raise PathError(msg)
+    if not os.path.isdir(os.path.dirname(full)):
+        msg = f"cannot create {text!r}: folder {os.path.dirname(full)!r} does not exist"
+        raise PathError(msg)
+    if os.path.isfile(full):
+        try:
+            with open(full, "rb") as f:
+                head = f.read(len(_MAGIC))
+        except OSError as exc:
+            msg = f"cannot read {text!r}: {exc.strerror}"
+            raise PathError(msg) from exc
+        if head and head != _MAGIC:
+            msg = f"{text!r} is not an SQLite database (its header is {head[:16]!r})"
+            raise NotADatabaseError(msg)
+    return full
+
+
+@dataclass(slots=True)
+class _Run:
+    started_at: float
+    t0: float
+    connection: sqlite3.Connection
+    changes0: int
+
+
+class db_transaction(Scope[sqlite3.Cursor, TransactionReport]):
+    """Open an SQLite database, begin a transaction, yield a cursor; commit or roll back.
+
+    The transaction starts with ``BEGIN IMMEDIATE``, so a database that another connection
+    is writing to fails here, after ``timeout`` seconds, before the block runs, instead of
+    halfway through it. Any exception in the block, ``KeyboardInterrupt`` included, rolls
+    back; the connection is always closed.
+
+    Args:
+        path: the database file (created if missing) or ``":memory:"``.
+        timeout: seconds to wait for another connection's lock.
+
+    Raises:
+        PathError, NotADatabaseError: the path cannot hold a database.
+        DatabaseLockedError: (on entry) another connection held the lock past ``timeout``.
+
+    Examples:
+        >>> with db_transaction(":memory:") as cur:
+        ...     _ = cur.execute("create table t (x)")
+    """
+
+    def __init__(self, path: str | os.PathLike[str], *, timeout: float = 5.0) -> None:
+        super().__init__()
+        self.path = resolve_db_path(path)
+        self.display_path = os.fspath(path)
+        if not isinstance(timeout, (int, float)) or isinstance(timeout, bool) or timeout < 0:
+            msg = f"timeout must be a number of seconds >= 0, not {timeout!r}"
+            raise OptionError(msg)
+        self.timeout = float(timeout)
+
+    def _open(self) -> tuple[_Run, sqlite3.Cursor]:
+        # isolation_level=None: we issue BEGIN/COMMIT/ROLLBACK ourselves, nothing implicit.
+        connection = sqlite3.connect(self.path, timeout=self.timeout, isolation_level=None)
+        try:
+            connection.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            connection.close()
+            if "locked" in str(exc) or "busy" in str(exc):
+                msg = (
+                    f"database {self.display_path!r} is locked by another connection"
+                    f" (waited {self.timeout:g} s); close that connection or wait longer"
+                    " with timeout="
+                )
+                raise DatabaseLockedError(msg) from exc
+            if "not a database" in str(exc):
+                msg = f"{self.display_path!r} is not an SQLite database"
+                raise NotADatabaseError(msg) from exc
+            raise
+        except BaseException:
+            connection.close()
+            raise
+        run = _Run(time.time(), time.perf_counter(), connection, connection.total_changes)
+        return run, connection.cursor()
+
+    def _close(self, run: _Run, exc: BaseException | None) -> TransactionReport | None:
+        connection = run.connection
+        failure: BaseException | None = None
+        try:
+            if exc is None:
+                connection.execute("COMMIT")
+        except BaseException as commit_error:  # e.g. disk full: the block's work is lost
+            failure = commit_error
+        finally:
+            if connection.in_transaction:
+                connection.execute("ROLLBACK")
+            changes = connection.total_changes - run.changes0
+            connection.close()
+        ended = exc or failure
+        report = TransactionReport(
+            status=status_of(ended),
+            duration_s=time.perf_counter() - run.t0,
+            started_at=run.started_at,
+            cell=current_cell(),
+            error=describe_error(ended),
+            path=self.display_path,
+            committed=ended is None,
+            changes=changes if ended is None else 0,
+        )
+        if failure is None:
+            return report
+        self._finish(report)
+        raise failure

@@ -1,0 +1,357 @@
+"""``experiment_log``: a log file per experiment, attached for a block and always closed."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import secrets
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from types import TracebackType
+from typing import Any, Literal, TextIO
+
+from resmagic.errors import OptionError, PathError
+from resmagic.report import LogReport, Report, current_cell, describe_error, status_of, subscribe
+from resmagic.scopes.base import Scope
+
+__all__ = ["JsonLinesFormatter", "experiment_log", "resolve_log_path"]
+
+Format = Literal["text", "jsonl"]
+TEXT_FORMAT = "%(asctime)s %(levelname)-8s %(name)s [%(run_id)s] %(message)s"
+
+# LogRecord attributes every record has; anything else came from ``extra=`` and is data.
+_STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName"}
+
+
+class JsonLinesFormatter(logging.Formatter):
+    """One JSON object per record, on one line: time, level, logger, message, extras."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        """Return the record as a JSON line; ``extra=`` fields become top-level keys."""
+        data: dict[str, Any] = {
+            "time": datetime.fromtimestamp(record.created, timezone.utc).isoformat(
+                timespec="milliseconds"
+            ),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        data.update((k, v) for k, v in vars(record).items() if k not in _STANDARD)
+        if record.exc_info:
+            data["exception"] = self.formatException(record.exc_info)
+        if record.stack_info:
+            data["stack"] = self.formatStack(record.stack_info)
+        return json.dumps(data, default=str, ensure_ascii=False)
+
+
+def resolve_log_path(path: str | os.PathLike[str]) -> str:
+    """Expand ``~``, make ``path`` absolute against the working directory, and check it.
+
+    Raises:
+        PathError: the path is empty, a directory, under a file, or not writable.
+    """
+    text = os.fspath(path)
+    if not text.strip():
+        msg = "the log path is empty: give a file name, e.g. runs/experiment.log"
+        raise PathError(msg)
+    full = os.path.abspath(os.path.expanduser(text))
+    if os.path.isdir(full):
+        example = os.path.join(text, "run.log")
+        msg = f"{text!r} is a directory: give a file inside it, e.g. {example!r}"
+        raise PathError(msg)
+    parent = os.path.dirname(full)
+    while not os.path.exists(parent):
+        parent = os.path.dirname(parent)
+    if not os.path.isdir(parent):
+        msg = f"cannot create {text!r}: {parent!r} is a file, not a directory"
+        raise PathError(msg)
+    target = full if os.path.exists(full) else parent
+    if not os.access(target, os.W_OK):
+        msg = f"cannot write {text!r}: {target!r} is not writable; choose another path"
+        raise PathError(msg)
+    return full
+
+
+class _Context(logging.Filter):
+    """Stamps each record with the run id and counts the records that reach the file."""
+
+    def __init__(self, run_id: str) -> None:
+        super().__init__()
+        self.run_id = run_id
+        self.count = 0
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.run_id = self.run_id
+        self.count += 1
+        return True
+
+
+class _Tee:
+    """A stream that writes through to the original and logs each complete line."""
+
+    def __init__(self, original: TextIO, log: Callable[[str], None]) -> None:
+        self.original = original
+        self._log = log
+        self._pending = ""
+        self._lock = threading.Lock()
+        self._busy = threading.local()
+
+    def write(self, text: str) -> int:
+        written = self.original.write(text)
+        if getattr(self._busy, "on", False):
+            return written  # a handler that prints to this stream: do not log it again
+        self._busy.on = True
+        try:
+            with self._lock:
+                lines = (self._pending + text).split("\n")
+                self._pending = lines.pop()
+            for line in lines:
+                self._log(line)
+        finally:
+            self._busy.on = False
+        return written
+
+    def flush(self) -> None:
+        self.original.flush()
+
+    def finish(self) -> None:
+        if self._pending:
+            self._log(self._pending)
+            self._pending = ""
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.original, name)
+
+
+@dataclass(slots=True)
+class _Run:
+    started_at: float
+    t0: float
+    run_id: str
+    logger: logging.Logger
+    handler: logging.Handler
+    context: _Context
+    saved: tuple[int, bool]
+    unsubscribe: Callable[[], None]
+    tees: list[tuple[str, _Tee]] = field(default_factory=list)
+    held: bool = False
+    ended: BaseException | None = None
+    finished: bool = False
+
+
+class experiment_log(Scope[logging.Logger, LogReport]):
+    """Attach a file handler to a logger for a block; yield the logger; always detach and close.
+
+    The log gets a start record (run id, pid, time), every record the block logs, a record
+    of each other scope's report published meanwhile (a stacked ``gpu_scope``, ``timed``),
+    the exception with its traceback if the block raised, and an end record with the status
+    and duration. Each record is flushed as it is written, so a killed process keeps its log.
+    The logger does not propagate to the root logger while attached (no duplicate console
+    lines); its level and propagation are restored afterwards.
+
+    Args:
+        path: the log file; ``~`` is expanded, parent folders are created.
+        name: the logger's name (``logging.getLogger(name)``).
+        level: the lowest level written, a name (``"DEBUG"``) or a number.
+        fmt: ``"text"`` (one line per record) or ``"jsonl"`` (one JSON object per line).
+        mode: ``"a"`` appends, ``"w"`` starts the file afresh.
+        tee: also log every line the block prints to stdout and stderr.
+        propagate: let records reach the root logger's handlers too.
+
+    Raises:
+        PathError: the path cannot be written.
+        OptionError: an option has a bad value.
+
+    Examples:
+        >>> with experiment_log("runs/exp1.log") as log:  # doctest: +SKIP
+        ...     log.info("lr=%g", 3e-4)
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        name: str = "experiment",
+        level: str | int = "INFO",
+        fmt: Format = "text",
+        mode: Literal["a", "w"] = "a",
+        tee: bool = False,
+        propagate: bool = False,
+    ) -> None:
+        super().__init__()
+        self.path = resolve_log_path(path)
+        self.display_path = os.fspath(path)
+        if not name or not isinstance(name, str):
+            msg = f"name must be a non-empty logger name, not {name!r}"
+            raise OptionError(msg)
+        self.name = name
+        self.level = _level(level)
+        if fmt not in ("text", "jsonl"):
+            msg = f"fmt must be 'text' or 'jsonl', not {fmt!r}"
+            raise OptionError(msg)
+        if mode not in ("a", "w"):
+            msg = f"mode must be 'a' (append) or 'w' (overwrite), not {mode!r}"
+            raise OptionError(msg)
+        self.fmt = fmt
+        self.mode = mode
+        self.tee = tee
+        self.propagate = propagate
+
+    def _open(self) -> tuple[_Run, logging.Logger]:
+        os.makedirs(os.path.dirname(self.path), exist_ok=True)
+        handler = logging.FileHandler(self.path, self.mode, encoding="utf-8")
+        run_id = f"{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
+        context = _Context(run_id)
+        handler.addFilter(context)
+        handler.setFormatter(
+            JsonLinesFormatter() if self.fmt == "jsonl" else logging.Formatter(TEXT_FORMAT)
+        )
+        logger = logging.getLogger(self.name)
+        saved = (logger.level, logger.propagate)
+        logger.setLevel(self.level)
+        logger.propagate = self.propagate
+        logger.addHandler(handler)
+        run = _Run(
+            time.time(), time.perf_counter(), run_id, logger, handler, context, saved, lambda: None
+        )
+        run.unsubscribe = subscribe(lambda report: self._record(run, report))
+        self._emit(
+            run,
+            logging.INFO,
+            f"experiment start: run {run_id}, pid {os.getpid()}",
+            event="start",
+            pid=os.getpid(),
+            argv=sys.argv[:3],
+        )
+        if self.tee:
+            for stream in ("stdout", "stderr"):
+                tee = _Tee(getattr(sys, stream), self._tee_logger(run, stream))
+                setattr(sys, stream, tee)
+                run.tees.append((stream, tee))
+        return run, logger
+
+    def hold(self) -> Callable[[], None]:
+        """Keep the log open after the block until the returned function is called.
+
+        A stacked magic below other scopes closes first; holding lets it record their
+        reports, which are published after it closes, and end with the true status.
+        """
+        run = self._runs[-1]
+        run.held = True
+        return lambda: self._release(run)
+
+    def _close(self, run: _Run, exc: BaseException | None) -> LogReport | None:
+        self._untee(run)
+        if exc is not None:
+            if status_of(exc) == "interrupted":
+                self._emit(run, logging.WARNING, "experiment interrupted", event="interrupted")
+            else:
+                self._emit(
+                    run,
+                    logging.ERROR,
+                    f"experiment failed: {describe_error(exc)}",
+                    event="exception",
+                    exc_info=(type(exc), exc, _user_traceback(exc.__traceback__)),
+                )
+        run.ended = exc
+        run.finished = True
+        if run.held:
+            return None
+        return self._end(run)
+
+    def _release(self, run: _Run) -> None:
+        run.held = False
+        if run.finished:
+            self._finish(self._end(run))
+
+    def _end(self, run: _Run) -> LogReport:
+        duration = time.perf_counter() - run.t0
+        status = status_of(run.ended)
+        try:
+            self._emit(
+                run,
+                logging.INFO if status == "ok" else logging.WARNING,
+                f"experiment end: {status} after {duration:.3f} s",
+                event="end",
+                status=status,
+                duration_s=round(duration, 6),
+            )
+        finally:
+            run.unsubscribe()
+            level, propagate = run.saved
+            run.logger.removeHandler(run.handler)
+            run.logger.setLevel(level)
+            run.logger.propagate = propagate
+            run.handler.close()
+        return LogReport(
+            status=status,
+            duration_s=duration,
+            started_at=run.started_at,
+            cell=current_cell(),
+            error=describe_error(run.ended),
+            path=self.display_path,
+            logger=self.name,
+            run_id=run.run_id,
+            fmt=self.fmt,
+            records=run.context.count,
+        )
+
+    def _record(self, run: _Run, report: Report) -> None:
+        self._emit(run, logging.INFO, report.summary(), event="report", report=report.to_dict())
+
+    def _emit(self, run: _Run, level: int, message: str, **extra: Any) -> None:
+        # Lifecycle records go straight to our handler: whatever the logger's level, and
+        # never to the root logger.
+        exc_info = extra.pop("exc_info", None)
+        record = run.logger.makeRecord(
+            run.logger.name, level, "(resmagic)", 0, message, (), exc_info, extra=extra
+        )
+        run.handler.handle(record)
+
+    def _tee_logger(self, run: _Run, stream: str) -> Callable[[str], None]:
+        level = logging.INFO if stream == "stdout" else logging.WARNING
+
+        def log(line: str) -> None:
+            self._emit(run, level, line, event=stream)
+
+        return log
+
+    def _untee(self, run: _Run) -> None:
+        for stream, tee in reversed(run.tees):
+            tee.finish()
+            if getattr(sys, stream) is tee:
+                setattr(sys, stream, tee.original)
+        run.tees.clear()
+
+
+def _user_traceback(tb: TracebackType | None) -> TracebackType | None:
+    """Skip the leading frames that are resmagic's own (the cell runner), as IPython does.
+
+    Looks only at ``f_globals``: reading ``f_locals`` would keep the user's locals alive
+    past a later ``gpu_scope`` reclaim (CPython #113939).
+    """
+    while tb is not None and tb.tb_next is not None:
+        if not str(tb.tb_frame.f_globals.get("__name__", "")).startswith("resmagic."):
+            break
+        tb = tb.tb_next
+    return tb
+
+
+def _level(level: str | int) -> int:
+    if isinstance(level, int) and not isinstance(level, bool):
+        return level
+    if isinstance(level, str):
+        text = level.strip().upper()
+        if text.isdigit():
+            return int(text)
+        value = logging.getLevelName(text)
+        if isinstance(value, int):
+            return value
+    names = "DEBUG, INFO, WARNING, ERROR, CRITICAL"
+    msg = f"unknown log level {level!r}: use one of {names} or a number"
+    raise OptionError(msg)

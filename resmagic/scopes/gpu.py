@@ -1,0 +1,278 @@
+"""``gpu_scope``: memory per device before, at peak and after a block, and OOM recovery."""
+
+from __future__ import annotations
+
+import gc as _gc
+import time
+import traceback
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from resmagic.errors import DeviceError, OptionError
+from resmagic.probes import host, nvml, peaks, torch_cuda
+from resmagic.probes.reading import DeviceMemory
+from resmagic.report import DeviceReport, GpuReport, current_cell, describe_error, status_of
+from resmagic.sampler import Watch, sampler
+from resmagic.scopes.base import Scope
+
+__all__ = ["gpu_scope", "parse_device"]
+
+Reclaim = Literal["oom", "always", "never"]
+HOST = "host"
+
+
+def parse_device(device: object) -> int | str | None:
+    """Read a device spec: None (every GPU), ``"host"``, or a CUDA index.
+
+    Accepts ``None``, ``"cuda"``, ``"cuda:N"``, ``N`` (int or digits), ``"host"``/``"cpu"``
+    and ``torch.device`` objects.
+
+    Raises:
+        DeviceError: the spec names no device we can read; the message lists what works.
+    """
+    if device is None:
+        return None
+    kind, index = getattr(device, "type", None), getattr(device, "index", None)
+    if isinstance(kind, str):  # a torch.device
+        device = kind if index is None else f"{kind}:{index}"
+    if isinstance(device, bool):
+        pass
+    elif isinstance(device, int) and device >= 0:
+        return device
+    elif isinstance(device, str):
+        text = device.strip().lower()
+        if text in ("host", "cpu"):
+            return HOST
+        if text == "cuda":
+            return None
+        digits = text.removeprefix("cuda:")
+        if digits.isascii() and digits.isdigit():
+            return int(digits)
+    msg = (
+        f"unknown device {device!r}: use 'cuda:N' (or just N) for one GPU, 'host' for host"
+        " memory only, or no device for every GPU"
+    )
+    raise DeviceError(msg)
+
+
+def _gpu_count() -> tuple[int, str]:
+    """How many CUDA devices this process sees, without creating a context, and why not."""
+    count = torch_cuda.visible_count()
+    if count:
+        return count, ""
+    visible = nvml.visible()
+    if visible:
+        return len(visible), ""
+    return 0, f"{torch_cuda.status()}; {nvml.status()}"
+
+
+def _check_exists(index: int) -> None:
+    count, why = _gpu_count()
+    if index < count:
+        return
+    if count == 0:
+        msg = f"no device cuda:{index}: this process sees no GPU ({why}). Use 'host' or leave out"
+        msg += " the device"
+    else:
+        names = ", ".join(f"cuda:{i}" for i in range(count))
+        msg = f"no device cuda:{index}: this process sees {count} GPU(s): {names}"
+    raise DeviceError(msg)
+
+
+@dataclass(slots=True)
+class _Run:
+    started_at: float
+    t0: float
+    before: dict[tuple[str, str], DeviceMemory]
+    host_frame: dict[str, int] | None
+    torch_frame: dict[str, int]
+    watch: Watch | None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class gpu_scope(Scope["gpu_scope", GpuReport]):
+    """Measure memory per device around a block, clean the CUDA cache, and free memory after OOM.
+
+    Host memory is always measured (RSS; exact peak from the kernel's ``VmHWM`` on Linux). Each
+    CUDA device is measured by the torch allocator (exact peak) once torch has initialised
+    CUDA, and by NVML (device-wide, peak sampled) where a driver is present. Nothing here
+    initialises CUDA.
+
+    Args:
+        device: ``None`` for every GPU, ``"cuda:N"``/``N`` for one, ``"host"`` for none.
+        empty_cache: call ``torch.cuda.empty_cache()`` before and after (only if CUDA is
+            initialised), so "after" shows what the block still holds.
+        gc: run ``gc.collect()`` before and after; off by default because it costs
+            milliseconds per call on a big heap.
+        reclaim: after which exceptions to clear the traceback's frames and empty the cache,
+            so memory held by the failed block's locals comes back: ``"oom"`` (out-of-memory
+            errors only, keeping ``%debug`` usable for the rest), ``"always"`` or ``"never"``.
+
+    Raises:
+        DeviceError: the device does not exist here.
+        OptionError: ``reclaim`` is not one of the three values.
+
+    Examples:
+        >>> with gpu_scope() as scope:
+        ...     buf = bytearray(10 << 20)
+        >>> scope.report.device("host").peak_bytes >= scope.report.device("host").before_bytes
+        True
+    """
+
+    def __init__(
+        self,
+        device: object = None,
+        *,
+        empty_cache: bool = True,
+        gc: bool = False,
+        reclaim: Reclaim = "oom",
+    ) -> None:
+        super().__init__()
+        if reclaim not in ("oom", "always", "never"):
+            msg = f"reclaim must be 'oom', 'always' or 'never', not {reclaim!r}"
+            raise OptionError(msg)
+        self.device = parse_device(device)
+        if isinstance(self.device, int):
+            _check_exists(self.device)
+        self.empty_cache = empty_cache
+        self.gc = gc
+        self.reclaim = reclaim
+
+    # -- readings --------------------------------------------------------------------------
+
+    def _wants(self, index: int) -> bool:
+        return self.device is None or self.device == index
+
+    def _read(self) -> list[DeviceMemory]:
+        rows = [host.read()]
+        if self.device == HOST:
+            return rows
+        if torch_cuda.ready():
+            rows += [torch_cuda.read(i) for i in range(torch_cuda.device_count()) if self._wants(i)]
+        rows += [nvml.read(d) for d in nvml.visible() if self._wants(d.cuda_index)]
+        return rows
+
+    def _read_sampled(self) -> list[DeviceMemory]:
+        # What only sampling can give a peak for: NVML rows, and host RSS where VmHWM
+        # cannot be reset.
+        rows = [] if host.peak_is_exact() else [host.read()]
+        if self.device != HOST:
+            rows += [nvml.read(d) for d in nvml.visible() if self._wants(d.cuda_index)]
+        return rows
+
+    def _needs_sampling(self) -> bool:
+        return not host.peak_is_exact() or (self.device != HOST and bool(nvml.visible()))
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def _open(self) -> tuple[_Run, gpu_scope]:
+        if self.gc:
+            _gc.collect()
+        if self.empty_cache:
+            torch_cuda.empty_cache()
+        before = {(r.name, r.source): r for r in self._read()}
+        host_frame = peaks.host_peaks.push() if host.peak_is_exact() else None
+        torch_frame = peaks.torch_peaks.push()
+        watch = sampler.add(Watch(self._read_sampled)) if self._needs_sampling() else None
+        run = _Run(time.time(), time.perf_counter(), before, host_frame, torch_frame, watch)
+        return run, self
+
+    def _close(self, run: _Run, exc: BaseException | None) -> GpuReport:
+        duration = time.perf_counter() - run.t0
+        reclaimed = exc is not None and self._should_reclaim(exc)
+        if reclaimed and exc is not None:
+            _clear_frames(exc)
+            _gc.collect()
+        try:
+            host_peak = peaks.host_peaks.pop(run.host_frame) if run.host_frame is not None else {}
+            torch_peak = peaks.torch_peaks.pop(run.torch_frame)
+        finally:
+            if run.watch is not None:
+                sampler.remove(run.watch)
+        if self.gc:
+            _gc.collect()
+        if self.empty_cache or reclaimed:
+            torch_cuda.empty_cache()
+        after = self._read()
+        if run.watch is not None:
+            run.watch.sample()  # one last reading, so a peak that is still held is counted
+        rows = tuple(self._row(r, run, host_peak, torch_peak) for r in after)
+        return GpuReport(
+            status=status_of(exc),
+            duration_s=duration,
+            started_at=run.started_at,
+            cell=current_cell(),
+            error=describe_error(exc),
+            devices=rows,
+            notes=self._notes(rows),
+            reclaimed=reclaimed,
+        )
+
+    def _row(
+        self,
+        after: DeviceMemory,
+        run: _Run,
+        host_peak: dict[str, int],
+        torch_peak: dict[str, int],
+    ) -> DeviceReport:
+        key = (after.name, after.source)
+        before_reading = run.before.get(key)
+        # A device torch initialised inside the block had nothing allocated before it.
+        before = before_reading.used_bytes if before_reading is not None else 0
+        exact: int | None
+        if after.source == torch_cuda.SOURCE:
+            exact = torch_peak.get(after.name)
+        elif after.name == HOST:
+            exact = host_peak.get(HOST)
+        else:
+            exact = None
+        sampled = run.watch.peak(*key) if run.watch is not None else None
+        peak = max(before, after.used_bytes, exact or 0, sampled or 0)
+        return DeviceReport(
+            name=after.name,
+            source=after.source,
+            before_bytes=before,
+            peak_bytes=peak,
+            after_bytes=after.used_bytes,
+            total_bytes=after.total_bytes,
+            peak_exact=exact is not None,
+        )
+
+    def _notes(self, rows: tuple[DeviceReport, ...]) -> tuple[str, ...]:
+        if self.device == HOST:
+            return ()
+        notes = []
+        sources = {r.source for r in rows}
+        if torch_cuda.SOURCE not in sources:
+            notes.append(str(torch_cuda.status()))
+        if nvml.SOURCE not in sources:
+            notes.append(str(nvml.status()))
+        return tuple(notes)
+
+    def _should_reclaim(self, exc: BaseException) -> bool:
+        if self.reclaim == "never":
+            return False
+        return self.reclaim == "always" or is_out_of_memory(exc)
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """True for ``MemoryError`` and torch's CUDA out-of-memory error."""
+    return isinstance(exc, MemoryError) or torch_cuda.is_oom(exc)
+
+
+def _clear_frames(exc: BaseException) -> None:
+    """Drop the locals of every finished frame in ``exc``'s traceback and its chain.
+
+    Must run inside the scope, before the exception reaches IPython: once IPython's
+    formatter has read ``frame.f_locals``, clearing no longer frees them on Python < 3.13
+    (CPython #113939).
+    """
+    seen: set[int] = set()
+    todo: list[BaseException | None] = [exc]
+    while todo:
+        current = todo.pop()
+        if current is None or id(current) in seen:
+            continue
+        seen.add(id(current))
+        traceback.clear_frames(current.__traceback__)
+        todo += [current.__cause__, current.__context__]

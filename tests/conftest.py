@@ -1,0 +1,70 @@
+"""Shared fixtures: a real IPython shell with resmagic loaded, and the fake GPU seam."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from resmagic import report
+from resmagic.probes import nvml, torch_cuda
+from tests.fakes import FakeNvml, FakeTorch
+
+
+def _has_cuda() -> bool:
+    try:
+        import torch
+    except ImportError:
+        return False
+    return bool(torch.cuda.is_available())
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if any(item.get_closest_marker("gpu") for item in items) and not _has_cuda():
+        skip = pytest.mark.skip(reason="needs a CUDA device; none here")
+        for item in items:
+            if item.get_closest_marker("gpu"):
+                item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def ip() -> Any:
+    """One real IPython shell for the session (IPython's own test harness), resmagic loaded."""
+    from IPython.testing.globalipapp import start_ipython
+
+    shell = start_ipython()
+    assert shell is not None
+    shell.run_line_magic("load_ext", "resmagic")
+    return shell
+
+
+@pytest.fixture
+def fresh_history() -> Iterator[None]:
+    report.clear_history()
+    yield
+    report.clear_history()
+
+
+@pytest.fixture
+def fake_gpu(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[FakeTorch, FakeNvml]]:
+    """Swap the torch and NVML seams for fakes: two GPUs, CUDA not yet initialised."""
+    torch, nv = FakeTorch(n_devices=2), FakeNvml()
+    monkeypatch.setattr(torch_cuda, "backend", torch)
+    monkeypatch.setattr(nvml, "backend", nv)
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    torch_cuda._totals.clear()
+    nvml.reset()
+    yield torch, nv
+    assert torch.cuda.side_effect_inits == [], "resmagic initialised CUDA as a side effect"
+    torch_cuda._totals.clear()
+    nvml.reset()
+
+
+@pytest.fixture
+def fd_count() -> Any:
+    def count() -> int:
+        return len(os.listdir("/proc/self/fd"))
+
+    return count
