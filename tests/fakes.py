@@ -68,13 +68,25 @@ class FakeCuda:
         return len(self.devices)
 
     def memory_allocated(self, device: object = None) -> int:
-        return self.devices[self._implicit("memory_allocated", device)].allocated if self.initialized else 0
+        return (
+            self.devices[self._implicit("memory_allocated", device)].allocated
+            if self.initialized
+            else 0
+        )
 
     def memory_reserved(self, device: object = None) -> int:
-        return self.devices[self._implicit("memory_reserved", device)].reserved if self.initialized else 0
+        return (
+            self.devices[self._implicit("memory_reserved", device)].reserved
+            if self.initialized
+            else 0
+        )
 
     def max_memory_allocated(self, device: object = None) -> int:
-        return self.devices[self._implicit("max_memory_allocated", device)].peak if self.initialized else 0
+        return (
+            self.devices[self._implicit("max_memory_allocated", device)].peak
+            if self.initialized
+            else 0
+        )
 
     def reset_peak_memory_stats(self, device: object = None) -> None:
         d = self.devices[self._implicit("reset_peak_memory_stats", device)]
@@ -104,16 +116,14 @@ class FakeTorch:
     def __init__(self, n_devices: int = 1, total: int = 16 * GiB) -> None:
         uuids = [f"GPU-{i:08x}-aaaa-bbbb-cccc-{i:012x}" for i in range(n_devices)]
         self.cuda = FakeCuda([_Device(total, u) for u in uuids])
-        self.backends = types.SimpleNamespace(
-            cuda=types.SimpleNamespace(is_built=lambda: True)
-        )
+        self.backends = types.SimpleNamespace(cuda=types.SimpleNamespace(is_built=lambda: True))
 
 
 class NVMLError(Exception):
     """pynvml.NVMLError."""
 
 
-class NVMLError_LibraryNotFound(NVMLError):  # noqa: N801 - pynvml's own name
+class NVMLError_LibraryNotFound(NVMLError):  # noqa: N818 - pynvml's own name
     """What nvmlInit raises on a machine without the driver library."""
 
     def __str__(self) -> str:
@@ -134,9 +144,18 @@ class FakeNvml:
     NVMLError = NVMLError
     nvmlMemory_v2 = 0x02000028
 
-    def __init__(self, uuids: list[str] | None = None, total: int = 16 * GiB,
-                 fail_init: bool = False, v2: bool = True) -> None:
-        uuids = uuids if uuids is not None else [f"GPU-{i:08x}-aaaa-bbbb-cccc-{i:012x}" for i in range(2)]
+    def __init__(
+        self,
+        uuids: list[str] | None = None,
+        total: int = 16 * GiB,
+        fail_init: bool = False,
+        v2: bool = True,
+    ) -> None:
+        uuids = (
+            uuids
+            if uuids is not None
+            else [f"GPU-{i:08x}-aaaa-bbbb-cccc-{i:012x}" for i in range(2)]
+        )
         self.devices = [_NvmlDevice(u, total) for u in uuids]
         self.fail_init = fail_init
         self.v2 = v2
@@ -166,10 +185,14 @@ class FakeNvml:
     def nvmlDeviceGetUUID(self, handle: _NvmlDevice) -> str:
         return handle.uuid
 
-    def nvmlDeviceGetMemoryInfo(self, handle: _NvmlDevice, version: int | None = None) -> types.SimpleNamespace:
+    def nvmlDeviceGetMemoryInfo(
+        self, handle: _NvmlDevice, version: int | None = None
+    ) -> types.SimpleNamespace:
         if version is not None:
             if not self.v2:
                 raise NVMLError("Function Not Found")
-            return types.SimpleNamespace(total=handle.total, used=handle.used, reserved=handle.reserved)
+            return types.SimpleNamespace(
+                total=handle.total, used=handle.used, reserved=handle.reserved
+            )
         # v1 counts driver-reserved memory as used
         return types.SimpleNamespace(total=handle.total, used=handle.used + handle.reserved)

@@ -10,6 +10,7 @@ scope's signature.
 from __future__ import annotations
 
 import argparse
+import os
 import re
 from collections.abc import Callable
 from typing import Any, ClassVar
@@ -226,12 +227,13 @@ class ResMagics(Magics):
         return run_layers(self._shell, layers, body, line_offset=len(layers))
 
     def _parse(self, magic: str, line: str) -> argparse.Namespace:
-        method = getattr(self, magic)
+        parser = getattr(self, magic).parser
         try:
-            return method.parser.parse_argstring(line)  # type: ignore[no-any-return]
+            argv = _split(line)
         except ValueError as exc:  # shlex: "No closing quotation"
             msg = f"%%{magic}: cannot read the options {line!r}: {exc}; check the quotes"
             raise UsageError(msg) from None
+        return parser.parse_args(argv)  # type: ignore[no-any-return]
 
     def _layer(self, magic: str, line: str, bind: str | None) -> Layer:
         options = vars(self._parse(magic, line))
@@ -255,8 +257,15 @@ class ResMagics(Magics):
 _BINDS = {"experiment_log": "logger", "db_transaction": "cursor"}
 
 
+def _split(line: str) -> list[str]:
+    # magic_arguments splits with posix=False, which keeps the quotes of a quoted path
+    # ('"my runs/a.log"' would become a file name with quote characters in it).
+    argv: list[str] = process.arg_split(line, posix=os.name == "posix")  # type: ignore[attr-defined]
+    return argv
+
+
 def _asks_help(line: str) -> bool:
     try:
-        return any(token in ("-h", "--help") for token in process.arg_split(line))  # type: ignore[attr-defined]
+        return any(token in ("-h", "--help") for token in _split(line))
     except ValueError:
         return False

@@ -1,0 +1,206 @@
+"""Options, help, and bad input: a UsageError that says what to type, before the body runs."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+from IPython.core.error import UsageError
+
+import resmagic
+
+pytestmark = pytest.mark.usefixtures("fresh_history")
+
+BODY = "ran_body = True"
+
+
+def _refused(ip: Any, magic: str, line: str) -> str:
+    """Run a cell that must be refused; prove the body never ran; return the message."""
+    ip.user_ns.pop("ran_body", None)
+    with pytest.raises(UsageError) as info:
+        ip.run_cell_magic(magic, line, BODY)
+    assert "ran_body" not in ip.user_ns, "the body ran although the magic refused it"
+    return str(info.value)
+
+
+class TestBadInput:
+    @pytest.mark.parametrize("magic", ["gpu_scope", "timed", "experiment_log", "db_transaction"])
+    def test_unknown_option(self, ip: Any, magic: str, tmp_path: Path) -> None:
+        line = (
+            f"{tmp_path / 'x'} --bogus"
+            if magic in ("experiment_log", "db_transaction")
+            else "--bogus"
+        )
+        assert "--bogus" in _refused(ip, magic, line)
+
+    @pytest.mark.parametrize("magic", ["experiment_log", "db_transaction"])
+    def test_missing_path(self, ip: Any, magic: str) -> None:
+        assert "path" in _refused(ip, magic, "")
+
+    @pytest.mark.parametrize("magic", ["experiment_log", "db_transaction"])
+    def test_path_is_a_directory(self, ip: Any, magic: str, tmp_path: Path) -> None:
+        message = _refused(ip, magic, str(tmp_path))
+        assert "directory" in message
+
+    def test_log_path_that_cannot_be_opened(self, ip: Any) -> None:
+        message = _refused(ip, "experiment_log", "/proc/resmagic-test.log")
+        assert "resmagic-test.log" in message
+
+    def test_log_path_under_a_file(self, ip: Any, tmp_path: Path) -> None:
+        (tmp_path / "afile").write_text("x")
+        assert "not a directory" in _refused(
+            ip, "experiment_log", str(tmp_path / "afile" / "a.log")
+        )
+
+    def test_unwritable_folder(self, ip: Any, tmp_path: Path) -> None:
+        if os.geteuid() == 0:
+            pytest.skip("root writes anywhere; /proc covers the refusal path")
+        locked = tmp_path / "ro"
+        locked.mkdir(mode=0o500)
+        assert "not writable" in _refused(ip, "experiment_log", str(locked / "a.log"))
+
+    @pytest.mark.parametrize("device", ["cuda:7", "7", "tpu", "cuda:-1", "cuda:x"])
+    def test_unknown_device(self, ip: Any, device: str) -> None:
+        assert "device" in _refused(ip, "gpu_scope", device)
+
+    def test_unknown_device_names_what_exists(self, ip: Any) -> None:
+        assert "sees no GPU" in _refused(ip, "gpu_scope", "cuda:7")
+
+    def test_bad_choice(self, ip: Any) -> None:
+        assert "invalid choice" in _refused(ip, "gpu_scope", "--reclaim sometimes")
+
+    def test_bad_level(self, ip: Any, tmp_path: Path) -> None:
+        assert "level" in _refused(ip, "experiment_log", f"{tmp_path / 'l.log'} --level LOUD")
+
+    def test_not_a_sqlite_database(self, ip: Any, tmp_path: Path) -> None:
+        text = tmp_path / "notes.txt"
+        text.write_text("just some notes, not a database\n")
+        assert "not an SQLite database" in _refused(ip, "db_transaction", str(text))
+
+    def test_unclosed_quote(self, ip: Any) -> None:
+        assert "quote" in _refused(ip, "timed", "'train")
+
+    def test_stacked_line_is_checked_before_anything_runs(self, ip: Any) -> None:
+        before = len(resmagic.history())
+        ip.user_ns.pop("ran_body", None)
+        with pytest.raises(UsageError):
+            ip.run_cell_magic("timed", "-q", f"%%gpu_scope cuda:9\n{BODY}")
+        assert "ran_body" not in ip.user_ns
+        assert len(resmagic.history()) == before
+
+    def test_empty_body_under_stacked_magic(self, ip: Any) -> None:
+        with pytest.raises(UsageError, match="empty"):
+            ip.run_cell_magic("timed", "", "%%gpu_scope\n")
+
+    def test_refused_log_leaves_no_handler(self, ip: Any) -> None:
+        logger = logging.getLogger("experiment")
+        handlers = list(logger.handlers)
+        _refused(ip, "experiment_log", "/proc/nope/a.log")
+        assert logger.handlers == handlers
+
+
+class TestHelp:
+    @pytest.mark.parametrize("magic", ["gpu_scope", "timed", "experiment_log", "db_transaction"])
+    def test_help_option_prints_help_and_does_not_run(
+        self, ip: Any, magic: str, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        ip.user_ns.pop("ran_body", None)
+        assert ip.run_cell_magic(magic, "--help", BODY) is None
+        assert "ran_body" not in ip.user_ns
+        out = capsys.readouterr().out
+        assert f"%{magic}" in out
+        assert "--quiet" in out
+
+    @pytest.mark.parametrize("magic", ["gpu_scope", "timed", "experiment_log", "db_transaction"])
+    def test_question_mark_help_is_the_option_list(self, ip: Any, magic: str) -> None:
+        doc = ip.find_cell_magic(magic).__doc__
+        assert "--quiet" in doc
+        assert "Example" in doc
+
+    def test_resmagic_line_magic_has_help(
+        self, ip: Any, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        ip.run_line_magic("resmagic", "help")
+        assert "history" in capsys.readouterr().out
+
+
+class TestOutput:
+    def test_text_report_is_printed(self, ip: Any, capsys: pytest.CaptureFixture[str]) -> None:
+        ip.run_cell("%%timed train\npass", store_history=True)
+        assert capsys.readouterr().out.startswith("timed  train  wall ")
+
+    def test_gpu_scope_without_gpu_says_why(
+        self, ip: Any, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        ip.run_cell("%%gpu_scope --no-panel\npass", store_history=True)
+        out = capsys.readouterr().out
+        assert "gpu_scope  host " in out
+        assert "no GPU row:" in out
+
+    def test_quiet_shows_nothing_but_records(
+        self, ip: Any, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        ip.run_cell("%%timed --quiet\npass", store_history=True)
+        assert capsys.readouterr().out == ""
+        assert resmagic.history()[-1].scope == "timed"
+
+    def test_variables_expand_in_option_lines(self, ip: Any, tmp_path: Path) -> None:
+        ip.user_ns["run_name"] = "lr3"
+        ip.user_ns["log_dir"] = str(tmp_path)
+        ip.run_cell(
+            "%%timed {run_name} -q\n%%experiment_log {log_dir}/{run_name}.log -q\npass",
+            store_history=True,
+        )
+        assert (tmp_path / "lr3.log").exists()
+        timing = next(r for r in resmagic.history() if r.scope == "timed")
+        assert timing.label == "lr3"
+
+    def test_path_with_spaces_and_unicode(self, ip: Any, tmp_path: Path) -> None:
+        target = tmp_path / "my runs" / "été 1.log"
+        ip.run_cell(f'%%experiment_log "{target}" -q\nlogger.info("ok")', store_history=True)
+        assert "ok" in target.read_text(encoding="utf-8")
+
+
+class TestResmagicCommand:
+    def test_status_names_every_probe(self, ip: Any, capsys: pytest.CaptureFixture[str]) -> None:
+        ip.run_line_magic("resmagic", "status")
+        out = capsys.readouterr().out
+        for probe in ("host:", "torch allocator:", "NVML:", "sampler:"):
+            assert probe in out
+
+    def test_history_table_lists_reports(self, ip: Any) -> None:
+        ip.run_cell("%%timed table-row -q\npass", store_history=True)
+        table = ip.run_line_magic("resmagic", "history")
+        assert "table-row" in repr(table)
+        assert "<table" in table._repr_html_()
+
+    def test_history_takes_a_count(self, ip: Any) -> None:
+        for i in range(3):
+            ip.run_cell(f"%%timed n{i} -q\npass", store_history=True)
+        assert len(ip.run_line_magic("resmagic", "history 2").rows) == 2
+        with pytest.raises(UsageError):
+            ip.run_line_magic("resmagic", "history many")
+
+    def test_clear_empties_history(self, ip: Any) -> None:
+        ip.run_cell("%%timed -q\npass", store_history=True)
+        ip.run_line_magic("resmagic", "clear")
+        assert resmagic.history() == []
+
+    def test_config_sets_and_validates(self, ip: Any) -> None:
+        old = resmagic.settings.sample_interval
+        try:
+            ip.run_line_magic("resmagic", "config sample_interval=0.05")
+            assert resmagic.settings.sample_interval == 0.05
+            with pytest.raises(UsageError, match="sample_interval"):
+                ip.run_line_magic("resmagic", "config sample_interval=fast")
+            with pytest.raises(UsageError, match="unknown setting"):
+                ip.run_line_magic("resmagic", "config speed=1")
+        finally:
+            resmagic.settings.sample_interval = old
+
+    def test_unknown_command(self, ip: Any) -> None:
+        with pytest.raises(UsageError):
+            ip.run_line_magic("resmagic", "explode")
