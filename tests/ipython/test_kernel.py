@@ -1,0 +1,80 @@
+"""What only a real ipykernel shows: execute results, error replies, interrupts, nbclient runs."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import nbformat
+import pytest
+from nbclient import NotebookClient
+from nbclient.exceptions import CellExecutionError
+
+from tests.kernel import Kernel
+
+pytestmark = pytest.mark.kernel
+
+
+@pytest.fixture(scope="module")
+def kernel() -> Iterator[Kernel]:
+    with Kernel() as k:
+        assert k.run("%load_ext resmagic").status == "ok"
+        yield k
+
+
+def test_stacked_cell_has_an_execute_result(kernel: Kernel, tmp_path: Path) -> None:
+    log = tmp_path / "k.log"
+    run = kernel.run(f"%%timed train\n%%gpu_scope --no-panel\n%%experiment_log {log}\nx = 6\nx * 7")
+    assert run.status == "ok"
+    assert run.result is not None
+    assert run.result["text/plain"] == "42"
+    assert "timed  train" in run.stdout
+    assert "experiment end: ok" in log.read_text()
+
+
+def test_error_reply_and_traceback_on_the_users_line(kernel: Kernel) -> None:
+    run = kernel.run("%%timed\na = 1\nb = a / 0")
+    assert run.status == "error"
+    assert run.error is not None
+    assert run.error["ename"] == "ZeroDivisionError"
+    traceback = "\n".join(run.error["traceback"])
+    assert "line 3" in traceback
+    assert "b = a / 0" in traceback
+
+
+def test_interrupt_ends_the_cell_as_interrupted_and_the_kernel_goes_on(
+    kernel: Kernel, tmp_path: Path
+) -> None:
+    log = tmp_path / "int.log"
+    msg_id = kernel.start(
+        f"%%timed\n%%gpu_scope --no-panel\n%%experiment_log {log}\nimport time\ntime.sleep(30)"
+    )
+    deadline = time.monotonic() + 20
+    while not log.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.3)
+    kernel.km.interrupt_kernel()
+    run = kernel.collect(msg_id, timeout=20)
+    assert run.status == "error"
+    assert run.error is not None
+    assert run.error["ename"] == "KeyboardInterrupt"
+    assert "experiment end: interrupted" in log.read_text()
+    statuses = kernel.value("[r.status for r in __import__('resmagic').history()[-3:]]")
+    assert statuses == ["interrupted"] * 3
+    handlers = kernel.value("len(__import__('logging').getLogger('experiment').handlers)")
+    assert handlers == 0
+    assert kernel.run("%%timed -q\n'still alive'").result == {"text/plain": "'still alive'"}
+
+
+def test_nbclient_stops_at_the_failing_magic_cell(tmp_path: Path) -> None:
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [
+        nbformat.v4.new_code_cell("%load_ext resmagic"),
+        nbformat.v4.new_code_cell("%%timed\nraise ValueError('stop here')"),
+        nbformat.v4.new_code_cell("print('never')"),
+    ]
+    client = NotebookClient(nb, timeout=60, kernel_name="python3")
+    with pytest.raises(CellExecutionError, match="stop here"):
+        client.execute(cwd=str(tmp_path))
+    assert nb.cells[2].get("outputs", []) == []
