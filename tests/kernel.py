@@ -44,9 +44,10 @@ class Execution:
 class Kernel:
     """Start a kernel, run code in it, always shut it down (use as a context manager)."""
 
-    def __init__(self) -> None:
+    def __init__(self, **start: Any) -> None:
+        """``start`` goes to ``KernelManager.start_kernel`` (e.g. ``cwd=``, ``env=``)."""
         self.km: KernelManager
-        self.km, self.kc = start_new_kernel(kernel_name="python3")
+        self.km, self.kc = start_new_kernel(kernel_name="python3", **start)
 
     def __enter__(self) -> Kernel:
         return self
