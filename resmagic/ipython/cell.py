@@ -11,9 +11,10 @@ the caller and entered here in one ``ExitStack``, so the body is compiled once.
 from __future__ import annotations
 
 import ast
+import inspect
 import sys
-from collections.abc import Callable, Sequence
-from contextlib import ExitStack
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from types import CodeType
 from typing import Any
@@ -26,9 +27,10 @@ from resmagic.report import Report
 from resmagic.scopes.base import Scope
 from resmagic.scopes.experiment import experiment_log
 
-__all__ = ["Layer", "compile_body", "run_layers"]
+__all__ = ["Layer", "arun_layers", "compile_body", "needs_await", "run_layers"]
 
 _MISSING = object()
+_AWAIT = ast.PyCF_ALLOW_TOP_LEVEL_AWAIT
 
 
 @dataclass
@@ -53,13 +55,51 @@ class Layer:
 
 @dataclass
 class Compiled:
-    """The body, compiled: statements to exec, and the last expression to eval, if any."""
+    """The body, compiled: statements to exec, and the last expression to eval, if any.
+
+    Compiled with top-level ``await`` allowed, either part may evaluate to a coroutine.
+    """
 
     body: CodeType
     last: CodeType | None
 
+    def run(self, shell: InteractiveShell) -> Any:
+        """Exec the statements, then return the last expression's value (or None)."""
+        __tracebackhide__ = True
+        exec(self.body, shell.user_global_ns, shell.user_ns)
+        if self.last is None:
+            return None
+        return eval(self.last, shell.user_global_ns, shell.user_ns)
 
-def compile_body(shell: InteractiveShell, body: str, line_offset: int) -> Compiled:
+    async def arun(self, shell: InteractiveShell) -> Any:
+        """:meth:`run` for a body with top-level ``await``."""
+        __tracebackhide__ = True
+        pending = eval(self.body, shell.user_global_ns, shell.user_ns)
+        if inspect.isawaitable(pending):
+            await pending
+        if self.last is None:
+            return None
+        value = eval(self.last, shell.user_global_ns, shell.user_ns)
+        return await value if inspect.iscoroutine(value) else value
+
+
+def needs_await(shell: InteractiveShell, body: str) -> bool:
+    """True when ``body`` only compiles as a coroutine (top-level ``await``/``async for``...)."""
+    source = shell.transform_cell(body)
+    try:
+        compile(source, "<resmagic-check>", "exec", dont_inherit=True)
+    except SyntaxError:
+        try:
+            code = compile(source, "<resmagic-check>", "exec", _AWAIT, dont_inherit=True)
+        except SyntaxError:
+            return False  # a real syntax error: the normal path reports it
+        return bool(code.co_flags & inspect.CO_COROUTINE)
+    return False
+
+
+def compile_body(
+    shell: InteractiveShell, body: str, line_offset: int, *, allow_await: bool = False
+) -> Compiled:
     """Compile ``body`` as lines ``line_offset + 1 ...`` of the current cell.
 
     Raises:
@@ -78,11 +118,12 @@ def compile_body(shell: InteractiveShell, body: str, line_offset: int) -> Compil
     # IPython's CachingCompiler compiles ASTs too (typeshed says str) and keeps __future__ flags.
     compiler: Any = shell.compile
     last = None
-    final = tree.body[-1] if tree.body else None
-    if isinstance(final, ast.Expr):
-        tree.body.pop()
-        last = compiler(ast.Expression(final.value), filename, "eval")
-    return Compiled(compiler(tree, filename, "exec"), last)
+    with shell.compile.extra_flags(_AWAIT if allow_await else 0):
+        final = tree.body[-1] if tree.body else None
+        if isinstance(final, ast.Expr):
+            tree.body.pop()
+            last = compiler(ast.Expression(final.value), filename, "eval")
+        return Compiled(compiler(tree, filename, "exec"), last)
 
 
 def run_layers(
@@ -97,6 +138,23 @@ def run_layers(
     """
     __tracebackhide__ = True
     code = compile_body(shell, body, line_offset)
+    with _inside(shell, layers):
+        return code.run(shell)
+
+
+async def arun_layers(
+    shell: InteractiveShell, layers: Sequence[Layer], body: str, line_offset: int
+) -> Any:
+    """:func:`run_layers` for a body with top-level ``await``, run on IPython's event loop."""
+    __tracebackhide__ = True
+    code = compile_body(shell, body, line_offset, allow_await=True)
+    with _inside(shell, layers):
+        return await code.arun(shell)
+
+
+@contextmanager
+def _inside(shell: InteractiveShell, layers: Sequence[Layer]) -> Iterator[None]:
+    __tracebackhide__ = True
     releases: list[Callable[[], None]] = []
     bound: list[tuple[str, object]] = []
     try:
@@ -111,10 +169,7 @@ def run_layers(
                 if layer.bind:
                     bound.append((layer.bind, shell.user_ns.get(layer.bind, _MISSING)))
                     shell.user_ns[layer.bind] = value
-            exec(code.body, shell.user_global_ns, shell.user_ns)
-            if code.last is not None:
-                return eval(code.last, shell.user_global_ns, shell.user_ns)
-            return None
+            yield
     finally:
         for release in reversed(releases):
             release()

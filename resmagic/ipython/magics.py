@@ -15,6 +15,7 @@ import re
 from collections.abc import Callable
 from typing import Any, ClassVar
 
+from IPython.core.displayhook import DisplayHook
 from IPython.core.error import UsageError
 from IPython.core.interactiveshell import InteractiveShell
 from IPython.core.magic import (
@@ -31,7 +32,7 @@ from IPython.utils.text import DollarFormatter
 from resmagic import scopes
 from resmagic.errors import ResmagicError
 from resmagic.ipython import commands
-from resmagic.ipython.cell import Layer, run_layers
+from resmagic.ipython.cell import Layer, arun_layers, run_layers
 from resmagic.ipython.text import render_report
 from resmagic.report import Report
 
@@ -207,6 +208,30 @@ class ResMagics(Magics):
 
     def _run(self, magic: str, line: str, cell: str, bind: str | None = None) -> Any:
         __tracebackhide__ = True
+        prepared = self._prepare(magic, line, cell, bind)
+        if prepared is None:
+            return None
+        return run_layers(self._shell, *prepared)
+
+    async def _arun(self, magic: str, line: str, cell: str) -> Any:
+        """The same cell run on IPython's loop: the body has top-level ``await``.
+
+        Reached through :mod:`resmagic.ipython.awaiting`, which rewrites such cells, because a
+        synchronous magic cannot await inside a running event loop (ipython#14157).
+        """
+        __tracebackhide__ = True
+        prepared = self._prepare(magic, self._expand(line), cell, _BINDS.get(magic))
+        if prepared is None:
+            return None
+        value = await arun_layers(self._shell, *prepared)
+        # What @output_can_be_silenced does for the synchronous path.
+        return None if DisplayHook.semicolon_at_end_of_expression(cell) else value
+
+    def _prepare(
+        self, magic: str, line: str, cell: str, bind: str | None
+    ) -> tuple[list[Layer], str, int] | None:
+        """Peel stacked resmagic lines, build every layer's scope; None when help was asked."""
+        __tracebackhide__ = True
         stacked = [(magic, line, bind)]
         lines = cell.split("\n")
         while (
@@ -224,7 +249,7 @@ class ResMagics(Magics):
         if not body.strip():
             msg = f"%%{layers[-1].magic} needs code under it: the cell body is empty"
             raise UsageError(msg)
-        return run_layers(self._shell, layers, body, line_offset=len(layers))
+        return layers, body, len(layers)
 
     def _parse(self, magic: str, line: str) -> argparse.Namespace:
         parser = getattr(self, magic).parser

@@ -229,3 +229,57 @@ class TestBindings:
         )
         with sqlite3.connect(db) as check:
             assert check.execute("select count(*) from t").fetchone() == (0,)
+
+
+class TestTopLevelAwait:
+    def test_await_in_the_body_works_and_keeps_the_value(self, ip: Any) -> None:
+        cell = "%%timed -q\nimport asyncio\nv = await asyncio.sleep(0, result=21)\nv * 2"
+        result = ip.run_cell(cell, store_history=True)
+        assert result.error_in_exec is None
+        assert result.result == 42
+        assert resmagic.history()[-1].status == "ok"
+
+    def test_await_under_stacked_magics(self, ip: Any, tmp_path: Path) -> None:
+        cell = (
+            f"%%timed -q\n%%gpu_scope -q\n%%experiment_log {tmp_path / 'aw.log'} -q\n"
+            "import asyncio\nawait asyncio.sleep(0)\nlogger.info('awaited')\n'ok'"
+        )
+        assert ip.run_cell(cell, store_history=True).result == "ok"
+        assert [r.scope for r in resmagic.history()] == ["gpu_scope", "timed", "experiment_log"]
+        assert "awaited" in (tmp_path / "aw.log").read_text()
+
+    def test_awaited_error_points_at_the_users_line(
+        self, ip: Any, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        cell = "%%timed -q\nimport asyncio\nawait asyncio.sleep(0)\n1 / 0"
+        result = ip.run_cell(cell, store_history=True)
+        assert isinstance(result.error_in_exec, ZeroDivisionError)
+        assert "----> 4 1 / 0" in capsys.readouterr().out
+        assert resmagic.history()[-1].status == "error"
+
+    def test_semicolon_silences_an_awaited_cell(self, ip: Any) -> None:
+        cell = "%%timed -q\nimport asyncio\nawait asyncio.sleep(0, result=1);"
+        assert ip.run_cell(cell, store_history=True).result is None
+
+    def test_async_for_and_with(self, ip: Any) -> None:
+        cell = (
+            "%%timed -q\nimport contextlib\n"
+            "async def gen():\n    yield 1\n    yield 2\n"
+            "@contextlib.asynccontextmanager\nasync def cm():\n    yield 10\n"
+            "async with cm() as base:\n    total = base + sum([x async for x in gen()])\ntotal"
+        )
+        assert ip.run_cell(cell, store_history=True).result == 13
+
+    def test_word_await_in_a_string_takes_the_plain_path(self, ip: Any) -> None:
+        result = ip.run_cell("%%timed -q\n'await me'", store_history=True)
+        assert result.result == "await me"
+
+    def test_autoawait_off_behaves_like_a_plain_cell(self, ip: Any) -> None:
+        ip.run_line_magic("autoawait", "off")
+        try:
+            result = ip.run_cell(
+                "%%timed -q\nimport asyncio\nawait asyncio.sleep(0)", store_history=True
+            )
+        finally:
+            ip.run_line_magic("autoawait", "on")
+        assert isinstance(result.error_in_exec, SyntaxError)

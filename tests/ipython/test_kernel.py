@@ -78,3 +78,12 @@ def test_nbclient_stops_at_the_failing_magic_cell(tmp_path: Path) -> None:
     with pytest.raises(CellExecutionError, match="stop here"):
         client.execute(cwd=str(tmp_path))
     assert nb.cells[2].get("outputs", []) == []
+
+
+def test_top_level_await_runs_on_the_kernels_loop(kernel: Kernel) -> None:
+    run = kernel.run(
+        "%%timed\n%%gpu_scope --no-panel\nimport asyncio\nawait asyncio.sleep(0.01, result=7)"
+    )
+    assert run.status == "ok"
+    assert run.result == {"text/plain": "7"}
+    assert "timed  wall" in run.stdout
