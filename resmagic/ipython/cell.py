@@ -27,7 +27,7 @@ from resmagic.report import Report
 from resmagic.scopes.base import Scope
 from resmagic.scopes.experiment import experiment_log
 
-__all__ = ["Layer", "arun_layers", "compile_body", "needs_await", "run_layers"]
+__all__ = ["Layer", "arun_layers", "compile_body", "inside", "needs_await", "run_layers"]
 
 _MISSING = object()
 _AWAIT = ast.PyCF_ALLOW_TOP_LEVEL_AWAIT
@@ -138,7 +138,7 @@ def run_layers(
     """
     __tracebackhide__ = True
     code = compile_body(shell, body, line_offset)
-    with _inside(shell, layers):
+    with inside(shell, layers):
         return code.run(shell)
 
 
@@ -148,12 +148,16 @@ async def arun_layers(
     """:func:`run_layers` for a body with top-level ``await``, run on IPython's event loop."""
     __tracebackhide__ = True
     code = compile_body(shell, body, line_offset, allow_await=True)
-    with _inside(shell, layers):
+    with inside(shell, layers):
         return await code.arun(shell)
 
 
 @contextmanager
-def _inside(shell: InteractiveShell, layers: Sequence[Layer]) -> Iterator[None]:
+def inside(shell: InteractiveShell, layers: Sequence[Layer]) -> Iterator[None]:
+    """Enter the layers' scopes (outermost first) and bind their values; on exit, close, render.
+
+    Watch mode enters and exits this by hand around a cell (``pre_run_cell``/``post_run_cell``).
+    """
     __tracebackhide__ = True
     releases: list[Callable[[], None]] = []
     bound: list[tuple[str, object]] = []

@@ -9,19 +9,26 @@ from IPython.core.error import UsageError
 from resmagic.config import settings
 from resmagic.errors import ResmagicError
 from resmagic.ipython.text import HistoryTable
+from resmagic.ipython.watch import parse_watch
 from resmagic.probes import host, nvml, torch_cuda
 from resmagic.report import clear_history, history
 from resmagic.sampler import sampler
 
 __all__ = ["NAMES", "run"]
 
-NAMES = ("status", "history", "clear", "config", "help")
+NAMES = ("status", "history", "clear", "config", "watch", "help")
 
 
 def run(magics: Any, command: str, args: list[str]) -> Any:
     """Run ``%resmagic COMMAND ARGS``; returns what the cell should display, if anything."""
+    if command not in NAMES or (args and command in ("status", "clear", "help")):
+        msg = f"%resmagic: unknown command {' '.join([command, *args])!r}; use one of: "
+        msg += ", ".join(NAMES) + " (%resmagic help explains each)"
+        raise UsageError(msg)
+    if command == "watch":
+        return _watch(magics, args)
     if command == "status":
-        print(status_text())
+        print(status_text(magics))
         return None
     if command == "history":
         return HistoryTable(history()[-_count(args) :] if args else history())
@@ -32,16 +39,35 @@ def run(magics: Any, command: str, args: list[str]) -> Any:
         return None
     if command == "config":
         return _config(args)
-    print(magics.resmagic.parser.format_help())
+    print(magics.resmagic.__doc__)
     return None
 
 
-def status_text() -> str:
+def _watch(magics: Any, args: list[str]) -> None:
+    on, options = parse_watch(args)
+    watcher = magics.watcher
+    if on:
+        watcher.start(options)
+        names = ", ".join(options.scopes) + (
+            f", experiment_log {options.log}" if options.log else ""
+        )
+        print(f"resmagic watch on: every cell from the next one runs inside {names}")
+    else:
+        watcher.stop()
+        print("resmagic watch off")
+
+
+def status_text(magics: Any = None) -> str:
     """What each probe can measure here, why not where it cannot, and the sampler's state."""
     lines = [f"  {probe}" for probe in (host.status(), torch_cuda.status(), nvml.status())]
     state = "running" if sampler.running else "stopped"
     lines.append(f"  sampler: {state}, every {settings.sample_interval:g} s")
     lines.append(f"  history: {len(history())} reports (limit {settings.history_limit})")
+    watcher = getattr(magics, "watcher", None)
+    if watcher is not None and watcher.options is not None:
+        lines.append(f"  watch: on ({', '.join(o for o, _ in watcher.options.lines())})")
+    else:
+        lines.append("  watch: off")
     return "resmagic status\n" + "\n".join(lines)
 
 

@@ -4,18 +4,46 @@ from __future__ import annotations
 
 from typing import Any
 
+from traitlets import Bool, List, Unicode
+from traitlets.config import Configurable
+
 from resmagic import report
 from resmagic.ipython.awaiting import AwaitRewriter
 from resmagic.ipython.magics import ResMagics
+from resmagic.ipython.watch import SCOPES, WatchOptions
 from resmagic.sampler import sampler
 
-__all__ = ["load", "unload"]
+__all__ = ["ResMagic", "load", "unload"]
+
+
+class ResMagic(Configurable):
+    """resmagic's IPython configuration, set e.g. in ``ipython_config.py``.
+
+    Example::
+
+
+        c.ResMagic.watch = True                 # measure every cell, no magic needed
+        c.ResMagic.watch_scopes = ["timed"]     # default: gpu_scope and timed
+        c.ResMagic.watch_log = "~/runs/session.log"
+    """
+
+    watch = Bool(False, help="Measure every cell from load on (%resmagic watch on).").tag(
+        config=True
+    )
+    watch_scopes = List(
+        Unicode(), default_value=list(SCOPES), help="Scopes every watched cell runs inside."
+    ).tag(config=True)
+    watch_log = Unicode("", help="A log file recording every watched cell's reports.").tag(
+        config=True
+    )
+    watch_panel = Bool(True, help="Show the live panel under watched cells.").tag(config=True)
+
 
 _loaded: dict[int, tuple[ResMagics, AwaitRewriter]] = {}
 
 
 def load(ip: Any) -> None:
-    """Register the magics on ``ip`` and tell scopes how to find the current cell number."""
+    """Register the magics on ``ip``, the await rewriter, and watch mode if configured."""
     magics = ResMagics(ip)
     ip.register_magics(magics)
     rewriter = AwaitRewriter(ip, frozenset(ResMagics.builders))
@@ -23,14 +51,21 @@ def load(ip: Any) -> None:
     _loaded[id(ip)] = (magics, rewriter)
     # execution_count is bumped before a cell runs, so the running cell is one less.
     report.set_cell_provider(lambda: max(ip.execution_count - 1, 0) or None)
+    config = ResMagic(parent=ip)
+    if config.watch:
+        options = WatchOptions(
+            tuple(config.watch_scopes), config.watch_log or None, config.watch_panel
+        )
+        magics.watcher.start(options)
 
 
 def unload(ip: Any) -> None:
-    """Remove our magics (only if still ours), stop the sampler, forget the cell provider."""
+    """Remove our magics (only if still ours), hooks and watch mode; stop the sampler."""
     loaded = _loaded.pop(id(ip), None)
     if loaded is None:
         return
     magics, rewriter = loaded
+    magics.watcher.close()
     if rewriter in ip.input_transformers_cleanup:
         ip.input_transformers_cleanup.remove(rewriter)
     manager = ip.magics_manager

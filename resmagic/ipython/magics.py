@@ -34,6 +34,7 @@ from resmagic.errors import ResmagicError
 from resmagic.ipython import commands
 from resmagic.ipython.cell import Layer, arun_layers, run_layers
 from resmagic.ipython.text import render_report
+from resmagic.ipython.watch import Watcher
 from resmagic.report import Report
 
 __all__ = ["ResMagics"]
@@ -45,8 +46,11 @@ _quiet = argument("-q", "--quiet", action="store_true", help="Record the report,
 _help = argument("-h", "--help", action="store_true", help="Show this help; the cell does not run.")
 
 
+_said: set[str] = set()  # "no GPU row" reasons already printed in this process
+
+
 def _print_report(report: Report) -> None:
-    print(render_report(report))
+    print(render_report(report, _said))
 
 
 @magics_class
@@ -59,6 +63,10 @@ class ResMagics(Magics):
         "experiment_log": scopes.experiment_log,
         "db_transaction": scopes.db_transaction,
     }
+
+    def __init__(self, shell: InteractiveShell | None = None, **kwargs: Any) -> None:
+        super().__init__(shell, **kwargs)
+        self.watcher = Watcher(shell, self)
 
     @magic_arguments()
     @kwds(argument_default=argparse.SUPPRESS)
@@ -174,27 +182,34 @@ class ResMagics(Magics):
         __tracebackhide__ = True
         return self._run("db_transaction", line, cell, bind="cursor")
 
-    @magic_arguments()
-    @argument(
-        "command",
-        nargs="?",
-        default="status",
-        choices=commands.NAMES,
-        help="status (default), history [N], clear, config [KEY=VALUE ...], help.",
-    )
-    @argument("args", nargs="*", help="Arguments of the command.")
     @line_magic
     def resmagic(self, line: str) -> Any:
-        """Show what resmagic can measure here, the session's reports, or change settings.
+        """Show what resmagic can measure here, the session's reports; change settings.
+
+        Usage::
+
+            %resmagic [status]                  what each probe can measure here, and why not
+            %resmagic history [N]               a table of this session's reports (last N)
+            %resmagic clear                     forget the reports so far
+            %resmagic config [KEY=VALUE ...]    show or set sample_interval, history_limit
+            %resmagic watch [on|off] [--scopes gpu_scope,timed] [--log PATH] [--no-panel]
+                                                measure every cell from the next one on
+            %resmagic help                      this text
 
         Examples::
 
             %resmagic status
             %resmagic history 20
             %resmagic config sample_interval=0.05 history_limit=1000
+            %resmagic watch on --scopes timed --log runs/session.log
         """
-        args = self._parse("resmagic", line)
-        return commands.run(self, args.command, args.args)
+        try:
+            tokens = _split(line)
+        except ValueError as exc:
+            msg = f"%resmagic: cannot read {line!r}: {exc}; check the quotes"
+            raise UsageError(msg) from None
+        command, args = (tokens[0], tokens[1:]) if tokens else ("status", [])
+        return commands.run(self, command, args)
 
     # -- the shared path -------------------------------------------------------------------
 
@@ -244,7 +259,7 @@ class ResMagics(Magics):
             print(getattr(self, name).parser.format_help())
         if asked:
             return None
-        layers = [self._layer(name, text, default) for name, text, default in stacked]
+        layers = [self.layer(name, text, default) for name, text, default in stacked]
         body = "\n".join(lines)
         if not body.strip():
             msg = f"%%{layers[-1].magic} needs code under it: the cell body is empty"
@@ -260,7 +275,8 @@ class ResMagics(Magics):
             raise UsageError(msg) from None
         return parser.parse_args(argv)  # type: ignore[no-any-return]
 
-    def _layer(self, magic: str, line: str, bind: str | None) -> Layer:
+    def layer(self, magic: str, line: str, bind: str | None = None) -> Layer:
+        """Parse ``line`` as ``%%magic``'s options and build its layer (UsageError when bad)."""
         options = vars(self._parse(magic, line))
         extra = {key: options.pop(key) for key in _MAGIC_ONLY if key in options}
         try:
@@ -269,7 +285,8 @@ class ResMagics(Magics):
             msg = f"%%{magic}: {exc}"
             raise UsageError(msg) from None
         render = None if extra.get("quiet") else _print_report
-        return Layer(magic, scope, bind=extra.get("var", bind), render=render, extra=extra)
+        bind = extra.get("var", bind if bind is not None else _BINDS.get(magic))
+        return Layer(magic, scope, bind=bind, render=render, extra=extra)
 
     def _expand(self, text: str) -> str:
         # What IPython does to a magic's first line ({var} and $var), for stacked lines.

@@ -12,12 +12,22 @@ from resmagic.units import format_bytes, format_seconds
 __all__ = ["HistoryTable", "render_report"]
 
 
-def render_report(report: Report) -> str:
-    """One line per report; a ``gpu_scope`` without GPU rows adds a second saying why."""
+def render_report(report: Report, said: set[str] | None = None) -> str:
+    """One line per report; a ``gpu_scope`` without GPU rows adds a second saying why.
+
+    Args:
+        report: the report to render.
+        said: "why no GPU" lines already shown; a line in it is not repeated (and new ones
+            are added), so a terminal session says it once, not under every cell.
+    """
     text = report.summary()
     gpu_rows = isinstance(report, GpuReport) and any(d.name != "host" for d in report.devices)
     if isinstance(report, GpuReport) and report.notes and not gpu_rows:
-        text += "\n  no GPU row: " + "; ".join(report.notes)
+        why = "  no GPU row: " + "; ".join(report.notes)
+        if said is None or why not in said:
+            text += "\n" + why
+            if said is not None:
+                said.add(why)
     return text
 
 

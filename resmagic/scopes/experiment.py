@@ -18,6 +18,7 @@ from typing import Any, Literal, TextIO
 from resmagic.errors import OptionError, PathError
 from resmagic.report import LogReport, Report, current_cell, describe_error, status_of, subscribe
 from resmagic.scopes.base import Scope
+from resmagic.units import format_seconds
 
 __all__ = ["JsonLinesFormatter", "experiment_log", "resolve_log_path"]
 
@@ -276,7 +277,7 @@ class experiment_log(Scope[logging.Logger, LogReport]):
             self._emit(
                 run,
                 logging.INFO if status == "ok" else logging.WARNING,
-                f"experiment end: {status} after {duration:.3f} s",
+                f"experiment end: {status} after {format_seconds(duration)}",
                 event="end",
                 status=status,
                 duration_s=round(duration, 6),

@@ -132,13 +132,20 @@ class TestOutput:
         ip.run_cell("%%timed train\npass", store_history=True)
         assert capsys.readouterr().out.startswith("timed  train  wall ")
 
-    def test_gpu_scope_without_gpu_says_why(
+    def test_gpu_scope_without_gpu_says_why_once(
         self, ip: Any, capsys: pytest.CaptureFixture[str]
     ) -> None:
+        from resmagic.ipython import magics
+
+        magics._said.clear()
         ip.run_cell("%%gpu_scope --no-panel\npass", store_history=True)
         out = capsys.readouterr().out
         assert "gpu_scope  host " in out
         assert "no GPU row:" in out
+        ip.run_cell("%%gpu_scope --no-panel\npass", store_history=True)
+        again = capsys.readouterr().out
+        assert "gpu_scope  host " in again
+        assert "no GPU row:" not in again
 
     def test_quiet_shows_nothing_but_records(
         self, ip: Any, capsys: pytest.CaptureFixture[str]

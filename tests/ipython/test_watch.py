@@ -1,0 +1,168 @@
+"""Watch mode: every cell measured once, with the right status, leaving nothing behind."""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from IPython.core.error import UsageError
+
+import resmagic
+from tests.ipython.test_cell import _interrupt_after
+from tests.kernel import Kernel
+
+
+@pytest.fixture
+def watching(ip: Any, fresh_history: None) -> Iterator[Any]:
+    ip.run_line_magic("resmagic", "watch on --no-panel")
+    yield ip
+    ip.run_line_magic("resmagic", "watch off")
+    ip.run_cell("pass", store_history=True)  # the 'off' cell itself closes here
+
+
+def _per_cell(scope: str) -> dict[int, list[str]]:
+    out: dict[int, list[str]] = {}
+    for r in resmagic.history():
+        if r.scope == scope and r.cell is not None:
+            out.setdefault(r.cell, []).append(r.status)
+    return out
+
+
+def test_two_hundred_cells_one_report_each_with_the_right_status(
+    watching: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ip = watching
+    expected: dict[int, str] = {}
+    ip.run_cell("warm_up = 1", store_history=True)  # first use opens the probes' /proc files
+    fds = len(os.listdir("/proc/self/fd"))
+    threads = threading.active_count()
+    handlers = len(logging.getLogger("experiment").handlers)
+    for i in range(200):
+        if i == 120:
+            _interrupt_after(0.2)
+            result = ip.run_cell("import time\ntime.sleep(20)", store_history=True)
+            assert isinstance(result.error_in_exec, KeyboardInterrupt)
+            expected[result.execution_count] = "interrupted"
+        elif i % 7 == 3:
+            result = ip.run_cell(f"raise ValueError({i})", store_history=True)
+            expected[result.execution_count] = "error"
+        else:
+            result = ip.run_cell(f"v = {i}\nv * 2", store_history=True)
+            assert result.result == i * 2  # Out[] unchanged
+            assert ip.user_ns["Out"][result.execution_count] == i * 2
+            expected[result.execution_count] = "ok"
+        capsys.readouterr()
+    for scope in ("gpu_scope", "timed"):
+        seen = _per_cell(scope)
+        assert {cell: statuses for cell, statuses in seen.items() if cell in expected} == {
+            cell: [status] for cell, status in expected.items()
+        }
+    assert len(os.listdir("/proc/self/fd")) == fds
+    assert threading.active_count() == threads
+    assert len(logging.getLogger("experiment").handlers) == handlers
+
+
+def test_a_cell_with_our_magic_is_measured_once(watching: Any) -> None:
+    result = watching.run_cell("%%timed -q\n1", store_history=True)
+    cell = result.execution_count
+    scopes = Counter(r.scope for r in resmagic.history() if r.cell == cell)
+    assert scopes == {"timed": 1}
+
+
+def test_watch_log_records_every_cell(ip: Any, tmp_path: Path, fresh_history: None) -> None:
+    log = tmp_path / "session.log"
+    ip.run_line_magic("resmagic", f"watch on --scopes timed --log {log}")
+    try:
+        for i in range(3):
+            ip.run_cell(f"{i}", store_history=True)
+    finally:
+        ip.run_line_magic("resmagic", "watch off")
+        ip.run_cell("pass", store_history=True)
+    text = log.read_text()
+    assert text.count("experiment start") == 3
+    assert text.count("timed  wall") == 3
+    assert len(logging.getLogger("experiment").handlers) == 0
+
+
+def test_watch_off_unhooks_after_its_own_cell(ip: Any, fresh_history: None) -> None:
+    before = (list(ip.events.callbacks["pre_run_cell"]), list(ip.events.callbacks["post_run_cell"]))
+    ip.run_line_magic("resmagic", "watch on --scopes timed --no-panel")
+    ip.run_cell("%resmagic watch off", store_history=True)
+    after = (list(ip.events.callbacks["pre_run_cell"]), list(ip.events.callbacks["post_run_cell"]))
+    assert after == before
+    count = len(resmagic.history())
+    ip.run_cell("1", store_history=True)
+    assert len(resmagic.history()) == count
+
+
+def test_a_cell_left_open_is_closed_as_interrupted_by_the_next(
+    ip: Any, fresh_history: None
+) -> None:
+    magics = ip.magics_manager.registry["ResMagics"]
+    ip.run_line_magic("resmagic", "watch on --scopes timed --no-panel")
+    try:
+        magics.watcher.pre_run_cell(None)  # a cell whose post_run_cell never came
+        ip.run_cell("1", store_history=True)
+    finally:
+        ip.run_line_magic("resmagic", "watch off")
+        ip.run_cell("pass", store_history=True)
+    assert [r.status for r in resmagic.history()] == ["interrupted", "ok"]
+
+
+@pytest.mark.parametrize(
+    "line", ["watch on --scopes bogus", "watch on --log /proc/nope/a.log", "watch sideways"]
+)
+def test_bad_watch_options_are_refused(ip: Any, line: str) -> None:
+    with pytest.raises(UsageError):
+        ip.run_line_magic("resmagic", line)
+    assert not ip.magics_manager.registry["ResMagics"].watcher.active
+
+
+def test_unload_removes_watch_hooks(ip: Any) -> None:
+    hooks = len(ip.events.callbacks["pre_run_cell"])
+    ip.run_line_magic("resmagic", "watch on --no-panel")
+    assert len(ip.events.callbacks["pre_run_cell"]) == hooks + 1
+    ip.run_line_magic("unload_ext", "resmagic")
+    ip.run_line_magic("load_ext", "resmagic")
+    assert len(ip.events.callbacks["pre_run_cell"]) == hooks
+
+
+def test_watch_from_ipython_config(tmp_path: Path) -> None:
+    code = (
+        "from traitlets.config import Config\n"
+        "from IPython.core.interactiveshell import InteractiveShell\n"
+        "c = Config()\n"
+        "c.ResMagic.watch = True\n"
+        "c.ResMagic.watch_scopes = ['timed']\n"
+        "ip = InteractiveShell.instance(config=c)\n"
+        "ip.run_line_magic('load_ext', 'resmagic')\n"
+        "ip.run_cell('x = 1', store_history=True)\n"
+        "import resmagic\n"
+        "print([r.scope for r in resmagic.history()])\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip().splitlines()[-1] == "['timed']"
+
+
+@pytest.mark.kernel
+def test_watch_mode_in_a_kernel_with_an_interrupt(tmp_path: Path) -> None:
+    with Kernel(cwd=str(tmp_path)) as kernel:
+        kernel.run("%load_ext resmagic\n%resmagic watch on --no-panel")
+        assert kernel.run("21 * 2").result == {"text/plain": "42"}
+        msg_id = kernel.start("import time\ntime.sleep(30)")
+        time.sleep(1.0)
+        kernel.km.interrupt_kernel()
+        assert kernel.collect(msg_id).error["ename"] == "KeyboardInterrupt"  # type: ignore[index]
+        statuses = kernel.value("[(r.scope, r.status) for r in __import__('resmagic').history()]")
+        assert ("timed", "interrupted") in statuses
+        assert ("gpu_scope", "interrupted") in statuses
+        assert statuses.count(("timed", "ok")) >= 1
