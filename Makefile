@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: test lint unit demo bench clean
+.PHONY: test lint unit notebooks demo bench clean
 
 # torch==2.13.0 first: a CPU build that lies on disk here; installing it before the
 # project keeps pip from resolving `torch` to a multi-GB CUDA build.
@@ -23,11 +23,14 @@ lint: $(STAMP)
 unit: $(STAMP)
 	$(PY) -m pytest
 
-test: lint unit
+notebooks: $(STAMP)
+	$(PY) -m pytest --nbval notebooks/ --nbval-current-env \
+		--nbval-sanitize-with notebooks/nbval-sanitize.cfg
+
+test: lint unit notebooks
 
 demo: $(STAMP)
-	@echo "make demo is built by the notebooks issue (#5): it will run notebooks/01_quickstart.ipynb"
-	@echo "headless into build/quickstart.ipynb and build/quickstart.html."
+	$(PY) notebooks/demo.py
 
 clean:
 	rm -rf $(VENV) build .pytest_cache .mypy_cache .ruff_cache

@@ -101,8 +101,8 @@ class db_transaction(Scope[sqlite3.Cursor, TransactionReport]):
             if "locked" in str(exc) or "busy" in str(exc):
                 msg = (
                     f"database {self.display_path!r} is locked by another connection"
-                    f" (waited {self.timeout:g} s); close that connection or wait longer"
-                    " with timeout="
+                    f" (waited {self.timeout:g} s); close that connection, or wait longer"
+                    " (timeout=SECONDS; --timeout SECONDS on the magic)"
                 )
                 raise DatabaseLockedError(msg) from exc
             if "not a database" in str(exc):
