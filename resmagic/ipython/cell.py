@@ -11,6 +11,7 @@ the caller and entered here in one ``ExitStack``, so the body is compiled once.
 from __future__ import annotations
 
 import ast
+import functools
 import inspect
 import sys
 from collections.abc import Callable, Iterator, Sequence
@@ -42,7 +43,8 @@ class Layer:
         scope: the scope, built (so its options are checked) but not entered.
         bind: a user-namespace name for the scope's ``as`` value, held for the cell.
         render: called with the scope's report after the cell (None: ``--quiet``).
-        start: called before the scope is entered (a live panel shows itself here).
+        start: called right after the scope is entered (a live panel shows itself here).
+        stop: called when the cell ends, however it ends, if ``start`` was called.
     """
 
     magic: str
@@ -50,6 +52,7 @@ class Layer:
     bind: str | None = None
     render: Callable[[Report], None] | None = None
     start: Callable[[], None] | None = None
+    stop: Callable[[], None] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -160,13 +163,16 @@ def inside(shell: InteractiveShell, layers: Sequence[Layer]) -> Iterator[None]:
     """
     __tracebackhide__ = True
     releases: list[Callable[[], None]] = []
+    stops: list[tuple[Callable[[], None], str]] = []
     bound: list[tuple[str, object]] = []
     try:
         with ExitStack() as stack:
             for depth, layer in enumerate(layers):
-                if layer.start is not None:
-                    layer.start()
                 value = _enter(stack, layer)
+                if layer.start is not None:
+                    if layer.stop is not None:
+                        stops.append((layer.stop, layer.magic))
+                    _safely(layer.start, layer.magic, "show the panel of")
                 if depth > 0 and isinstance(layer.scope, experiment_log):
                     # Outer layers close after it: keep the log open to record their reports.
                     releases.append(layer.scope.hold())
@@ -175,6 +181,8 @@ def inside(shell: InteractiveShell, layers: Sequence[Layer]) -> Iterator[None]:
                     shell.user_ns[layer.bind] = value
             yield
     finally:
+        for stop, magic in reversed(stops):
+            _safely(stop, magic, "stop the panel of")
         for release in reversed(releases):
             release()
         for name, old in reversed(bound):
@@ -200,10 +208,13 @@ def _restore(ns: dict[str, Any], name: str, old: object) -> None:
 
 def _render(layers: Sequence[Layer]) -> None:
     for layer in layers:
-        report = layer.scope.report
-        if layer.render is None or report is None:
-            continue
-        try:
-            layer.render(report)
-        except Exception as exc:  # a display problem must never change the cell's outcome
-            print(f"resmagic: could not render the {layer.magic} report: {exc!r}", file=sys.stderr)
+        report, render = layer.scope.report, layer.render
+        if render is not None and report is not None:
+            _safely(functools.partial(render, report), layer.magic, "render the report of")
+
+
+def _safely(step: Callable[[], None], magic: str, what: str) -> None:
+    try:
+        step()
+    except Exception as exc:  # a display problem must never change the cell's outcome
+        print(f"resmagic: could not {what} {magic}: {exc!r}", file=sys.stderr)

@@ -16,12 +16,12 @@ from resmagic.sampler import sampler
 
 __all__ = ["NAMES", "run"]
 
-NAMES = ("status", "history", "clear", "config", "watch", "help")
+NAMES = ("status", "history", "clear", "config", "watch", "panel", "help")
 
 
 def run(magics: Any, command: str, args: list[str]) -> Any:
     """Run ``%resmagic COMMAND ARGS``; returns what the cell should display, if anything."""
-    if command not in NAMES or (args and command in ("status", "clear", "help")):
+    if command not in NAMES or (args and command in ("status", "clear", "panel", "help")):
         msg = f"%resmagic: unknown command {' '.join([command, *args])!r}; use one of: "
         msg += ", ".join(NAMES) + " (%resmagic help explains each)"
         raise UsageError(msg)
@@ -30,6 +30,8 @@ def run(magics: Any, command: str, args: list[str]) -> Any:
     if command == "status":
         print(status_text(magics))
         return None
+    if command == "panel":
+        return _panel(magics)
     if command == "history":
         return HistoryTable(history()[-_count(args) :] if args else history())
     if command == "clear":
@@ -55,6 +57,16 @@ def _watch(magics: Any, args: list[str]) -> None:
     else:
         watcher.stop()
         print("resmagic watch off")
+
+
+def _panel(magics: Any) -> Any:
+    from resmagic.ipython import panel  # ipywidgets loads only when a panel is shown
+
+    if panel.available(magics.shell):
+        panel.dashboard.show()
+        return None
+    print("the live dashboard needs a Jupyter kernel with ipywidgets; the history so far:")
+    return HistoryTable(history())
 
 
 def status_text(magics: Any = None) -> str:

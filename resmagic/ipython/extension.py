@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 from traitlets import Bool, List, Unicode
@@ -76,5 +77,8 @@ def unload(ip: Any) -> None:
         for name in names:
             if getattr(table.get(name), "__self__", None) is magics:
                 del table[name]
+    panel = sys.modules.get("resmagic.ipython.panel")
+    if panel is not None:  # imported only once a panel was shown
+        panel.dashboard.close()
     sampler.shutdown()
     report.set_cell_provider(None)

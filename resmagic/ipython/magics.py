@@ -194,6 +194,7 @@ class ResMagics(Magics):
             %resmagic config [KEY=VALUE ...]    show or set sample_interval, history_limit
             %resmagic watch [on|off] [--scopes gpu_scope,timed] [--log PATH] [--no-panel]
                                                 measure every cell from the next one on
+            %resmagic panel                     a live table of this session's reports
             %resmagic help                      this text
 
         Examples::
@@ -284,9 +285,22 @@ class ResMagics(Magics):
         except (ResmagicError, OSError) as exc:
             msg = f"%%{magic}: {exc}"
             raise UsageError(msg) from None
-        render = None if extra.get("quiet") else _print_report
         bind = extra.get("var", bind if bind is not None else _BINDS.get(magic))
-        return Layer(magic, scope, bind=bind, render=render, extra=extra)
+        layer = Layer(magic, scope, bind=bind, extra=extra)
+        if extra.get("quiet"):
+            return layer
+        layer.render = _print_report
+        if isinstance(scope, scopes.gpu_scope) and extra.get("panel", True):
+            self._add_panel(layer, scope)
+        return layer
+
+    def _add_panel(self, layer: Layer, scope: scopes.gpu_scope) -> None:
+        """Give a ``gpu_scope`` layer the live widget panel, where a kernel can show it."""
+        from resmagic.ipython import panel  # ipywidgets loads with the first panel
+
+        if panel.available(self.shell):
+            view = panel.CellPanel(scope, layer.magic, _said)
+            layer.start, layer.stop, layer.render = view.start, view.stop, view.finish
 
     def _expand(self, text: str) -> str:
         # What IPython does to a magic's first line ({var} and $var), for stacked lines.

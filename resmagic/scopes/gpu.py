@@ -140,6 +140,25 @@ class gpu_scope(Scope["gpu_scope", GpuReport]):
 
     # -- readings --------------------------------------------------------------------------
 
+    def readings(self) -> list[DeviceMemory]:
+        """Every reading this scope reports, taken now; safe to call from any thread."""
+        return self._read()
+
+    def opened(self) -> list[DeviceMemory]:
+        """The readings the newest open run took when it opened ([] when none is open)."""
+        return list(self._runs[-1].before.values()) if self._runs else []
+
+    def why_no_gpu(self, sources: set[str]) -> tuple[str, ...]:
+        """In words, why rows from these sources leave out a GPU source (``()`` for host only)."""
+        if self.device == HOST:
+            return ()
+        notes = []
+        if torch_cuda.SOURCE not in sources:
+            notes.append(str(torch_cuda.status()))
+        if nvml.SOURCE not in sources:
+            notes.append(str(nvml.status()))
+        return tuple(notes)
+
     def _wants(self, index: int) -> bool:
         return self.device is None or self.device == index
 
@@ -204,7 +223,7 @@ class gpu_scope(Scope["gpu_scope", GpuReport]):
             cell=current_cell(),
             error=describe_error(exc),
             devices=rows,
-            notes=self._notes(rows),
+            notes=self.why_no_gpu({r.source for r in rows}),
             reclaimed=reclaimed,
         )
 
@@ -237,17 +256,6 @@ class gpu_scope(Scope["gpu_scope", GpuReport]):
             total_bytes=after.total_bytes,
             peak_exact=exact is not None,
         )
-
-    def _notes(self, rows: tuple[DeviceReport, ...]) -> tuple[str, ...]:
-        if self.device == HOST:
-            return ()
-        notes = []
-        sources = {r.source for r in rows}
-        if torch_cuda.SOURCE not in sources:
-            notes.append(str(torch_cuda.status()))
-        if nvml.SOURCE not in sources:
-            notes.append(str(nvml.status()))
-        return tuple(notes)
 
     def _should_reclaim(self, exc: BaseException) -> bool:
         if self.reclaim == "never":

@@ -1,0 +1,218 @@
+"""The live ipywidgets panel under a ``%%gpu_scope`` cell, and the session dashboard.
+
+A cell's panel, from start to end:
+
+1. Right after the scope opened, an HTML widget shows the before values.
+2. While the cell runs, the sampler thread folds live readings in and sets the widget's
+   value. It does so inside a copy of the cell's context, so the comm messages carry the
+   running cell's parent header (ipykernel >= 7 routes by it) and reach the browser now,
+   not when the cell ends.
+3. When the cell ends, the widget takes the report's exact values (its final state), its
+   output is emptied, the widget is closed (widgets live until closed), and a static
+   summary is displayed: the same markup as ``text/html`` and the text line as
+   ``text/plain``. A static output survives kernel restarts, nbconvert, GitHub and nbval;
+   a closed widget's output would read "model not found".
+
+The live output is emptied rather than replaced by the summary because nbval ignores
+``update_display_data`` and compares the first display with the saved one: both are empty.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import importlib.util
+import threading
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from IPython.display import DisplayHandle, display
+
+from resmagic.ipython.panelview import PanelRow, PanelView, render, rows_from
+from resmagic.ipython.text import HistoryTable, render_report
+from resmagic.probes.reading import DeviceMemory
+from resmagic.report import GpuReport, Report, history, subscribe
+from resmagic.sampler import Watch, sampler
+from resmagic.scopes.gpu import gpu_scope
+
+__all__ = ["CellPanel", "Dashboard", "available", "dashboard"]
+
+_VIEW_MIME = "application/vnd.jupyter.widget-view+json"
+
+
+def available(shell: object) -> bool:
+    """True in a Jupyter kernel that has ipywidgets: where a live panel can show."""
+    return getattr(shell, "kernel", None) is not None and _has_widgets()
+
+
+_widgets_found: bool | None = None
+
+
+def _has_widgets() -> bool:
+    global _widgets_found
+    if _widgets_found is None:
+        _widgets_found = importlib.util.find_spec("ipywidgets") is not None
+    return _widgets_found
+
+
+def _html_widget(value: str) -> Any:
+    import ipywidgets
+
+    return ipywidgets.HTML(value=value)
+
+
+def _show(widget: Any, text: str) -> DisplayHandle | None:
+    """Display ``widget`` with a fixed ``text/plain``, so saved outputs do not drift."""
+    bundle = {_VIEW_MIME: widget._repr_mimebundle_()[_VIEW_MIME], "text/plain": text}
+    handle: DisplayHandle | None = display(bundle, raw=True, display_id=True)
+    return handle
+
+
+def _close(widget: Any) -> None:
+    # close() leaves the widget's own layout and style models open: close all three.
+    for model in (widget, widget.layout, widget.style):
+        model.close()
+
+
+class CellPanel:
+    """The live panel of one ``gpu_scope`` run: :meth:`start`, :meth:`stop`, :meth:`finish`.
+
+    Args:
+        scope: the scope whose devices it shows (entered before :meth:`start`).
+        magic: the title, e.g. ``"gpu_scope"``.
+        said: "no GPU row" text lines already shown in this session (not repeated).
+    """
+
+    def __init__(self, scope: gpu_scope, magic: str = "gpu_scope", said: set[str] | None = None):
+        self.scope = scope
+        self.magic = magic
+        self._said = said
+        self._lock = threading.Lock()
+        self._view: PanelView | None = None
+        self._widget: Any = None
+        self._handle: DisplayHandle | None = None
+        self._watch: Watch | None = None
+        self._context: contextvars.Context | None = None
+        self._final: PanelView | None = None
+        self._t0 = 0.0
+
+    @property
+    def widget(self) -> Any:
+        """The live ``ipywidgets.HTML`` (None before :meth:`start` and after :meth:`finish`)."""
+        return self._widget
+
+    def start(self) -> None:
+        """Show the panel with the before values and follow the sampler (main thread)."""
+        readings = self.scope.opened()
+        view = PanelView(self.magic, rows_from(readings), notes=self._notes(readings))
+        self._t0 = time.perf_counter()
+        self._widget = _html_widget(render(view))
+        self._handle = _show(self._widget, "")
+        self._context = contextvars.copy_context()
+        self._view = view
+        self._watch = sampler.add(Watch(self.scope.readings, self._sampled))
+
+    def stop(self) -> None:
+        """Stop following the sampler; the widget keeps its last state until :meth:`finish`."""
+        watch, self._watch = self._watch, None
+        if watch is not None:
+            sampler.remove(watch)
+        with self._lock:
+            view, self._view = self._view, None
+        self._final = view
+
+    def finish(self, report: Report) -> None:
+        """Show the report's exact values, close the widget, and leave a static summary."""
+        self.stop()
+        view, widget = self._final, self._widget
+        self._widget = None
+        if not isinstance(report, GpuReport):
+            return
+        if view is None:
+            view = PanelView(self.magic, [])
+        view.close(report)
+        markup = render(view)
+        if widget is not None:
+            widget.value = markup  # the widget's final state: what history()[-1] holds
+            if self._handle is not None:
+                self._handle.update({"text/plain": ""}, raw=True)
+            _close(widget)
+        text = render_report(report, self._said)
+        display({"text/html": markup, "text/plain": text}, raw=True)
+
+    # -- the sampler thread ----------------------------------------------------------------
+
+    def _sampled(self, now: float, readings: Sequence[DeviceMemory]) -> None:
+        with self._lock:
+            view, context = self._view, self._context
+            if view is None or context is None:
+                return  # the cell ended while this sample was taken
+            rows = {(r.name, r.source): r for r in view.rows}
+            for reading in readings:
+                row = rows.get((reading.name, reading.source))
+                if row is None:  # a device torch initialised during the cell: 0 before
+                    row = PanelRow.opened(reading)
+                    row.before = 0
+                    view.rows.append(row)
+                else:
+                    row.observe(reading)
+            view.elapsed_s = time.perf_counter() - self._t0
+            # Under the lock, so a late sample cannot overwrite the final state.
+            context.run(setattr, self._widget, "value", render(view))
+
+    def _notes(self, readings: Sequence[DeviceMemory]) -> tuple[str, ...]:
+        sources = {r.source for r in readings}
+        if any(r.name != "host" for r in readings):
+            return ()
+        return self.scope.why_no_gpu(sources)
+
+
+class Dashboard:
+    """The session's reports in one live widget, updated as cells run (``%resmagic panel``)."""
+
+    rows = 20
+    """How many of the newest reports it lists."""
+
+    def __init__(self) -> None:
+        self._widget: Any = None
+        self._unsubscribe: Callable[[], None] | None = None
+
+    @property
+    def open(self) -> bool:
+        """True while the dashboard widget exists."""
+        return self._widget is not None
+
+    def show(self) -> None:
+        """Display the dashboard (again: every view shows the same live model)."""
+        if self._widget is None:
+            self._widget = _html_widget(self._markup())
+            self._unsubscribe = subscribe(self._published)
+        _show(self._widget, "resmagic dashboard (live; %resmagic history prints it as text)")
+
+    def close(self) -> None:
+        """Stop updating and close the widget (``%unload_ext``)."""
+        unsubscribe, self._unsubscribe = self._unsubscribe, None
+        if unsubscribe is not None:
+            unsubscribe()
+        widget, self._widget = self._widget, None
+        if widget is not None:
+            _close(widget)
+
+    def _published(self, report: Report) -> None:
+        widget = self._widget
+        if widget is not None:
+            widget.value = self._markup()
+
+    def _markup(self) -> str:
+        reports = history()
+        shown = reports[-self.rows :]
+        table = HistoryTable(shown)._repr_html_() if shown else "<i>no reports yet</i>"
+        return (
+            "<div class='rm-dashboard' style='font-family:var(--jp-code-font-family,monospace);"
+            f"font-size:12px'><b>resmagic session</b> · {len(reports)} report"
+            f"{'s' * (len(reports) != 1)}, newest {len(shown)} below{table}</div>"
+        )
+
+
+dashboard = Dashboard()
+"""The process's one dashboard."""

@@ -1,0 +1,218 @@
+"""The panel's HTML: one row per device with a bar, before, live or after, peak, delta, trend.
+
+Pure functions over plain values, no widgets: the live widget and the static summary a
+saved notebook keeps are the same markup, so the panel looks the same before and after a
+kernel restart. One line of HTML with inline styles (JupyterLab, nbconvert and GitHub keep
+inline styles; a ``<style>`` block is stripped by some of them) and stable ``rm-*`` class
+names and ``data-*`` byte counts for tests and the browser.
+"""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+from resmagic.probes.reading import DeviceMemory
+from resmagic.report import DeviceReport, GpuReport
+from resmagic.units import format_bytes, format_delta, format_seconds
+
+__all__ = ["MAX_POINTS", "PanelRow", "PanelView", "held", "render", "rows_from"]
+
+MAX_POINTS = 240
+"""Most points a row's trend keeps; older ones are merged pairwise, keeping maxima."""
+
+_FONT = "font-family:var(--jp-code-font-family,monospace);font-size:12px;line-height:1.6"
+_MUTED = "color:var(--jp-ui-font-color2,#757575)"
+_BAR_BG = "var(--jp-layout-color3,#e0e0e0)"
+_OK = "#43a047"
+_HELD = "#fb8c00"
+_ERROR = "#e53935"
+_PEAK = "#5e35b1"
+
+
+def held(before: int, after: int, total: int | None) -> bool:
+    """True when the block left memory allocated: more than 1 MiB and 0.1 % of the device."""
+    grown = after - before
+    return grown > max(1 << 20, (total or 0) // 1000)
+
+
+@dataclass
+class PanelRow:
+    """What the panel knows of one device (and source), in bytes; None where not yet known."""
+
+    name: str
+    source: str
+    total: int | None
+    before: int
+    now: int
+    peak: int
+    peak_exact: bool
+    after: int | None = None
+    series: list[int] = field(default_factory=list)
+
+    @classmethod
+    def opened(cls, reading: DeviceMemory) -> PanelRow:
+        """A row as the scope opened: nothing but the before value yet."""
+        used = reading.used_bytes
+        return cls(
+            reading.name,
+            reading.source,
+            reading.total_bytes,
+            used,
+            used,
+            used,
+            reading.peak_bytes is not None,
+            series=[used],
+        )
+
+    def observe(self, reading: DeviceMemory) -> None:
+        """Fold one live reading in: now, the running peak (a counter's where there is one)."""
+        self.now = reading.used_bytes
+        self.total = reading.total_bytes or self.total
+        self.peak = max(self.peak, reading.used_bytes, reading.peak_bytes or 0)
+        self.series.append(reading.used_bytes)
+        if len(self.series) > MAX_POINTS:
+            pairs = zip(self.series[0::2], self.series[1::2], strict=False)
+            self.series = [max(a, b) for a, b in pairs]
+
+    def close(self, final: DeviceReport) -> None:
+        """Take the report's exact values: the panel ends agreeing with ``history()[-1]``."""
+        self.before, self.peak, self.after = final.before_bytes, final.peak_bytes, final.after_bytes
+        self.now, self.peak_exact = final.after_bytes, final.peak_exact
+        self.total = final.total_bytes
+        self.series.append(final.after_bytes)
+
+
+@dataclass
+class PanelView:
+    """Everything one panel shows: rows, the state of the cell and why a GPU is missing."""
+
+    magic: str
+    rows: list[PanelRow]
+    elapsed_s: float = 0.0
+    status: str = "running"
+    error: str | None = None
+    notes: Sequence[str] = ()
+
+    def close(self, report: GpuReport) -> None:
+        """End the view with the report: exact before/peak/after, status and duration."""
+        by_key = {(r.name, r.source): r for r in self.rows}
+        rows = []
+        for final in report.devices:
+            row = by_key.get((final.name, final.source))
+            if row is None:
+                row = PanelRow(final.name, final.source, final.total_bytes, 0, 0, 0, False)
+            row.close(final)
+            rows.append(row)
+        self.rows = rows
+        self.status, self.error = report.status, report.error
+        self.elapsed_s, self.notes = report.duration_s, report.notes
+
+
+def render(view: PanelView) -> str:
+    """The panel as one line of HTML."""
+    running = view.status == "running"
+    colour = {"running": _PEAK, "ok": _OK}.get(view.status, _ERROR)
+    state = "running" if running else view.status
+    elapsed = format_seconds(view.elapsed_s)
+    error = f" <span class='rm-error' style='color:{_ERROR}'>{_e(view.error)}</span>"
+    head = (
+        f"<div class='rm-head'><b>{_e(view.magic)}</b> "
+        f"<span class='rm-status' style='color:{colour}'>{_e(state)}</span> "
+        f"<span class='rm-elapsed' style='{_MUTED}'>{_e(elapsed)}</span>"
+        f"{error if view.error else ''}</div>"
+    )
+    now = "live" if running else "after"
+    cells = ["device", "", "before", now, "peak", *(["Δ"] if not running else []), "trend"]
+    th = f"<th style='text-align:left;padding:0 8px 0 0;{_MUTED}'>"
+    header = "".join(f"{th}{c}</th>" for c in cells)
+    rows = "".join(_row(row, running) for row in view.rows)
+    notes = ""
+    if view.notes:
+        notes = (
+            f"<div class='rm-note' style='{_MUTED}'>no GPU row: {_e('; '.join(view.notes))}</div>"
+        )
+    return (
+        f"<div class='rm-panel' data-state='{state}' style='{_FONT};margin:2px 0'>"
+        f"{head}<table class='rm-table' style='border-collapse:collapse'>"
+        f"<tr>{header}</tr>{rows}</table>{notes}</div>"
+    )
+
+
+def _row(row: PanelRow, running: bool) -> str:
+    label = row.name if row.source != "NVML" else f"{row.name} NVML"
+    kind = "exact" if row.peak_exact else "sampled"
+    value = row.now if running else (row.after if row.after is not None else row.now)
+    data = {
+        "device": row.name,
+        "source": row.source,
+        "before": row.before,
+        "peak": row.peak,
+        "total": row.total if row.total is not None else "",
+        ("live" if running else "after"): value,
+        "peak-exact": str(row.peak_exact).lower(),
+    }
+    attrs = " ".join(f"data-{k}='{_e(str(v))}'" for k, v in data.items())
+    pad = "padding:0 8px 0 0;white-space:nowrap"
+    now_class = "rm-live" if running else "rm-after"
+    delta = ""
+    if not running:
+        grown = held(row.before, value, row.total)
+        colour = f"color:{_HELD};font-weight:bold" if grown else _MUTED
+        delta = (
+            f"<td class='rm-delta' data-held='{str(grown).lower()}' style='{pad};{colour}'>"
+            f"{_e(format_delta(value - row.before))}</td>"
+        )
+    return (
+        f"<tr class='rm-row' {attrs}>"
+        f"<td class='rm-name' style='{pad}' title='{_e(row.source)}'>{_e(label)}</td>"
+        f"<td class='rm-bar' style='{pad}'>{_bar(value, row.peak, row.total)}</td>"
+        f"<td class='rm-before' style='{pad}'>{_e(format_bytes(row.before))}</td>"
+        f"<td class='{now_class}' style='{pad};font-weight:bold'>{_e(format_bytes(value))}</td>"
+        f"<td class='rm-peak' style='{pad}'>{_e(format_bytes(row.peak))} "
+        f"<span style='{_MUTED}'>{kind}</span></td>"
+        f"{delta}<td class='rm-trend' style='{pad}'>{_sparkline(row.series)}</td></tr>"
+    )
+
+
+def _bar(used: int, peak: int, total: int | None) -> str:
+    """Used of total as a filled bar, with a tick at the peak; empty when total is unknown."""
+    if not total:
+        return ""
+    fill = min(used / total, 1.0) * 100
+    tick = min(peak / total, 1.0) * 100
+    title = f"{format_bytes(used)} of {format_bytes(total)}"
+    return (
+        f"<div title='{_e(title)}' style='position:relative;width:120px;height:8px;"
+        f"background:{_BAR_BG};border-radius:2px;overflow:hidden'>"
+        f"<div style='width:{fill:.1f}%;height:100%;background:{_OK}'></div>"
+        f"<div style='position:absolute;top:0;left:{tick:.1f}%;width:2px;height:100%;"
+        f"background:{_PEAK}'></div></div>"
+    )
+
+
+def _sparkline(series: Sequence[int], width: int = 96, height: int = 16) -> str:
+    """The row's samples as a small line; nothing until there are two."""
+    if len(series) < 2:
+        return ""
+    low, high = min(series), max(series)
+    span = (high - low) or 1
+    step = width / (len(series) - 1)
+    points = " ".join(
+        f"{i * step:.1f},{height - 1 - (v - low) / span * (height - 2):.1f}"
+        for i, v in enumerate(series)
+    )
+    return (
+        f"<svg width='{width}' height='{height}' style='vertical-align:middle'>"
+        f"<polyline points='{points}' fill='none' stroke='{_PEAK}' stroke-width='1.2'/></svg>"
+    )
+
+
+def _e(text: str | None) -> str:
+    return html.escape(text or "", quote=True)
+
+
+def rows_from(readings: Iterable[DeviceMemory]) -> list[PanelRow]:
+    """Rows as a scope opened, one per reading."""
+    return [PanelRow.opened(r) for r in readings]

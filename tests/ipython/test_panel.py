@@ -1,0 +1,188 @@
+"""The live panel in a real kernel: updates arrive during the cell, end exact, leave nothing."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import datetime
+from typing import Any
+
+import pytest
+
+from tests.kernel import Execution, Kernel
+from tests.panelhtml import parse_panel
+
+pytestmark = pytest.mark.kernel
+
+ALLOCATING_CELL = """%%gpu_scope
+import time
+held = []
+for i in range(10):
+    held.append(bytearray(8 << 20))   # grows by 8 MiB per step
+    time.sleep(0.1)
+held.clear()
+'done'"""
+
+LAST_REPORT = "import json, resmagic; json.dumps(resmagic.history()[-1].to_dict())"
+
+
+@pytest.fixture(scope="module")
+def kernel() -> Iterator[Kernel]:
+    with Kernel() as k:
+        assert k.run("%load_ext resmagic").status == "ok"
+        yield k
+
+
+def updates(run: Execution) -> list[tuple[datetime, str]]:
+    """(kernel send time, panel markup) of every widget value update, in order."""
+    out = []
+    for msg in run.of_type("comm_msg"):
+        state = msg["content"]["data"].get("state", {})
+        if msg["content"]["data"].get("method") == "update" and "value" in state:
+            out.append((msg["header"]["date"], state["value"]))
+    return out
+
+
+def sent_at(run: Execution, msg_type: str) -> datetime:
+    return next(m["header"]["date"] for m in run.of_type(msg_type))
+
+
+def last_report(kernel: Kernel) -> dict[str, Any]:
+    value = kernel.value(LAST_REPORT)
+    return json.loads(value)  # type: ignore[no-any-return]
+
+
+@pytest.fixture(scope="module")
+def allocating(kernel: Kernel) -> Execution:
+    run = kernel.run(ALLOCATING_CELL)
+    assert run.status == "ok"
+    return run
+
+
+def test_updates_reach_iopub_while_the_cell_runs(allocating: Execution) -> None:
+    started = sent_at(allocating, "execute_input")
+    ended = sent_at(allocating, "execute_result")
+    live = [(t, parse_panel(v)) for t, v in updates(allocating)]
+    running = [t for t, panel in live if panel["state"] == "running"]
+    assert len(running) >= 5, f"only {len(running)} live updates in a 1 s cell"
+    assert all(started < t < ended for t in running)
+    # Spread over the run, not bunched at its end.
+    assert (running[-1] - running[0]) >= (ended - started) / 2
+
+
+def test_the_live_value_follows_the_allocation(allocating: Execution) -> None:
+    lives = [
+        parse_panel(v)["rows"][("host", "RSS")]["live"]
+        for _, v in updates(allocating)
+        if parse_panel(v)["state"] == "running"
+    ]
+    assert len(set(lives)) >= 3
+    assert max(lives) - lives[0] >= 32 << 20  # several 8 MiB steps seen live
+
+
+def test_the_final_state_is_the_report_in_history(kernel: Kernel, allocating: Execution) -> None:
+    final = parse_panel(updates(allocating)[-1][1])
+    report = last_report(kernel)
+    assert final["state"] == report["status"] == "ok"
+    rows = final["rows"]
+    assert len(rows) == len(report["devices"])
+    for device in report["devices"]:
+        row = rows[(device["name"], device["source"])]
+        assert row["before"] == device["before_bytes"]
+        assert row["peak"] == device["peak_bytes"]
+        assert row["after"] == device["after_bytes"]
+        assert row["peak-exact"] == str(device["peak_exact"]).lower()
+    host = report["devices"][0]
+    assert host["peak_bytes"] - host["before_bytes"] >= 80 << 20
+
+
+def test_the_live_output_is_emptied_and_a_static_summary_stays(
+    kernel: Kernel, allocating: Execution
+) -> None:
+    shown = allocating.of_type("display_data")
+    live, summary = shown[0]["content"], shown[-1]["content"]
+    assert "application/vnd.jupyter.widget-view+json" in live["data"]
+    assert live["data"]["text/plain"] == ""
+    emptied = allocating.of_type("update_display_data")
+    assert [m["content"]["data"] for m in emptied] == [{"text/plain": ""}]
+    assert emptied[0]["content"]["transient"] == live["transient"]
+    assert set(summary["data"]) == {"text/html", "text/plain"}
+    assert parse_panel(summary["data"]["text/html"])["state"] == "ok"
+    assert summary["data"]["text/plain"].startswith("gpu_scope  host ")
+    # Every widget the panel opened was closed: the panel leaves no model behind.
+    opened = {m["content"]["comm_id"] for m in allocating.of_type("comm_open")}
+    closed = {m["content"]["comm_id"] for m in allocating.of_type("comm_close")}
+    assert opened
+    assert opened == closed
+
+
+def test_no_gpu_line_says_why(allocating: Execution) -> None:
+    summary = allocating.of_type("display_data")[-1]["content"]["data"]["text/html"]
+    assert "rm-note" in summary
+    assert "no GPU row" in summary
+    assert "NVML" in summary
+
+
+def test_widgets_do_not_pile_up_over_many_cells(kernel: Kernel) -> None:
+    count = "import ipywidgets; len(ipywidgets.Widget.widgets)"
+    kernel.run("%%gpu_scope\nx = 1")
+    before = kernel.value(count)
+    for _ in range(20):
+        assert kernel.run("%%gpu_scope\nx = bytearray(1 << 20)").status == "ok"
+    assert kernel.value(count) == before
+
+
+def test_an_error_ends_the_panel_as_error_and_the_cell_fails(kernel: Kernel) -> None:
+    run = kernel.run("%%gpu_scope\nimport time\ntime.sleep(0.3)\n1 / 0")
+    assert run.status == "error"
+    assert run.error is not None
+    assert run.error["ename"] == "ZeroDivisionError"
+    summary = run.of_type("display_data")[-1]["content"]["data"]
+    assert parse_panel(summary["text/html"])["state"] == "error"
+    assert "ZeroDivisionError" in summary["text/html"]
+    assert last_report(kernel)["status"] == "error"
+
+
+def test_no_panel_and_quiet_show_no_widget(kernel: Kernel) -> None:
+    text = kernel.run("%%gpu_scope --no-panel\nx = 1")
+    assert not text.of_type("comm_open")
+    assert text.stdout.startswith("gpu_scope  host ")
+    quiet = kernel.run("%%gpu_scope -q\nx = 1")
+    assert not quiet.of_type("comm_open", "display_data", "stream")
+
+
+def test_stacked_cell_shows_the_panel_and_text_for_the_others(kernel: Kernel) -> None:
+    run = kernel.run("%%timed train\n%%gpu_scope\nimport time\ntime.sleep(0.3)\n6 * 7")
+    assert run.result is not None
+    assert run.result["text/plain"] == "42"
+    assert "timed  train" in run.stdout
+    assert run.of_type("comm_open")
+    assert parse_panel(run.of_type("display_data")[-1]["content"]["data"]["text/html"])
+
+
+def test_dashboard_updates_as_cells_run(kernel: Kernel) -> None:
+    shown = kernel.run("%resmagic panel")
+    views = shown.of_type("display_data")
+    assert len(views) == 1
+    assert "application/vnd.jupyter.widget-view+json" in views[0]["content"]["data"]
+    run = kernel.run("%%timed dashboard-check\nx = 1")
+    values = [
+        m["content"]["data"]["state"]["value"]
+        for m in run.of_type("comm_msg")
+        if "value" in m["content"]["data"].get("state", {})
+    ]
+    assert any("dashboard-check" in v and "rm-dashboard" in v for v in values)
+
+
+def test_unload_stops_the_sampler_and_closes_the_dashboard() -> None:
+    with Kernel() as k:
+        k.run("%load_ext resmagic")
+        k.run("%resmagic panel")
+        msg_id = k.start("%%gpu_scope\nimport time\ntime.sleep(0.5)")
+        k.collect(msg_id)
+        threads = "import threading; sorted(t.name for t in threading.enumerate())"
+        unloaded = k.run("%unload_ext resmagic")
+        assert unloaded.status == "ok"
+        assert [m for m in unloaded.of_type("comm_close")], "the dashboard was not closed"
+        assert "resmagic-sampler" not in k.value(threads)
+        assert k.value("import ipywidgets; len(ipywidgets.Widget.widgets)") == 0

@@ -1,0 +1,102 @@
+"""The panel's markup, from plain values: rows, live vs final columns, held memory, the trend."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from resmagic.ipython.panelview import MAX_POINTS, PanelRow, PanelView, held, render, rows_from
+from resmagic.probes.reading import DeviceMemory
+from resmagic.report import DeviceReport, GpuReport
+from tests.panelhtml import parse_panel
+
+MiB = 1 << 20
+
+
+def reading(used: int, peak: int | None = None, name: str = "host", source: str = "RSS") -> Any:
+    return DeviceMemory(name, used, 8 << 30, source, peak_bytes=peak)
+
+
+def report(before: int, peak: int, after: int, status: str = "ok") -> GpuReport:
+    row = DeviceReport(
+        name="host",
+        source="RSS",
+        before_bytes=before,
+        peak_bytes=peak,
+        after_bytes=after,
+        total_bytes=8 << 30,
+        peak_exact=True,
+    )
+    return GpuReport(
+        status=status,  # type: ignore[arg-type]
+        duration_s=1.5,
+        started_at=0.0,
+        devices=(row,),
+        error="MemoryError: x" if status == "error" else None,
+    )
+
+
+def test_live_rows_follow_readings_and_keep_the_peak() -> None:
+    view = PanelView("gpu_scope", rows_from([reading(100 * MiB, 100 * MiB)]))
+    row = view.rows[0]
+    row.observe(reading(300 * MiB, 320 * MiB))
+    row.observe(reading(150 * MiB, 320 * MiB))
+    panel = parse_panel(render(view))
+    host = panel["rows"][("host", "RSS")]
+    assert panel["state"] == "running"
+    assert (host["before"], host["live"], host["peak"]) == (100 * MiB, 150 * MiB, 320 * MiB)
+    assert "after" not in host
+
+
+def test_a_sampled_peak_is_the_highest_reading() -> None:
+    row = PanelRow.opened(reading(10 * MiB, name="cuda:0", source="NVML"))
+    assert not row.peak_exact
+    for used in (30, 70, 20):
+        row.observe(reading(used * MiB, name="cuda:0", source="NVML"))
+    assert row.peak == 70 * MiB
+
+
+def test_closing_takes_the_reports_exact_values() -> None:
+    view = PanelView("gpu_scope", rows_from([reading(100 * MiB)]))
+    view.rows[0].observe(reading(250 * MiB))
+    view.close(report(101 * MiB, 400 * MiB, 130 * MiB))
+    panel = parse_panel(render(view))
+    host = panel["rows"][("host", "RSS")]
+    assert panel["state"] == "ok"
+    assert (host["before"], host["peak"], host["after"]) == (101 * MiB, 400 * MiB, 130 * MiB)
+    assert "rm-after" in render(view)
+    assert "rm-live" not in render(view)
+
+
+def test_held_memory_is_marked() -> None:
+    assert held(100 * MiB, 130 * MiB, 8 << 30)
+    assert not held(100 * MiB, 100 * MiB + 4096, 8 << 30)
+    view = PanelView("gpu_scope", rows_from([reading(100 * MiB)]))
+    view.close(report(100 * MiB, 400 * MiB, 130 * MiB))
+    assert "data-held='true'" in render(view)
+    view.close(report(100 * MiB, 400 * MiB, 100 * MiB))
+    assert "data-held='false'" in render(view)
+
+
+def test_an_error_shows_in_the_head() -> None:
+    view = PanelView("gpu_scope", rows_from([reading(MiB)]))
+    view.close(report(MiB, MiB, MiB, status="error"))
+    markup = render(view)
+    assert parse_panel(markup)["state"] == "error"
+    assert "MemoryError: x" in markup
+
+
+def test_the_trend_stays_bounded_and_keeps_the_spike() -> None:
+    row = PanelRow.opened(reading(MiB))
+    for i in range(10 * MAX_POINTS):
+        row.observe(reading((999 if i == 1234 else 1) * MiB))
+    assert len(row.series) <= MAX_POINTS
+    assert max(row.series) == 999 * MiB
+
+
+def test_markup_is_one_line_and_escapes_text() -> None:
+    view = PanelView("gpu<scope>", rows_from([reading(MiB)]), notes=("NVML unavailable: <none>",))
+    markup = render(view)
+    assert "\n" not in markup
+    assert "<scope>" not in markup
+    assert "&lt;none&gt;" in markup
+    assert "rm-note" in markup
