@@ -32,7 +32,6 @@ from resmagic.ipython.panelview import PanelRow, PanelView, render, rows_from
 from resmagic.ipython.text import HistoryTable, render_report
 from resmagic.probes.reading import DeviceMemory
 from resmagic.report import GpuReport, Report, history, subscribe
-from resmagic.sampler import Watch, sampler
 from resmagic.scopes.gpu import gpu_scope
 
 __all__ = ["CellPanel", "Dashboard", "available", "dashboard"]
@@ -78,7 +77,8 @@ class CellPanel:
     """The live panel of one ``gpu_scope`` run: :meth:`start`, :meth:`stop`, :meth:`finish`.
 
     Args:
-        scope: the scope whose devices it shows (entered before :meth:`start`).
+        scope: the scope whose devices it shows, not yet entered; :meth:`start` runs once it
+            has been.
         magic: the title, e.g. ``"gpu_scope"``.
         said: "no GPU row" text lines already shown in this session (not repeated).
     """
@@ -91,9 +91,9 @@ class CellPanel:
         self._view: PanelView | None = None
         self._widget: Any = None
         self._handle: DisplayHandle | None = None
-        self._watch: Watch | None = None
         self._context: contextvars.Context | None = None
         self._final: PanelView | None = None
+        scope.follow(self._sampled)  # the scope samples while open; its peak covers ours
         self._t0 = 0.0
 
     @property
@@ -110,16 +110,13 @@ class CellPanel:
         self._handle = _show(self._widget, "")
         self._context = contextvars.copy_context()
         self._view = view
-        self._watch = sampler.add(Watch(self.scope.readings, self._sampled))
 
     def stop(self) -> None:
-        """Stop following the sampler; the widget keeps its last state until :meth:`finish`."""
-        watch, self._watch = self._watch, None
-        if watch is not None:
-            sampler.remove(watch)
+        """Take no more samples; the widget keeps its last state until :meth:`finish`."""
         with self._lock:
             view, self._view = self._view, None
-        self._final = view
+        if view is not None:
+            self._final = view
 
     def finish(self, report: Report) -> None:
         """Show the report's exact values, close the widget, and leave a static summary."""

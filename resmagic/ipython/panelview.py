@@ -29,6 +29,8 @@ _OK = "#43a047"
 _HELD = "#fb8c00"
 _ERROR = "#e53935"
 _PEAK = "#5e35b1"
+# Inline, so JupyterLab's rendered-HTML table styles (stripes, right alignment) stay out.
+_CELL = "padding:0 8px 0 0;white-space:nowrap;text-align:left;border:none;background:none"
 
 
 def held(before: int, after: int, total: int | None) -> bool:
@@ -125,7 +127,7 @@ def render(view: PanelView) -> str:
     )
     now = "live" if running else "after"
     cells = ["device", "", "before", now, "peak", *(["Δ"] if not running else []), "trend"]
-    th = f"<th style='text-align:left;padding:0 8px 0 0;{_MUTED}'>"
+    th = f"<th style='{_CELL};font-weight:normal;{_MUTED}'>"
     header = "".join(f"{th}{c}</th>" for c in cells)
     rows = "".join(_row(row, running) for row in view.rows)
     notes = ""
@@ -135,7 +137,7 @@ def render(view: PanelView) -> str:
         )
     return (
         f"<div class='rm-panel' data-state='{state}' style='{_FONT};margin:2px 0'>"
-        f"{head}<table class='rm-table' style='border-collapse:collapse'>"
+        f"{head}<table class='rm-table' style='border-collapse:collapse;margin:0;border:none'>"
         f"<tr>{header}</tr>{rows}</table>{notes}</div>"
     )
 
@@ -154,7 +156,7 @@ def _row(row: PanelRow, running: bool) -> str:
         "peak-exact": str(row.peak_exact).lower(),
     }
     attrs = " ".join(f"data-{k}='{_e(str(v))}'" for k, v in data.items())
-    pad = "padding:0 8px 0 0;white-space:nowrap"
+    pad = _CELL
     now_class = "rm-live" if running else "rm-after"
     delta = ""
     if not running:
@@ -165,7 +167,7 @@ def _row(row: PanelRow, running: bool) -> str:
             f"{_e(format_delta(value - row.before))}</td>"
         )
     return (
-        f"<tr class='rm-row' {attrs}>"
+        f"<tr class='rm-row' {attrs} style='background:none'>"
         f"<td class='rm-name' style='{pad}' title='{_e(row.source)}'>{_e(label)}</td>"
         f"<td class='rm-bar' style='{pad}'>{_bar(value, row.peak, row.total)}</td>"
         f"<td class='rm-before' style='{pad}'>{_e(format_bytes(row.before))}</td>"

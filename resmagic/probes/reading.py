@@ -37,4 +37,6 @@ class ProbeStatus:
     detail: str = ""
 
     def __str__(self) -> str:
-        return f"{self.name}: {self.detail or ('available' if self.available else 'unavailable')}"
+        detail = self.detail or ("available" if self.available else "unavailable")
+        # "NVML unavailable: no driver" already names the probe.
+        return detail if detail.startswith(self.name) else f"{self.name}: {detail}"

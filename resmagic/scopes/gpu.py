@@ -5,6 +5,7 @@ from __future__ import annotations
 import gc as _gc
 import time
 import traceback
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -12,7 +13,7 @@ from resmagic.errors import DeviceError, OptionError
 from resmagic.probes import host, nvml, peaks, torch_cuda
 from resmagic.probes.reading import DeviceMemory
 from resmagic.report import DeviceReport, GpuReport, current_cell, describe_error, status_of
-from resmagic.sampler import Watch, sampler
+from resmagic.sampler import Listener, Watch, sampler
 from resmagic.scopes.base import Scope
 
 __all__ = ["gpu_scope", "parse_device"]
@@ -137,6 +138,16 @@ class gpu_scope(Scope["gpu_scope", GpuReport]):
         self.empty_cache = empty_cache
         self.gc = gc
         self.reclaim = reclaim
+        self._listeners: list[Listener] = []
+
+    def follow(self, listener: Listener) -> None:
+        """Sample every device while open and hand each sample to ``listener`` (a live view).
+
+        Called from the sampler thread with ``(time.monotonic(), readings)``. What the
+        listener is shown counts toward the report's peak, so a live view never shows more
+        than the peak it ends with.
+        """
+        self._listeners.append(listener)
 
     # -- readings --------------------------------------------------------------------------
 
@@ -179,6 +190,10 @@ class gpu_scope(Scope["gpu_scope", GpuReport]):
             rows += [nvml.read(d) for d in nvml.visible() if self._wants(d.cuda_index)]
         return rows
 
+    def _tell(self, now: float, readings: Sequence[DeviceMemory]) -> None:
+        for listener in self._listeners:
+            listener(now, readings)
+
     def _needs_sampling(self) -> bool:
         return not host.peak_is_exact() or (self.device != HOST and bool(nvml.visible()))
 
@@ -192,7 +207,11 @@ class gpu_scope(Scope["gpu_scope", GpuReport]):
         before = {(r.name, r.source): r for r in self._read()}
         host_frame = peaks.host_peaks.push() if host.peak_is_exact() else None
         torch_frame = peaks.torch_peaks.push()
-        watch = sampler.add(Watch(self._read_sampled)) if self._needs_sampling() else None
+        watch = None
+        if self._listeners:
+            watch = sampler.add(Watch(self._read, self._tell))
+        elif self._needs_sampling():
+            watch = sampler.add(Watch(self._read_sampled))
         run = _Run(time.time(), time.perf_counter(), before, host_frame, torch_frame, watch)
         return run, self
 
