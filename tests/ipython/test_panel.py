@@ -186,3 +186,22 @@ def test_unload_stops_the_sampler_and_closes_the_dashboard() -> None:
         assert [m for m in unloaded.of_type("comm_close")], "the dashboard was not closed"
         assert "resmagic-sampler" not in k.value(threads)
         assert k.value("import ipywidgets; len(ipywidgets.Widget.widgets)") == 0
+
+
+def test_watched_cells_get_the_same_panel() -> None:
+    with Kernel() as k:
+        k.run("%load_ext resmagic")
+        k.run("%resmagic watch on")
+        run = k.run("import time\nblock = bytearray(32 << 20)\ntime.sleep(0.4)\n7")
+        assert run.result is not None
+        assert run.result["text/plain"] == "7"
+        summary = run.of_type("display_data")[-1]["content"]["data"]
+        assert parse_panel(summary["text/html"])["state"] == "ok"
+        assert any(parse_panel(v)["state"] == "running" for _, v in updates(run))
+        k.run("%resmagic watch on --no-panel")
+        plain = k.run("y = 1")
+        assert not plain.of_type("comm_open")
+        assert "gpu_scope  host" in plain.stdout
+        k.run("%resmagic watch off")
+        off = k.run("z = 1")
+        assert not off.of_type("comm_open", "display_data", "stream")
