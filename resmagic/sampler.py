@@ -35,8 +35,8 @@ class Watch:
         self.samples = 0
         self.error: str | None = None
 
-    def sample(self) -> None:
-        """Take one reading now and fold it into the running maxima."""
+    def sample(self, *, notify: bool = True) -> None:
+        """Take one reading now and fold it into the running maxima (and tell the listener)."""
         readings = self.read()
         now = time.monotonic()
         peaks = self.peaks
@@ -45,7 +45,7 @@ class Watch:
             if r.used_bytes > peaks.get(key, -1):
                 peaks[key] = r.used_bytes
         self.samples += 1
-        if self.on_sample is not None:
+        if notify and self.on_sample is not None:
             self.on_sample(now, readings)
 
     def peak(self, name: str, source: str) -> int | None:

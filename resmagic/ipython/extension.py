@@ -79,6 +79,6 @@ def unload(ip: Any) -> None:
                 del table[name]
     panel = sys.modules.get("resmagic.ipython.panel")
     if panel is not None:  # imported only once a panel was shown
-        panel.dashboard.close()
+        panel.close_all()
     sampler.shutdown()
     report.set_cell_provider(None)

@@ -2,25 +2,28 @@
 
 A cell's panel, from start to end:
 
-1. Right after the scope opened, an HTML widget shows the before values.
-2. While the cell runs, the sampler thread folds live readings in and sets the widget's
-   value. It does so inside a copy of the cell's context, so the comm messages carry the
-   running cell's parent header (ipykernel >= 7 routes by it) and reach the browser now,
-   not when the cell ends.
-3. When the cell ends, the widget takes the report's exact values (its final state), its
-   output is emptied, the widget is closed (widgets live until closed), and a static
-   summary is displayed: the same markup as ``text/html`` and the text line as
+1. Right after the scope opened, an empty placeholder output holds the panel's place.
+2. On the first sample (one sample interval in), the sampler thread makes an HTML widget and
+   puts it in the placeholder; later samples set its value. The thread does so inside a copy
+   of the cell's context, so the messages carry the running cell's parent header (ipykernel
+   >= 7 routes by it) and reach the browser now, not when the cell ends. A cell shorter
+   than one interval never pays for a widget.
+3. When the cell ends, the widget takes the report's exact values (its final state), the
+   placeholder is emptied again, the widget is closed (widgets live until closed), and a
+   static summary is displayed: the same markup as ``text/html`` and the text line as
    ``text/plain``. A static output survives kernel restarts, nbconvert, GitHub and nbval;
    a closed widget's output would read "model not found".
 
-The live output is emptied rather than replaced by the summary because nbval ignores
-``update_display_data`` and compares the first display with the saved one: both are empty.
+The placeholder starts and ends empty because nbval ignores ``update_display_data`` and
+compares the first display of an output with the saved one: both are empty, however long
+the cell ran.
 """
 
 from __future__ import annotations
 
 import contextvars
 import importlib.util
+import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -34,7 +37,7 @@ from resmagic.probes.reading import DeviceMemory
 from resmagic.report import GpuReport, Report, history, subscribe
 from resmagic.scopes.gpu import gpu_scope
 
-__all__ = ["CellPanel", "Dashboard", "available", "dashboard"]
+__all__ = ["CellPanel", "Dashboard", "available", "close_all", "dashboard"]
 
 _VIEW_MIME = "application/vnd.jupyter.widget-view+json"
 
@@ -54,22 +57,38 @@ def _has_widgets() -> bool:
     return _widgets_found
 
 
+_parts: tuple[Any, Any] | None = None
+_parts_lock = threading.Lock()
+
+
 def _html_widget(value: str) -> Any:
+    """An ``ipywidgets.HTML`` sharing one layout and style model with every other panel.
+
+    Each widget would otherwise open (and leave open) two more comms of its own.
+    """
+    global _parts
     import ipywidgets
+    from ipywidgets.widgets.widget_string import HTMLStyle
 
-    return ipywidgets.HTML(value=value)
-
-
-def _show(widget: Any, text: str) -> DisplayHandle | None:
-    """Display ``widget`` with a fixed ``text/plain``, so saved outputs do not drift."""
-    bundle = {_VIEW_MIME: widget._repr_mimebundle_()[_VIEW_MIME], "text/plain": text}
-    handle: DisplayHandle | None = display(bundle, raw=True, display_id=True)
-    return handle
+    with _parts_lock:
+        if _parts is None:
+            _parts = (ipywidgets.Layout(), HTMLStyle())
+        layout, style = _parts
+    return ipywidgets.HTML(value=value, layout=layout, style=style)
 
 
-def _close(widget: Any) -> None:
-    # close() leaves the widget's own layout and style models open: close all three.
-    for model in (widget, widget.layout, widget.style):
+def _view_bundle(widget: Any, text: str) -> dict[str, Any]:
+    """A display bundle of ``widget`` with a fixed ``text/plain``, so saved outputs do not drift."""
+    return {_VIEW_MIME: widget._repr_mimebundle_()[_VIEW_MIME], "text/plain": text}
+
+
+def close_all() -> None:
+    """Close the dashboard and the models panels share (``%unload_ext``)."""
+    global _parts
+    dashboard.close()
+    with _parts_lock:
+        parts, _parts = _parts, None
+    for model in parts or ():
         model.close()
 
 
@@ -93,6 +112,8 @@ class CellPanel:
         self._handle: DisplayHandle | None = None
         self._context: contextvars.Context | None = None
         self._final: PanelView | None = None
+        self.error: str | None = None
+        """Why the live view stopped early, if it did (the static summary still shows)."""
         scope.follow(self._sampled)  # the scope samples while open; its peak covers ours
         self._t0 = 0.0
 
@@ -102,12 +123,16 @@ class CellPanel:
         return self._widget
 
     def start(self) -> None:
-        """Show the panel with the before values and follow the sampler (main thread)."""
+        """Hold the panel's place in the output and follow the sampler (main thread).
+
+        The widget itself is made on the first sample, so a cell shorter than the sample
+        interval costs no widget at all; the placeholder keeps the outputs the same either
+        way (nbval compares the first display of each output).
+        """
         readings = self.scope.opened()
         view = PanelView(self.magic, rows_from(readings), notes=self._notes(readings))
         self._t0 = time.perf_counter()
-        self._widget = _html_widget(render(view))
-        self._handle = _show(self._widget, "")
+        self._handle = display({"text/plain": ""}, raw=True, display_id=True)
         self._context = contextvars.copy_context()
         self._view = view
 
@@ -133,9 +158,11 @@ class CellPanel:
             widget.value = markup  # the widget's final state: what history()[-1] holds
             if self._handle is not None:
                 self._handle.update({"text/plain": ""}, raw=True)
-            _close(widget)
+            widget.close()
         text = render_report(report, self._said)
         display({"text/html": markup, "text/plain": text}, raw=True)
+        if self.error is not None:
+            print(f"resmagic: the live panel stopped early: {self.error}", file=sys.stderr)
 
     # -- the sampler thread ----------------------------------------------------------------
 
@@ -144,18 +171,34 @@ class CellPanel:
             view, context = self._view, self._context
             if view is None or context is None:
                 return  # the cell ended while this sample was taken
-            rows = {(r.name, r.source): r for r in view.rows}
-            for reading in readings:
-                row = rows.get((reading.name, reading.source))
-                if row is None:  # a device torch initialised during the cell: 0 before
-                    row = PanelRow.opened(reading)
-                    row.before = 0
-                    view.rows.append(row)
-                else:
-                    row.observe(reading)
-            view.elapsed_s = time.perf_counter() - self._t0
-            # Under the lock, so a late sample cannot overwrite the final state.
-            context.run(setattr, self._widget, "value", render(view))
+            try:
+                self._fold(view, readings)
+                # Under the lock, so a late sample cannot overwrite the final state; in the
+                # cell's context, so the messages go to the cell's output.
+                context.run(self._show_live, render(view))
+            except Exception as exc:  # never into the cell: stop the live view, say so at the end
+                self._view, self._final = None, view
+                self.error = f"{type(exc).__name__}: {exc}"
+
+    def _fold(self, view: PanelView, readings: Sequence[DeviceMemory]) -> None:
+        rows = {(r.name, r.source): r for r in view.rows}
+        for reading in readings:
+            row = rows.get((reading.name, reading.source))
+            if row is None:  # a device torch initialised during the cell: 0 before
+                row = PanelRow.opened(reading)
+                row.before = 0
+                view.rows.append(row)
+            else:
+                row.observe(reading)
+        view.elapsed_s = time.perf_counter() - self._t0
+
+    def _show_live(self, markup: str) -> None:
+        if self._widget is not None:
+            self._widget.value = markup
+            return
+        self._widget = _html_widget(markup)
+        if self._handle is not None:
+            self._handle.update(_view_bundle(self._widget, ""), raw=True)
 
     def _notes(self, readings: Sequence[DeviceMemory]) -> tuple[str, ...]:
         sources = {r.source for r in readings}
@@ -184,7 +227,8 @@ class Dashboard:
         if self._widget is None:
             self._widget = _html_widget(self._markup())
             self._unsubscribe = subscribe(self._published)
-        _show(self._widget, "resmagic dashboard (live; %resmagic history prints it as text)")
+        text = "resmagic dashboard (live; %resmagic history prints it as text)"
+        display(_view_bundle(self._widget, text), raw=True)
 
     def close(self) -> None:
         """Stop updating and close the widget (``%unload_ext``)."""
@@ -193,7 +237,7 @@ class Dashboard:
             unsubscribe()
         widget, self._widget = self._widget, None
         if widget is not None:
-            _close(widget)
+            widget.close()
 
     def _published(self, report: Report) -> None:
         widget = self._widget

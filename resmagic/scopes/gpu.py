@@ -191,8 +191,11 @@ class gpu_scope(Scope["gpu_scope", GpuReport]):
         return rows
 
     def _tell(self, now: float, readings: Sequence[DeviceMemory]) -> None:
-        for listener in self._listeners:
-            listener(now, readings)
+        for listener in list(self._listeners):
+            try:
+                listener(now, readings)
+            except Exception:  # a view's failure is the view's to report, never the block's
+                self._listeners.remove(listener)
 
     def _needs_sampling(self) -> bool:
         return not host.peak_is_exact() or (self.device != HOST and bool(nvml.visible()))
@@ -233,7 +236,9 @@ class gpu_scope(Scope["gpu_scope", GpuReport]):
             torch_cuda.empty_cache()
         after = self._read()
         if run.watch is not None:
-            run.watch.sample()  # one last reading, so a peak that is still held is counted
+            # One last reading, so a peak that is still held is counted; the live view is
+            # done by now and gets the report instead.
+            run.watch.sample(notify=False)
         rows = tuple(self._row(r, run, host_peak, torch_peak) for r in after)
         return GpuReport(
             status=status_of(exc),

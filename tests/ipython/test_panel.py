@@ -100,20 +100,22 @@ def test_the_live_output_is_emptied_and_a_static_summary_stays(
     kernel: Kernel, allocating: Execution
 ) -> None:
     shown = allocating.of_type("display_data")
-    live, summary = shown[0]["content"], shown[-1]["content"]
-    assert "application/vnd.jupyter.widget-view+json" in live["data"]
-    assert live["data"]["text/plain"] == ""
-    emptied = allocating.of_type("update_display_data")
-    assert [m["content"]["data"] for m in emptied] == [{"text/plain": ""}]
-    assert emptied[0]["content"]["transient"] == live["transient"]
+    placeholder, summary = shown[0]["content"], shown[-1]["content"]
+    assert placeholder["data"] == {"text/plain": ""}
+    updated = allocating.of_type("update_display_data")
+    assert [m["content"]["transient"] for m in updated] == [placeholder["transient"]] * 2
+    live, emptied = (m["content"]["data"] for m in updated)
+    assert "application/vnd.jupyter.widget-view+json" in live
+    assert live["text/plain"] == ""
+    assert emptied == {"text/plain": ""}
     assert set(summary["data"]) == {"text/html", "text/plain"}
     assert parse_panel(summary["data"]["text/html"])["state"] == "ok"
     assert summary["data"]["text/plain"].startswith("gpu_scope  host ")
-    # Every widget the panel opened was closed: the panel leaves no model behind.
-    opened = {m["content"]["comm_id"] for m in allocating.of_type("comm_open")}
+    # The panel's widget was closed: it leaves no model behind (the layout and style
+    # models all panels share are opened once and closed on unload).
+    model = live["application/vnd.jupyter.widget-view+json"]["model_id"]
     closed = {m["content"]["comm_id"] for m in allocating.of_type("comm_close")}
-    assert opened
-    assert opened == closed
+    assert model in closed
 
 
 def test_no_gpu_line_says_why(allocating: Execution) -> None:
@@ -125,11 +127,20 @@ def test_no_gpu_line_says_why(allocating: Execution) -> None:
 
 def test_widgets_do_not_pile_up_over_many_cells(kernel: Kernel) -> None:
     count = "import ipywidgets; len(ipywidgets.Widget.widgets)"
-    kernel.run("%%gpu_scope\nx = 1")
+    kernel.run("%%gpu_scope\nimport time; time.sleep(0.3)")
     before = kernel.value(count)
-    for _ in range(20):
-        assert kernel.run("%%gpu_scope\nx = bytearray(1 << 20)").status == "ok"
+    for _ in range(10):
+        run = kernel.run("%%gpu_scope\nimport time; x = bytearray(1 << 20); time.sleep(0.25)")
+        assert run.of_type("comm_open"), "a 0.25 s cell should get a live widget"
     assert kernel.value(count) == before
+
+
+def test_a_short_cell_costs_no_widget_and_has_the_same_outputs(kernel: Kernel) -> None:
+    run = kernel.run("%%gpu_scope\nx = 1")
+    assert not run.of_type("comm_open")
+    shown = [m["content"]["data"] for m in run.of_type("display_data")]
+    assert shown[0] == {"text/plain": ""}
+    assert parse_panel(shown[1]["text/html"])["state"] == "ok"
 
 
 def test_an_error_ends_the_panel_as_error_and_the_cell_fails(kernel: Kernel) -> None:
