@@ -19,7 +19,9 @@ def main(source: Path = ROOT / "notebooks" / "01_quickstart.ipynb") -> int:
     build.mkdir(exist_ok=True)
     book = nbformat.read(source, as_version=4)
     started = time.perf_counter()
-    NotebookClient(book, timeout=600, kernel_name="python3").execute(cwd=str(build))
+    # Panels leave static summaries; the closed widgets' state would only bloat the file.
+    client = NotebookClient(book, timeout=600, kernel_name="python3", store_widget_state=False)
+    client.execute(cwd=str(build))
     executed = build / "quickstart.ipynb"
     nbformat.write(book, executed)
     html, _ = HTMLExporter().from_notebook_node(book)
