@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import sqlite3
 import threading
 from collections.abc import Iterator
@@ -200,6 +201,7 @@ def test_lock_released_in_time_lets_the_transaction_through(db: Path) -> None:
 def test_connection_closed_every_time(db: Path, fd_count: Any) -> None:
     with db_transaction(db):
         pass  # first use
+    gc.collect()  # fds of earlier tests' garbage must not close during the loop
     before = fd_count()
     for i in range(200):
         try:
@@ -209,5 +211,5 @@ def test_connection_closed_every_time(db: Path, fd_count: Any) -> None:
                     raise LookupError(i)
         except LookupError:
             pass
-    assert fd_count() == before
+    assert fd_count() <= before
     assert len(_rows(db)) == 100

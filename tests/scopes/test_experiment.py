@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import os
@@ -234,6 +235,7 @@ class TestNoLeaks:
     def test_no_fd_leak_after_200_scopes(self, tmp_path: Path, name: str, fd_count: Any) -> None:
         with experiment_log(tmp_path / "warm.log", name=name):
             pass  # first use: lazy imports, caches
+        gc.collect()  # fds of earlier tests' garbage must not close during the loop
         before = fd_count()
         for i in range(200):
             try:
@@ -242,7 +244,7 @@ class TestNoLeaks:
                         raise KeyError(i)
             except KeyError:
                 pass
-        assert fd_count() == before
+        assert fd_count() <= before
 
 
 class TestStacked:
