@@ -214,3 +214,9 @@ class FakeNvmlWithMig(FakeNvml):
             if d.uuid == uuid:
                 return d
         return super().nvmlDeviceGetHandleByUUID(uuid)
+
+
+def spike(cuda: FakeCuda, index: int, n: int) -> None:
+    """Allocate ``n`` bytes on device ``index`` and free them: a transient only a peak shows."""
+    cuda.malloc(index, n)
+    cuda.free(index, n)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
-import threading
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -273,20 +273,16 @@ class TestBus:
         assert len(calls) == 1
         assert len(sink) == 2
 
-    def test_publish_from_eight_threads_loses_nothing(self, sink: list[Report]) -> None:
+    def test_publish_from_eight_threads_loses_nothing(
+        self, sink: list[Report], in_threads: Any
+    ) -> None:
         per_thread = 500
-        barrier = threading.Barrier(8)
 
         def work(t: int) -> None:
-            barrier.wait()
             for i in range(per_thread):
                 publish(_timing(label=f"{t}:{i}"))
 
-        threads = [threading.Thread(target=work, args=(t,)) for t in range(8)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
+        in_threads(work, 8)
         labels = [r.label for r in history()]  # type: ignore[attr-defined]
         assert len(labels) == len(sink) == 8 * per_thread
         assert len(set(labels)) == 8 * per_thread

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator, Sequence
+from typing import Any
 
 import pytest
 
@@ -162,20 +163,14 @@ def test_shutdown_drops_every_watch_and_stops_the_thread(fresh: Sampler) -> None
     fresh.shutdown()  # idempotent
 
 
-def test_many_threads_adding_and_removing_leave_no_thread(fresh: Sampler) -> None:
+def test_many_threads_adding_and_removing_leave_no_thread(fresh: Sampler, in_threads: Any) -> None:
     before = len(_sampler_threads())
-    barrier = threading.Barrier(8)
 
-    def churn() -> None:
-        barrier.wait()
+    def churn(_: int) -> None:
         for _ in range(50):
             fresh.remove(fresh.add(Watch(_host)))
 
-    workers = [threading.Thread(target=churn) for _ in range(8)]
-    for w in workers:
-        w.start()
-    for w in workers:
-        w.join()
+    in_threads(churn)
     assert fresh.watches == 0
     assert not fresh.running
     assert len(_sampler_threads()) == before  # every thread started was joined

@@ -5,8 +5,8 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import threading
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 
@@ -35,22 +35,16 @@ def _uuids() -> list[str]:
     return [d.uuid for d in nvml.visible()]
 
 
-def test_lazy_init_once_from_many_threads(fake_gpu: Gpu) -> None:
+def test_lazy_init_once_from_many_threads(fake_gpu: Gpu, in_threads: Any) -> None:
     _, nv = fake_gpu
     assert nv.inits == 0  # importing and resetting the probe does not touch NVML
-    barrier = threading.Barrier(8)
 
-    def use_it() -> None:
-        barrier.wait()
+    def use_it(_: int) -> None:
         for _ in range(20):
             nvml.status()
             nvml.read_all()
 
-    threads = [threading.Thread(target=use_it) for _ in range(8)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    in_threads(use_it)
     assert nv.inits == 1
     assert nvml.status() == ProbeStatus("NVML", True, "2 visible devices, device-wide, sampled")
 
@@ -78,9 +72,14 @@ def test_every_gpu_in_order_without_cuda_visible_devices(fake_gpu: Gpu) -> None:
         ("1,1", [1]),  # and refuses a duplicate
         ("-1", []),
         ("", []),  # set but empty: no GPU at all
+        (f"{UUIDS[2]},{UUIDS[0]}", [2, 0]),
+        ("GPU-00000001", [1]),  # a unique prefix
+        ("00000002-aaaa", [2]),  # without the GPU- part
+        ("GPU-0000000", []),  # ambiguous: matches every GPU
+        (f"{UUIDS[1]},GPU-ffffffff", [1]),
     ],
 )
-def test_cuda_visible_devices_integers(
+def test_cuda_visible_devices_integers_and_uuids(
     use: Callable[[FakeNvml], FakeNvml],
     monkeypatch: pytest.MonkeyPatch,
     spec: str,
@@ -98,27 +97,6 @@ def test_empty_cuda_visible_devices_hides_a_single_gpu(
     use(FakeNvml(uuids=UUIDS[:1]))
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
     assert nvml.visible() == ()
-
-
-@pytest.mark.parametrize(
-    ("spec", "chosen"),
-    [
-        (f"{UUIDS[2]},{UUIDS[0]}", [2, 0]),
-        ("GPU-00000001", [1]),  # a unique prefix
-        ("00000002-aaaa", [2]),  # without the GPU- part
-        ("GPU-0000000", []),  # ambiguous: matches every GPU
-        (f"{UUIDS[1]},GPU-ffffffff", [1]),
-    ],
-)
-def test_cuda_visible_devices_uuids(
-    use: Callable[[FakeNvml], FakeNvml],
-    monkeypatch: pytest.MonkeyPatch,
-    spec: str,
-    chosen: list[int],
-) -> None:
-    use(FakeNvml(uuids=UUIDS))
-    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", spec)
-    assert _uuids() == [UUIDS[i] for i in chosen]
 
 
 def test_cuda_visible_devices_mig_ids(

@@ -6,7 +6,7 @@ import pytest
 
 from resmagic.probes import host, peaks
 from resmagic.probes.peaks import PeakStack
-from tests.fakes import FakeNvml, FakeTorch
+from tests.fakes import FakeNvml, FakeTorch, spike
 
 GiB, MiB = 1 << 30, 1 << 20
 Gpu = tuple[FakeTorch, FakeNvml]
@@ -24,8 +24,7 @@ def test_outer_scope_sees_the_inner_scopes_peak(cuda: FakeTorch) -> None:
     stack = peaks.torch_peaks
     outer = stack.push()
     inner = stack.push()
-    cuda.cuda.malloc(0, 2 * GiB)
-    cuda.cuda.free(0, 2 * GiB)
+    spike(cuda.cuda, 0, 2 * GiB)
     assert stack.pop(inner) == {"cuda:0": 2 * GiB, "cuda:1": 0}
     assert stack.pop(outer)["cuda:0"] == 2 * GiB  # the inner reset did not wipe it
     assert stack.depth == 0
@@ -34,8 +33,7 @@ def test_outer_scope_sees_the_inner_scopes_peak(cuda: FakeTorch) -> None:
 def test_outer_peak_before_the_inner_scope_survives_its_reset(cuda: FakeTorch) -> None:
     stack = peaks.torch_peaks
     outer = stack.push()
-    cuda.cuda.malloc(1, 3 * GiB)
-    cuda.cuda.free(1, 3 * GiB)
+    spike(cuda.cuda, 1, 3 * GiB)
     inner = stack.push()  # resets the device counter
     cuda.cuda.malloc(1, 1 * GiB)
     assert stack.pop(inner)["cuda:1"] == 1 * GiB  # its own peak, not the earlier 3 GiB
@@ -47,12 +45,10 @@ def test_sibling_scopes_each_see_only_their_own_peak(cuda: FakeTorch) -> None:
     stack = peaks.torch_peaks
     outer = stack.push()
     first = stack.push()
-    cuda.cuda.malloc(0, 2 * GiB)
-    cuda.cuda.free(0, 2 * GiB)
+    spike(cuda.cuda, 0, 2 * GiB)
     assert stack.pop(first)["cuda:0"] == 2 * GiB
     second = stack.push()
-    cuda.cuda.malloc(0, 1 * GiB)
-    cuda.cuda.free(0, 1 * GiB)
+    spike(cuda.cuda, 0, 1 * GiB)
     assert stack.pop(second)["cuda:0"] == 1 * GiB
     assert stack.pop(outer)["cuda:0"] == 2 * GiB
 
@@ -62,8 +58,7 @@ def test_scopes_ending_out_of_order_fold_into_the_one_below(cuda: FakeTorch) -> 
     stack = peaks.torch_peaks
     bottom = stack.push()
     a = stack.push()
-    cuda.cuda.malloc(0, 2 * GiB)
-    cuda.cuda.free(0, 2 * GiB)
+    spike(cuda.cuda, 0, 2 * GiB)
     b = stack.push()
     assert stack.pop(a)["cuda:0"] == 2 * GiB
     assert stack.pop(b)["cuda:0"] == 0

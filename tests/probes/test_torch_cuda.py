@@ -8,7 +8,7 @@ import pytest
 
 from resmagic.probes import torch_cuda
 from resmagic.probes.reading import DeviceMemory
-from tests.fakes import FakeNvml, FakeOutOfMemoryError, FakeTorch
+from tests.fakes import FakeNvml, FakeOutOfMemoryError, FakeTorch, spike
 
 GiB = 1 << 30
 Gpu = tuple[FakeTorch, FakeNvml]
@@ -98,8 +98,7 @@ def test_reset_peaks_resets_every_device_to_its_current_value(fake_gpu: Gpu) -> 
 def test_empty_cache_and_synchronize_once_initialised(fake_gpu: Gpu) -> None:
     torch, _ = fake_gpu
     torch.cuda.init()
-    torch.cuda.malloc(0, 2 * GiB)
-    torch.cuda.free(0, 2 * GiB)
+    spike(torch.cuda, 0, 2 * GiB)
     assert torch_cuda.empty_cache() is True
     assert torch_cuda.read(0).reserved_bytes == 0
     assert torch_cuda.synchronize() is True

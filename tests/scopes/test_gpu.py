@@ -15,7 +15,7 @@ from resmagic.errors import DeviceError, OptionError
 from resmagic.probes import host
 from resmagic.report import GpuReport
 from resmagic.sampler import Watch, sampler
-from tests.fakes import FakeNvml, FakeOutOfMemoryError, FakeTorch
+from tests.fakes import FakeNvml, FakeOutOfMemoryError, FakeTorch, spike
 
 GiB, MiB = 1 << 30, 1 << 20
 Gpu = tuple[FakeTorch, FakeNvml]
@@ -103,8 +103,7 @@ class TestRows:
     ) -> None:
         cuda.cuda.malloc(0, 1 * GiB)
         with gpu_scope(0) as scope:
-            cuda.cuda.malloc(0, 4 * GiB)
-            cuda.cuda.free(0, 4 * GiB)
+            spike(cuda.cuda, 0, 4 * GiB)
             cuda.cuda.malloc(0, 512 * MiB)
         row = _report(scope).device("cuda:0", "torch allocator")
         assert (row.before_bytes, row.peak_bytes, row.after_bytes) == (1 * GiB, 5 * GiB, 1536 * MiB)
@@ -134,16 +133,14 @@ class TestCache:
     def test_empty_cache_before_and_after_once_cuda_is_initialised(self, cuda: FakeTorch) -> None:
         with gpu_scope() as scope:
             assert cuda.cuda.empty_cache_calls == 1
-            cuda.cuda.malloc(0, 2 * GiB)
-            cuda.cuda.free(0, 2 * GiB)
+            spike(cuda.cuda, 0, 2 * GiB)
         assert cuda.cuda.empty_cache_calls == 2
         assert cuda.cuda.devices[0].reserved == 0  # "after" shows what is still held
         assert _report(scope).device("cuda:0").after_bytes == 0
 
     def test_empty_cache_false_leaves_the_cache(self, cuda: FakeTorch) -> None:
         with gpu_scope(empty_cache=False):
-            cuda.cuda.malloc(0, 2 * GiB)
-            cuda.cuda.free(0, 2 * GiB)
+            spike(cuda.cuda, 0, 2 * GiB)
         assert cuda.cuda.empty_cache_calls == 0
         assert cuda.cuda.devices[0].reserved == 2 * GiB
 
@@ -175,8 +172,7 @@ class TestCache:
 class TestPeaks:
     def test_outer_scope_sees_the_inner_scopes_peak(self, cuda: FakeTorch) -> None:
         with gpu_scope(0) as outer, gpu_scope(0) as inner:
-            cuda.cuda.malloc(0, 3 * GiB)
-            cuda.cuda.free(0, 3 * GiB)
+            spike(cuda.cuda, 0, 3 * GiB)
         assert _report(inner).device("cuda:0", "torch allocator").peak_bytes == 3 * GiB
         assert _report(outer).device("cuda:0", "torch allocator").peak_bytes == 3 * GiB
 
@@ -306,8 +302,7 @@ class TestReclaim:
     def test_cuda_out_of_memory_reclaims_and_empties_the_cache(self, cuda: FakeTorch) -> None:
         def fail(n: int) -> None:
             held = _touched(n)
-            cuda.cuda.malloc(0, 2 * GiB)
-            cuda.cuda.free(0, 2 * GiB)
+            spike(cuda.cuda, 0, 2 * GiB)
             raise FakeOutOfMemoryError(f"CUDA out of memory ({len(held)})")
 
         scope = gpu_scope(empty_cache=False)
