@@ -25,11 +25,15 @@ class Settings:
     def update(self, **values: object) -> None:
         """Set fields by name, converting strings; :class:`OptionError` for a bad key or value."""
         fields = {f.name: f for f in dataclasses.fields(self)}
+        converted = {}
         for key, raw in values.items():
             if key not in fields:
                 msg = f"unknown setting {key!r}; known settings: {', '.join(sorted(fields))}"
                 raise OptionError(msg)
-            setattr(self, key, _convert(key, raw))
+            converted[key] = _convert(key, raw)
+        # All or nothing: a refused value leaves the settings as they were.
+        for key, value in converted.items():
+            setattr(self, key, value)
 
 
 def _convert(key: str, raw: object) -> int | float:

@@ -248,8 +248,7 @@ def publish(report: Report) -> None:
     """
     with _lock:
         _history.append(report)
-        while len(_history) > settings.history_limit:
-            _history.popleft()
+        _trim()
         subscribers = list(_subscribers)
     for callback in subscribers:
         try:
@@ -274,7 +273,13 @@ def subscribe(callback: Callable[[Report], None]) -> Callable[[], None]:
 def history() -> list[Report]:
     """Every report of this session, oldest first (bounded by ``settings.history_limit``)."""
     with _lock:
+        _trim()  # the limit may have been lowered since the last publish
         return list(_history)
+
+
+def _trim() -> None:
+    while len(_history) > settings.history_limit:
+        _history.popleft()
 
 
 def clear_history() -> None:

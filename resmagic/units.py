@@ -13,15 +13,16 @@ def format_bytes(n: int | None) -> str:
         return "n/a"
     size = float(abs(n))
     unit = 0
-    while size >= 1024 and unit < len(_BYTE_UNITS) - 1:
+    # Thresholds are where the printed number rounds up ("1024 KiB" is "1.00 MiB").
+    while size >= 1023.5 and unit < len(_BYTE_UNITS) - 1:
         size /= 1024
         unit += 1
     sign = "-" if n < 0 else ""
     if unit == 0:
         return f"{sign}{int(size)} B"
-    if size >= 100:
+    if size >= 99.95:
         return f"{sign}{size:.0f} {_BYTE_UNITS[unit]}"
-    if size >= 10:
+    if size >= 9.995:
         return f"{sign}{size:.1f} {_BYTE_UNITS[unit]}"
     return f"{sign}{size:.2f} {_BYTE_UNITS[unit]}"
 
@@ -38,14 +39,15 @@ def format_seconds(s: float) -> str:
     """Return a duration with a unit that keeps three significant digits, e.g. ``"840 ms"``."""
     if s < 0:
         return "-" + format_seconds(-s)
-    if s >= 3600:
-        hours, rest = divmod(s, 3600)
-        return f"{int(hours)} h {int(rest // 60)} min"
+    # Round before splitting, so 119.7 s is "2 min 0 s", never "1 min 60 s".
+    if s >= 3599.5:
+        hours, rest = divmod(round(s), 3600)
+        return f"{hours} h {rest // 60} min"
     if s >= 60:
-        minutes, rest = divmod(s, 60)
-        return f"{int(minutes)} min {rest:.0f} s"
+        minutes, rest = divmod(round(s), 60)
+        return f"{minutes} min {rest} s"
     for scale, unit in ((1.0, "s"), (1e-3, "ms"), (1e-6, "µs")):
-        if s >= scale:
-            value = s / scale
+        value = s / scale
+        if round(value, 3) >= 1:  # 0.9996 s is "1 s", not "1000 ms"
             return f"{value:.3g} {unit}" if value < 100 else f"{value:.0f} {unit}"
     return f"{s * 1e9:.0f} ns"

@@ -68,3 +68,24 @@ def fd_count() -> Any:
         return len(os.listdir("/proc/self/fd"))
 
     return count
+
+
+@pytest.fixture
+def in_threads() -> Any:
+    """``run(target, n=8)``: call ``target(i)`` in ``n`` real threads released at once; join all."""
+    import threading
+
+    def run(target: Any, n: int = 8) -> None:
+        barrier = threading.Barrier(n)
+
+        def together(i: int) -> None:
+            barrier.wait()
+            target(i)
+
+        threads = [threading.Thread(target=together, args=(i,)) for i in range(n)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+
+    return run

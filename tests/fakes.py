@@ -196,3 +196,27 @@ class FakeNvml:
             )
         # v1 counts driver-reserved memory as used
         return types.SimpleNamespace(total=handle.total, used=handle.used + handle.reserved)
+
+
+class FakeNvmlWithMig(FakeNvml):
+    """A ``FakeNvml`` whose first GPU is split into MIG instances.
+
+    As in NVML, a MIG instance is not among the devices counted and enumerated by index; it
+    is found by its ``MIG-`` UUID, the form ``CUDA_VISIBLE_DEVICES`` may hold.
+    """
+
+    def __init__(self, mig_uuids: list[str], uuids: list[str] | None = None) -> None:
+        super().__init__(uuids=uuids)
+        self.mig = [_NvmlDevice(u, self.devices[0].total // len(mig_uuids)) for u in mig_uuids]
+
+    def nvmlDeviceGetHandleByUUID(self, uuid: str) -> _NvmlDevice:
+        for d in self.mig:
+            if d.uuid == uuid:
+                return d
+        return super().nvmlDeviceGetHandleByUUID(uuid)
+
+
+def spike(cuda: FakeCuda, index: int, n: int) -> None:
+    """Allocate ``n`` bytes on device ``index`` and free them: a transient only a peak shows."""
+    cuda.malloc(index, n)
+    cuda.free(index, n)

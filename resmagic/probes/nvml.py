@@ -162,6 +162,8 @@ def _map_devices(nv: Any) -> tuple[Visible, ...]:
 
 
 def _resolve(nv: Any, entry: str, handles: list[Any], by_uuid: dict[str, Any]) -> tuple[Any, str]:
+    if not entry:  # CUDA_VISIBLE_DEVICES="" hides every GPU; "" would prefix-match a lone one
+        return None, ""
     if entry.lstrip("-").isdigit():
         index = int(entry)
         if 0 <= index < len(handles):

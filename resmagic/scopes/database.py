@@ -96,7 +96,7 @@ class db_transaction(Scope[sqlite3.Cursor, TransactionReport]):
         connection = sqlite3.connect(self.path, timeout=self.timeout, isolation_level=None)
         try:
             connection.execute("BEGIN IMMEDIATE")
-        except sqlite3.OperationalError as exc:
+        except sqlite3.DatabaseError as exc:  # "file is not a database" is no OperationalError
             connection.close()
             if "locked" in str(exc) or "busy" in str(exc):
                 msg = (

@@ -1,0 +1,215 @@
+"""db_transaction: commit on success, roll back on any exception, refuse what is not a database."""
+
+from __future__ import annotations
+
+import gc
+import sqlite3
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from resmagic import db_transaction
+from resmagic.errors import DatabaseLockedError, NotADatabaseError, OptionError, PathError
+from resmagic.report import TransactionReport
+
+pytestmark = pytest.mark.usefixtures("fresh_history")
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Path:
+    path = tmp_path / "data.db"
+    with sqlite3.connect(path) as setup:
+        setup.execute("create table t (x)")
+    return path
+
+
+def _rows(path: Path) -> list[tuple[Any, ...]]:
+    check = sqlite3.connect(path)  # a new connection: only what was committed
+    try:
+        return check.execute("select x from t order by x").fetchall()
+    finally:
+        check.close()
+
+
+def _report(scope: db_transaction) -> TransactionReport:
+    assert scope.report is not None
+    return scope.report
+
+
+def test_commit_on_success(db: Path) -> None:
+    scope = db_transaction(db)
+    with scope as cursor:
+        cursor.executemany("insert into t values (?)", [(1,), (2,), (3,)])
+    assert _rows(db) == [(1,), (2,), (3,)]
+    report = _report(scope)
+    assert (report.status, report.committed, report.changes) == ("ok", True, 3)
+    assert report.path == str(db)
+
+
+def _insert_then_raise(scope: db_transaction, exc: BaseException) -> None:
+    with scope as cursor:
+        cursor.executemany("insert into t values (?)", [(i,) for i in range(100)])
+        raise exc
+
+
+def test_rollback_on_exception_leaves_zero_new_rows(db: Path) -> None:
+    scope = db_transaction(db)
+    with pytest.raises(ValueError, match="bad row"):
+        _insert_then_raise(scope, ValueError("bad row"))
+    assert _rows(db) == []
+    report = _report(scope)
+    assert (report.status, report.committed, report.changes) == ("error", False, 0)
+    assert report.error == "ValueError: bad row"
+
+
+def test_rollback_on_keyboard_interrupt(db: Path) -> None:
+    scope = db_transaction(db)
+    with pytest.raises(KeyboardInterrupt):
+        _insert_then_raise(scope, KeyboardInterrupt())
+    assert _rows(db) == []
+    assert _report(scope).status == "interrupted"
+
+
+def test_rollback_undoes_schema_changes_too(db: Path) -> None:
+    def change_schema_then_fail() -> None:
+        with db_transaction(db) as cursor:
+            cursor.execute("create table u (y)")
+            cursor.execute("drop table t")
+            raise RuntimeError
+
+    with pytest.raises(RuntimeError):
+        change_schema_then_fail()
+    names = sqlite3.connect(db).execute("select name from sqlite_master").fetchall()
+    assert names == [("t",)]
+
+
+def test_new_file_is_created(tmp_path: Path) -> None:
+    path = tmp_path / "new.db"
+    with db_transaction(path) as cursor:
+        cursor.execute("create table t (x)")
+        cursor.execute("insert into t values (42)")
+    assert _rows(path) == [(42,)]
+
+
+def test_in_memory_database(tmp_path: Path) -> None:
+    with db_transaction(":memory:") as cursor:
+        cursor.execute("create table t (x)")
+        assert cursor.execute("select count(*) from t").fetchone() == (0,)
+
+
+def test_home_in_the_path_is_expanded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path))
+    with db_transaction("~/home.db") as cursor:
+        cursor.execute("create table t (x)")
+    assert (tmp_path / "home.db").exists()
+
+
+def test_not_a_database_file_raises_not_a_database_error(tmp_path: Path) -> None:
+    path = tmp_path / "notes.txt"
+    path.write_text("hello, not a database")
+    with pytest.raises(NotADatabaseError, match=r"is not an SQLite database \(its header is"):
+        db_transaction(path)
+    assert path.read_text() == "hello, not a database"  # untouched
+
+
+def test_damaged_database_raises_not_a_database_error(tmp_path: Path) -> None:
+    path = tmp_path / "damaged.db"
+    path.write_bytes(b"SQLite format 3\x00" + b"\xff" * 4080)  # the header, then garbage
+    ran = []
+    with pytest.raises(NotADatabaseError, match="is not an SQLite database"), db_transaction(path):
+        ran.append("body")
+    assert ran == []
+
+
+def test_empty_file_is_a_new_database(tmp_path: Path) -> None:
+    path = tmp_path / "empty.db"
+    path.touch()
+    with db_transaction(path) as cursor:
+        cursor.execute("create table t (x)")
+    assert _rows(path) == []
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda tmp: tmp, "is a directory, not a database file"),
+        (lambda tmp: tmp / "missing" / "data.db", "folder .* does not exist"),
+        (lambda tmp: "  ", "the database path is empty"),
+    ],
+)
+def test_unusable_path_raises_path_error(tmp_path: Path, make: Any, message: str) -> None:
+    with pytest.raises(PathError, match=message):
+        db_transaction(make(tmp_path))
+
+
+@pytest.mark.parametrize("timeout", [-1, "5", True])
+def test_bad_timeout_raises_option_error(db: Path, timeout: object) -> None:
+    with pytest.raises(OptionError, match="timeout must be a number of seconds >= 0"):
+        db_transaction(db, timeout=timeout)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def locked(db: Path) -> Iterator[Path]:
+    """The database with another connection holding its write lock."""
+    holder = sqlite3.connect(db, isolation_level=None)
+    holder.execute("begin immediate")
+    yield db
+    holder.close()
+
+
+def test_locked_database_raises_database_locked_error_within_the_timeout(locked: Path) -> None:
+    outcome: list[BaseException] = []
+    ran: list[str] = []
+
+    def enter() -> None:
+        try:
+            with db_transaction(locked, timeout=0.1):
+                ran.append("body")
+        except BaseException as exc:
+            outcome.append(exc)
+
+    thread = threading.Thread(target=enter, daemon=True)
+    thread.start()
+    thread.join(60)  # a liveness bound, far above the 0.1 s timeout: not a hang
+    assert not thread.is_alive(), "db_transaction hung on a locked database"
+    assert ran == []
+    [error] = outcome
+    assert isinstance(error, DatabaseLockedError)
+    assert isinstance(error, TimeoutError)
+    assert "is locked by another connection (waited 0.1 s)" in str(error)
+    assert "timeout=SECONDS" in str(error)
+
+
+def test_lock_released_in_time_lets_the_transaction_through(db: Path) -> None:
+    holder = sqlite3.connect(db, isolation_level=None, check_same_thread=False)
+    holder.execute("begin immediate")
+    holder.execute("insert into t values (1)")
+    release = threading.Timer(0.1, holder.commit)
+    release.start()
+    try:
+        with db_transaction(db, timeout=60) as cursor:
+            cursor.execute("insert into t values (2)")
+    finally:
+        release.join()
+        holder.close()
+    assert _rows(db) == [(1,), (2,)]
+
+
+def test_connection_closed_every_time(db: Path, fd_count: Any) -> None:
+    with db_transaction(db):
+        pass  # first use
+    gc.collect()  # fds of earlier tests' garbage must not close during the loop
+    before = fd_count()
+    for i in range(200):
+        try:
+            with db_transaction(db) as cursor:
+                cursor.execute("insert into t values (?)", (i,))
+                if i % 2:
+                    raise LookupError(i)
+        except LookupError:
+            pass
+    assert fd_count() <= before
+    assert len(_rows(db)) == 100

@@ -1,0 +1,322 @@
+"""experiment_log: a file per experiment, every record flushed, the handler always removed."""
+
+from __future__ import annotations
+
+import gc
+import json
+import logging
+import os
+import re
+import sys
+from itertools import count
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from resmagic import experiment_log, gpu_scope, timed
+from resmagic.errors import OptionError, PathError
+from resmagic.report import LogReport
+
+pytestmark = pytest.mark.usefixtures("fresh_history")
+
+_names = count()
+TEXT_LINE = re.compile(
+    r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} (DEBUG|INFO|WARNING|ERROR|CRITICAL) +"
+    r"(?P<name>\S+) \[(?P<run>\d{8}-\d{6}-[0-9a-f]{6})\] (?P<message>.*)$"
+)
+
+
+@pytest.fixture
+def name() -> str:
+    """A logger of the test's own, so handler counts are not shared between tests."""
+    return f"resmagic-test-{next(_names)}"
+
+
+def _report(scope: experiment_log) -> LogReport:
+    assert scope.report is not None
+    return scope.report
+
+
+def _jsonl(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def _events(path: Path) -> list[str | None]:
+    return [r.get("event") for r in _jsonl(path)]
+
+
+class TestFile:
+    def test_file_created_with_parent_folders(self, tmp_path: Path, name: str) -> None:
+        path = tmp_path / "runs" / "2024" / "exp1" / "run.log"
+        with experiment_log(path, name=name) as log:
+            log.info("lr=%g", 3e-4)
+        lines = path.read_text().splitlines()
+        assert len(lines) == 3
+        assert "experiment start: run " in lines[0]
+        assert lines[1].endswith(" lr=0.0003")
+        assert "experiment end: ok after " in lines[2]
+
+    def test_home_in_the_path_is_expanded(
+        self, tmp_path: Path, name: str, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        monkeypatch.setenv("HOME", str(tmp_path))
+        scope = experiment_log("~/logs/run.log", name=name)
+        with scope as log:
+            log.info("here")
+        assert "here" in (tmp_path / "logs" / "run.log").read_text()
+        assert _report(scope).path == "~/logs/run.log"  # as the user wrote it
+
+    def test_each_record_is_flushed_as_written(self, tmp_path: Path, name: str) -> None:
+        path = tmp_path / "run.log"
+        with experiment_log(path, name=name) as log:
+            log.info("checkpoint 1")
+            assert path.read_text().splitlines()[-1].endswith(" checkpoint 1")
+
+    def test_mode_a_appends_and_mode_w_starts_afresh(self, tmp_path: Path, name: str) -> None:
+        path = tmp_path / "run.jsonl"
+        for _ in range(2):
+            with experiment_log(path, name=name, fmt="jsonl", mode="a"):
+                pass
+        assert _events(path) == ["start", "end", "start", "end"]
+        with experiment_log(path, name=name, fmt="jsonl", mode="w"):
+            pass
+        assert _events(path) == ["start", "end"]
+
+
+class TestFormats:
+    def test_text_format_lines_parse(self, tmp_path: Path, name: str) -> None:
+        path = tmp_path / "run.log"
+        scope = experiment_log(path, name=name)
+        with scope as log:
+            log.info("epoch %d", 1)
+            log.warning("loss is nan")
+        matches = [TEXT_LINE.match(line) for line in path.read_text().splitlines()]
+        assert all(matches), path.read_text()
+        assert {m["name"] for m in matches if m} == {name}
+        assert {m["run"] for m in matches if m} == {_report(scope).run_id}
+        assert [m["message"] for m in matches if m][1:3] == ["epoch 1", "loss is nan"]
+        assert [m[1] for m in matches if m] == ["INFO", "INFO", "WARNING", "INFO"]
+
+    def test_jsonl_format_one_object_per_record(self, tmp_path: Path, name: str) -> None:
+        path = tmp_path / "run.jsonl"
+        scope = experiment_log(path, name=name, fmt="jsonl")
+        with scope as log:
+            log.info("step", extra={"step": 3, "loss": 0.25})
+        start, step, end = _jsonl(path)
+        assert step == {
+            "time": step["time"],
+            "level": "INFO",
+            "logger": name,
+            "message": "step",
+            "step": 3,
+            "loss": 0.25,
+            "run_id": _report(scope).run_id,
+        }
+        assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}\+00:00", step["time"])
+        assert (start["event"], start["pid"]) == ("start", os.getpid())
+        assert (end["event"], end["status"]) == ("end", "ok")
+        assert end["duration_s"] >= 0
+        assert _report(scope).records == 3
+        assert _report(scope).fmt == "jsonl"
+
+    def test_error_is_logged_with_its_traceback_and_re_raised(
+        self, tmp_path: Path, name: str
+    ) -> None:
+        path = tmp_path / "run.jsonl"
+        scope = experiment_log(path, name=name, fmt="jsonl")
+
+        def train_step() -> None:
+            raise ValueError("loss diverged")
+
+        with pytest.raises(ValueError, match="loss diverged"), scope:
+            train_step()
+        records = _jsonl(path)
+        assert [r["event"] for r in records] == ["start", "exception", "end"]
+        failed = records[1]
+        assert (failed["level"], failed["message"]) == (
+            "ERROR",
+            "experiment failed: ValueError: loss diverged",
+        )
+        assert "in train_step" in failed["exception"]
+        assert (records[2]["level"], records[2]["status"]) == ("WARNING", "error")
+        assert (_report(scope).status, _report(scope).error) == (
+            "error",
+            "ValueError: loss diverged",
+        )
+
+    def test_interrupt_is_logged_as_interrupted(self, tmp_path: Path, name: str) -> None:
+        path = tmp_path / "run.jsonl"
+        scope = experiment_log(path, name=name, fmt="jsonl")
+        with pytest.raises(KeyboardInterrupt), scope:
+            raise KeyboardInterrupt
+        assert _events(path) == ["start", "interrupted", "end"]
+        assert _report(scope).status == "interrupted"
+
+
+class TestLogger:
+    def test_level_filtering(self, tmp_path: Path, name: str) -> None:
+        path = tmp_path / "run.jsonl"
+        with experiment_log(path, name=name, fmt="jsonl", level="WARNING") as log:
+            log.debug("hidden")
+            log.info("hidden too")
+            log.warning("kept")
+        assert [r["message"] for r in _jsonl(path) if "event" not in r] == ["kept"]
+        assert _events(path) == ["start", None, "end"]  # lifecycle records whatever the level
+
+    def test_numeric_level_and_debug(self, tmp_path: Path, name: str) -> None:
+        path = tmp_path / "run.jsonl"
+        with experiment_log(path, name=name, fmt="jsonl", level=logging.DEBUG) as log:
+            log.debug("shown")
+        assert "shown" in path.read_text()
+
+    def test_logger_level_and_propagation_are_restored(self, tmp_path: Path, name: str) -> None:
+        logger = logging.getLogger(name)
+        logger.setLevel(logging.ERROR)
+        with experiment_log(tmp_path / "run.log", name=name, level="DEBUG") as log:
+            assert log is logger
+            assert (log.level, log.propagate) == (logging.DEBUG, False)
+        assert (logger.level, logger.propagate) == (logging.ERROR, True)
+        assert logger.handlers == []
+
+    def test_does_not_propagate_to_root_by_default(
+        self, tmp_path: Path, name: str, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        caplog.set_level(logging.INFO)  # a handler on the root logger, like basicConfig's
+        with experiment_log(tmp_path / "quiet.log", name=name) as log:
+            log.info("only in the file")
+        with experiment_log(tmp_path / "loud.log", name=name, propagate=True) as log:
+            log.info("in the file and on the console")
+        assert [r.getMessage() for r in caplog.records] == ["in the file and on the console"]
+
+    def test_tee_writes_printed_lines_into_the_log(
+        self, tmp_path: Path, name: str, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        path = tmp_path / "run.jsonl"
+        stdout, stderr = sys.stdout, sys.stderr
+        with experiment_log(path, name=name, fmt="jsonl", tee=True):
+            print("epoch 1 done")
+            print("warning: slow", file=sys.stderr)
+            print("no newline at the end", end="")
+        assert (sys.stdout, sys.stderr) == (stdout, stderr)
+        teed = [(r["event"], r["level"], r["message"]) for r in _jsonl(path)[1:-1]]
+        assert teed == [
+            ("stdout", "INFO", "epoch 1 done"),
+            ("stderr", "WARNING", "warning: slow"),
+            ("stdout", "INFO", "no newline at the end"),
+        ]
+        out = capsys.readouterr()
+        assert out.out == "epoch 1 done\nno newline at the end"  # still printed
+        assert out.err == "warning: slow\n"
+
+    def test_without_tee_prints_stay_out_of_the_log(self, tmp_path: Path, name: str) -> None:
+        path = tmp_path / "run.log"
+        with experiment_log(path, name=name):
+            print("only on the console")
+        assert "only on the console" not in path.read_text()
+
+
+class TestNoLeaks:
+    def test_handler_count_back_to_baseline_after_200_scopes(
+        self, tmp_path: Path, name: str
+    ) -> None:
+        logger, root = logging.getLogger(name), logging.getLogger()
+        baseline = (len(logger.handlers), len(root.handlers))
+        for i in range(200):
+            try:
+                with experiment_log(tmp_path / "run.log", name=name) as log:
+                    log.info("run %d", i)
+                    if i % 2:
+                        raise RuntimeError(i)
+            except RuntimeError:
+                pass
+        assert (len(logger.handlers), len(root.handlers)) == baseline
+
+    def test_no_fd_leak_after_200_scopes(self, tmp_path: Path, name: str, fd_count: Any) -> None:
+        with experiment_log(tmp_path / "warm.log", name=name):
+            pass  # first use: lazy imports, caches
+        gc.collect()  # fds of earlier tests' garbage must not close during the loop
+        before = fd_count()
+        for i in range(200):
+            try:
+                with experiment_log(tmp_path / f"run{i % 7}.log", name=name, fmt="jsonl"):
+                    if i % 3 == 0:
+                        raise KeyError(i)
+            except KeyError:
+                pass
+        assert fd_count() <= before
+
+
+class TestStacked:
+    def test_records_the_reports_of_scopes_inside_it(self, tmp_path: Path, name: str) -> None:
+        path = tmp_path / "run.jsonl"
+        with experiment_log(path, name=name, fmt="jsonl"), timed("load"):
+            pass
+        report = _jsonl(path)[1]
+        assert report["event"] == "report"
+        assert report["message"].startswith("timed  load  wall ")
+        assert (report["report"]["scope"], report["report"]["label"]) == ("timed", "load")
+
+    def test_hold_keeps_the_log_open_for_an_outer_scopes_report(
+        self, tmp_path: Path, name: str
+    ) -> None:
+        path = tmp_path / "run.jsonl"
+        scope = experiment_log(path, name=name, fmt="jsonl")
+        with gpu_scope("host"):
+            with scope:
+                release = scope.hold()
+            assert scope.report is None  # not ended yet
+            assert len(logging.getLogger(name).handlers) == 1
+        release()
+        assert _events(path) == ["start", "report", "end"]
+        assert _jsonl(path)[1]["report"]["scope"] == "gpu_scope"
+        assert _report(scope).status == "ok"
+        assert logging.getLogger(name).handlers == []
+
+    def test_reports_after_the_log_closed_are_not_recorded(self, tmp_path: Path, name: str) -> None:
+        path = tmp_path / "run.jsonl"
+        with experiment_log(path, name=name, fmt="jsonl"):
+            pass
+        with timed():
+            pass
+        assert _events(path) == ["start", "end"]
+
+    def test_decorated_function_logs_one_run_per_call(self, tmp_path: Path, name: str) -> None:
+        path = tmp_path / "run.jsonl"
+
+        @experiment_log(path, name=name, fmt="jsonl")
+        def run(i: int) -> int:
+            logging.getLogger(name).info("call %d", i)
+            return i
+
+        assert [run(1), run(2)] == [1, 2]
+        starts = [r for r in _jsonl(path) if r.get("event") == "start"]
+        assert len(starts) == 2
+        assert starts[0]["run_id"] != starts[1]["run_id"]
+
+
+class TestBadInput:
+    @pytest.mark.parametrize(
+        ("options", "message"),
+        [
+            ({"fmt": "xml"}, "fmt must be 'text' or 'jsonl'"),
+            ({"mode": "x"}, "mode must be 'a' .* or 'w'"),
+            ({"level": "LOUD"}, "unknown log level 'LOUD': use one of DEBUG"),
+            ({"name": ""}, "name must be a non-empty logger name"),
+        ],
+    )
+    def test_bad_option_raises_option_error(
+        self, tmp_path: Path, options: dict[str, Any], message: str
+    ) -> None:
+        with pytest.raises(OptionError, match=message):
+            experiment_log(tmp_path / "run.log", **options)
+        assert not (tmp_path / "run.log").exists()
+
+    def test_directory_path_raises_path_error_with_an_example(self, tmp_path: Path) -> None:
+        with pytest.raises(PathError, match=r"is a directory: give a file inside it, e\.g\."):
+            experiment_log(tmp_path)
+
+    def test_path_under_a_file_raises_path_error(self, tmp_path: Path) -> None:
+        (tmp_path / "file").write_text("")
+        with pytest.raises(PathError, match="is a file, not a directory"):
+            experiment_log(tmp_path / "file" / "run.log")

@@ -1,0 +1,351 @@
+"""gpu_scope: a host row always, rows per GPU, cache cleanup, nested peaks, reclaim after OOM."""
+
+from __future__ import annotations
+
+import gc
+import threading
+import weakref
+from collections.abc import Iterator
+
+import pytest
+
+from resmagic import gpu_scope, history
+from resmagic.config import settings
+from resmagic.errors import DeviceError, OptionError
+from resmagic.probes import host
+from resmagic.report import GpuReport
+from resmagic.sampler import Watch, sampler
+from tests.fakes import FakeNvml, FakeOutOfMemoryError, FakeTorch, spike
+
+GiB, MiB = 1 << 30, 1 << 20
+Gpu = tuple[FakeTorch, FakeNvml]
+
+pytestmark = pytest.mark.usefixtures("fresh_history")
+
+
+def _report(scope: gpu_scope) -> GpuReport:
+    assert scope.report is not None
+    return scope.report
+
+
+def _rows(scope: gpu_scope) -> list[tuple[str, str]]:
+    return [(d.name, d.source) for d in _report(scope).devices]
+
+
+def _touched(n: int) -> bytearray:
+    return bytearray(b"x") * n
+
+
+@pytest.fixture
+def cuda(fake_gpu: Gpu) -> FakeTorch:
+    torch, _ = fake_gpu
+    torch.cuda.init()
+    return torch
+
+
+class TestRows:
+    def test_host_row_always_present(self) -> None:
+        with gpu_scope() as scope:
+            pass
+        report = _report(scope)
+        row = report.device("host")
+        assert row.source == "RSS"
+        assert row.total_bytes is not None
+        assert 0 < row.before_bytes <= row.peak_bytes
+        assert row.after_bytes <= row.peak_bytes
+        assert report.status == "ok"
+        assert history()[-1] is report
+
+    def test_rows_per_fake_device_once_cuda_is_initialised(self, cuda: FakeTorch) -> None:
+        with gpu_scope() as scope:
+            pass
+        assert _rows(scope) == [
+            ("host", "RSS"),
+            ("cuda:0", "torch allocator"),
+            ("cuda:1", "torch allocator"),
+            ("cuda:0", "NVML"),
+            ("cuda:1", "NVML"),
+        ]
+        assert _report(scope).notes == ()
+        assert _report(scope).device("cuda:1", "torch allocator").total_bytes == 16 * GiB
+
+    def test_before_cuda_init_nvml_rows_and_a_note_saying_why_no_allocator_rows(
+        self, fake_gpu: Gpu
+    ) -> None:
+        with gpu_scope() as scope:
+            pass
+        assert _rows(scope) == [("host", "RSS"), ("cuda:0", "NVML"), ("cuda:1", "NVML")]
+        assert _report(scope).notes == (
+            "torch allocator: CUDA not initialised yet (no tensor on a GPU so far)",
+        )
+
+    def test_without_any_gpu_the_notes_say_why(self, fake_gpu: Gpu) -> None:
+        _, nv = fake_gpu
+        nv.fail_init = True
+        with gpu_scope() as scope:
+            pass
+        assert _rows(scope) == [("host", "RSS")]
+        assert "NVML: NVML unavailable: NVML Shared Library Not Found" in _report(scope).notes
+
+    def test_device_index_selects_one_gpu(self, cuda: FakeTorch) -> None:
+        with gpu_scope("cuda:1") as scope:
+            pass
+        assert _rows(scope) == [("host", "RSS"), ("cuda:1", "torch allocator"), ("cuda:1", "NVML")]
+
+    def test_device_host_measures_the_host_only(self, cuda: FakeTorch) -> None:
+        with gpu_scope("host") as scope:
+            pass
+        assert _rows(scope) == [("host", "RSS")]
+        assert _report(scope).notes == ()
+
+    def test_allocator_peak_is_exact_and_after_shows_what_is_still_held(
+        self, cuda: FakeTorch
+    ) -> None:
+        cuda.cuda.malloc(0, 1 * GiB)
+        with gpu_scope(0) as scope:
+            spike(cuda.cuda, 0, 4 * GiB)
+            cuda.cuda.malloc(0, 512 * MiB)
+        row = _report(scope).device("cuda:0", "torch allocator")
+        assert (row.before_bytes, row.peak_bytes, row.after_bytes) == (1 * GiB, 5 * GiB, 1536 * MiB)
+        assert row.peak_exact
+        assert row.delta_bytes == 512 * MiB
+
+    def test_cuda_initialised_inside_the_block_counts_from_zero(self, fake_gpu: Gpu) -> None:
+        torch, _ = fake_gpu
+        with gpu_scope() as scope:
+            torch.cuda.init()
+            torch.cuda.malloc(0, 2 * GiB)
+        row = _report(scope).device("cuda:0", "torch allocator")
+        assert (row.before_bytes, row.peak_bytes, row.after_bytes) == (0, 2 * GiB, 2 * GiB)
+        assert row.peak_exact
+
+
+class TestCache:
+    def test_no_empty_cache_and_no_cuda_init_before_cuda_is_initialised(
+        self, fake_gpu: Gpu
+    ) -> None:
+        torch, _ = fake_gpu
+        with gpu_scope():
+            pass
+        assert torch.cuda.empty_cache_calls == 0
+        assert not torch.cuda.initialized  # and the fixture checks no side-effect init
+
+    def test_empty_cache_before_and_after_once_cuda_is_initialised(self, cuda: FakeTorch) -> None:
+        with gpu_scope() as scope:
+            assert cuda.cuda.empty_cache_calls == 1
+            spike(cuda.cuda, 0, 2 * GiB)
+        assert cuda.cuda.empty_cache_calls == 2
+        assert cuda.cuda.devices[0].reserved == 0  # "after" shows what is still held
+        assert _report(scope).device("cuda:0").after_bytes == 0
+
+    def test_empty_cache_false_leaves_the_cache(self, cuda: FakeTorch) -> None:
+        with gpu_scope(empty_cache=False):
+            spike(cuda.cuda, 0, 2 * GiB)
+        assert cuda.cuda.empty_cache_calls == 0
+        assert cuda.cuda.devices[0].reserved == 2 * GiB
+
+    def test_gc_option_collects_cycles_and_is_off_by_default(self) -> None:
+        class Node:
+            pass
+
+        def cycle() -> weakref.ref[Node]:
+            node = Node()
+            node.me = node  # type: ignore[attr-defined]
+            return weakref.ref(node)
+
+        gc.disable()  # only our option may collect
+        try:
+            plain = cycle()
+            with gpu_scope("host"):
+                pass
+            alive_without = plain() is not None
+            collected = cycle()
+            with gpu_scope("host", gc=True):
+                pass
+            alive_with = collected() is not None
+        finally:
+            gc.enable()
+        assert alive_without
+        assert not alive_with
+
+
+class TestPeaks:
+    def test_outer_scope_sees_the_inner_scopes_peak(self, cuda: FakeTorch) -> None:
+        with gpu_scope(0) as outer, gpu_scope(0) as inner:
+            spike(cuda.cuda, 0, 3 * GiB)
+        assert _report(inner).device("cuda:0", "torch allocator").peak_bytes == 3 * GiB
+        assert _report(outer).device("cuda:0", "torch allocator").peak_bytes == 3 * GiB
+
+    def test_outer_host_peak_survives_the_inner_scopes_reset(self) -> None:
+        if not host.peak_is_exact():
+            pytest.skip(f"no exact host peak here: {host.status()}")
+        with gpu_scope("host") as outer:
+            block = _touched(200 * MiB)
+            del block
+            with gpu_scope("host") as inner:  # resets VmHWM
+                pass
+        outer_row = _report(outer).device("host")
+        inner_row = _report(inner).device("host")
+        assert outer_row.peak_bytes - outer_row.before_bytes >= 190 * MiB
+        assert inner_row.peak_bytes - inner_row.before_bytes < 20 * MiB
+
+    def test_nvml_peak_is_sampled_and_labelled_so(
+        self, fake_gpu: Gpu, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        _, nv = fake_gpu
+        monkeypatch.setattr(settings, "sample_interval", 0.002)
+        ticks = threading.Semaphore(0)
+        with gpu_scope() as scope:
+            # The sampler samples its watches in order, each tick: two ticks of a watch
+            # added after the scope's mean the scope's watch read the transient at least once.
+            nv.devices[0].used = 6 * GiB
+            marker = sampler.add(Watch(list, lambda *_: ticks.release()))
+            try:
+                for _ in range(2):
+                    assert ticks.acquire(timeout=30), "the sampler stopped sampling"
+            finally:
+                sampler.remove(marker)
+            nv.devices[0].used = 1 * GiB
+        row = _report(scope).device("cuda:0", "NVML")
+        assert (row.before_bytes, row.peak_bytes, row.after_bytes) == (0, 6 * GiB, 1 * GiB)
+        assert not row.peak_exact
+
+    def test_sampler_stops_when_the_scope_closes(self, fake_gpu: Gpu) -> None:
+        watches = sampler.watches
+        with gpu_scope():
+            assert sampler.watches == watches + 1  # NVML peaks need sampling
+            assert sampler.running
+        assert sampler.watches == watches
+
+    def test_host_only_with_an_exact_peak_needs_no_sampling(self) -> None:
+        if not host.peak_is_exact():
+            pytest.skip(f"no exact host peak here: {host.status()}")
+        watches = sampler.watches
+        with gpu_scope("host"):
+            assert sampler.watches == watches
+
+
+def _fill(n: int) -> None:
+    held = _touched(n)  # a local of the failing frame, as in a training step
+    raise MemoryError(f"could not allocate after {len(held)} bytes")
+
+
+def _held_after(scope: gpu_scope, body: object = _fill, n: int = 300 * MiB) -> int:
+    """RSS still held after ``body`` failed inside ``scope``, with the exception kept alive.
+
+    The exception stays referenced (IPython keeps it in ``sys.last_value``) while measuring.
+    """
+    gc.collect()
+    base = host.rss_bytes()
+    kept: BaseException | None = None
+    try:
+        with scope:
+            body(n)  # type: ignore[operator]
+    except (MemoryError, ValueError, FakeOutOfMemoryError) as exc:
+        kept = exc
+    assert kept is not None
+    gc.collect()
+    held = host.rss_bytes() - base
+    del kept
+    return held
+
+
+@pytest.fixture
+def rss_settles() -> Iterator[None]:
+    yield
+    gc.collect()
+
+
+@pytest.mark.usefixtures("rss_settles")
+class TestReclaim:
+    def test_reclaim_oom_returns_the_memory_of_a_failed_frame(self) -> None:
+        scope = gpu_scope("host", reclaim="oom")
+        held = _held_after(scope)
+        assert held < 30 * MiB, f"{held / MiB:.0f} MiB still held"
+        assert _report(scope).reclaimed
+        assert _report(scope).status == "error"
+
+    def test_reclaim_never_keeps_the_frame_for_debugging(self) -> None:
+        scope = gpu_scope("host", reclaim="never")
+        held = _held_after(scope)
+        assert held > 280 * MiB, f"only {held / MiB:.0f} MiB held"
+        assert not _report(scope).reclaimed
+
+    def test_reclaim_oom_keeps_frames_of_other_errors(self) -> None:
+        def fail(n: int) -> None:
+            held = _touched(n)
+            raise ValueError(len(held))
+
+        scope = gpu_scope("host")
+        assert _held_after(scope, fail) > 280 * MiB
+        assert not _report(scope).reclaimed
+
+    def test_reclaim_always_frees_after_any_error(self) -> None:
+        def fail(n: int) -> None:
+            held = _touched(n)
+            raise ValueError(len(held))
+
+        scope = gpu_scope("host", reclaim="always")
+        assert _held_after(scope, fail) < 30 * MiB
+        assert _report(scope).reclaimed
+
+    def test_reclaim_follows_the_exception_chain(self) -> None:
+        def fail(n: int) -> None:
+            try:
+                _fill(n)
+            except MemoryError as exc:
+                raise ValueError("step failed") from exc
+
+        scope = gpu_scope("host", reclaim="always")
+        assert _held_after(scope, fail) < 30 * MiB
+
+    def test_cuda_out_of_memory_reclaims_and_empties_the_cache(self, cuda: FakeTorch) -> None:
+        def fail(n: int) -> None:
+            held = _touched(n)
+            spike(cuda.cuda, 0, 2 * GiB)
+            raise FakeOutOfMemoryError(f"CUDA out of memory ({len(held)})")
+
+        scope = gpu_scope(empty_cache=False)
+        assert _held_after(scope, fail) < 30 * MiB
+        assert _report(scope).reclaimed
+        assert cuda.cuda.empty_cache_calls == 1
+        assert cuda.cuda.devices[0].reserved == 0
+
+
+class TestBadInput:
+    def test_bad_device_raises_device_error_before_anything_runs(self, fake_gpu: Gpu) -> None:
+        watches, ran = sampler.watches, []
+        refused = r"no device cuda:2: this process sees 2 GPU\(s\)"
+        with pytest.raises(DeviceError, match=refused), gpu_scope("cuda:2"):
+            ran.append("body")
+        with pytest.raises(DeviceError, match="cuda:0, cuda:1"):
+
+            @gpu_scope(7)
+            def step() -> None:
+                ran.append("step")
+
+        assert ran == []
+        assert history() == []
+        assert sampler.watches == watches
+
+    def test_device_on_a_machine_without_gpu_says_why(self, fake_gpu: Gpu) -> None:
+        torch, nv = fake_gpu
+        torch.cuda.devices.clear()
+        nv.devices.clear()
+        with pytest.raises(DeviceError, match=r"no device cuda:0: this process sees no GPU \("):
+            gpu_scope(0)
+
+    @pytest.mark.parametrize("device", ["gpu", "cuda:x", "cuda:-1", -1, True, 1.5, "cuda:\u0661"])
+    def test_unreadable_device_says_what_to_type(self, device: object) -> None:
+        with pytest.raises(DeviceError, match=r"unknown device .*use 'cuda:N'.*'host'"):
+            gpu_scope(device)
+
+    @pytest.mark.parametrize("device", [None, "cuda", "host", "cpu", "CPU", " host "])
+    def test_device_spellings_that_need_no_gpu(self, device: object) -> None:
+        with gpu_scope(device) as scope:
+            pass
+        assert _report(scope).device("host")
+
+    def test_bad_reclaim_raises_option_error(self) -> None:
+        with pytest.raises(OptionError, match="reclaim must be 'oom', 'always' or 'never'"):
+            gpu_scope(reclaim="sometimes")  # type: ignore[arg-type]

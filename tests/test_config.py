@@ -1,0 +1,56 @@
+"""Settings: validated on update, with an error that says what to type."""
+
+from __future__ import annotations
+
+import pytest
+
+from resmagic.config import Settings
+from resmagic.errors import OptionError
+
+
+def test_update_converts_strings_from_the_command_line() -> None:
+    s = Settings()
+    s.update(history_limit="50", sample_interval=" 0.25 ")
+    assert (s.history_limit, s.sample_interval) == (50, 0.25)
+
+
+def test_unknown_key_names_the_known_settings() -> None:
+    with pytest.raises(OptionError, match=r"unknown setting 'speed'.*: history_limit, sample_"):
+        Settings().update(speed=1)
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("history_limit", 0),
+        ("history_limit", -5),
+        ("history_limit", "ten"),
+        ("history_limit", 2.5),
+        ("history_limit", True),
+        ("sample_interval", "fast"),
+        ("sample_interval", 0),
+        ("sample_interval", 0.0001),
+        ("sample_interval", 61),
+        ("sample_interval", "nan"),
+        ("sample_interval", "inf"),
+    ],
+)
+def test_bad_value_says_what_to_type(key: str, value: object) -> None:
+    s = Settings()
+    with pytest.raises(OptionError, match=rf"bad value .* for {key}: expected .*e\.g\. {key}="):
+        s.update(**{key: value})
+    assert s == Settings()  # unchanged
+
+
+def test_failed_update_changes_nothing() -> None:
+    s = Settings()
+    with pytest.raises(OptionError):
+        s.update(history_limit=5, sample_interval="fast")
+    with pytest.raises(OptionError):
+        s.update(history_limit=5, speed=1)
+    assert s == Settings()
+
+
+def test_option_error_is_a_value_error() -> None:
+    with pytest.raises(ValueError):
+        Settings().update(history_limit="x")

@@ -1,0 +1,176 @@
+"""The sampler: one thread for any number of watches, gone with the last, robust to bad probes."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import pytest
+
+from resmagic.config import settings
+from resmagic.probes import host
+from resmagic.probes.reading import DeviceMemory
+from resmagic.sampler import Sampler, Watch
+
+WAIT = 30  # seconds: a liveness bound for events, never a performance claim
+
+
+@pytest.fixture
+def fresh() -> Iterator[Sampler]:
+    """A sampler of the test's own, sampling every 2 ms; stopped afterwards."""
+    old = settings.sample_interval
+    settings.sample_interval = 0.002
+    sampler = Sampler()
+    yield sampler
+    sampler.shutdown()
+    settings.sample_interval = old
+
+
+def _sampler_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name == "resmagic-sampler"]
+
+
+def _started(sampler: Sampler, watch: Watch) -> threading.Thread:
+    """Add ``watch`` to a sampler that has no thread yet; return the thread that started."""
+    before = set(_sampler_threads())
+    sampler.add(watch)
+    [thread] = set(_sampler_threads()) - before
+    return thread
+
+
+def _host() -> list[DeviceMemory]:
+    return [host.read()]
+
+
+class Ticks:
+    """A listener that counts samples, so a test can wait for the n-th without sleeping."""
+
+    def __init__(self) -> None:
+        self.semaphore = threading.Semaphore(0)
+
+    def __call__(self, now: float, readings: Sequence[DeviceMemory]) -> None:
+        self.semaphore.release()
+
+    def wait(self, n: int) -> None:
+        for _ in range(n):
+            assert self.semaphore.acquire(timeout=WAIT), "the sampler stopped sampling"
+
+
+def test_one_thread_no_matter_how_many_watches(fresh: Sampler) -> None:
+    before = len(_sampler_threads())
+    ticks = [Ticks() for _ in range(20)]
+    for t in ticks:
+        fresh.add(Watch(_host, t))
+    for t in ticks:
+        t.wait(2)  # every watch is being sampled
+    assert fresh.watches == 20
+    assert len(_sampler_threads()) == before + 1
+
+
+def test_thread_joined_and_gone_when_last_watch_removed(fresh: Sampler) -> None:
+    first = Watch(_host)
+    thread = _started(fresh, first)
+    second = fresh.add(Watch(_host))
+    assert fresh.running
+    fresh.remove(first)
+    assert thread.is_alive()  # one watch left
+    fresh.remove(second)
+    assert not thread.is_alive()  # joined before remove() returned
+    assert thread not in threading.enumerate()
+    assert not fresh.running
+    fresh.remove(second)  # removing twice is harmless
+
+
+def test_adding_after_the_last_removal_starts_a_new_thread(fresh: Sampler) -> None:
+    watch = Watch(_host)
+    old = _started(fresh, watch)
+    fresh.remove(watch)
+    ticks = Ticks()
+    new = _started(fresh, Watch(_host, ticks))
+    ticks.wait(1)
+    assert fresh.running
+    assert new is not old
+    assert not old.is_alive()
+
+
+def test_exception_in_a_watch_read_is_recorded_and_others_go_on(fresh: Sampler) -> None:
+    def broken() -> list[DeviceMemory]:
+        raise OSError("probe went away")
+
+    bad = fresh.add(Watch(broken))
+    ticks = Ticks()
+    good = fresh.add(Watch(_host, ticks))
+    ticks.wait(3)
+    assert bad.error == "OSError: probe went away"
+    assert bad.samples == 0
+    assert good.error is None
+    assert good.samples >= 3
+    assert fresh.running
+
+
+def test_exception_in_a_listener_is_recorded_too(fresh: Sampler) -> None:
+    def failing(now: float, readings: Sequence[DeviceMemory]) -> None:
+        raise ValueError("view closed")
+
+    bad = fresh.add(Watch(_host, failing))
+    ticks = Ticks()
+    fresh.add(Watch(_host, ticks))
+    ticks.wait(2)
+    assert bad.error == "ValueError: view closed"
+
+
+def test_watch_keeps_the_running_maximum_per_device_and_source() -> None:
+    values = iter([5, 9, 3])
+
+    def read() -> list[DeviceMemory]:
+        used = next(values)
+        return [DeviceMemory("cuda:0", used, 16, "NVML"), DeviceMemory("host", 1, None, "RSS")]
+
+    seen: list[int] = []
+    watch = Watch(read, lambda now, readings: seen.append(readings[0].used_bytes))
+    for _ in range(3):
+        watch.sample()
+    assert watch.peak("cuda:0", "NVML") == 9
+    assert watch.peak("host", "RSS") == 1
+    assert watch.peak("cuda:0", "torch allocator") is None
+    assert (watch.samples, seen) == (3, [5, 9, 3])
+
+
+def test_sampled_peak_catches_a_transient_held_across_a_sample(fresh: Sampler) -> None:
+    level = {"used": 100}
+
+    def read() -> list[DeviceMemory]:
+        return [DeviceMemory("cuda:0", level["used"], None, "NVML")]
+
+    ticks = Ticks()
+    watch = fresh.add(Watch(read))
+    fresh.add(Watch(list, ticks))
+    level["used"] = 900
+    ticks.wait(2)  # the next full round read 900
+    level["used"] = 200
+    ticks.wait(2)
+    assert watch.peak("cuda:0", "NVML") == 900
+
+
+def test_shutdown_drops_every_watch_and_stops_the_thread(fresh: Sampler) -> None:
+    thread = _started(fresh, Watch(_host))
+    fresh.add(Watch(_host))
+    fresh.shutdown()
+    assert fresh.watches == 0
+    assert not fresh.running
+    assert not thread.is_alive()
+    fresh.shutdown()  # idempotent
+
+
+def test_many_threads_adding_and_removing_leave_no_thread(fresh: Sampler, in_threads: Any) -> None:
+    before = len(_sampler_threads())
+
+    def churn(_: int) -> None:
+        for _ in range(50):
+            fresh.remove(fresh.add(Watch(_host)))
+
+    in_threads(churn)
+    assert fresh.watches == 0
+    assert not fresh.running
+    assert len(_sampler_threads()) == before  # every thread started was joined
