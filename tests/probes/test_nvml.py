@@ -51,7 +51,7 @@ def test_lazy_init_once_from_many_threads(fake_gpu: Gpu, in_threads: Any) -> Non
 
 def test_graceful_nvml_unavailable_with_the_reason(use: Callable[[FakeNvml], FakeNvml]) -> None:
     use(FakeNvml(fail_init=True))
-    assert str(nvml.status()) == "NVML: NVML unavailable: NVML Shared Library Not Found"
+    assert str(nvml.status()) == "NVML unavailable: NVML Shared Library Not Found"
     assert not nvml.status().available
     assert nvml.visible() == ()
     assert nvml.read_all() == []
@@ -163,6 +163,6 @@ def test_no_proc_driver_nvidia_skips_nvml_without_importing_it() -> None:
         [sys.executable, "-c", code], check=True, capture_output=True, text=True
     ).stdout
     assert out.splitlines() == [
-        "NVML: NVML unavailable: no NVIDIA driver loaded (/proc/driver/nvidia is missing)",
+        "NVML unavailable: no NVIDIA driver loaded (/proc/driver/nvidia is missing)",
         "[] False",
     ]

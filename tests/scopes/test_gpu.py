@@ -85,7 +85,7 @@ class TestRows:
         with gpu_scope() as scope:
             pass
         assert _rows(scope) == [("host", "RSS")]
-        assert "NVML: NVML unavailable: NVML Shared Library Not Found" in _report(scope).notes
+        assert "NVML unavailable: NVML Shared Library Not Found" in _report(scope).notes
 
     def test_device_index_selects_one_gpu(self, cuda: FakeTorch) -> None:
         with gpu_scope("cuda:1") as scope:
