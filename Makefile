@@ -32,5 +32,25 @@ test: lint unit notebooks
 demo: $(STAMP)
 	$(PY) notebooks/demo.py
 
+# The benchmark has a venv of its own, so the peers it measures never sit beside the tests.
+# torch==2.13.0 first, as above. ipyexperiments goes in with --no-deps: it requires the
+# deprecated `pynvml` shim, which installs a .pth import hook into every interpreter start;
+# what it really needs (IPython, psutil, `import pynvml` from nvidia-ml-py) is already there.
+BENCH_VENV ?= .venv-bench
+BENCH_PY := $(BENCH_VENV)/bin/python
+BENCH_STAMP := $(BENCH_VENV)/.installed
+
+$(BENCH_STAMP): pyproject.toml
+	test -x $(BENCH_PY) || $(PYTHON) -m venv $(BENCH_VENV)
+	$(BENCH_PY) -m pip install --quiet --upgrade pip
+	$(BENCH_PY) -m pip install --quiet torch==2.13.0
+	$(BENCH_PY) -m pip install --quiet -e ".[bench]"
+	$(BENCH_PY) -m pip install --quiet --no-deps ipyexperiments==0.1.29
+	touch $(BENCH_STAMP)
+
+# Not part of `make test`: prints the tables and rewrites docs/benchmarks.md (~10 min, 2 cores).
+bench: $(BENCH_STAMP)
+	$(BENCH_PY) benchmarks/run.py --write docs/benchmarks.md
+
 clean:
-	rm -rf $(VENV) build .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(BENCH_VENV) build .pytest_cache .mypy_cache .ruff_cache
