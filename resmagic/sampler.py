@@ -35,9 +35,15 @@ class Watch:
         self.samples = 0
         self.error: str | None = None
 
-    def sample(self, *, notify: bool = True) -> None:
-        """Take one reading now and fold it into the running maxima (and tell the listener)."""
-        readings = self.read()
+    def sample(
+        self, *, notify: bool = True, readings: Sequence[DeviceMemory] | None = None
+    ) -> None:
+        """Take one reading now and fold it into the running maxima (and tell the listener).
+
+        ``readings`` taken by the caller a moment ago stand in for a fresh reading.
+        """
+        if readings is None:
+            readings = self.read()
         now = time.monotonic()
         peaks = self.peaks
         for r in readings:

@@ -144,9 +144,17 @@ def _cgroup_limit_bytes() -> int | None:
     return None
 
 
-def read() -> DeviceMemory:
-    """The ``host`` reading: RSS now, the peak counter, and the memory this process may use."""
-    return DeviceMemory("host", rss_bytes(), total_bytes(), "RSS", peak_bytes=hwm_bytes())
+def read(*, peak: bool = True) -> DeviceMemory:
+    """The ``host`` reading: RSS now, the peak counter, and the memory this process may use.
+
+    Args:
+        peak: also read the peak counter (``VmHWM``, the costlier half of a reading: the
+            kernel formats all of ``/proc/self/status`` for it); False leaves ``peak_bytes``
+            None.
+    """
+    return DeviceMemory(
+        "host", rss_bytes(), total_bytes(), "RSS", peak_bytes=hwm_bytes() if peak else None
+    )
 
 
 def status() -> ProbeStatus:

@@ -173,8 +173,8 @@ class gpu_scope(Scope["gpu_scope", GpuReport]):
     def _wants(self, index: int) -> bool:
         return self.device is None or self.device == index
 
-    def _read(self) -> list[DeviceMemory]:
-        rows = [host.read()]
+    def _read(self, *, host_peak: bool = True) -> list[DeviceMemory]:
+        rows = [host.read(peak=host_peak)]
         if self.device == HOST:
             return rows
         if torch_cuda.ready():
@@ -234,11 +234,14 @@ class gpu_scope(Scope["gpu_scope", GpuReport]):
             _gc.collect()
         if self.empty_cache or reclaimed:
             torch_cuda.empty_cache()
-        after = self._read()
+        # The host peak was read by pop() above: what VmHWM says now is not needed.
+        after = self._read(host_peak=False)
         if run.watch is not None:
             # One last reading, so a peak that is still held is counted; the live view is
-            # done by now and gets the report instead.
-            run.watch.sample(notify=False)
+            # done by now and gets the report instead. The "after" readings are that
+            # reading: every row the watch reads is among them, and an extra row can only
+            # add its own after value, which each row's peak already includes.
+            run.watch.sample(notify=False, readings=after)
         rows = tuple(self._row(r, run, host_peak, torch_peak) for r in after)
         return GpuReport(
             status=status_of(exc),
