@@ -203,7 +203,12 @@ def stage_times(n: int) -> str:
         return go
 
     out = {}
-    for magic, line in (("timed", ""), ("gpu_scope", "--no-panel"), ("gpu_scope", "-q")):
+    for magic, line in (
+        ("timed", ""),
+        ("gpu_scope", "--no-panel"),
+        ("gpu_scope", "-q"),
+        ("gpu_scope", ""),
+    ):
         key = f"%%{magic} {line}".strip()
         layer = magics.layer(magic, line)
         out[key] = {

@@ -25,7 +25,14 @@ HERE = Path(__file__).resolve().parent
 class _ThisPython(KernelSpecManager):
     def get_kernel_spec(self, kernel_name: str) -> KernelSpec:
         return KernelSpec(
-            argv=[sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+            argv=[
+                sys.executable,
+                "-m",
+                "ipykernel_launcher",
+                "-f",
+                "{connection_file}",
+                "--InteractiveShell.colors=nocolor",  # plain tracebacks in our error messages
+            ],
             display_name="resmagic-bench",
             language="python",
         )
@@ -38,9 +45,15 @@ class KernelError(RuntimeError):
 class Kernel:
     """Start a kernel, run code in it, always shut it down (use as a context manager)."""
 
-    def __init__(self, workdir: str) -> None:
+    def __init__(self, workdir: str, env: dict[str, str] | None = None) -> None:
+        """``env`` is added to this process's environment for the kernel (e.g. PYTHONPATH)."""
         self.ipythondir = tempfile.mkdtemp(prefix="resmagic-bench-ipython-")
-        env = dict(os.environ, IPYTHONDIR=self.ipythondir, PYDEVD_DISABLE_FILE_VALIDATION="1")
+        env = dict(
+            os.environ,
+            **(env or {}),
+            IPYTHONDIR=self.ipythondir,
+            PYDEVD_DISABLE_FILE_VALIDATION="1",
+        )
         self.km = KernelManager(kernel_name="resmagic-bench", kernel_spec_manager=_ThisPython())
         # The kernel's own stderr (ipykernel's "running over TCP" warning) goes to a file.
         self.stderr = open(os.path.join(workdir, "kernel-stderr.log"), "ab")  # noqa: SIM115

@@ -35,6 +35,7 @@ CELLS: list[tuple[str, str | None, str]] = [
     ("%%timed -q", None, "%%timed -q\npass"),
     ("%%gpu_scope --no-panel", None, "%%gpu_scope --no-panel\npass"),
     ("%%gpu_scope -q", None, "%%gpu_scope -q\npass"),
+    ("%%gpu_scope (panel)", None, "%%gpu_scope\npass"),
     ("watch on (gpu_scope, timed)", "%resmagic watch on", BARE),
     ("watch on --scopes timed", "%resmagic watch on --scopes timed", BARE),
 ]
@@ -72,7 +73,7 @@ def measure(tree: str | None, reps: int, cprofile: tuple[int, int] | None) -> di
         if cprofile:
             cells, top = cprofile
             out["profiles"] = {}
-            for name in ("%%timed", "%%gpu_scope --no-panel"):
+            for name in ("%%timed", "%%gpu_scope --no-panel", "%%gpu_scope (panel)"):
                 src = next(cell for label, _, cell in CELLS if label == name)
                 out["profiles"][name] = k.call(f"inkernel.profile_cells({src!r}, {cells}, {top})")
             k.run("%resmagic watch on")

@@ -19,8 +19,10 @@ machine, the versions and the raw numbers); ``benchmarks/notes.md`` is copied in
 from __future__ import annotations
 
 import argparse
+import compileall
 import datetime as dt
 import importlib.metadata
+import importlib.util
 import json
 import os
 import platform
@@ -285,8 +287,23 @@ def measure_loads(plan: Plan, workdir: str) -> dict[str, list[dict[str, Any]]]:
     return out
 
 
+def compile_resmagic() -> None:
+    """Byte-compile resmagic, as pip does for an installed package.
+
+    An editable install has no ``.pyc`` (and PYTHONDONTWRITEBYTECODE may keep Python from
+    writing any), so every kernel would compile resmagic from source at ``%load_ext`` while
+    the peers, installed by pip, load compiled code.
+    """
+    spec = importlib.util.find_spec("resmagic")
+    if spec is not None and spec.submodule_search_locations:
+        for folder in spec.submodule_search_locations:
+            compileall.compile_dir(folder, quiet=1)
+
+
 def run_all(plan: Plan, only: set[str] | None) -> dict[str, Any]:
+    compile_resmagic()
     started = time.monotonic()
+    load_start = list(os.getloadavg())  # other work on this machine shows up as noise
     workdir = tempfile.mkdtemp(prefix="resmagic-bench-")
     log = os.path.join(workdir, "runs", "bench.log")
     results: dict[str, Any] = {"machine": machine(), "plan": vars(plan), "sessions": []}
@@ -296,6 +313,7 @@ def run_all(plan: Plan, only: set[str] | None) -> dict[str, Any]:
     if only is None or "load" in only:
         results["load"] = measure_loads(plan, workdir)
     results["elapsed_s"] = time.monotonic() - started
+    results["load_average"] = {"start": load_start, "end": list(os.getloadavg())}
     return results
 
 
@@ -641,6 +659,11 @@ from what they print, resmagic's read from `resmagic.history()[-1]`.
 """
 
 
+def _loads(results: dict[str, Any], when: str) -> str:
+    loads = results.get("load_average", {}).get(when)
+    return "/".join(f"{v:.2f}" for v in loads) if loads else "?"
+
+
 def render(results: dict[str, Any], baseline: dict[str, Any] | None) -> str:
     notes_path = ROOT / "benchmarks" / "notes.md"
     notes = notes_path.read_text().strip() if notes_path.exists() else ""
@@ -648,7 +671,8 @@ def render(results: dict[str, Any], baseline: dict[str, Any] | None) -> str:
         "# Benchmarks: resmagic beside ipython-autotime, ipyexperiments, ipython_memory_usage",
         "",
         machine_section(results["machine"]),
-        f"- whole run: {results.get('elapsed_s', 0) / 60:.1f} min",
+        f"- whole run: {results.get('elapsed_s', 0) / 60:.1f} min; load average (1, 5, 15 min)"
+        f" at start {_loads(results, 'start')}, at end {_loads(results, 'end')}",
         "",
         METHOD,
         tables(results, baseline),
