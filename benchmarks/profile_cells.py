@@ -1,18 +1,20 @@
 """Where resmagic's per-cell time goes, and before/after a change, inside real ipykernels.
 
-    python benchmarks/profile_cells.py [--against REF] [--cells N] [--top N] [--no-cprofile]
+    python benchmarks/profile_cells.py [--against REF] [--patch FILE ...] [--no-cprofile]
 
 Prints, for ``%%timed``, ``%%gpu_scope`` and watch mode: the per-cell time against a bare
 cell and against a cell magic that does nothing (IPython's own floor for any cell magic),
 the microseconds of each of our stages (``timeit``, best of 5: steady under a busy
 machine), and the cProfile top functions. With ``--against REF`` the same numbers come for
 the resmagic of git ref REF too (its ``resmagic/`` exported to a temporary folder put first
-on the kernel's PYTHONPATH), in alternating kernels, side by side.
+on the kernel's PYTHONPATH), in alternating kernels, side by side; with ``--patch`` also
+for this tree with those patches applied (e.g. the proposed-*.patch files beside this one).
 """
 
 from __future__ import annotations
 
 import argparse
+import shutil
 import statistics
 import subprocess
 import sys
@@ -54,6 +56,15 @@ def export(ref: str) -> str:
         f.seek(0)
         with tarfile.open(fileobj=f) as tar:
             tar.extractall(folder, filter="data")
+    return folder
+
+
+def patched(patches: list[str]) -> str:
+    """This tree's resmagic/ with ``patches`` applied, in a fresh folder; returns the folder."""
+    folder = tempfile.mkdtemp(prefix="resmagic-patched-")
+    shutil.copytree(ROOT / "resmagic", Path(folder) / "resmagic")
+    for patch in patches:
+        subprocess.run(["git", "apply", str(Path(patch).resolve())], cwd=folder, check=True)
     return folder
 
 
@@ -111,6 +122,9 @@ def _stages(runs: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--against", metavar="REF", help="also measure the resmagic of this ref")
+    parser.add_argument(
+        "--patch", action="append", default=[], help="also measure this tree with this patch"
+    )
     parser.add_argument("--kernels", type=int, default=2, help="kernels per version (alternating)")
     parser.add_argument("--reps", type=int, default=20, help="rounds per kernel")
     parser.add_argument("--cells", type=int, default=3000, help="cells per cProfile")
@@ -120,6 +134,8 @@ def main() -> int:
     versions: dict[str, str | None] = {"this tree": None}
     if args.against:
         versions = {args.against: export(args.against), "this tree": None}
+    if args.patch:
+        versions["this tree + patches"] = patched(args.patch)
     runs: dict[str, list[dict[str, Any]]] = {name: [] for name in versions}
     for i in range(args.kernels):
         for name, tree in versions.items():
