@@ -10,7 +10,10 @@ from __future__ import annotations
 import ast
 import json
 import os
+import shutil
+import subprocess
 import sys
+import tarfile
 import tempfile
 import time
 from pathlib import Path
@@ -20,6 +23,41 @@ from jupyter_client.kernelspec import KernelSpec, KernelSpecManager
 from jupyter_client.manager import KernelManager
 
 HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+
+
+def export(ref: str) -> str:
+    """Git ref ``ref``'s resmagic/ package in a fresh folder (for a kernel's PYTHONPATH)."""
+    folder = tempfile.mkdtemp(prefix=f"resmagic-{ref.replace('/', '_')}-")
+    archive = subprocess.run(
+        ["git", "-C", str(ROOT), "archive", "--format=tar", ref, "resmagic"],
+        capture_output=True,
+        check=True,
+    ).stdout
+    with tempfile.TemporaryFile() as f:
+        f.write(archive)
+        f.seek(0)
+        with tarfile.open(fileobj=f) as tar:
+            tar.extractall(folder, filter="data")
+    return folder
+
+
+def patched(patches: list[str]) -> str:
+    """This tree's resmagic/ with ``patches`` applied, in a fresh folder.
+
+    Raises:
+        subprocess.CalledProcessError: a patch does not apply any more.
+    """
+    folder = tempfile.mkdtemp(prefix="resmagic-patched-")
+    shutil.copytree(ROOT / "resmagic", Path(folder) / "resmagic")
+    for patch in patches:
+        subprocess.run(
+            ["git", "apply", str(Path(patch).resolve())],
+            cwd=folder,
+            check=True,
+            capture_output=True,
+        )
+    return folder
 
 
 class _ThisPython(KernelSpecManager):

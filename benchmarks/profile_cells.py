@@ -14,20 +14,16 @@ for this tree with those patches applied (e.g. the proposed-*.patch files beside
 from __future__ import annotations
 
 import argparse
-import shutil
 import statistics
-import subprocess
 import sys
-import tarfile
 import tempfile
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from kernel import Kernel
+from kernel import Kernel, export, patched
 
-ROOT = Path(__file__).resolve().parent.parent
 BARE = "pass"
 CELLS: list[tuple[str, str | None, str]] = [
     ("bare", "%resmagic watch off", BARE),
@@ -41,31 +37,6 @@ CELLS: list[tuple[str, str | None, str]] = [
     ("watch on (gpu_scope, timed)", "%resmagic watch on", BARE),
     ("watch on --scopes timed", "%resmagic watch on --scopes timed", BARE),
 ]
-
-
-def export(ref: str) -> str:
-    """``ref``'s resmagic/ package in a fresh folder; returns the folder."""
-    folder = tempfile.mkdtemp(prefix=f"resmagic-{ref.replace('/', '_')}-")
-    archive = subprocess.run(
-        ["git", "-C", str(ROOT), "archive", "--format=tar", ref, "resmagic"],
-        capture_output=True,
-        check=True,
-    ).stdout
-    with tempfile.TemporaryFile() as f:
-        f.write(archive)
-        f.seek(0)
-        with tarfile.open(fileobj=f) as tar:
-            tar.extractall(folder, filter="data")
-    return folder
-
-
-def patched(patches: list[str]) -> str:
-    """This tree's resmagic/ with ``patches`` applied, in a fresh folder; returns the folder."""
-    folder = tempfile.mkdtemp(prefix="resmagic-patched-")
-    shutil.copytree(ROOT / "resmagic", Path(folder) / "resmagic")
-    for patch in patches:
-        subprocess.run(["git", "apply", str(Path(patch).resolve())], cwd=folder, check=True)
-    return folder
 
 
 def measure(tree: str | None, reps: int, cprofile: tuple[int, int] | None) -> dict[str, Any]:

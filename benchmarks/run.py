@@ -1,6 +1,6 @@
 """resmagic side by side with the tools users would pick instead, in real ipykernels.
 
-    python benchmarks/run.py [--write docs/benchmarks.md] [--json FILE] [--baseline FILE]
+    python benchmarks/run.py [--write docs/benchmarks.md] [--json FILE] [--before REF] [--patch FILE]
 
 One run measures, each tool in a fresh kernel of this interpreter:
 
@@ -13,7 +13,8 @@ One run measures, each tool in a fresh kernel of this interpreter:
 
 It prints markdown tables and, with ``--write``, regenerates docs/benchmarks.md (with the
 machine, the versions and the raw numbers); ``benchmarks/notes.md`` is copied in as the
-"profile and fixes" section. ``--baseline`` adds a "before" column from an earlier ``--json``.
+"profile and fixes" section. ``--before REF`` and ``--patch FILE`` time resmagic's own
+sessions again, as of a git ref and with proposed patches applied, in the same run.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from kernel import Kernel
+from kernel import Kernel, export, patched
 
 ROOT = Path(__file__).resolve().parent.parent
 MIB = 1 << 20
@@ -214,13 +215,21 @@ def _say(text: str) -> None:
     print(text, file=sys.stderr, flush=True)
 
 
-def measure_session(s: Session, plan: Plan, workdir: str) -> dict[str, Any]:
+def measure_session(
+    s: Session, plan: Plan, workdir: str, env: dict[str, str] | None = None, light: bool = False
+) -> dict[str, Any]:
+    """Time the session's cells; unless ``light``, also what the tool reports (fidelity)."""
     out: dict[str, Any] = {"name": s.name}
-    with Kernel(workdir) as k:
+    with Kernel(workdir, env=env) as k:
         k.run(s.setup)
+        out["resmagic_from"] = k.call(
+            "json.dumps(getattr(__import__('importlib.util').util.find_spec('resmagic'), 'origin', None))"
+        )
         _say(f"[{s.name}] {', '.join(label for label, _, _ in s.variants)}")
         args = f"reps={plan.reps}, max_cells={plan.max_cells}, budget_s={plan.budget_s}"
         out["cells"] = k.call(f"inkernel.per_cell({s.variants!r}, {args})")
+        if light:
+            return out
         # The rounds end with the tool switched on: measure what it reports.
         if s.reader == "resmagic":
             out["time_builtin"] = _time_fidelity(k, "%%time", TIME_BUILTIN, plan)
@@ -300,16 +309,52 @@ def compile_resmagic() -> None:
             compileall.compile_dir(folder, quiet=1)
 
 
-def run_all(plan: Plan, only: set[str] | None) -> dict[str, Any]:
+COMPARED = ("resmagic", "resmagic watch")  # the sessions measured again for --before/--patch
+
+
+def other_trees(before: str | None, patches: list[str]) -> list[tuple[str, dict[str, str]]]:
+    """(label, kernel environment) of each other resmagic to measure beside this tree."""
+    trees = []
+    if before:
+        try:
+            folder = export(before)
+            compileall.compile_dir(folder, quiet=1)
+            label = f"before: {before} ({_git('rev-parse', '--short', before)})"
+            trees.append((label, {"PYTHONPATH": folder}))
+        except subprocess.CalledProcessError as exc:  # no git, or no such commit here
+            _say(f"not measuring {before}: {exc.stderr.decode().strip()}")
+    if patches:
+        names = ", ".join(Path(p).name for p in patches)
+        try:
+            folder = patched(patches)
+            compileall.compile_dir(folder, quiet=1)
+            trees.append((f"with {names}", {"PYTHONPATH": folder}))
+        except subprocess.CalledProcessError as exc:  # applied upstream, or out of date
+            _say(f"not measuring {names}: it does not apply here: {exc.stderr.decode().strip()}")
+    return trees
+
+
+def run_all(
+    plan: Plan, only: set[str] | None, before: str | None = None, patches: list[str] | None = None
+) -> dict[str, Any]:
     compile_resmagic()
     started = time.monotonic()
     load_start = list(os.getloadavg())  # other work on this machine shows up as noise
     workdir = tempfile.mkdtemp(prefix="resmagic-bench-")
     log = os.path.join(workdir, "runs", "bench.log")
-    results: dict[str, Any] = {"machine": machine(), "plan": vars(plan), "sessions": []}
+    trees = other_trees(before, patches or [])
+    results: dict[str, Any] = {
+        "machine": machine(),
+        "plan": vars(plan),
+        "sessions": [],
+        "compare": {label: [] for label, _ in trees},
+    }
     for s in sessions(log):
         if only is None or s.name in only:
             results["sessions"].append(measure_session(s, plan, workdir))
+            for label, env in trees if s.name in COMPARED else ():
+                _say(f"[{s.name}] again, {label}")
+                results["compare"][label].append(measure_session(s, plan, workdir, env, light=True))
     if only is None or "load" in only:
         results["load"] = measure_loads(plan, workdir)
     results["elapsed_s"] = time.monotonic() - started
@@ -461,24 +506,26 @@ def _signed(seconds: float | None) -> str:
     return f"+{_us(seconds)}" if seconds >= 0 else f"−{_us(-seconds)}"
 
 
-def overhead_table(results: dict[str, Any], baseline: dict[str, Any] | None) -> str:
+def overhead_table(results: dict[str, Any]) -> str:
     rows = overhead_rows(results)
     by = {r.label: r for r in rows}
     autotime = by.get("autotime (every cell)")
     ipx = by.get("IPyExperimentsCPU (every cell)")
-    before = {r.label: r for r in overhead_rows(baseline)} if baseline else {}
+    others = {
+        label: {r.label: r for r in overhead_rows({"sessions": runs})}
+        for label, runs in results.get("compare", {}).items()
+    }
     head = ["cell", "per cell (µs)", "overhead (µs)", "middle half of rounds (µs)"]
-    if baseline:
-        head.append(f"overhead before (µs, {baseline['machine']['commit']})")
+    head += [f"overhead, {label} (µs)" for label in others]
     head += ["over empty cell magic (µs)", "÷ autotime", "÷ ipyexperiments", "target", "met?"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         cells = [f"`{r.label}`" if r.label.startswith("%") else r.label, _us(r.per_cell)]
         cells.append("—" if r.overhead is None else _signed(r.overhead))
         cells.append("" if r.spread is None else f"{_signed(r.spread[0])} … {_signed(r.spread[1])}")
-        if baseline:
-            b = before.get(r.label)
-            cells.append("" if b is None else _signed(b.overhead))
+        for other in others.values():
+            o = other.get(r.label)
+            cells.append("" if o is None or r.session not in COMPARED else _signed(o.overhead))
         cells.append(_signed(r.over_floor))
         cells.append(_ratio(r.overhead, autotime.overhead if autotime else None))
         cells.append(_ratio(r.overhead, ipx.overhead if ipx else None))
@@ -615,11 +662,11 @@ def machine_section(m: dict[str, Any]) -> str:
     )
 
 
-def tables(results: dict[str, Any], baseline: dict[str, Any] | None) -> str:
+def tables(results: dict[str, Any]) -> str:
     parts = [
         "## 1. Per-cell overhead over a bare cell",
         "",
-        overhead_table(results, baseline),
+        overhead_table(results),
         "",
         "## 2. `%load_ext` time (fresh kernel each)",
         "",
@@ -664,7 +711,7 @@ def _loads(results: dict[str, Any], when: str) -> str:
     return "/".join(f"{v:.2f}" for v in loads) if loads else "?"
 
 
-def render(results: dict[str, Any], baseline: dict[str, Any] | None) -> str:
+def render(results: dict[str, Any]) -> str:
     notes_path = ROOT / "benchmarks" / "notes.md"
     notes = notes_path.read_text().strip() if notes_path.exists() else ""
     parts = [
@@ -675,7 +722,7 @@ def render(results: dict[str, Any], baseline: dict[str, Any] | None) -> str:
         f" at start {_loads(results, 'start')}, at end {_loads(results, 'end')}",
         "",
         METHOD,
-        tables(results, baseline),
+        tables(results),
         "",
     ]
     if notes:
@@ -691,7 +738,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--write", metavar="MD", help="regenerate this markdown file")
     parser.add_argument("--json", metavar="FILE", help="save the raw results as JSON")
     parser.add_argument(
-        "--baseline", metavar="FILE", help="a --json of an earlier run: 'before' column"
+        "--before", metavar="REF", help="also time resmagic as of this git ref (its own column)"
+    )
+    parser.add_argument(
+        "--patch",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="also time this tree with this patch applied (repeatable; one column for all)",
     )
     parser.add_argument("--render", metavar="FILE", help="render a saved --json, measure nothing")
     parser.add_argument("--quick", action="store_true", help="fewer rounds, for trying the script")
@@ -699,17 +753,17 @@ def main(argv: list[str] | None = None) -> int:
         "--only", help="comma list of sessions (resmagic, ipython-autotime, ..., load)"
     )
     args = parser.parse_args(argv)
-    baseline = json.loads(Path(args.baseline).read_text()) if args.baseline else None
     if args.render:
         results = json.loads(Path(args.render).read_text())
     else:
         only = set(args.only.split(",")) if args.only else None
-        results = run_all(QUICK if args.quick else Plan(), only)
+        results = run_all(QUICK if args.quick else Plan(), only, args.before, args.patch)
     if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(results, indent=1) + "\n")
-    print(tables(results, baseline))
+    print(tables(results))
     if args.write:
-        Path(args.write).write_text(render(results, baseline))
+        Path(args.write).write_text(render(results))
         _say(f"wrote {args.write}")
     return 0
 
