@@ -69,6 +69,10 @@ class Session:
 
 NOOP = "%%noop\npass"
 BARE = "pass"
+# A cell of realistic length: costs that grow with the cell (transforming, compiling and
+# naming the body) show here, not on `pass`.
+LONG = "\n".join(f"x{i} = {i} * 2" for i in range(100))
+LONG_LABEL = " (100 lines)"
 
 
 def sessions(log: str) -> list[Session]:
@@ -92,6 +96,10 @@ def sessions(log: str) -> list[Session]:
                     None,
                     f"%%timed\n%%gpu_scope\n%%experiment_log {log}\npass",
                 ),
+                ("bare" + LONG_LABEL, None, LONG),
+                ("%%time" + LONG_LABEL, None, "%%time\n" + LONG),
+                ("%%timed" + LONG_LABEL, None, "%%timed\n" + LONG),
+                ("%%gpu_scope --no-panel" + LONG_LABEL, None, "%%gpu_scope --no-panel\n" + LONG),
             ],
             time_cell="%%timed -q\n",
             peak_prefix="%%gpu_scope -q\n",
@@ -465,14 +473,15 @@ def overhead_rows(results: dict[str, Any]) -> list[Row]:
     for s in results["sessions"]:
         data = s["cells"]
         seconds = data["seconds"]
-        bare = seconds["bare"]
         floor = seconds.get(FLOOR)
         for label, rounds in seconds.items():
             if label == "bare" and s["name"] != "resmagic":
                 continue  # one bare row (the resmagic kernel's); the others are in the raw numbers
-            diffs = None if label == "bare" else _paired(rounds, bare)
+            long = label.endswith(LONG_LABEL)  # measured against the bare cell of its length
+            reference = "bare" + LONG_LABEL if long else "bare"
+            diffs = None if label == reference else _paired(rounds, seconds[reference])
             over_floor = None
-            if floor is not None and label.startswith("%%"):
+            if floor is not None and label.startswith("%%") and not long:
                 over_floor = _med(_paired(rounds, floor))
             q = statistics.quantiles(diffs, n=4) if diffs and len(diffs) > 1 else None
             rows.append(
