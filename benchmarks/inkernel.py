@@ -153,6 +153,8 @@ def sampler_cost(interval: float, seconds: float) -> str:
     )
 
 
+LONG_BODY = "\n".join(f"x{i} = {i} * 2" for i in range(100))
+
 NOOP_MAGIC = '''
 from IPython.core.magic import register_cell_magic as _register_cell_magic
 @_register_cell_magic
@@ -191,9 +193,9 @@ def stage_times(n: int) -> str:
     ip = get_ipython()
     magics: Any = ip.magics_manager.registry["ResMagics"]
 
-    def per(fn: Any) -> float:
+    def per(fn: Any, number: int = n) -> float:
         with capture_output(display=True):
-            return min(timeit.repeat(fn, number=n, repeat=5)) / n * 1e6
+            return min(timeit.repeat(fn, number=number, repeat=5)) / number * 1e6
 
     def scopes(magic: str, line: str) -> Any:
         def go() -> None:
@@ -220,6 +222,9 @@ def stage_times(n: int) -> str:
                 lambda m=magic, x=line: magics._prepare(m, x, "pass", None)
             ),
             "compile_body()": per(lambda: cell_mod.compile_body(ip, "pass", 1)),
+            "compile_body(), 100-line body": per(
+                lambda: cell_mod.compile_body(ip, LONG_BODY, 1), max(n // 50, 5)
+            ),
             "scope enter + exit + report + render (layer built)": per(
                 lambda layer=layer: _enter_exit(ip, cell_mod, layer)
             ),
