@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import compileall
+import dataclasses
 import datetime as dt
 import importlib.metadata
 import importlib.util
@@ -327,7 +328,8 @@ def other_trees(before: str | None, patches: list[str]) -> list[tuple[str, dict[
         try:
             folder = export(before)
             compileall.compile_dir(folder, quiet=1)
-            label = f"before: {before} ({_git('rev-parse', '--short', before)})"
+            short = _git("rev-parse", "--short", before)
+            label = f"before ({before})" if short == before else f"before ({before}, {short})"
             trees.append((label, {"PYTHONPATH": folder}))
         except subprocess.CalledProcessError as exc:  # no git, or no such commit here
             _say(f"not measuring {before}: {exc.stderr.decode().strip()}")
@@ -336,10 +338,18 @@ def other_trees(before: str | None, patches: list[str]) -> list[tuple[str, dict[
         try:
             folder = patched(patches)
             compileall.compile_dir(folder, quiet=1)
-            trees.append((f"with {names}", {"PYTHONPATH": folder}))
+            trees.append(("with the proposed patches", {"PYTHONPATH": folder}))
         except subprocess.CalledProcessError as exc:  # applied upstream, or out of date
             _say(f"not measuring {names}: it does not apply here: {exc.stderr.decode().strip()}")
     return trees
+
+
+def _pool(into: dict[str, Any], more: dict[str, Any]) -> None:
+    """Add a second kernel's rounds to a session's (each round stays paired with its bare)."""
+    for label, rounds in more["cells"]["seconds"].items():
+        into["cells"]["seconds"][label].extend(rounds)
+        threads = into["cells"]["threads"]
+        threads[label] = max(threads[label], more["cells"]["threads"][label])
 
 
 def run_all(
@@ -358,11 +368,25 @@ def run_all(
         "compare": {label: [] for label, _ in trees},
     }
     for s in sessions(log):
-        if only is None or s.name in only:
+        if only is not None and s.name not in only:
+            continue
+        if s.name not in COMPARED or not trees:
             results["sessions"].append(measure_session(s, plan, workdir))
-            for label, env in trees if s.name in COMPARED else ():
-                _say(f"[{s.name}] again, {label}")
-                results["compare"][label].append(measure_session(s, plan, workdir, env, light=True))
+            continue
+        # Versions compared side by side get two kernels each, alternating, half the rounds
+        # in each: a kernel that happens to start in a slow phase of the machine weighs half.
+        half = dataclasses.replace(plan, reps=max(plan.reps // 2, 1))
+        mine = measure_session(s, half, workdir)
+        others = []
+        for label, env in trees:
+            _say(f"[{s.name}] again, {label}")
+            others.append(measure_session(s, half, workdir, env, light=True))
+        _say(f"[{s.name}] second kernels")
+        _pool(mine, measure_session(s, half, workdir, light=True))
+        for (label, env), first in zip(trees, others, strict=True):
+            _pool(first, measure_session(s, half, workdir, env, light=True))
+            results["compare"][label].append(first)
+        results["sessions"].append(mine)
     if only is None or "load" in only:
         results["load"] = measure_loads(plan, workdir)
     results["elapsed_s"] = time.monotonic() - started
@@ -711,7 +735,10 @@ cell; "overhead" is that minus the same kernel's bare cell. Slow peers run fewer
 round (a time budget per round); the raw section says how many. Event-hook peers (autotime,
 ipyexperiments, ipython_memory_usage, resmagic watch mode) fire on nested `run_cell` as on
 real cells. Fidelity cells are real top-level execute requests; peers' numbers are parsed
-from what they print, resmagic's read from `resmagic.history()[-1]`.
+from what they print, resmagic's read from `resmagic.history()[-1]`. The "before" and
+"with the proposed patches" columns time resmagic as of that commit and with
+`benchmarks/proposed-*.patch` applied (each put first on the kernel's PYTHONPATH); every
+version compared gets two kernels, alternating with the others, half the rounds in each.
 """
 
 
