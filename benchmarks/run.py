@@ -76,6 +76,17 @@ LONG = "\n".join(f"x{i} = {i} * 2" for i in range(100))
 LONG_LABEL = " (100 lines)"
 
 
+def _peer(name: str, setup: str, off: str, on: str, label: str, memory: bool = False) -> Session:
+    """A peer that hooks every cell: ``off``/``on`` switch it between the bare and its rounds."""
+    return Session(
+        name,
+        setup=setup,
+        variants=[("bare", off, BARE), (label, on, BARE)],
+        time_cell="",  # each peer prints a time for every cell
+        peak_prefix="" if memory else None,
+    )
+
+
 def sessions(log: str) -> list[Session]:
     load, unload = "%load_ext resmagic", "%unload_ext resmagic"
     return [
@@ -106,34 +117,28 @@ def sessions(log: str) -> list[Session]:
             peak_prefix="%%gpu_scope -q\n",
             reader="resmagic",
         ),
-        Session(
+        _peer(
             "ipython-autotime",
-            setup="pass",
-            variants=[
-                ("bare", "%unload_ext autotime", BARE),
-                ("autotime (every cell)", "%load_ext autotime", BARE),
-            ],
-            time_cell="",
+            "pass",
+            "%unload_ext autotime",
+            "%load_ext autotime",
+            label="autotime (every cell)",
         ),
-        Session(
+        _peer(
             "ipyexperiments",
-            setup="from ipyexperiments import IPyExperimentsCPU\nexp = IPyExperimentsCPU()",
-            variants=[
-                ("bare", "exp.cl.stop()", BARE),
-                ("IPyExperimentsCPU (every cell)", "exp.cl.start()", BARE),
-            ],
-            time_cell="",
-            peak_prefix="",
+            "from ipyexperiments import IPyExperimentsCPU\nexp = IPyExperimentsCPU()",
+            "exp.cl.stop()",
+            "exp.cl.start()",
+            label="IPyExperimentsCPU (every cell)",
+            memory=True,
         ),
-        Session(
+        _peer(
             "ipython_memory_usage",
-            setup="%load_ext ipython_memory_usage",
-            variants=[
-                ("bare", "%imu_stop", BARE),
-                ("%imu_start (every cell)", "%imu_start", BARE),
-            ],
-            time_cell="",
-            peak_prefix="",
+            "%load_ext ipython_memory_usage",
+            "%imu_stop",
+            "%imu_start",
+            label="%imu_start (every cell)",
+            memory=True,
         ),
         Session(
             "resmagic watch",
