@@ -663,12 +663,14 @@ def sampler_table(results: dict[str, Any]) -> str:
 
 def raw_section(results: dict[str, Any]) -> str:
     lines = ["Per-cell µs of each round, cells per round, most threads seen in the kernel:", ""]
-    for s in results["sessions"]:
+    runs = [("", s) for s in results["sessions"]]
+    runs += [(f"{label}: ", s) for label, more in results.get("compare", {}).items() for s in more]
+    for prefix, s in runs:
         data = s["cells"]
         for label, rounds in data["seconds"].items():
             us = ", ".join(f"{v * 1e6:.0f}" for v in rounds)
             lines.append(
-                f"- {s['name']} / `{label}`: {data['cells'][label]} cells × [{us}], {data['threads'][label]} threads"
+                f"- {prefix}{s['name']} / `{label}`: {data['cells'][label]} cells × [{us}], {data['threads'][label]} threads"
             )
     lines += ["", "Peak fidelity, bytes above the cell's start, each run:", ""]
     for name, values in _peak_tools(results):
