@@ -17,10 +17,14 @@ class Settings:
     Attributes:
         history_limit: the most reports ``resmagic.history()`` keeps (oldest dropped first).
         sample_interval: seconds between two samples of the live sampler.
+        sampler_linger: seconds the sampler thread waits for a new view after the last one
+            left before it stops, so cells run back to back share one thread; 0 stops it
+            at once.
     """
 
     history_limit: int = 10_000
     sample_interval: float = 0.1
+    sampler_linger: float = 1.0
 
     def update(self, **values: object) -> None:
         """Set fields by name, converting strings; :class:`OptionError` for a bad key or value."""
@@ -44,11 +48,14 @@ def _convert(key: str, raw: object) -> int | float:
             ok = value >= 1
         else:
             value = float(str(raw))
-            ok = 0.001 <= value <= 60
+            low = 0.0 if key == "sampler_linger" else 0.001
+            ok = low <= value <= 60
     except ValueError:
         ok = False
     if not ok:
         hint = "an integer >= 1" if key == "history_limit" else "seconds between 0.001 and 60"
+        if key == "sampler_linger":
+            hint = "seconds between 0 and 60"
         msg = f"bad value {raw!r} for {key}: expected {hint}, e.g. {key}={_default(key)}"
         raise OptionError(msg)
     return value

@@ -1,8 +1,11 @@
 """The one background thread that samples probes for live views and sampled peaks.
 
-Started when the first :class:`Watch` is added, stopped (and joined) when the last one is
-removed, so a process never has more than one sampler thread and has none while nothing
-needs it. The thread only reads probes and calls the watches' callbacks; it never prints.
+Started when the first :class:`Watch` is added; stopped ``settings.sampler_linger`` seconds
+(default 1) after the last one was removed, unless a new one came: cells run back to back
+(Run All) share one thread instead of paying a thread start and join each (the largest cost
+of a panel cell). A process never has more than one sampler thread and has none while
+nothing has needed it for a second; :meth:`Sampler.shutdown` (``%unload_ext``) stops it at
+once. The thread only reads probes and calls the watches' callbacks; it never prints.
 """
 
 from __future__ import annotations
@@ -66,6 +69,7 @@ class Sampler:
         self._lock = threading.Lock()
         self._watches: list[Watch] = []
         self._thread: threading.Thread | None = None
+        self._leaving: threading.Thread | None = None
         self._stop = threading.Event()
 
     def add(self, watch: Watch) -> Watch:
@@ -73,6 +77,9 @@ class Sampler:
         with self._lock:
             self._watches.append(watch)
             if self._thread is None:
+                leaving, self._leaving = self._leaving, None
+                if leaving is not None:
+                    leaving.join()  # it has let go of the lock and is returning: never two
                 self._stop = threading.Event()
                 self._thread = threading.Thread(
                     target=self._run, args=(self._stop,), name="resmagic-sampler", daemon=True
@@ -81,22 +88,30 @@ class Sampler:
         return watch
 
     def remove(self, watch: Watch) -> None:
-        """Stop sampling ``watch``; the thread stops and is joined when none is left."""
+        """Stop sampling ``watch``; the thread stops once none is left (see the module)."""
         with self._lock:
             if watch in self._watches:
                 self._watches.remove(watch)
+            idle = not self._watches and settings.sampler_linger <= 0
+        if idle:
+            self._halt()
+
+    def shutdown(self) -> None:
+        """Drop every watch and stop the thread now (used by ``%unload_ext``)."""
+        with self._lock:
+            self._watches.clear()
+        self._halt()
+
+    def _halt(self) -> None:
+        with self._lock:
             thread = self._thread if not self._watches else None
             if thread is not None:
                 self._stop.set()
                 self._thread = None
-        if thread is not None and thread is not threading.current_thread():
-            thread.join()
-
-    def shutdown(self) -> None:
-        """Drop every watch and stop the thread (used by ``%unload_ext``)."""
-        with self._lock:
-            self._watches.clear()
-        self.remove(Watch(tuple))
+            leaving, self._leaving = self._leaving, None
+        for t in (thread, leaving):
+            if t is not None and t is not threading.current_thread():
+                t.join()
 
     @property
     def running(self) -> bool:
@@ -110,9 +125,18 @@ class Sampler:
         return len(self._watches)
 
     def _run(self, stop: threading.Event) -> None:
+        idle_since: float | None = None
         while not stop.wait(settings.sample_interval):
             with self._lock:
                 watches = list(self._watches)
+                if watches:
+                    idle_since = None
+                elif idle_since is None:
+                    idle_since = time.monotonic()
+                elif time.monotonic() - idle_since >= settings.sampler_linger:
+                    # Nobody came back: stop. add() starts a new thread from here on.
+                    self._thread, self._leaving = None, threading.current_thread()
+                    return
             for watch in watches:
                 try:
                     watch.sample()

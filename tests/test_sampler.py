@@ -19,12 +19,12 @@ WAIT = 30  # seconds: a liveness bound for events, never a performance claim
 @pytest.fixture
 def fresh() -> Iterator[Sampler]:
     """A sampler of the test's own, sampling every 2 ms; stopped afterwards."""
-    old = settings.sample_interval
-    settings.sample_interval = 0.002
+    old = settings.sample_interval, settings.sampler_linger
+    settings.sample_interval, settings.sampler_linger = 0.002, 0.0
     sampler = Sampler()
     yield sampler
     sampler.shutdown()
-    settings.sample_interval = old
+    settings.sample_interval, settings.sampler_linger = old
 
 
 def _sampler_threads() -> list[threading.Thread]:
@@ -174,3 +174,44 @@ def test_many_threads_adding_and_removing_leave_no_thread(fresh: Sampler, in_thr
     assert fresh.watches == 0
     assert not fresh.running
     assert len(_sampler_threads()) == before  # every thread started was joined
+
+
+def test_with_a_linger_back_to_back_watches_share_one_thread(fresh: Sampler) -> None:
+    settings.sampler_linger = 30.0  # longer than the test: the thread must still be there
+    first = Watch(_host)
+    thread = _started(fresh, first)
+    for _ in range(20):
+        watch = fresh.add(Watch(_host))
+        fresh.remove(watch)
+    fresh.remove(first)
+    assert thread.is_alive()
+    assert _sampler_threads().count(thread) == 1
+    again = fresh.add(Watch(_host))
+    assert fresh.running
+    assert [t for t in _sampler_threads() if t is not thread] == []  # reused, not a second
+    fresh.remove(again)
+
+
+def test_a_lingering_thread_stops_by_itself_and_a_new_watch_starts_another(
+    fresh: Sampler,
+) -> None:
+    settings.sampler_linger = 0.01
+    watch = Watch(_host)
+    first = _started(fresh, watch)
+    fresh.remove(watch)
+    first.join(timeout=WAIT)
+    assert not first.is_alive()  # stopped on its own, nobody joined it
+    assert not fresh.running
+    second = _started(fresh, Watch(_host))
+    assert second is not first
+    assert _sampler_threads().count(second) == 1
+
+
+def test_shutdown_stops_a_lingering_thread_at_once(fresh: Sampler) -> None:
+    settings.sampler_linger = 30.0
+    watch = Watch(_host)
+    thread = _started(fresh, watch)
+    fresh.remove(watch)
+    assert thread.is_alive()
+    fresh.shutdown()
+    assert not thread.is_alive()

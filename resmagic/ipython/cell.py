@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ast
 import functools
+import hashlib
 import inspect
 import sys
 from collections.abc import Callable, Iterator, Sequence
@@ -115,7 +116,7 @@ def compile_body(
     transformed = shell.transform_cell(body)
     source = "\n" * (line_offset + blank) + transformed
     number = max(shell.execution_count - 1, 0)
-    filename = shell.compile.cache(source, number, raw_code=source)
+    filename = shell.compile.cache(source, number, raw_code=_name_source(source))
     tree = shell.compile.ast_parse(source, filename=filename)
     tree = shell.transform_ast(tree) or ast.Module(body=[], type_ignores=[])
     # IPython's CachingCompiler compiles ASTs too (typeshed says str) and keeps __future__ flags.
@@ -127,6 +128,20 @@ def compile_body(
             tree.body.pop()
             last = compiler(ast.Expression(final.value), filename, "eval")
         return Compiled(compiler(tree, filename, "exec"), last)
+
+
+def _name_source(source: str) -> str:
+    """What the compiler names ``source`` by: itself if short, else its SHA-1.
+
+    ipykernel names a cached source by a pure-Python murmur2 of ``raw_code``: about 2 µs a
+    line (360 µs for a 200-line body, which IPython has already hashed once as part of the
+    cell). A digest names a long body as uniquely at C speed. A body always starts with the
+    padding newline, so it can never be mistaken for a digest. The frontend's debugger
+    never sees a magic's body under either name: it hashes the whole cell.
+    """
+    if len(source) <= 40:
+        return source
+    return hashlib.sha1(source.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def run_layers(

@@ -10,6 +10,7 @@ scope's signature.
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import re
 from collections.abc import Callable
@@ -274,7 +275,7 @@ class ResMagics(Magics):
         except ValueError as exc:  # shlex: "No closing quotation"
             msg = f"%%{magic}: cannot read the options {line!r}: {exc}; check the quotes"
             raise UsageError(msg) from None
-        return parser.parse_args(argv)  # type: ignore[no-any-return]
+        return argparse.Namespace(**dict(_parsed(parser, tuple(argv))))
 
     def layer(self, magic: str, line: str, bind: str | None = None) -> Layer:
         """Parse ``line`` as ``%%magic``'s options and build its layer (UsageError when bad)."""
@@ -314,10 +315,24 @@ _BINDS = {"experiment_log": "logger", "db_transaction": "cursor"}
 
 
 def _split(line: str) -> list[str]:
+    return list(_split_once(line))
+
+
+# A notebook runs the same option lines cell after cell (watch mode builds its layers every
+# cell): shlex and argparse cost more than the timed scope itself, so each line is split
+# and parsed once. A bad line raises each time (exceptions are not cached); the parsed
+# values are str, bool and float, never shared mutable objects.
+@functools.lru_cache(maxsize=256)
+def _split_once(line: str) -> tuple[str, ...]:
     # magic_arguments splits with posix=False, which keeps the quotes of a quoted path
     # ('"my runs/a.log"' would become a file name with quote characters in it).
     argv: list[str] = process.arg_split(line, posix=os.name == "posix")  # type: ignore[attr-defined]
-    return argv
+    return tuple(argv)
+
+
+@functools.lru_cache(maxsize=256)
+def _parsed(parser: argparse.ArgumentParser, argv: tuple[str, ...]) -> tuple[tuple[str, Any], ...]:
+    return tuple(vars(parser.parse_args(list(argv))).items())
 
 
 def _asks_help(line: str) -> bool:
