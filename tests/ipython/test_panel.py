@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
@@ -216,3 +217,24 @@ def test_watched_cells_get_the_same_panel() -> None:
         k.run("%resmagic watch off")
         off = k.run("z = 1")
         assert not off.of_type("comm_open", "display_data", "stream")
+
+
+def test_an_interrupted_cell_ends_its_panel_and_leaves_no_widget(kernel: Kernel) -> None:
+    count = "import ipywidgets; len(ipywidgets.Widget.widgets)"
+    before = kernel.value(count)
+    msg_id = kernel.start("%%gpu_scope\nimport time\ntime.sleep(30)")
+    deadline = time.monotonic() + 20
+    seen_widget = False
+    while not seen_widget and time.monotonic() < deadline:
+        msg = kernel.kc.get_iopub_msg(timeout=20)
+        seen_widget = msg["msg_type"] == "comm_open"  # the live widget is up: the cell runs
+    assert seen_widget
+    kernel.km.interrupt_kernel()
+    run = kernel.collect(msg_id, timeout=20)
+    assert run.error is not None
+    assert run.error["ename"] == "KeyboardInterrupt"
+    summary = run.of_type("display_data")[-1]["content"]["data"]["text/html"]
+    assert parse_panel(summary)["state"] == "interrupted"
+    assert last_report(kernel)["status"] == "interrupted"
+    assert kernel.value(count) == before
+    assert kernel.run("%%gpu_scope\n6 * 7").result == {"text/plain": "42"}
