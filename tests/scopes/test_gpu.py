@@ -5,7 +5,7 @@ from __future__ import annotations
 import gc
 import threading
 import weakref
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 import pytest
 
@@ -13,6 +13,7 @@ from resmagic import gpu_scope, history
 from resmagic.config import settings
 from resmagic.errors import DeviceError, OptionError
 from resmagic.probes import host
+from resmagic.probes.reading import DeviceMemory
 from resmagic.report import GpuReport
 from resmagic.sampler import Watch, sampler
 from tests.fakes import FakeNvml, FakeOutOfMemoryError, FakeTorch, spike
@@ -349,3 +350,52 @@ class TestBadInput:
     def test_bad_reclaim_raises_option_error(self) -> None:
         with pytest.raises(OptionError, match="reclaim must be 'oom', 'always' or 'never'"):
             gpu_scope(reclaim="sometimes")  # type: ignore[arg-type]
+
+
+class TestFollowers:
+    """A live view follows the scope's samples; its failure is never the block's."""
+
+    @pytest.fixture(autouse=True)
+    def fast_sampling(self) -> Iterator[None]:
+        old = settings.sample_interval
+        settings.sample_interval = 0.005
+        yield
+        settings.sample_interval = old
+
+    def test_a_follower_sees_every_device_and_its_samples_count_toward_the_peak(self) -> None:
+        seen: list[int] = []
+        got_two = threading.Event()
+
+        def follow(now: float, readings: Sequence[DeviceMemory]) -> None:
+            seen.extend(r.used_bytes for r in readings if r.name == "host")
+            if len(seen) >= 2:
+                got_two.set()
+
+        scope = gpu_scope()
+        scope.follow(follow)
+        with scope:
+            buf = _touched(64 * MiB)
+            assert got_two.wait(30), "the follower got no samples"
+            del buf
+        assert max(seen) <= _report(scope).device("host").peak_bytes
+
+    def test_a_failing_follower_is_dropped_and_the_block_is_untouched(self) -> None:
+        calls = []
+
+        def broken(now: float, readings: Sequence[DeviceMemory]) -> None:
+            calls.append(now)
+            raise RuntimeError("view broke")
+
+        scope = gpu_scope()
+        scope.follow(broken)
+        marker = threading.Event()
+        with scope:
+            ticks = sampler.add(Watch(list, lambda *_: marker.set()))
+            try:
+                for _ in range(3):  # several sampler rounds after the first failure
+                    marker.clear()
+                    assert marker.wait(30)
+            finally:
+                sampler.remove(ticks)
+        assert _report(scope).status == "ok"
+        assert len(calls) == 1
