@@ -238,3 +238,53 @@ def test_an_interrupted_cell_ends_its_panel_and_leaves_no_widget(kernel: Kernel)
     assert last_report(kernel)["status"] == "interrupted"
     assert kernel.value(count) == before
     assert kernel.run("%%gpu_scope\n6 * 7").result == {"text/plain": "42"}
+
+
+GiB = 1 << 30
+
+FAKE_GPU_SETUP = """
+from resmagic.probes import nvml, torch_cuda
+from tests.fakes import FakeNvml, FakeTorch
+fake = FakeTorch(n_devices=1)
+nv = FakeNvml(uuids=[fake.cuda.devices[0].uuid])
+torch_cuda.backend, nvml.backend = fake, nv
+nvml.reset()
+fake.cuda.init()              # the user's code initialised CUDA in an earlier cell
+fake.cuda.malloc(0, 1 << 30)  # 1 GiB of tensors before the cell
+nv.devices[0].used = 2 << 30  # NVML also counts the context and the allocator's cache
+"""
+
+GPU_CELL = """%%gpu_scope
+import time
+fake.cuda.malloc(0, 3 << 30); nv.devices[0].used = 5 << 30
+time.sleep(0.5)
+fake.cuda.free(0, 2 << 30); nv.devices[0].used = 3 << 30
+time.sleep(0.25)"""
+
+
+def test_gpu_rows_through_the_probe_seam() -> None:
+    """The GPU is the one fake allowed: the same panel, with allocator and NVML rows."""
+    with Kernel() as k:
+        assert k.run("%load_ext resmagic").status == "ok"
+        assert k.run(FAKE_GPU_SETUP).status == "ok"
+        run = k.run(GPU_CELL)
+        assert run.status == "ok"
+        live = [parse_panel(v) for _, v in updates(run)]
+        running = [p for p in live if p["state"] == "running"]
+        assert running
+        assert ("cuda:0", "torch allocator") in running[0]["rows"]
+        assert ("cuda:0", "NVML") in running[0]["rows"]
+        final = live[-1]["rows"]
+        allocator, device = final[("cuda:0", "torch allocator")], final[("cuda:0", "NVML")]
+        assert (allocator["before"], allocator["peak"], allocator["after"]) == (
+            GiB,
+            4 * GiB,
+            2 * GiB,
+        )
+        assert allocator["peak-exact"] == "true"
+        assert (device["before"], device["peak"], device["after"]) == (2 * GiB, 5 * GiB, 3 * GiB)
+        assert device["peak-exact"] == "false"  # NVML has no peak counter: sampled
+        summary = run.of_type("display_data")[-1]["content"]["data"]
+        assert "rm-note" not in summary["text/html"]
+        assert "cuda:0 (NVML) 2.00 GiB → 3.00 GiB (peak 5.00 GiB, sampled)" in summary["text/plain"]
+        assert k.value("fake.cuda.side_effect_inits") == []
