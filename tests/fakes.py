@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import types
 from dataclasses import dataclass, field
+from pathlib import Path
 
 GiB = 1 << 30
 
@@ -220,3 +221,21 @@ def spike(cuda: FakeCuda, index: int, n: int) -> None:
     """Allocate ``n`` bytes on device ``index`` and free them: a transient only a peak shows."""
     cuda.malloc(index, n)
     cuda.free(index, n)
+
+
+_ROOT = str(Path(__file__).resolve().parents[1])
+
+FAKE_GPU_IN_KERNEL = f"""
+import sys
+sys.path.insert(0, {_ROOT!r})
+from resmagic.probes import nvml, torch_cuda
+from tests.fakes import FakeNvml, FakeTorch
+fake = FakeTorch(n_devices=1)
+nv = FakeNvml(uuids=[fake.cuda.devices[0].uuid])
+torch_cuda.backend, nvml.backend = fake, nv
+nvml.reset()
+fake.cuda.init()              # the user's code initialised CUDA in an earlier cell
+fake.cuda.malloc(0, 1 << 30)  # 1 GiB of tensors before the cell
+nv.devices[0].used = 2 << 30  # NVML also counts the context and the allocator's cache
+"""
+"""Code for a kernel cell: one fake GPU through the probe seams (``fake``, ``nv``)."""

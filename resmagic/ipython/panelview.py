@@ -138,7 +138,7 @@ def render(view: PanelView) -> str:
     return (
         f"<div class='rm-panel' data-state='{state}' style='{_FONT};margin:2px 0'>"
         f"{head}<table class='rm-table' style='border-collapse:collapse;margin:0;border:none'>"
-        f"<tr>{header}</tr>{rows}</table>{notes}</div>"
+        f"<tr style='background:none'>{header}</tr>{rows}</table>{notes}</div>"
     )
 
 

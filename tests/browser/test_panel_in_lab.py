@@ -11,6 +11,7 @@ import nbformat
 import pytest
 
 from tests.browser.conftest import Lab
+from tests.fakes import FAKE_GPU_IN_KERNEL
 
 pytestmark = pytest.mark.browser
 
@@ -28,6 +29,13 @@ for step in range(20):                 # ~2 s, growing by 16 MiB a step
 kept = held[:4]                        # 64 MiB stays held: the panel marks it
 del held""",
     "import json, resmagic\nprint(json.dumps(resmagic.history()[-1].to_dict()))",
+    FAKE_GPU_IN_KERNEL,
+    """%%gpu_scope
+import time
+fake.cuda.malloc(0, 3 << 30); nv.devices[0].used = 5 << 30  # fake GPU
+time.sleep(0.8)
+fake.cuda.free(0, 2 << 30); nv.devices[0].used = 3 << 30
+time.sleep(0.4)""",
 ]
 
 RUNNING = ".rm-panel[data-state='running'] .rm-row[data-device='host']"
@@ -111,3 +119,18 @@ def _run_and_check(page: Any, lab: Lab) -> None:
 
     page.locator(".jp-Notebook .jp-Cell").nth(1).screenshot(path=str(SHOTS / "panel-done.png"))
     page.screenshot(path=str(SHOTS / "notebook-done.png"))
+
+    # The same panel with GPU rows, from the GPU probe seam's fake (no GPU here).
+    run_cell(page, 3)
+    page.locator(".jp-Notebook .jp-Cell").nth(3).locator(".jp-InputPrompt").filter(
+        has_text="[4]"
+    ).wait_for()
+    run_cell(page, 4)
+    gpu = page.locator(".jp-Notebook .jp-Cell").nth(4)
+    gpu.locator(".rm-panel[data-state='running'] .rm-row[data-device='cuda:0']").first.wait_for()
+    gpu.screenshot(path=str(SHOTS / "panel-gpu-running.png"))
+    rows = gpu.locator(".rm-panel[data-state='ok'] .rm-row[data-device='cuda:0']")
+    rows.first.wait_for()
+    sources = rows.evaluate_all("rs => rs.map(r => [r.dataset.source, r.dataset.peakExact])")
+    assert sources == [["torch allocator", "true"], ["NVML", "false"]]
+    gpu.screenshot(path=str(SHOTS / "panel-gpu-done.png"))

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from tests.fakes import FAKE_GPU_IN_KERNEL
 from tests.kernel import Execution, Kernel
 from tests.panelhtml import parse_panel
 
@@ -242,18 +243,6 @@ def test_an_interrupted_cell_ends_its_panel_and_leaves_no_widget(kernel: Kernel)
 
 GiB = 1 << 30
 
-FAKE_GPU_SETUP = """
-from resmagic.probes import nvml, torch_cuda
-from tests.fakes import FakeNvml, FakeTorch
-fake = FakeTorch(n_devices=1)
-nv = FakeNvml(uuids=[fake.cuda.devices[0].uuid])
-torch_cuda.backend, nvml.backend = fake, nv
-nvml.reset()
-fake.cuda.init()              # the user's code initialised CUDA in an earlier cell
-fake.cuda.malloc(0, 1 << 30)  # 1 GiB of tensors before the cell
-nv.devices[0].used = 2 << 30  # NVML also counts the context and the allocator's cache
-"""
-
 GPU_CELL = """%%gpu_scope
 import time
 fake.cuda.malloc(0, 3 << 30); nv.devices[0].used = 5 << 30
@@ -266,7 +255,7 @@ def test_gpu_rows_through_the_probe_seam() -> None:
     """The GPU is the one fake allowed: the same panel, with allocator and NVML rows."""
     with Kernel() as k:
         assert k.run("%load_ext resmagic").status == "ok"
-        assert k.run(FAKE_GPU_SETUP).status == "ok"
+        assert k.run(FAKE_GPU_IN_KERNEL).status == "ok"
         run = k.run(GPU_CELL)
         assert run.status == "ok"
         live = [parse_panel(v) for _, v in updates(run)]
