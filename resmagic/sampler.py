@@ -10,6 +10,7 @@ once. The thread only reads probes and calls the watches' callbacks; it never pr
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -113,6 +114,14 @@ class Sampler:
             if t is not None and t is not threading.current_thread():
                 t.join()
 
+    def _after_fork(self) -> None:
+        # A forked child has no sampler thread, maybe a lock held by the parent's, and the
+        # parent's views: start afresh (a DataLoader worker forked right after a cell).
+        self._lock = threading.Lock()
+        self._watches = []
+        self._thread = self._leaving = None
+        self._stop = threading.Event()
+
     @property
     def running(self) -> bool:
         """True while the sampler thread is alive."""
@@ -149,3 +158,6 @@ class Sampler:
 
 sampler = Sampler()
 """The process's one sampler."""
+
+if hasattr(os, "register_at_fork"):  # not on Windows
+    os.register_at_fork(after_in_child=sampler._after_fork)

@@ -215,3 +215,33 @@ def test_shutdown_stops_a_lingering_thread_at_once(fresh: Sampler) -> None:
     assert thread.is_alive()
     fresh.shutdown()
     assert not thread.is_alive()
+
+
+def test_a_forked_child_samples_with_its_own_thread() -> None:
+    """A child forked while the sampler runs (a DataLoader worker) gets a working sampler."""
+    import os
+
+    from resmagic.sampler import sampler
+
+    parent = Watch(_host)
+    sampler.add(parent)
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        ok = 0
+        try:
+            os.close(read_end)
+            ticks = Ticks()
+            child = sampler.add(Watch(_host, ticks))
+            ticks.wait(2)
+            ok = int(sampler.watches == 1 and sampler.running)
+            sampler.remove(child)
+        finally:
+            os.write(write_end, str(ok).encode())
+            os._exit(0)
+    os.close(write_end)
+    with os.fdopen(read_end) as pipe:
+        answer = pipe.read()
+    os.waitpid(pid, 0)
+    sampler.remove(parent)
+    assert answer == "1", "the child's sampler did not sample with a thread of its own"
