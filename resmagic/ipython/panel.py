@@ -119,7 +119,7 @@ class CellPanel:
 
     @property
     def widget(self) -> Any:
-        """The live ``ipywidgets.HTML`` (None before :meth:`start` and after :meth:`finish`)."""
+        """The live ``ipywidgets.HTML``: None until the first sample and after :meth:`finish`."""
         return self._widget
 
     def start(self) -> None:
