@@ -40,6 +40,10 @@ class Settings:
             setattr(self, key, value)
 
 
+# The lowest value each seconds setting takes (the highest is 60 for all).
+_LOWEST = {"sample_interval": 0.001, "sampler_linger": 0.0}
+
+
 def _convert(key: str, raw: object) -> int | float:
     try:
         value: int | float
@@ -48,14 +52,13 @@ def _convert(key: str, raw: object) -> int | float:
             ok = value >= 1
         else:
             value = float(str(raw))
-            low = 0.0 if key == "sampler_linger" else 0.001
-            ok = low <= value <= 60
+            ok = _LOWEST[key] <= value <= 60
     except ValueError:
         ok = False
     if not ok:
-        hint = "an integer >= 1" if key == "history_limit" else "seconds between 0.001 and 60"
-        if key == "sampler_linger":
-            hint = "seconds between 0 and 60"
+        hint = "an integer >= 1"
+        if key in _LOWEST:
+            hint = f"seconds between {_LOWEST[key]:g} and 60"
         msg = f"bad value {raw!r} for {key}: expected {hint}, e.g. {key}={_default(key)}"
         raise OptionError(msg)
     return value

@@ -271,11 +271,11 @@ class ResMagics(Magics):
     def _parse(self, magic: str, line: str) -> argparse.Namespace:
         parser = getattr(self, magic).parser
         try:
-            argv = _split(line)
+            argv = _split_once(line)
         except ValueError as exc:  # shlex: "No closing quotation"
             msg = f"%%{magic}: cannot read the options {line!r}: {exc}; check the quotes"
             raise UsageError(msg) from None
-        return argparse.Namespace(**dict(_parsed(parser, tuple(argv))))
+        return argparse.Namespace(**dict(_parsed(parser, argv)))
 
     def layer(self, magic: str, line: str, bind: str | None = None) -> Layer:
         """Parse ``line`` as ``%%magic``'s options and build its layer (UsageError when bad)."""

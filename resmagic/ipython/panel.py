@@ -111,7 +111,7 @@ class CellPanel:
         self._widget: Any = None
         self._handle: DisplayHandle | None = None
         self._context: contextvars.Context | None = None
-        self._final: PanelView | None = None
+        self._live = False
         self.error: str | None = None
         """Why the live view stopped early, if it did (the static summary still shows)."""
         scope.follow(self._sampled)  # the scope samples while open; its peak covers ours
@@ -130,23 +130,22 @@ class CellPanel:
         way (nbval compares the first display of each output).
         """
         readings = self.scope.opened()
-        view = PanelView(self.magic, rows_from(readings), notes=self._notes(readings))
+        notes = self.scope.why_no_gpu({r.source for r in readings})
+        view = PanelView(self.magic, rows_from(readings), notes=notes)
         self._t0 = time.perf_counter()
         self._handle = display({"text/plain": ""}, raw=True, display_id=True)
         self._context = contextvars.copy_context()
-        self._view = view
+        self._view, self._live = view, True
 
     def stop(self) -> None:
         """Take no more samples; the widget keeps its last state until :meth:`finish`."""
         with self._lock:
-            view, self._view = self._view, None
-        if view is not None:
-            self._final = view
+            self._live = False
 
     def finish(self, report: Report) -> None:
         """Show the report's exact values, close the widget, and leave a static summary."""
         self.stop()
-        view, widget = self._final, self._widget
+        view, widget = self._view, self._widget
         self._widget = None
         if not isinstance(report, GpuReport):
             return
@@ -169,7 +168,7 @@ class CellPanel:
     def _sampled(self, now: float, readings: Sequence[DeviceMemory]) -> None:
         with self._lock:
             view, context = self._view, self._context
-            if view is None or context is None:
+            if not self._live or view is None or context is None:
                 return  # the cell ended while this sample was taken
             try:
                 self._fold(view, readings)
@@ -177,7 +176,7 @@ class CellPanel:
                 # cell's context, so the messages go to the cell's output.
                 context.run(self._show_live, render(view))
             except Exception as exc:  # never into the cell: stop the live view, say so at the end
-                self._view, self._final = None, view
+                self._live = False
                 self.error = f"{type(exc).__name__}: {exc}"
 
     def _fold(self, view: PanelView, readings: Sequence[DeviceMemory]) -> None:
@@ -199,12 +198,6 @@ class CellPanel:
         self._widget = _html_widget(markup)
         if self._handle is not None:
             self._handle.update(_view_bundle(self._widget, ""), raw=True)
-
-    def _notes(self, readings: Sequence[DeviceMemory]) -> tuple[str, ...]:
-        sources = {r.source for r in readings}
-        if any(r.name != "host" for r in readings):
-            return ()
-        return self.scope.why_no_gpu(sources)
 
 
 class Dashboard:

@@ -96,6 +96,7 @@ class PanelView:
     status: str = "running"
     error: str | None = None
     notes: Sequence[str] = ()
+    """Why a GPU source is missing; shown only while the panel has no GPU row."""
 
     def close(self, report: GpuReport) -> None:
         """End the view with the report: exact before/peak/after, status and duration."""
@@ -131,7 +132,9 @@ def render(view: PanelView) -> str:
     header = "".join(f"{th}{c}</th>" for c in cells)
     rows = "".join(_row(row, running) for row in view.rows)
     notes = ""
-    if view.notes:
+    # Like the text line: the reasons are for a panel with no GPU row at all, not for a
+    # GPU with one source missing (NVML rows while torch has not initialised CUDA).
+    if view.notes and all(r.name == "host" for r in view.rows):
         notes = (
             f"<div class='rm-note' style='{_MUTED}'>no GPU row: {_e('; '.join(view.notes))}</div>"
         )

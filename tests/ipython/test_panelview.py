@@ -100,3 +100,11 @@ def test_markup_is_one_line_and_escapes_text() -> None:
     assert "<scope>" not in markup
     assert "&lt;none&gt;" in markup
     assert "rm-note" in markup
+
+
+def test_no_gpu_line_only_when_there_is_no_gpu_row() -> None:
+    """NVML rows while torch has not initialised CUDA: a GPU is shown, nothing to explain."""
+    notes = ("torch allocator: CUDA not initialised yet",)
+    rows = rows_from([reading(MiB), reading(2 * MiB, name="cuda:0", source="NVML")])
+    assert "rm-note" not in render(PanelView("gpu_scope", rows, notes=notes))
+    assert "rm-note" in render(PanelView("gpu_scope", rows_from([reading(MiB)]), notes=notes))
