@@ -18,7 +18,14 @@ WAIT = 30  # seconds: a liveness bound for events, never a performance claim
 
 @pytest.fixture
 def fresh() -> Iterator[Sampler]:
-    """A sampler of the test's own, sampling every 2 ms; stopped afterwards."""
+    """A sampler of the test's own, sampling every 2 ms; stopped afterwards.
+
+    The shared sampler is stopped first: its thread, lingering after an earlier test, could
+    otherwise exit mid-test and upset a thread count.
+    """
+    from resmagic.sampler import sampler as shared
+
+    shared.shutdown()
     old = settings.sample_interval, settings.sampler_linger
     settings.sample_interval, settings.sampler_linger = 0.002, 0.0
     sampler = Sampler()
@@ -58,14 +65,16 @@ class Ticks:
 
 
 def test_one_thread_no_matter_how_many_watches(fresh: Sampler) -> None:
-    before = len(_sampler_threads())
+    # Compare sets, not counts: another sampler's lingering thread may exit meanwhile.
+    before = set(_sampler_threads())
     ticks = [Ticks() for _ in range(20)]
-    for t in ticks:
+    thread = _started(fresh, Watch(_host, ticks[0]))
+    for t in ticks[1:]:
         fresh.add(Watch(_host, t))
     for t in ticks:
         t.wait(2)  # every watch is being sampled
     assert fresh.watches == 20
-    assert len(_sampler_threads()) == before + 1
+    assert set(_sampler_threads()) - before == {thread}
 
 
 def test_thread_joined_and_gone_when_last_watch_removed(fresh: Sampler) -> None:
@@ -164,7 +173,7 @@ def test_shutdown_drops_every_watch_and_stops_the_thread(fresh: Sampler) -> None
 
 
 def test_many_threads_adding_and_removing_leave_no_thread(fresh: Sampler, in_threads: Any) -> None:
-    before = len(_sampler_threads())
+    before = set(_sampler_threads())
 
     def churn(_: int) -> None:
         for _ in range(50):
@@ -173,7 +182,7 @@ def test_many_threads_adding_and_removing_leave_no_thread(fresh: Sampler, in_thr
     in_threads(churn)
     assert fresh.watches == 0
     assert not fresh.running
-    assert len(_sampler_threads()) == before  # every thread started was joined
+    assert set(_sampler_threads()) == before  # every thread started was joined
 
 
 def test_with_a_linger_back_to_back_watches_share_one_thread(fresh: Sampler) -> None:
