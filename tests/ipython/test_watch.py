@@ -6,7 +6,6 @@ import logging
 import os
 import subprocess
 import sys
-import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -19,6 +18,7 @@ from IPython.core.error import UsageError
 import resmagic
 from tests.ipython.test_cell import _interrupt_after
 from tests.kernel import Kernel
+from tests.threads import settled_thread_count
 
 
 @pytest.fixture
@@ -44,7 +44,7 @@ def test_two_hundred_cells_one_report_each_with_the_right_status(
     expected: dict[int, str] = {}
     ip.run_cell("warm_up = 1", store_history=True)  # first use opens the probes' /proc files
     fds = len(os.listdir("/proc/self/fd"))
-    threads = threading.active_count()
+    threads = settled_thread_count()
     handlers = len(logging.getLogger("experiment").handlers)
     for i in range(200):
         if i == 120:
@@ -67,7 +67,7 @@ def test_two_hundred_cells_one_report_each_with_the_right_status(
             cell: [status] for cell, status in expected.items()
         }
     assert len(os.listdir("/proc/self/fd")) == fds
-    assert threading.active_count() == threads
+    assert settled_thread_count() == threads
     assert len(logging.getLogger("experiment").handlers) == handlers
 
 

@@ -70,6 +70,8 @@ def test_interrupted_stacked_cell_leaves_no_thread_or_handler(tmp_path: Path) ->
     log = tmp_path / "int.log"
     with Kernel(cwd=str(tmp_path)) as kernel:
         kernel.run("%load_ext resmagic")
+        # No idle linger: the sampler's thread, if the cell used one, must be gone at once.
+        kernel.run("import resmagic; resmagic.settings.sampler_linger = 0")
         threads = kernel.value("__import__('threading').active_count()")
         msg_id = kernel.start(
             f"%%timed\n%%gpu_scope --no-panel\n%%experiment_log {log}\nimport time\ntime.sleep(30)"

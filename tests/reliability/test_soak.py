@@ -5,7 +5,6 @@ from __future__ import annotations
 import gc
 import logging
 import os
-import threading
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +12,7 @@ import pytest
 
 import resmagic
 from resmagic.probes import host
+from tests.threads import settled_thread_count
 
 CELLS = int(os.environ.get("RESMAGIC_SOAK_CELLS", "1000"))
 
@@ -53,7 +53,7 @@ def _resources() -> dict[str, int]:
             if isinstance(lg, logging.Logger)
         ),
         "fds": len(os.listdir("/proc/self/fd")),
-        "threads": threading.active_count(),
+        "threads": settled_thread_count(),
         "rss": host.rss_bytes(),
     }
 
