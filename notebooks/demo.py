@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 import nbformat
+from jupyter_client.manager import KernelManager
 from nbclient import NotebookClient
 from nbconvert import HTMLExporter
 
@@ -20,8 +22,15 @@ def main(source: Path = ROOT / "notebooks" / "01_quickstart.ipynb") -> int:
     book = nbformat.read(source, as_version=4)
     started = time.perf_counter()
     # Panels leave static summaries; the closed widgets' state would only bloat the file.
-    client = NotebookClient(book, timeout=600, kernel_name="python3", store_widget_state=False)
-    client.execute(cwd=str(build))
+    with tempfile.TemporaryDirectory(prefix="resmagic-demo-") as sockets:
+        # IPC sockets, not TCP: a local kernel then has no open port to warn about.
+        km = KernelManager(kernel_name="python3", transport="ipc", ip=f"{sockets}/kernel")
+        client = NotebookClient(book, km=km, timeout=600, store_widget_state=False)
+        try:
+            client.execute(cwd=str(build))
+        finally:
+            if km.has_kernel:  # a kernel passed in is ours to stop, not nbclient's
+                km.shutdown_kernel()
     executed = build / "quickstart.ipynb"
     nbformat.write(book, executed)
     html, _ = HTMLExporter().from_notebook_node(book)
