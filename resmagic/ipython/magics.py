@@ -44,6 +44,7 @@ __all__ = ["ResMagics"]
 _MAGIC_ONLY = ("quiet", "panel", "var", "help")
 _STACKED = re.compile(r"%%(\w+)[ \t]*(.*)")
 _quiet = argument("-q", "--quiet", action="store_true", help="Record the report, show nothing.")
+# magic_arguments("%name"): IPython's usage line adds one "%", right only for line magics.
 _help = argument("-h", "--help", action="store_true", help="Show this help; the cell does not run.")
 
 
@@ -69,7 +70,7 @@ class ResMagics(Magics):
         super().__init__(shell, **kwargs)
         self.watcher = Watcher(shell, self)
 
-    @magic_arguments()
+    @magic_arguments("%gpu_scope")
     @kwds(argument_default=argparse.SUPPRESS)
     @argument(
         "device",
@@ -110,7 +111,7 @@ class ResMagics(Magics):
         __tracebackhide__ = True
         return self._run("gpu_scope", line, cell)
 
-    @magic_arguments()
+    @magic_arguments("%timed")
     @kwds(argument_default=argparse.SUPPRESS)
     @argument("label", nargs="?", help="A name for this timing, e.g. train.")
     @argument(
@@ -134,7 +135,7 @@ class ResMagics(Magics):
         __tracebackhide__ = True
         return self._run("timed", line, cell)
 
-    @magic_arguments()
+    @magic_arguments("%experiment_log")
     @kwds(argument_default=argparse.SUPPRESS)
     @argument("path", help="The log file; ~ and relative paths work, folders are created.")
     @argument("--name", help="The logger's name (default: experiment).")
@@ -163,7 +164,7 @@ class ResMagics(Magics):
         __tracebackhide__ = True
         return self._run("experiment_log", line, cell, bind="logger")
 
-    @magic_arguments()
+    @magic_arguments("%db_transaction")
     @kwds(argument_default=argparse.SUPPRESS)
     @argument("path", help="The SQLite file (created if missing) or :memory:.")
     @argument("--as", dest="var", help="Name to bind the cursor to in the cell (default: cursor).")

@@ -111,12 +111,13 @@ class TestHelp:
         assert ip.run_cell_magic(magic, "--help", BODY) is None
         assert "ran_body" not in ip.user_ns
         out = capsys.readouterr().out
-        assert f"%{magic}" in out
+        assert f"%%{magic} [" in out  # the usage line names the cell magic, not a line magic
         assert "--quiet" in out
 
     @pytest.mark.parametrize("magic", ["gpu_scope", "timed", "experiment_log", "db_transaction"])
     def test_question_mark_help_is_the_option_list(self, ip: Any, magic: str) -> None:
         doc = ip.find_cell_magic(magic).__doc__
+        assert f"%%{magic} [" in doc
         assert "--quiet" in doc
         assert "Example" in doc
 
