@@ -204,8 +204,12 @@ class experiment_log(Scope[logging.Logger, LogReport]):
         self.propagate = propagate
 
     def _open(self) -> tuple[_Run, logging.Logger]:
-        os.makedirs(os.path.dirname(self.path), exist_ok=True)
-        handler = logging.FileHandler(self.path, self.mode, encoding="utf-8")
+        try:
+            os.makedirs(os.path.dirname(self.path), exist_ok=True)
+            handler = logging.FileHandler(self.path, self.mode, encoding="utf-8")
+        except OSError as exc:  # checked at construction, but the disk may disagree now
+            msg = f"cannot open the log {self.path!r}: {exc.strerror or exc}"
+            raise PathError(msg) from exc
         run_id = f"{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
         context = _Context(run_id)
         handler.addFilter(context)

@@ -320,3 +320,10 @@ class TestBadInput:
         (tmp_path / "file").write_text("")
         with pytest.raises(PathError, match="is a file, not a directory"):
             experiment_log(tmp_path / "file" / "run.log")
+
+    def test_a_log_the_disk_refuses_on_entry_raises_path_error(self, tmp_path: Path) -> None:
+        scope = experiment_log(tmp_path / "gone" / "run.log")  # fine when built
+        (tmp_path / "gone").write_text("")  # a file now sits where the folder would go
+        with pytest.raises(PathError, match="cannot open the log"), scope:
+            pytest.fail("the body must not run")
+        assert logging.getLogger("experiment").handlers == []
