@@ -146,7 +146,14 @@ class gpu_scope(Scope["gpu_scope", GpuReport]):
         Called from the sampler thread with ``(time.monotonic(), readings)``. What the
         listener is shown counts toward the report's peak, so a live view never shows more
         than the peak it ends with.
+
+        Raises:
+            RuntimeError: the scope is open already; follow it before entering.
         """
+        if self._runs:
+            # The open run's watch was chosen on entry; a listener added now would never hear.
+            msg = "gpu_scope.follow() must be called before entering the scope"
+            raise RuntimeError(msg)
         self._listeners.append(listener)
 
     # -- readings --------------------------------------------------------------------------

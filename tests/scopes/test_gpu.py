@@ -226,6 +226,50 @@ class TestPeaks:
             assert sampler.watches == watches
 
 
+# Runs in a child that the kernel itself refuses the VmHWM reset: after setuid (if root) and
+# PR_SET_DUMPABLE 0, /proc/self/clear_refs belongs to root and cannot be opened for writing.
+# Everything is imported before that: the interpreter may live where the new user cannot read.
+_REFUSED_RESET = """
+import ctypes, json, os, sys, threading
+from resmagic import gpu_scope, settings
+from resmagic.probes import host
+if os.geteuid() == 0:
+    os.setgid(65534)
+    os.setuid(65534)
+ctypes.CDLL(None, use_errno=True).prctl(4, 0, 0, 0, 0)  # PR_SET_DUMPABLE, 0
+settings.sample_interval = 0.01
+seen = threading.Semaphore(0)
+scope = gpu_scope("host")
+scope.follow(lambda now, readings: seen.release())
+with scope:
+    held = b"x" * (200 * 2**20)
+    for _ in range(3):  # hold it across whole samples, however slow the machine
+        assert seen.acquire(timeout=30), "the sampler never sampled"
+    del held
+row = scope.report.device("host", "RSS")
+print(json.dumps({"status": str(host.status()), "exact": row.peak_exact,
+                  "rise": row.peak_bytes - row.before_bytes}))
+"""
+
+
+def test_without_a_vmhwm_reset_the_host_peak_is_sampled_and_says_so() -> None:
+    """Where the kernel refuses the reset (a locked-down container), the peak is sampled."""
+    import json
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-c", _REFUSED_RESET], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert result["status"] == (
+        "host: RSS exact, peak sampled: cannot reset VmHWM (Permission denied)"
+    )
+    assert result["exact"] is False
+    assert abs(result["rise"] - 200 * MiB) <= 0.05 * 200 * MiB
+
+
 def _fill(n: int) -> None:
     held = _touched(n)  # a local of the failing frame, as in a training step
     raise MemoryError(f"could not allocate after {len(held)} bytes")
@@ -378,6 +422,12 @@ class TestFollowers:
             assert got_two.wait(30), "the follower got no samples"
             del buf
         assert max(seen) <= _report(scope).device("host").peak_bytes
+
+    def test_following_an_open_scope_is_refused_not_silently_deaf(self) -> None:
+        scope = gpu_scope("host")
+        with scope, pytest.raises(RuntimeError, match="before entering"):
+            scope.follow(lambda now, readings: None)
+        assert _report(scope).status == "ok"
 
     def test_a_failing_follower_is_dropped_and_the_block_is_untouched(self) -> None:
         calls = []
