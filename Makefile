@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: test lint unit notebooks demo bench clean
+.PHONY: test lint unit notebooks demo bench compat clean
 
 # torch==2.13.0 first: a CPU build that lies on disk here; installing it before the
 # project keeps pip from resolving `torch` to a multi-GB CUDA build.
@@ -31,6 +31,22 @@ test: lint unit notebooks
 
 demo: $(STAMP)
 	$(PY) notebooks/demo.py
+
+# Not part of `make test`: the kernel, panel and reliability tests again on older ipykernels
+# (6.29, the oldest the `jupyter` extra allows, and 7.0), in a venv of their own (~2 min).
+COMPAT_VENV ?= .venv-ipykernel-compat
+COMPAT_PY := $(COMPAT_VENV)/bin/python
+COMPAT_IPYKERNELS ?= 6.29.5 7.0.1
+
+compat:
+	test -x $(COMPAT_PY) || $(PYTHON) -m venv $(COMPAT_VENV)
+	$(COMPAT_PY) -m pip install --quiet torch==2.13.0
+	$(COMPAT_PY) -m pip install --quiet -e . pytest hypothesis pandas nbclient jupyter_client
+	set -e; for version in $(COMPAT_IPYKERNELS); do \
+		$(COMPAT_PY) -m pip install --quiet "ipykernel==$$version"; \
+		echo "== ipykernel $$version"; \
+		$(COMPAT_PY) -m pytest -q -p no:cacheprovider tests/ipython tests/reliability; \
+	done
 
 # The benchmark has a venv of its own, so the peers it measures never sit beside the tests.
 # torch==2.13.0 first, as above. ipyexperiments goes in with --no-deps: it requires the
@@ -59,4 +75,4 @@ bench: $(BENCH_STAMP)
 		--before $(BENCH_BEFORE) $(addprefix --patch ,$(BENCH_PATCHES))
 
 clean:
-	rm -rf $(VENV) $(BENCH_VENV) build .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(BENCH_VENV) $(COMPAT_VENV) build .pytest_cache .mypy_cache .ruff_cache
