@@ -32,19 +32,21 @@ test: lint unit notebooks
 demo: $(STAMP)
 	$(PY) notebooks/demo.py
 
-# Not part of `make test`: the kernel, panel and reliability tests again on older ipykernels
-# (6.29, the oldest the `jupyter` extra allows, and 7.0), in a venv of their own (~2 min).
+# Not part of `make test`: the IPython-layer and reliability tests again on the oldest
+# IPython and ipykernel releases we support, in a venv of their own (~2 min). IPython 8 and
+# 9.0-9.7 count cells after running them, 9.8 and later before; ipykernel 7.0 was the
+# first to route output by the cell's context.
 COMPAT_VENV ?= .venv-ipykernel-compat
 COMPAT_PY := $(COMPAT_VENV)/bin/python
-COMPAT_IPYKERNELS ?= 6.29.5 7.0.1
+COMPAT_SETS ?= ipython==8.39.0,ipykernel==6.29.5 ipython==9.7.0,ipykernel==7.0.1
 
 compat:
 	test -x $(COMPAT_PY) || $(PYTHON) -m venv $(COMPAT_VENV)
 	$(COMPAT_PY) -m pip install --quiet torch==2.13.0
 	$(COMPAT_PY) -m pip install --quiet -e . pytest hypothesis pandas nbclient jupyter_client
-	set -e; for version in $(COMPAT_IPYKERNELS); do \
-		$(COMPAT_PY) -m pip install --quiet "ipykernel==$$version"; \
-		echo "== ipykernel $$version"; \
+	set -e; for set in $(COMPAT_SETS); do \
+		$(COMPAT_PY) -m pip install --quiet $$(echo $$set | tr , ' '); \
+		echo "== $$set"; \
 		$(COMPAT_PY) -m pytest -q -p no:cacheprovider tests/ipython tests/reliability; \
 	done
 

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from types import CodeType
 from typing import Any
 
+import IPython
 from IPython.core.error import UsageError
 from IPython.core.interactiveshell import InteractiveShell
 
@@ -29,10 +30,20 @@ from resmagic.report import Report
 from resmagic.scopes.base import Scope
 from resmagic.scopes.experiment import experiment_log
 
-__all__ = ["Layer", "arun_layers", "compile_body", "inside", "needs_await", "run_layers"]
+__all__ = [
+    "Layer",
+    "arun_layers",
+    "compile_body",
+    "inside",
+    "needs_await",
+    "run_layers",
+    "running_cell",
+]
 
 _MISSING = object()
 _AWAIT = ast.PyCF_ALLOW_TOP_LEVEL_AWAIT
+# IPython 9.8 moved the execution_count bump from after a cell to before it.
+_BUMPED_BEFORE = int(IPython.version_info >= (9, 8))
 
 
 @dataclass
@@ -115,7 +126,7 @@ def compile_body(
     blank = next((i for i, line in enumerate(lines) if line.strip()), len(lines))
     transformed = shell.transform_cell(body)
     source = "\n" * (line_offset + blank) + transformed
-    number = max(shell.execution_count - 1, 0)
+    number = running_cell(shell) or 0
     filename = shell.compile.cache(source, number, raw_code=_name_source(source))
     tree = shell.compile.ast_parse(source, filename=filename)
     tree = shell.transform_ast(tree) or ast.Module(body=[], type_ignores=[])
@@ -128,6 +139,11 @@ def compile_body(
             tree.body.pop()
             last = compiler(ast.Expression(final.value), filename, "eval")
         return Compiled(compiler(tree, filename, "exec"), last)
+
+
+def running_cell(shell: InteractiveShell) -> int | None:
+    """The ``In[n]`` number of the cell running now (None before the first cell)."""
+    return max(shell.execution_count - _BUMPED_BEFORE, 0) or None
 
 
 def _name_source(source: str) -> str:

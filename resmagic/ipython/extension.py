@@ -10,6 +10,7 @@ from traitlets.config import Configurable
 
 from resmagic import report
 from resmagic.ipython.awaiting import AwaitRewriter
+from resmagic.ipython.cell import running_cell
 from resmagic.ipython.magics import ResMagics
 from resmagic.ipython.watch import SCOPES, WatchOptions
 from resmagic.sampler import sampler
@@ -50,8 +51,7 @@ def load(ip: Any) -> None:
     rewriter = AwaitRewriter(ip, frozenset(ResMagics.builders))
     ip.input_transformers_cleanup.append(rewriter)
     _loaded[id(ip)] = (magics, rewriter)
-    # execution_count is bumped before a cell runs, so the running cell is one less.
-    report.set_cell_provider(lambda: max(ip.execution_count - 1, 0) or None)
+    report.set_cell_provider(lambda: magics.watcher.cell or running_cell(ip))
     config = ResMagic(parent=ip)
     if config.watch:
         options = WatchOptions(

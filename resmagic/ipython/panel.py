@@ -31,6 +31,7 @@ from typing import Any
 
 from IPython.display import DisplayHandle, display
 
+from resmagic.config import settings
 from resmagic.ipython.panelview import PanelRow, PanelView, render, rows_from
 from resmagic.ipython.text import HistoryTable, render_report
 from resmagic.probes.reading import DeviceMemory
@@ -172,6 +173,10 @@ class CellPanel:
                 return  # the cell ended while this sample was taken
             try:
                 self._fold(view, readings)
+                if self._widget is None and view.elapsed_s < settings.sample_interval:
+                    # A sampler thread lingering from an earlier cell samples a new watch
+                    # at once: a cell younger than one interval still gets no widget.
+                    return
                 # Under the lock, so a late sample cannot overwrite the final state; in the
                 # cell's context, so the messages go to the cell's output.
                 context.run(self._show_live, render(view))

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from IPython.core.error import UsageError
 
-from resmagic.ipython.cell import Layer, inside
+from resmagic.ipython.cell import Layer, inside, running_cell
 from resmagic.scopes.experiment import resolve_log_path
 
 if TYPE_CHECKING:
@@ -61,6 +61,9 @@ class Watcher:
         self.options: WatchOptions | None = None
         self._open: AbstractContextManager[None] | None = None
         self._registered = False
+        self.cell: int | None = None
+        """``In[n]`` of the cell whose scopes are open: its reports carry it, also when
+        closed in ``post_run_cell``, where IPython < 9.8 has already moved the count on."""
 
     @property
     def active(self) -> bool:
@@ -101,8 +104,13 @@ class Watcher:
         if self.options is None or self._has_own_magic(getattr(info, "raw_cell", "")):
             return
         layers: list[Layer] = [self.magics.layer(n, line) for n, line in self.options.lines()]
+        self.cell = running_cell(self.shell)
         scopes = inside(self.shell, layers)
-        scopes.__enter__()
+        try:
+            scopes.__enter__()
+        except BaseException:
+            self.cell = None
+            raise
         self._open = scopes
 
     def post_run_cell(self, result: Any) -> None:
@@ -120,10 +128,13 @@ class Watcher:
             return
         if interrupted:
             error = KeyboardInterrupt("the cell never finished")
-        if error is None:
-            scopes.__exit__(None, None, None)
-        else:
-            scopes.__exit__(type(error), error, error.__traceback__)
+        try:
+            if error is None:
+                scopes.__exit__(None, None, None)
+            else:
+                scopes.__exit__(type(error), error, error.__traceback__)
+        finally:
+            self.cell = None
 
     def _has_own_magic(self, raw_cell: str) -> bool:
         first = raw_cell.lstrip().split(None, 1)[0] if raw_cell.strip() else ""

@@ -40,7 +40,7 @@ class TestValue:
         assert result.error_in_exec is None
         assert result.result == 42
         assert ip.user_ns["_"] == 42
-        assert ip.user_ns["Out"][ip.execution_count - 1] == 42
+        assert ip.user_ns["Out"][result.execution_count] == 42
 
     def test_trailing_semicolon_silences(self, ip: Any) -> None:
         result = ip.run_cell("%%timed -q\n40 + 2;", store_history=True)
@@ -187,8 +187,7 @@ class TestStacking:
         assert resmagic.history()[-1].scope == "timed"
 
     def test_reports_carry_the_cell_number(self, ip: Any) -> None:
-        ip.run_cell("%%timed -q\n%%gpu_scope -q\npass", store_history=True)
-        number = ip.execution_count - 1
+        number = ip.run_cell("%%timed -q\n%%gpu_scope -q\npass", store_history=True).execution_count
         assert [r.cell for r in resmagic.history()[-2:]] == [number, number]
 
 
