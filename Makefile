@@ -23,16 +23,17 @@ lint: $(STAMP)
 unit: $(STAMP)
 	$(PY) -m pytest
 
+NBVAL := --nbval notebooks/ --nbval-current-env --nbval-sanitize-with notebooks/nbval-sanitize.cfg
+
 notebooks: $(STAMP)
-	$(PY) -m pytest --nbval notebooks/ --nbval-current-env \
-		--nbval-sanitize-with notebooks/nbval-sanitize.cfg
+	$(PY) -m pytest $(NBVAL)
 
 test: lint unit notebooks
 
 demo: $(STAMP)
 	$(PY) notebooks/demo.py
 
-# Not part of `make test`: the IPython-layer and reliability tests again on the oldest
+# Not part of `make test`: the IPython-layer, reliability and notebook tests again on the oldest
 # IPython and ipykernel releases we support, in a venv of their own (~2 min). IPython 8 and
 # 9.0-9.7 count cells after running them, 9.8 and later before; ipykernel 7.0 was the
 # first to route output by the cell's context.
@@ -43,11 +44,12 @@ COMPAT_SETS ?= ipython==8.39.0,ipykernel==6.29.5 ipython==9.7.0,ipykernel==7.0.1
 compat:
 	test -x $(COMPAT_PY) || $(PYTHON) -m venv $(COMPAT_VENV)
 	$(COMPAT_PY) -m pip install --quiet torch==2.13.0
-	$(COMPAT_PY) -m pip install --quiet -e . pytest hypothesis pandas nbclient jupyter_client
+	$(COMPAT_PY) -m pip install --quiet -e . pytest hypothesis pandas nbclient jupyter_client nbval
 	set -e; for set in $(COMPAT_SETS); do \
 		$(COMPAT_PY) -m pip install --quiet $$(echo $$set | tr , ' '); \
 		echo "== $$set"; \
 		$(COMPAT_PY) -m pytest -q -p no:cacheprovider tests/ipython tests/reliability; \
+		$(COMPAT_PY) -m pytest -q -p no:cacheprovider $(NBVAL); \
 	done
 
 # The benchmark has a venv of its own, so the peers it measures never sit beside the tests.
