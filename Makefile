@@ -33,13 +33,15 @@ test: lint unit notebooks
 demo: $(STAMP)
 	$(PY) notebooks/demo.py
 
-# Not part of `make test`: the IPython-layer, reliability and notebook tests again on the oldest
-# IPython and ipykernel releases we support, in a venv of their own (~2 min). IPython 8 and
+# Not part of `make test`: the IPython-layer, reliability and notebook tests again on older
+# releases, in a venv of their own (~2 min): the floors pyproject.toml declares (IPython
+# 8.17, ipykernel 6.29, ipywidgets 8.1.0), then IPython 9.7 with ipykernel 7.0. IPython 8 and
 # 9.0-9.7 count cells after running them, 9.8 and later before; ipykernel 7.0 was the
 # first to route output by the cell's context.
 COMPAT_VENV ?= .venv-ipykernel-compat
 COMPAT_PY := $(COMPAT_VENV)/bin/python
-COMPAT_SETS ?= ipython==8.39.0,ipykernel==6.29.5 ipython==9.7.0,ipykernel==7.0.1
+COMPAT_SETS ?= ipython==8.17.2,ipykernel==6.29.5,ipywidgets==8.1.0 \
+	ipython==9.7.0,ipykernel==7.0.1,ipywidgets==8.1.0
 
 compat:
 	test -x $(COMPAT_PY) || $(PYTHON) -m venv $(COMPAT_VENV)
