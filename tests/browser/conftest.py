@@ -1,4 +1,7 @@
-"""A JupyterLab server on a random port and Debian's Chromium, both gone after every test."""
+"""A Jupyter server (JupyterLab or Notebook 7) on a random port and Debian's Chromium.
+
+Both are gone after every test. Tests that take ``lab`` run once per frontend.
+"""
 
 from __future__ import annotations
 
@@ -41,17 +44,33 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(skip)
 
 
+FRONTENDS = {
+    # module run as the server: (path that opens a notebook, options that silence it)
+    "jupyterlab": (
+        "lab/tree",
+        [
+            "--LabApp.news_url=",
+            "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
+            "--LabApp.extension_manager=readonly",
+        ],
+    ),
+    "notebook": ("notebooks", []),
+}
+
+
 @dataclass
 class Lab:
-    """A running JupyterLab: where it serves and the folder it serves."""
+    """A running Jupyter frontend: which one, where it serves and the folder it serves."""
 
+    frontend: str
     url: str
     token: str
     root: Path
     process: subprocess.Popen[bytes]
 
     def open_url(self, notebook: str) -> str:
-        return f"{self.url}/lab/tree/{notebook}?token={self.token}"
+        path, _ = FRONTENDS[self.frontend]
+        return f"{self.url}/{path}/{notebook}?token={self.token}"
 
 
 def _free_port() -> int:
@@ -64,14 +83,14 @@ def _wait_ready(url: str, token: str, process: subprocess.Popen[bytes], log: Pat
     deadline = time.monotonic() + 90
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            pytest.fail(f"jupyter lab exited with {process.returncode}:\n{log.read_text()}")
+            pytest.fail(f"the server exited with {process.returncode}:\n{log.read_text()}")
         try:
             with urllib.request.urlopen(f"{url}/api/status?token={token}", timeout=2) as r:
                 json.load(r)
                 return
         except OSError:
             time.sleep(0.3)
-    pytest.fail(f"jupyter lab did not answer within 90 s:\n{log.read_text()}")
+    pytest.fail(f"the server did not answer within 90 s:\n{log.read_text()}")
 
 
 def _descendants(pid: int) -> list[Any]:
@@ -83,10 +102,13 @@ def _descendants(pid: int) -> list[Any]:
         return []
 
 
-@pytest.fixture
-def lab(tmp_path: Path) -> Iterator[Lab]:
-    """JupyterLab on 127.0.0.1 with a token and a temporary root; killed with its kernels."""
+@pytest.fixture(params=sorted(FRONTENDS))
+def lab(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Lab]:
+    """A frontend on 127.0.0.1 with a token and a temporary root; killed with its kernels."""
     import psutil
+
+    frontend: str = request.param
+    _, quiet = FRONTENDS[frontend]
 
     root = tmp_path / "root"
     root.mkdir()
@@ -113,16 +135,14 @@ def lab(tmp_path: Path) -> Iterator[Lab]:
     argv = [
         sys.executable,
         "-m",
-        "jupyterlab",
+        frontend,
         "--no-browser",
         "--ServerApp.ip=127.0.0.1",
         f"--ServerApp.port={port}",
         "--ServerApp.port_retries=0",
         f"--ServerApp.root_dir={root}",
         f"--IdentityProvider.token={token}",
-        "--LabApp.news_url=",
-        "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
-        "--LabApp.extension_manager=readonly",
+        *quiet,
         "--allow-root",
     ]
     with log.open("wb") as out:
@@ -133,7 +153,7 @@ def lab(tmp_path: Path) -> Iterator[Lab]:
     children: list[Any] = []
     try:
         _wait_ready(url, token, process, log)
-        yield Lab(url, token, root, process)
+        yield Lab(frontend, url, token, root, process)
     finally:
         children = _descendants(process.pid)
         process.send_signal(signal.SIGINT)  # the server's own shutdown: kernels first
