@@ -72,6 +72,18 @@ class Lab:
         path, _ = FRONTENDS[self.frontend]
         return f"{self.url}/{path}/{notebook}?token={self.token}"
 
+    def wait_for_idle_kernel(self, notebook: str, timeout: float = 90) -> None:
+        """Wait until the server runs a kernel for ``notebook`` and that kernel is idle."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with urllib.request.urlopen(f"{self.url}/api/sessions?token={self.token}") as r:
+                sessions = json.load(r)
+            states = [s["kernel"]["execution_state"] for s in sessions if s["path"] == notebook]
+            if "idle" in states:
+                return
+            time.sleep(0.2)
+        pytest.fail(f"no idle kernel for {notebook} within {timeout:.0f} s")
+
 
 def _free_port() -> int:
     with socket.socket() as s:

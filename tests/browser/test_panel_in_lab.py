@@ -39,6 +39,7 @@ fake.cuda.free(0, 2 << 30); nv.devices[0].used = 3 << 30
 time.sleep(0.4)""",
 ]
 
+NOTEBOOK = "panel.ipynb"
 RUNNING = ".rm-panel[data-state='running'] .rm-row[data-device='host']"
 DONE = ".rm-panel[data-state='ok'] .rm-row[data-device='host']"
 
@@ -51,8 +52,8 @@ def write_notebook(root: Path) -> str:
         "display_name": "Python 3",
         "language": "python",
     }
-    nbformat.write(book, root / "panel.ipynb")
-    return "panel.ipynb"
+    nbformat.write(book, root / NOTEBOOK)
+    return NOTEBOOK
 
 
 def run_cell(page: Any, index: int) -> None:
@@ -67,13 +68,16 @@ def test_panel_is_live_in_the_browser_and_ends_with_the_report(lab: Lab, browser
     page.set_default_timeout(60_000)
     page.goto(lab.open_url(write_notebook(lab.root)))
     page.locator(".jp-Notebook .jp-Cell .cm-content").first.wait_for()
+    # A cell run before the page is connected to its kernel is dropped, not queued: wait
+    # until the server has the kernel idle, then until the page says it is connected.
+    lab.wait_for_idle_kernel(NOTEBOOK)
     if lab.frontend == "jupyterlab":
-        # The kernel is up once the status bar says so; the news toast would cover outputs.
-        # (Notebook 7 has neither: running the first cell below waits for the kernel.)
         page.get_by_text("Python 3 (ipykernel) | Idle").wait_for()
         no_news = page.get_by_role("button", name="No", exact=True)
-        if no_news.count():
+        if no_news.count():  # the news toast would cover outputs
             no_news.click()
+    else:
+        page.locator(".jp-Notebook-ExecutionIndicator[data-status='idle']").wait_for()
 
     prefix = "" if lab.frontend == "jupyterlab" else f"{lab.frontend}7-"
     try:
