@@ -44,7 +44,6 @@ __all__ = ["ResMagics"]
 _MAGIC_ONLY = ("quiet", "panel", "var", "help")
 _STACKED = re.compile(r"%%(\w+)[ \t]*(.*)")
 _quiet = argument("-q", "--quiet", action="store_true", help="Record the report, show nothing.")
-# magic_arguments("%name"): IPython's usage line adds one "%", right only for line magics.
 _help = argument("-h", "--help", action="store_true", help="Show this help; the cell does not run.")
 
 
@@ -70,6 +69,7 @@ class ResMagics(Magics):
         super().__init__(shell, **kwargs)
         self.watcher = Watcher(shell, self)
 
+    # magic_arguments("%name"): IPython's usage line adds one "%", right only for line magics.
     @magic_arguments("%gpu_scope")
     @kwds(argument_default=argparse.SUPPRESS)
     @argument(

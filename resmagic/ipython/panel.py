@@ -3,8 +3,9 @@
 A cell's panel, from start to end:
 
 1. Right after the scope opened, an empty placeholder output holds the panel's place.
-2. On the first sample (one sample interval in), the sampler thread makes an HTML widget and
-   puts it in the placeholder; later samples set its value. The thread does so inside a copy
+2. On the first sample taken at least one sample interval in, the sampler thread makes an
+   HTML widget and puts it in the placeholder; later samples set its value (earlier ones
+   only count toward the peak). The thread does so inside a copy
    of the cell's context, so the messages carry the running cell's parent header (ipykernel
    >= 7 routes by it) and reach the browser now, not when the cell ends. A cell shorter
    than one interval never pays for a widget.
@@ -174,8 +175,8 @@ class CellPanel:
             try:
                 self._fold(view, readings)
                 if self._widget is None and view.elapsed_s < settings.sample_interval:
-                    # A sampler thread lingering from an earlier cell samples a new watch
-                    # at once: a cell younger than one interval still gets no widget.
+                    # A sampler thread lingering from an earlier cell may sample a new
+                    # watch at once: a cell younger than one interval still gets no widget.
                     return
                 # Under the lock, so a late sample cannot overwrite the final state; in the
                 # cell's context, so the messages go to the cell's output.
