@@ -26,23 +26,12 @@ from resmagic.report import (
     status_of,
     subscribe,
 )
+from tests.reports import host_row
 
 pytestmark = pytest.mark.usefixtures("fresh_history")
 
 MiB = 1 << 20
 BASE = {"duration_s": 1.5, "started_at": 1700000000.0}
-
-
-def _host(before: int = 100 * MiB, peak: int = 300 * MiB, after: int = 110 * MiB) -> DeviceReport:
-    return DeviceReport(
-        name="host",
-        source="RSS",
-        before_bytes=before,
-        peak_bytes=peak,
-        after_bytes=after,
-        total_bytes=8 << 30,
-        peak_exact=True,
-    )
 
 
 def _gpu() -> GpuReport:
@@ -55,7 +44,7 @@ def _gpu() -> GpuReport:
         total_bytes=16 << 30,
         peak_exact=False,
     )
-    return GpuReport(status="ok", **BASE, devices=(_host(), nvml_row), notes=("a", "b"))
+    return GpuReport(status="ok", **BASE, devices=(host_row(), nvml_row), notes=("a", "b"))
 
 
 def _timing(label: str | None = "train", status: str = "ok") -> TimingReport:

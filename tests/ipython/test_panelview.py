@@ -6,8 +6,9 @@ from typing import Any
 
 from resmagic.ipython.panelview import MAX_POINTS, PanelRow, PanelView, held, render, rows_from
 from resmagic.probes.reading import DeviceMemory
-from resmagic.report import DeviceReport, GpuReport
+from resmagic.report import GpuReport
 from tests.panelhtml import parse_panel
+from tests.reports import host_row
 
 MiB = 1 << 20
 
@@ -17,20 +18,11 @@ def reading(used: int, peak: int | None = None, name: str = "host", source: str 
 
 
 def report(before: int, peak: int, after: int, status: str = "ok") -> GpuReport:
-    row = DeviceReport(
-        name="host",
-        source="RSS",
-        before_bytes=before,
-        peak_bytes=peak,
-        after_bytes=after,
-        total_bytes=8 << 30,
-        peak_exact=True,
-    )
     return GpuReport(
         status=status,  # type: ignore[arg-type]
         duration_s=1.5,
         started_at=0.0,
-        devices=(row,),
+        devices=(host_row(before, peak, after),),
         error="MemoryError: x" if status == "error" else None,
     )
 
