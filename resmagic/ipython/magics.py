@@ -207,7 +207,7 @@ class ResMagics(Magics):
             %resmagic watch on --scopes timed --log runs/session.log
         """
         try:
-            tokens = _split(line)
+            tokens = list(_split_once(line))
         except ValueError as exc:
             msg = f"%resmagic: cannot read {line!r}: {exc}; check the quotes"
             raise UsageError(msg) from None
@@ -315,10 +315,6 @@ class ResMagics(Magics):
 _BINDS = {"experiment_log": "logger", "db_transaction": "cursor"}
 
 
-def _split(line: str) -> list[str]:
-    return list(_split_once(line))
-
-
 # A notebook runs the same option lines cell after cell (watch mode builds its layers every
 # cell): shlex and argparse cost more than the timed scope itself, so each line is split
 # and parsed once. A bad line raises each time (exceptions are not cached); the parsed
@@ -338,6 +334,6 @@ def _parsed(parser: argparse.ArgumentParser, argv: tuple[str, ...]) -> tuple[tup
 
 def _asks_help(line: str) -> bool:
     try:
-        return any(token in ("-h", "--help") for token in _split(line))
+        return any(token in ("-h", "--help") for token in _split_once(line))
     except ValueError:
         return False
