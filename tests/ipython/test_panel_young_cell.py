@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
 
 from resmagic import gpu_scope
 from resmagic.config import settings
 from resmagic.ipython.panel import CellPanel
+
+# The real IPython shell (``ip``): the panel displays its placeholder through it.
+pytestmark = pytest.mark.usefixtures("ip")
 
 
 @pytest.fixture
@@ -25,7 +27,7 @@ def interval() -> Iterator[None]:
     settings.sample_interval = old
 
 
-def _sample_right_after_start(ip: Any, sample_interval: float) -> CellPanel:
+def _sample_right_after_start(sample_interval: float) -> CellPanel:
     settings.sample_interval = sample_interval
     scope = gpu_scope("host")
     panel = CellPanel(scope)
@@ -36,14 +38,14 @@ def _sample_right_after_start(ip: Any, sample_interval: float) -> CellPanel:
     return panel
 
 
-def test_no_widget_for_a_sample_within_the_first_interval(ip: Any, interval: None) -> None:
-    panel = _sample_right_after_start(ip, sample_interval=60.0)
+def test_no_widget_for_a_sample_within_the_first_interval(interval: None) -> None:
+    panel = _sample_right_after_start(sample_interval=60.0)
     assert panel.widget is None
     assert panel.error is None
 
 
-def test_a_widget_once_the_cell_is_older_than_one_interval(ip: Any, interval: None) -> None:
-    panel = _sample_right_after_start(ip, sample_interval=0.0)
+def test_a_widget_once_the_cell_is_older_than_one_interval(interval: None) -> None:
+    panel = _sample_right_after_start(sample_interval=0.0)
     try:
         assert panel.widget is not None
         assert "rm-panel" in panel.widget.value
