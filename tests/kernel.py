@@ -31,6 +31,21 @@ class Execution:
         )
 
     @property
+    def reports(self) -> list[dict[str, Any]]:
+        """The data of every output resmagic displayed (marked in its metadata), in order."""
+        return [
+            m["content"]["data"]
+            for m in self.of_type("display_data")
+            if "resmagic" in m["content"].get("metadata", {})
+        ]
+
+    @property
+    def report_text(self) -> str:
+        """The ``text/plain`` of resmagic's outputs, one per line (empty placeholders left out)."""
+        texts = [data.get("text/plain", "") for data in self.reports]
+        return "\n".join(text for text in texts if text)
+
+    @property
     def result(self) -> dict[str, Any] | None:
         results = self.of_type("execute_result")
         return results[-1]["content"]["data"] if results else None

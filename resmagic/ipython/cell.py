@@ -1,11 +1,12 @@
-"""Running a cell body inside scopes without changing what the cell means.
+"""The layers of a cell, entered as one stack; and the body runner for a magic called directly.
 
-The body runs the way ``%%time`` runs it, never through a nested ``run_cell`` (that fires
-the cell events twice and swallows errors): transform, parse, exec all but the last
-statement, eval the last expression and return it so it becomes ``Out[n]``. The source is
-registered with IPython's compiler cache, padded so tracebacks show the user's cell line
-numbers, and our frames carry ``__tracebackhide__``. Stacked resmagic magics are peeled by
-the caller and entered here in one ``ExitStack``, so the body is compiled once.
+Cells run by IPython (top-level and nested ``run_cell``) get their scopes from
+:mod:`resmagic.ipython.runner`, which enters :func:`inside` around IPython's own execution.
+Where our magic method itself gets the body (``get_ipython().run_cell_magic(...)`` from code,
+our magic under ``%%time``) :func:`run_layers` runs it the way ``%%time`` does: transform,
+parse, exec all but the last statement, eval the last expression and return it. The source is
+registered with IPython's compiler cache, padded so tracebacks show the cell's line numbers,
+and our frames carry ``__tracebackhide__``.
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ from __future__ import annotations
 import ast
 import functools
 import hashlib
-import inspect
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
@@ -32,16 +32,13 @@ from resmagic.scopes.experiment import experiment_log
 
 __all__ = [
     "Layer",
-    "arun_layers",
     "compile_body",
     "inside",
-    "needs_await",
     "run_layers",
     "running_cell",
 ]
 
 _MISSING = object()
-_AWAIT = ast.PyCF_ALLOW_TOP_LEVEL_AWAIT
 # IPython 9.8 moved the execution_count bump from after a cell to before it.
 _BUMPED_BEFORE = int(IPython.version_info >= (9, 8))
 
@@ -70,10 +67,7 @@ class Layer:
 
 @dataclass
 class Compiled:
-    """The body, compiled: statements to exec, and the last expression to eval, if any.
-
-    Compiled with top-level ``await`` allowed, either part may evaluate to a coroutine.
-    """
+    """The body, compiled: statements to exec, and the last expression to eval, if any."""
 
     body: CodeType
     last: CodeType | None
@@ -86,35 +80,8 @@ class Compiled:
             return None
         return eval(self.last, shell.user_global_ns, shell.user_ns)
 
-    async def arun(self, shell: InteractiveShell) -> Any:
-        """:meth:`run` for a body with top-level ``await``."""
-        __tracebackhide__ = True
-        pending = eval(self.body, shell.user_global_ns, shell.user_ns)
-        if inspect.isawaitable(pending):
-            await pending
-        if self.last is None:
-            return None
-        value = eval(self.last, shell.user_global_ns, shell.user_ns)
-        return await value if inspect.iscoroutine(value) else value
 
-
-def needs_await(shell: InteractiveShell, body: str) -> bool:
-    """True when ``body`` only compiles as a coroutine (top-level ``await``/``async for``...)."""
-    source = shell.transform_cell(body)
-    try:
-        compile(source, "<resmagic-check>", "exec", dont_inherit=True)
-    except SyntaxError:
-        try:
-            code = compile(source, "<resmagic-check>", "exec", _AWAIT, dont_inherit=True)
-        except SyntaxError:
-            return False  # a real syntax error: the normal path reports it
-        return bool(code.co_flags & inspect.CO_COROUTINE)
-    return False
-
-
-def compile_body(
-    shell: InteractiveShell, body: str, line_offset: int, *, allow_await: bool = False
-) -> Compiled:
+def compile_body(shell: InteractiveShell, body: str, line_offset: int) -> Compiled:
     """Compile ``body`` as lines ``line_offset + 1 ...`` of the current cell.
 
     Raises:
@@ -133,12 +100,11 @@ def compile_body(
     # IPython's CachingCompiler compiles ASTs too (typeshed says str) and keeps __future__ flags.
     compiler: Any = shell.compile
     last = None
-    with shell.compile.extra_flags(_AWAIT if allow_await else 0):
-        final = tree.body[-1] if tree.body else None
-        if isinstance(final, ast.Expr):
-            tree.body.pop()
-            last = compiler(ast.Expression(final.value), filename, "eval")
-        return Compiled(compiler(tree, filename, "exec"), last)
+    final = tree.body[-1] if tree.body else None
+    if isinstance(final, ast.Expr):
+        tree.body.pop()
+        last = compiler(ast.Expression(final.value), filename, "eval")
+    return Compiled(compiler(tree, filename, "exec"), last)
 
 
 def running_cell(shell: InteractiveShell) -> int | None:
@@ -176,21 +142,11 @@ def run_layers(
         return code.run(shell)
 
 
-async def arun_layers(
-    shell: InteractiveShell, layers: Sequence[Layer], body: str, line_offset: int
-) -> Any:
-    """:func:`run_layers` for a body with top-level ``await``, run on IPython's event loop."""
-    __tracebackhide__ = True
-    code = compile_body(shell, body, line_offset, allow_await=True)
-    with inside(shell, layers):
-        return await code.arun(shell)
-
-
 @contextmanager
 def inside(shell: InteractiveShell, layers: Sequence[Layer]) -> Iterator[None]:
     """Enter the layers' scopes (outermost first) and bind their values; on exit, close, render.
 
-    Watch mode enters and exits this by hand around a cell (``pre_run_cell``/``post_run_cell``).
+    The runner enters and exits this by hand around a cell (``pre_run_cell``/``post_run_cell``).
     """
     __tracebackhide__ = True
     releases: list[Callable[[], None]] = []

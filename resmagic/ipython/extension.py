@@ -9,9 +9,9 @@ from traitlets import Bool, List, Unicode
 from traitlets.config import Configurable
 
 from resmagic import report
-from resmagic.ipython.awaiting import AwaitRewriter
-from resmagic.ipython.cell import running_cell
+from resmagic.ipython.header import HeaderTransformer
 from resmagic.ipython.magics import ResMagics
+from resmagic.ipython.runner import CellRunner
 from resmagic.ipython.watch import SCOPES, WatchOptions
 from resmagic.sampler import sampler
 
@@ -41,17 +41,19 @@ class ResMagic(Configurable):
     watch_panel = Bool(True, help="Show the live panel under watched cells.").tag(config=True)
 
 
-_loaded: dict[int, tuple[ResMagics, AwaitRewriter]] = {}
+_loaded: dict[int, tuple[ResMagics, CellRunner]] = {}
 
 
 def load(ip: Any) -> None:
-    """Register the magics on ``ip``, the await rewriter, and watch mode if configured."""
+    """Register the magics on ``ip``, the cell runner's hooks, and watch mode if configured."""
     magics = ResMagics(ip)
     ip.register_magics(magics)
-    rewriter = AwaitRewriter(ip, frozenset(ResMagics.builders))
-    ip.input_transformers_cleanup.append(rewriter)
-    _loaded[id(ip)] = (magics, rewriter)
-    report.set_cell_provider(lambda: magics.watcher.cell or running_cell(ip))
+    header = HeaderTransformer(magics.owns, magics.layer, magics.expand)
+    runner = CellRunner(ip, header, magics.watcher.layers, magics.output)
+    runner.register()
+    magics.output.register()
+    _loaded[id(ip)] = (magics, runner)
+    report.set_cell_provider(lambda: runner.cell)
     config = ResMagic(parent=ip)
     if config.watch:
         options = WatchOptions(
@@ -65,10 +67,10 @@ def unload(ip: Any) -> None:
     loaded = _loaded.pop(id(ip), None)
     if loaded is None:
         return
-    magics, rewriter = loaded
-    magics.watcher.close()
-    if rewriter in ip.input_transformers_cleanup:
-        ip.input_transformers_cleanup.remove(rewriter)
+    magics, runner = loaded
+    magics.watcher.stop()
+    runner.unregister()
+    magics.output.unregister()
     manager = ip.magics_manager
     if manager.registry.get(type(magics).__name__) is magics:
         del manager.registry[type(magics).__name__]

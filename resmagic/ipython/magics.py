@@ -1,10 +1,13 @@
 """The magics: one thin method each; options parsed by IPython's ``magic_arguments``.
 
-Each cell magic parses its line, builds its scope (so bad options fail before anything
-runs), peels any further resmagic ``%%`` lines stacked under it, and hands the layers and
-the body to :func:`resmagic.ipython.cell.run_layers`. Option ``dest`` names equal the scope's
-keyword-only parameters and unset options are left out, so every default lives once, in the
-scope's signature.
+In a cell IPython runs, our ``%%`` lines never reach these methods: the header transformer
+builds their layers with :meth:`ResMagics.layer` and IPython runs the body itself
+(:mod:`resmagic.ipython.runner`). A method is called when IPython hands it the body: from code
+(``get_ipython().run_cell_magic(...)``), under ``%%time``, or for ``--help``; it then peels
+any further resmagic lines stacked under it and runs the body with
+:func:`resmagic.ipython.cell.run_layers`. Option ``dest`` names equal the scope's keyword-only
+parameters and unset options are left out, so every default lives once, in the scope's
+signature.
 """
 
 from __future__ import annotations
@@ -16,7 +19,6 @@ import re
 from collections.abc import Callable
 from typing import Any, ClassVar
 
-from IPython.core.displayhook import DisplayHook
 from IPython.core.error import UsageError
 from IPython.core.interactiveshell import InteractiveShell
 from IPython.core.magic import (
@@ -33,7 +35,8 @@ from IPython.utils.text import DollarFormatter
 from resmagic import scopes
 from resmagic.errors import ResmagicError
 from resmagic.ipython import commands
-from resmagic.ipython.cell import Layer, arun_layers, run_layers
+from resmagic.ipython.cell import Layer, run_layers
+from resmagic.ipython.output import ReportOutput
 from resmagic.ipython.text import render_report
 from resmagic.ipython.watch import Watcher
 from resmagic.report import Report
@@ -50,10 +53,6 @@ _help = argument("-h", "--help", action="store_true", help="Show this help; the 
 _said: set[str] = set()  # "no GPU row" reasons already printed in this process
 
 
-def _print_report(report: Report) -> None:
-    print(render_report(report, _said))
-
-
 @magics_class
 class ResMagics(Magics):
     """``%%gpu_scope``, ``%%timed``, ``%%experiment_log``, ``%%db_transaction``, ``%resmagic``."""
@@ -67,7 +66,8 @@ class ResMagics(Magics):
 
     def __init__(self, shell: InteractiveShell | None = None, **kwargs: Any) -> None:
         super().__init__(shell, **kwargs)
-        self.watcher = Watcher(shell, self)
+        self.output = ReportOutput(shell)
+        self.watcher = Watcher(self)
 
     # magic_arguments("%name"): IPython's usage line adds one "%", right only for line magics.
     @magic_arguments("%gpu_scope")
@@ -231,20 +231,6 @@ class ResMagics(Magics):
             return None
         return run_layers(self._shell, *prepared)
 
-    async def _arun(self, magic: str, line: str, cell: str) -> Any:
-        """The same cell run on IPython's loop: the body has top-level ``await``.
-
-        Reached through :mod:`resmagic.ipython.awaiting`, which rewrites such cells, because a
-        synchronous magic cannot await inside a running event loop (ipython#14157).
-        """
-        __tracebackhide__ = True
-        prepared = self._prepare(magic, self._expand(line), cell, _BINDS.get(magic))
-        if prepared is None:
-            return None
-        value = await arun_layers(self._shell, *prepared)
-        # What @output_can_be_silenced does for the synchronous path.
-        return None if DisplayHook.semicolon_at_end_of_expression(cell) else value
-
     def _prepare(
         self, magic: str, line: str, cell: str, bind: str | None
     ) -> tuple[list[Layer], str, int] | None:
@@ -255,7 +241,7 @@ class ResMagics(Magics):
         while (
             lines and (match := _STACKED.fullmatch(lines[0].strip())) and match[1] in self.builders
         ):
-            stacked.append((match[1], self._expand(match[2]), _BINDS.get(match[1])))
+            stacked.append((match[1], self.expand(match[2]), _BINDS.get(match[1])))
             lines.pop(0)
         asked = [name for name, text, _ in stacked if _asks_help(text)]
         for name in asked:
@@ -291,7 +277,7 @@ class ResMagics(Magics):
         layer = Layer(magic, scope, bind=bind, extra=extra)
         if extra.get("quiet"):
             return layer
-        layer.render = _print_report
+        layer.render = self._show_text
         if isinstance(scope, scopes.gpu_scope) and extra.get("panel", True):
             self._add_panel(layer, scope)
         return layer
@@ -301,11 +287,19 @@ class ResMagics(Magics):
         from resmagic.ipython import panel  # ipywidgets loads with the first panel
 
         if panel.available(self.shell):
-            view = panel.CellPanel(scope, layer.magic, _said)
+            view = panel.CellPanel(scope, layer.magic, _said, self.output)
             layer.start, layer.stop, layer.render = view.start, view.stop, view.finish
 
-    def _expand(self, text: str) -> str:
-        # What IPython does to a magic's first line ({var} and $var), for stacked lines.
+    def _show_text(self, report: Report) -> None:
+        self.output.show({"text/plain": render_report(report, _said)})
+
+    def owns(self, magic: str) -> bool:
+        """True when ``%%magic`` is one of ours and still registered to this object."""
+        method = self._shell.magics_manager.magics["cell"].get(magic)
+        return magic in self.builders and getattr(method, "__self__", None) is self
+
+    def expand(self, text: str) -> str:
+        """What IPython does to a magic's first line (``{var}``, ``$var``), for our other lines."""
         try:
             return DollarFormatter().vformat(text, args=[], kwargs=self._shell.user_ns)
         except Exception:

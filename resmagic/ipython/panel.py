@@ -33,6 +33,7 @@ from typing import Any
 from IPython.display import DisplayHandle, display
 
 from resmagic.config import settings
+from resmagic.ipython.output import MARK, ReportOutput
 from resmagic.ipython.panelview import PanelRow, PanelView, render, rows_from
 from resmagic.ipython.text import HistoryTable, render_report
 from resmagic.probes.reading import DeviceMemory
@@ -102,12 +103,21 @@ class CellPanel:
             has been.
         magic: the title, e.g. ``"gpu_scope"``.
         said: "no GPU row" text lines already shown in this session (not repeated).
+        output: shows the static summary (a new output, or the pending clear's placeholder);
+            by default a plain display.
     """
 
-    def __init__(self, scope: gpu_scope, magic: str = "gpu_scope", said: set[str] | None = None):
+    def __init__(
+        self,
+        scope: gpu_scope,
+        magic: str = "gpu_scope",
+        said: set[str] | None = None,
+        output: ReportOutput | None = None,
+    ):
         self.scope = scope
         self.magic = magic
         self._said = said
+        self._output = output
         self._lock = threading.Lock()
         self._view: PanelView | None = None
         self._widget: Any = None
@@ -135,7 +145,7 @@ class CellPanel:
         notes = self.scope.why_no_gpu({r.source for r in readings})
         view = PanelView(self.magic, rows_from(readings), notes=notes)
         self._t0 = time.perf_counter()
-        self._handle = display({"text/plain": ""}, raw=True, display_id=True)
+        self._handle = display({"text/plain": ""}, raw=True, display_id=True, metadata=MARK)
         self._context = contextvars.copy_context()
         self._view, self._live = view, True
 
@@ -158,10 +168,13 @@ class CellPanel:
         if widget is not None:
             widget.value = markup  # the widget's final state: what history()[-1] holds
             if self._handle is not None:
-                self._handle.update({"text/plain": ""}, raw=True)
+                self._handle.update({"text/plain": ""}, raw=True, metadata=MARK)
             widget.close()
-        text = render_report(report, self._said)
-        display({"text/html": markup, "text/plain": text}, raw=True)
+        bundle = {"text/html": markup, "text/plain": render_report(report, self._said)}
+        if self._output is not None:
+            self._output.show(bundle)
+        else:
+            display(bundle, raw=True, metadata=MARK)
         if self.error is not None:
             print(f"resmagic: the live panel stopped early: {self.error}", file=sys.stderr)
 
@@ -203,7 +216,7 @@ class CellPanel:
             return
         self._widget = _html_widget(markup)
         if self._handle is not None:
-            self._handle.update(_view_bundle(self._widget, ""), raw=True)
+            self._handle.update(_view_bundle(self._widget, ""), raw=True, metadata=MARK)
 
 
 class Dashboard:

@@ -1,28 +1,21 @@
 """Watch mode: every cell measured, no magic needed.
 
-``pre_run_cell`` opens the chosen scopes for the cell, ``post_run_cell`` closes them with the
-cell's outcome (``error_in_exec`` / ``error_before_exec``), exactly as the stacked magics
-would. A cell that starts with one of our magics is left to that magic (never measured
-twice). If a cell opened scopes and never reached ``post_run_cell`` (IPython swallows a
-failure or Ctrl-C inside event callbacks), the next ``pre_run_cell`` first closes what was
-left open, with status ``"interrupted"``.
-
-OOM reclaim is off in watch mode: by ``post_run_cell`` IPython has already formatted the
-traceback, and on Python < 3.13 frames can no longer be freed (CPython #113939). Use
-``%%gpu_scope`` on a cell that may run out of memory.
+The runner (:mod:`resmagic.ipython.runner`) asks :meth:`Watcher.layers` for each new cell and
+opens them exactly as it opens a magic cell's own layers. A cell with a resmagic magic of
+its own is left to that magic (never measured twice), and so is a cell run inside a watched
+cell (a ``%%capture`` body is part of the cell that captures it).
 """
 
 from __future__ import annotations
 
 import os
 import shlex
-from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from IPython.core.error import UsageError
 
-from resmagic.ipython.cell import Layer, inside, running_cell
+from resmagic.ipython.cell import Layer
 from resmagic.scopes.experiment import resolve_log_path
 
 if TYPE_CHECKING:
@@ -45,25 +38,16 @@ class WatchOptions:
         """(magic, option line) per scope, outermost first: the log records the others."""
         out = [("experiment_log", f"{shlex.quote(self.log)} -q")] if self.log else []
         for name in self.scopes:
-            line = "--reclaim never" if name == "gpu_scope" else ""
-            if name == "gpu_scope" and not self.panel:
-                line += " --no-panel"
-            out.append((name, line))
+            out.append((name, "--no-panel" if name == "gpu_scope" and not self.panel else ""))
         return out
 
 
 class Watcher:
-    """Runs every cell of one shell inside the scopes of :class:`WatchOptions`."""
+    """Which layers every new cell of one shell runs inside, while watch mode is on."""
 
-    def __init__(self, shell: Any, magics: ResMagics) -> None:
-        self.shell = shell
+    def __init__(self, magics: ResMagics) -> None:
         self.magics = magics
         self.options: WatchOptions | None = None
-        self._open: AbstractContextManager[None] | None = None
-        self._registered = False
-        self.cell: int | None = None
-        """``In[n]`` of the cell whose scopes are open: its reports carry it, also when
-        closed in ``post_run_cell``, where IPython < 9.8 has already moved the count on."""
 
     @property
     def active(self) -> bool:
@@ -77,68 +61,16 @@ class Watcher:
         if options.log:
             _check_writable(options.log)
         self.options = options
-        if not self._registered:
-            self.shell.events.register("pre_run_cell", self.pre_run_cell)
-            self.shell.events.register("post_run_cell", self.post_run_cell)
-            self._registered = True
 
     def stop(self) -> None:
         """Measure no new cell; the cell running now is still closed by ``post_run_cell``."""
         self.options = None
 
-    def close(self) -> None:
-        """Stop, close anything left open, and unregister the hooks (``%unload_ext``)."""
-        self.stop()
-        self._close_open(None, interrupted=True)
-        self._unregister()
-
-    def _unregister(self) -> None:
-        if self._registered:
-            self.shell.events.unregister("pre_run_cell", self.pre_run_cell)
-            self.shell.events.unregister("post_run_cell", self.post_run_cell)
-            self._registered = False
-
-    def pre_run_cell(self, info: Any) -> None:
-        """Close a cell left open, then open the scopes for this cell."""
-        self._close_open(None, interrupted=True)
-        if self.options is None or self._has_own_magic(getattr(info, "raw_cell", "")):
-            return
-        layers: list[Layer] = [self.magics.layer(n, line) for n, line in self.options.lines()]
-        self.cell = running_cell(self.shell)
-        scopes = inside(self.shell, layers)
-        try:
-            scopes.__enter__()
-        except BaseException:
-            self.cell = None
-            raise
-        self._open = scopes
-
-    def post_run_cell(self, result: Any) -> None:
-        """Close this cell's scopes with its outcome; unhook if watch mode was switched off."""
-        if result is None:  # ipykernel passes None when the cell's task was cancelled
-            self._close_open(None, interrupted=True)
-        else:
-            self._close_open(result.error_before_exec or result.error_in_exec, interrupted=False)
+    def layers(self) -> list[Layer] | None:
+        """Fresh layers for a new cell, or None when watch mode is off."""
         if self.options is None:
-            self._unregister()
-
-    def _close_open(self, error: BaseException | None, *, interrupted: bool) -> None:
-        scopes, self._open = self._open, None
-        if scopes is None:
-            return
-        if interrupted:
-            error = KeyboardInterrupt("the cell never finished")
-        try:
-            if error is None:
-                scopes.__exit__(None, None, None)
-            else:
-                scopes.__exit__(type(error), error, error.__traceback__)
-        finally:
-            self.cell = None
-
-    def _has_own_magic(self, raw_cell: str) -> bool:
-        first = raw_cell.lstrip().split(None, 1)[0] if raw_cell.strip() else ""
-        return first.startswith("%%") and first[2:] in self.magics.builders
+            return None
+        return [self.magics.layer(name, line) for name, line in self.options.lines()]
 
 
 def _check_writable(path: str) -> None:

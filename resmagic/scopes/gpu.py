@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import gc as _gc
+import inspect
+import sys
 import time
-import traceback
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from types import FrameType
 from typing import Any, Literal
 
 from resmagic.errors import DeviceError, OptionError
@@ -305,9 +307,10 @@ def is_out_of_memory(exc: BaseException) -> bool:
 def _clear_frames(exc: BaseException) -> None:
     """Drop the locals of every finished frame in ``exc``'s traceback and its chain.
 
-    Must run inside the scope, before the exception reaches IPython: once IPython's
-    formatter has read ``frame.f_locals``, clearing no longer frees them on Python < 3.13
-    (CPython #113939).
+    After IPython has formatted the traceback (which reads ``frame.f_locals``), clearing a
+    frame does not free its locals on Python < 3.13: the ``f_locals`` snapshot keeps them
+    (CPython #113939). So the snapshot of every cleared function frame is emptied too; a
+    module frame's ``f_locals`` is the namespace itself and is left alone.
     """
     seen: set[int] = set()
     todo: list[BaseException | None] = [exc]
@@ -316,5 +319,20 @@ def _clear_frames(exc: BaseException) -> None:
         if current is None or id(current) in seen:
             continue
         seen.add(id(current))
-        traceback.clear_frames(current.__traceback__)
+        tb = current.__traceback__
+        while tb is not None:
+            _clear_frame(tb.tb_frame)
+            tb = tb.tb_next
         todo += [current.__cause__, current.__context__]
+
+
+def _clear_frame(frame: FrameType) -> None:
+    snapshot = None
+    if sys.version_info < (3, 13) and frame.f_code.co_flags & inspect.CO_OPTIMIZED:
+        snapshot = frame.f_locals
+    try:
+        frame.clear()
+    except RuntimeError:  # still executing (IPython's own frames above the cell)
+        return
+    if snapshot is not None:
+        snapshot.clear()

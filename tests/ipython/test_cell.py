@@ -105,10 +105,13 @@ class TestErrors:
         out = capsys.readouterr().out
         assert "----> 6 1 / 0" in out
 
-    def test_syntax_error_raises_before_any_scope_runs(self, ip: Any) -> None:
+    def test_syntax_error_fails_before_exec_and_opens_no_scope(self, ip: Any) -> None:
         before = len(resmagic.history())
         result = ip.run_cell("%%gpu_scope -q\nx = (\n", store_history=True)
-        assert isinstance(result.error_in_exec, SyntaxError)
+        plain = ip.run_cell("x = (\n", store_history=True)
+        assert isinstance(result.error_before_exec, SyntaxError)
+        assert type(result.error_before_exec) is type(plain.error_before_exec)
+        assert result.error_in_exec is None
         assert len(resmagic.history()) == before
 
     def test_every_stacked_scope_reports_error(self, ip: Any, tmp_path: Path) -> None:
@@ -279,6 +282,8 @@ class TestTopLevelAwait:
             result = ip.run_cell(
                 "%%timed -q\nimport asyncio\nawait asyncio.sleep(0)", store_history=True
             )
+            plain = ip.run_cell("import asyncio\nawait asyncio.sleep(0)", store_history=True)
         finally:
             ip.run_line_magic("autoawait", "on")
-        assert isinstance(result.error_in_exec, SyntaxError)
+        assert isinstance(plain.error_before_exec, SyntaxError)
+        assert isinstance(result.error_before_exec, SyntaxError)

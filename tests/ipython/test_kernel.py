@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,7 +12,7 @@ import pytest
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
 
-from tests.kernel import Kernel
+from tests.kernel import Execution, Kernel
 
 pytestmark = pytest.mark.kernel
 
@@ -29,18 +30,26 @@ def test_stacked_cell_has_an_execute_result(kernel: Kernel, tmp_path: Path) -> N
     assert run.status == "ok"
     assert run.result is not None
     assert run.result["text/plain"] == "42"
-    assert "timed  train" in run.stdout
+    assert "timed  train" in run.report_text
     assert "experiment end: ok" in log.read_text()
 
 
-def test_error_reply_and_traceback_on_the_users_line(kernel: Kernel) -> None:
+def _traceback(run: Execution) -> str:
+    assert run.error is not None
+    text = re.sub(r"\x1b\[[0-9;]*m", "", "\n".join(run.error["traceback"]))
+    return re.sub(r"Cell In\[\d+\]", "Cell In[N]", text)
+
+
+def test_error_reply_and_traceback_are_a_plain_cells(kernel: Kernel) -> None:
     run = kernel.run("%%timed\na = 1\nb = a / 0")
+    plain = kernel.run("# %%timed\na = 1\nb = a / 0")
     assert run.status == "error"
     assert run.error is not None
     assert run.error["ename"] == "ZeroDivisionError"
-    traceback = "\n".join(run.error["traceback"])
+    traceback = _traceback(run)
     assert "line 3" in traceback
-    assert "b = a / 0" in traceback
+    assert "----> 3 b = a / 0" in traceback
+    assert traceback == _traceback(plain)  # no frame of ours, no hidden-frames line
 
 
 def test_interrupt_ends_the_cell_as_interrupted_and_the_kernel_goes_on(
@@ -86,4 +95,4 @@ def test_top_level_await_runs_on_the_kernels_loop(kernel: Kernel) -> None:
     )
     assert run.status == "ok"
     assert run.result == {"text/plain": "7"}
-    assert "timed  wall" in run.stdout
+    assert "timed  wall" in run.report_text

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import logging
 import os
 import subprocess
@@ -14,8 +15,10 @@ from typing import Any
 
 import pytest
 from IPython.core.error import UsageError
+from IPython.core.interactiveshell import ExecutionInfo
 
 import resmagic
+from resmagic.ipython import extension
 from tests.ipython.test_cell import _interrupt_after
 from tests.kernel import Kernel
 from tests.threads import settled_thread_count
@@ -107,10 +110,12 @@ def test_watch_off_unhooks_after_its_own_cell(ip: Any, fresh_history: None) -> N
 def test_a_cell_left_open_is_closed_as_interrupted_by_the_next(
     ip: Any, fresh_history: None
 ) -> None:
-    magics = ip.magics_manager.registry["ResMagics"]
+    runner = extension._loaded[id(ip)][1]
     ip.run_line_magic("resmagic", "watch on --scopes timed --no-panel")
     try:
-        magics.watcher.pre_run_cell(None)  # a cell whose post_run_cell never came
+        # A cell whose post_run_cell never came: opened, as IPython would, and left open.
+        runner.pre_run_cell(ExecutionInfo("2", True, False, True, None))
+        runner.visit(ast.parse("2"))
         ip.run_cell("1", store_history=True)
     finally:
         ip.run_line_magic("resmagic", "watch off")
@@ -127,13 +132,25 @@ def test_bad_watch_options_are_refused(ip: Any, line: str) -> None:
     assert not ip.magics_manager.registry["ResMagics"].watcher.active
 
 
-def test_unload_removes_watch_hooks(ip: Any) -> None:
-    hooks = len(ip.events.callbacks["pre_run_cell"])
+def _our_hooks(ip: Any) -> list[object]:
+    hooks = [
+        *ip.events.callbacks["pre_run_cell"],
+        *ip.events.callbacks["post_run_cell"],
+        *ip.input_transformers_cleanup,
+        *ip.ast_transformers,
+    ]
+    return [h for h in hooks if type(getattr(h, "__self__", h)).__module__.startswith("resmagic")]
+
+
+def test_unload_removes_every_hook_and_load_adds_one_set(ip: Any) -> None:
     ip.run_line_magic("resmagic", "watch on --no-panel")
-    assert len(ip.events.callbacks["pre_run_cell"]) == hooks + 1
     ip.run_line_magic("unload_ext", "resmagic")
-    ip.run_line_magic("load_ext", "resmagic")
-    assert len(ip.events.callbacks["pre_run_cell"]) == hooks
+    try:
+        assert _our_hooks(ip) == []
+    finally:
+        ip.run_line_magic("load_ext", "resmagic")
+    assert len(_our_hooks(ip)) == 4  # pre/post_run_cell, the header transformer, the AST hook
+    assert not ip.magics_manager.registry["ResMagics"].watcher.active
 
 
 def test_watch_from_ipython_config(tmp_path: Path) -> None:

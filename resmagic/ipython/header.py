@@ -1,0 +1,122 @@
+"""A cell's leading resmagic ``%%`` lines: found, checked, and hidden from IPython.
+
+:class:`HeaderTransformer` is an ``input_transformers_cleanup`` entry, so it sees a cell
+before IPython's own cell-magic transform. It turns each leading resmagic line into a comment
+of itself (``%%timed`` → ``# %%timed``), so IPython runs the body itself and line numbers
+stay the user's. When another cell magic follows (``%%bash``, ``%%capture``) our lines are
+removed instead: IPython recognises a cell magic only on line 1. Bad options raise
+``UsageError`` here, before anything runs. The layers it built wait in :attr:`pending` for
+the cell's ``pre_run_cell`` (see :mod:`resmagic.ipython.runner`).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from IPython.core.error import UsageError
+
+from resmagic.ipython.cell import Layer
+
+__all__ = ["Header", "HeaderTransformer", "header_of", "read_header"]
+
+_LINE = re.compile(r"%%(\w+)(?:[ \t]+(.*?))?[ \t]*")
+_OPTION = re.compile(r"(?:^|\s)(?:-h|--help)(?:\s|$)")
+
+
+@dataclass
+class Header:
+    """The leading resmagic lines of one cell, and the layers built from them (not entered).
+
+    Attributes:
+        lines: the header lines as written, e.g. ``("%%timed train", "%%gpu_scope")``.
+        layers: one per line, outermost first.
+        source: the cell as the transformer received it (for the fallback in the runner).
+        magic_follows: another cell magic comes right after the header.
+    """
+
+    lines: tuple[str, ...]
+    layers: list[Layer]
+    source: str
+    magic_follows: bool
+
+
+def read_header(lines: Sequence[str], ours: Callable[[str], bool]) -> list[tuple[str, str]]:
+    """``(magic, options)`` for each leading line that is one of our cell magics."""
+    found: list[tuple[str, str]] = []
+    for line in lines:
+        match = _LINE.fullmatch(line.rstrip("\r\n"))
+        if match is None or not ours(match[1]):
+            break
+        found.append((match[1], match[2] or ""))
+    return found
+
+
+def header_of(raw_cell: str, ours: Callable[[str], bool]) -> tuple[str, ...]:
+    """The header lines of ``raw_cell`` as :class:`Header` stores them (blank lines skipped)."""
+    lines = raw_cell.lstrip("\r\n \t").split("\n")
+    return tuple(line.rstrip("\r\n") for line in lines[: len(read_header(lines, ours))])
+
+
+class HeaderTransformer:
+    """Lines in, lines out: our leading lines become comments; the layers wait in ``pending``.
+
+    A cell is left unchanged (so IPython calls the magic method itself) when it asks for
+    ``--help`` or ends a line with ``?``: those print help and run nothing.
+
+    Args:
+        ours: True for a magic name that is ours in this shell now.
+        build: builds the layer of one ``(magic, options)`` line; raises ``UsageError``.
+    """
+
+    has_side_effects = True  # IPython's completeness check must not build scopes
+
+    def __init__(
+        self, ours: Callable[[str], bool], build: Callable[[str, str], Layer], expand: Any
+    ) -> None:
+        self.ours = ours
+        self.build = build
+        self.expand = expand
+        self.pending: Header | None = None
+
+    def __call__(self, lines: list[str]) -> list[str]:
+        """Hide our header from IPython; every other cell passes through untouched."""
+        if not lines or not lines[0].startswith("%%"):
+            return lines
+        found = read_header(lines, self.ours)
+        if not found or any(_asks_help(options) for _, options in found):
+            return lines
+        n = len(found)
+        rest = lines[n:]
+        if not "".join(rest).strip():
+            msg = f"%%{found[-1][0]} needs code under it: the cell body is empty"
+            raise UsageError(msg)
+        source = "".join(lines)
+        header = tuple(line.rstrip("\r\n") for line in lines[:n])
+        pending = self.pending
+        if pending is not None and pending.source == source:
+            # ipykernel transforms a cell twice (once to decide on await): build once.
+            return self._hidden(pending, rest)
+        layers = [self.build(name, self.expand(options)) for name, options in found]
+        follows = rest[0].startswith("%%")
+        self.pending = Header(header, layers, source, follows)
+        return self._hidden(self.pending, rest)
+
+    def take(self, raw_cell: str) -> Header | None:
+        """The pending header if it is ``raw_cell``'s, else None; nothing is pending after."""
+        pending, self.pending = self.pending, None
+        if pending is None or header_of(raw_cell, self.ours) != pending.lines:
+            return None
+        return pending
+
+    @staticmethod
+    def _hidden(header: Header, rest: list[str]) -> list[str]:
+        if header.magic_follows:
+            return rest
+        return [f"# {line}\n" for line in header.lines] + rest
+
+
+def _asks_help(options: str) -> bool:
+    return options.endswith("?") or _OPTION.search(options) is not None

@@ -1,0 +1,230 @@
+"""IPython runs the cell; resmagic opens its scopes around it on IPython's own hooks.
+
+One path for magic cells and watch mode. For each cell:
+
+1. IPython transforms it; :class:`~resmagic.ipython.header.HeaderTransformer` hides our
+   ``%%`` lines and builds their layers (bad options: ``UsageError``, nothing runs).
+2. ``pre_run_cell`` pushes a :class:`Frame` with those layers, or watch mode's.
+3. IPython parses the cell and runs its AST transformers: ours (:meth:`CellRunner.visit`)
+   enters the frame's scopes there, so a cell that does not compile opens none, as a plain
+   cell would run nothing. A scope that cannot be entered rejects the cell before it runs.
+4. IPython runs the body: tracebacks, ``Out[n]``, ``await``, ``__future__``, other cell
+   magics are IPython's own.
+5. ``post_run_cell`` closes the frame with the cell's outcome. A nested ``run_cell``
+   (``%%capture``) is a nested frame, matched by its ``ExecutionInfo``.
+
+Where IPython transforms a cell but runs it without the cell events (``%%time`` over our
+magic, a silent cell), :meth:`CellRunner.visit` finds the header still pending and turns the
+AST back into the ``run_cell_magic`` call IPython would have made: the magic method then
+runs the body itself (:func:`resmagic.ipython.cell.run_layers`).
+"""
+
+from __future__ import annotations
+
+import ast
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from typing import Any
+
+from IPython.core.error import InputRejected, UsageError
+
+from resmagic.ipython.cell import Layer, inside, running_cell
+from resmagic.ipython.header import Header, HeaderTransformer
+from resmagic.ipython.output import ReportOutput
+
+__all__ = ["CellRunner", "Frame", "ScopeRefusedError"]
+
+
+class ScopeRefusedError(UsageError, InputRejected):
+    """A scope could not be entered (a locked database, a log the disk refuses).
+
+    IPython shows it as a ``UsageError`` (one line, no traceback) and runs nothing.
+    """
+
+
+@dataclass
+class Frame:
+    """One running cell: its layers, and its scopes once entered."""
+
+    info: Any
+    layers: list[Layer]
+    cell: int | None
+    watched: bool
+    scopes: AbstractContextManager[None] | None = field(default=None, repr=False)
+    opened: bool = False
+
+
+class CellRunner:
+    """Opens and closes each cell's scopes on ``pre_run_cell``, the AST hook, ``post_run_cell``.
+
+    Args:
+        shell: the IPython shell.
+        header: the transformer holding the pending header of the cell about to run.
+        watch_layers: the layers watch mode wants for a new cell, or None when it is off.
+        output: where the reports go; told when a top-level cell starts and ends.
+    """
+
+    def __init__(
+        self,
+        shell: Any,
+        header: HeaderTransformer,
+        watch_layers: Callable[[], list[Layer] | None],
+        output: ReportOutput,
+    ) -> None:
+        self.shell = shell
+        self.header = header
+        self.watch_layers = watch_layers
+        self.output = output
+        self.frames: list[Frame] = []
+
+    # -- registration ----------------------------------------------------------------------
+
+    def register(self) -> None:
+        """Hook into ``shell``: the transformer, the AST hook and the two cell events."""
+        self.shell.input_transformers_cleanup.append(self.header)
+        self.shell.ast_transformers.append(self)
+        self.shell.events.register("pre_run_cell", self.pre_run_cell)
+        self.shell.events.register("post_run_cell", self.post_run_cell)
+
+    def unregister(self) -> None:
+        """Close what is open (as interrupted) and undo :meth:`register`."""
+        while self.frames:
+            self._close(self.frames.pop(), _interrupted(), None)
+        for hooks, hook in (
+            (self.shell.input_transformers_cleanup, self.header),
+            (self.shell.ast_transformers, self),
+        ):
+            if hook in hooks:
+                hooks.remove(hook)
+        for event, callback in (
+            ("pre_run_cell", self.pre_run_cell),
+            ("post_run_cell", self.post_run_cell),
+        ):
+            if callback in self.shell.events.callbacks[event]:
+                self.shell.events.unregister(event, callback)
+
+    # -- the hooks -------------------------------------------------------------------------
+
+    @property
+    def cell(self) -> int | None:
+        """``In[n]`` of the innermost running cell (reports carry it)."""
+        return self.frames[-1].cell if self.frames else running_cell(self.shell)
+
+    def pre_run_cell(self, info: Any) -> None:
+        """Push this cell's frame: its own header's layers, else watch mode's, else none."""
+        if getattr(info, "store_history", False):
+            # A cell that enters history is a top-level cell: a frame still open belongs to
+            # a cell whose post_run_cell never came (IPython swallowed a failure there).
+            while self.frames:
+                self._close(self.frames.pop(), _interrupted(), None)
+        if not self.frames:
+            self.output.cell_started()
+        raw = getattr(info, "raw_cell", "") or ""
+        header = self.header.take(raw)
+        watched = False
+        if header is not None:
+            layers = header.layers
+        elif self._watches(raw):
+            layers, watched = self.watch_layers() or [], True
+        else:
+            layers = []
+        self.frames.append(Frame(info, layers, running_cell(self.shell), watched))
+
+    def visit(self, node: ast.Module) -> ast.Module:
+        """IPython's AST hook: enter the running cell's scopes right before its body runs."""
+        pending = self.header.pending
+        if pending is not None:
+            self.header.pending = None
+            return _as_magic_call(pending, node)
+        frame = self.frames[-1] if self.frames else None
+        if frame is None or frame.opened or not frame.layers:
+            return node
+        frame.opened = True
+        scopes = inside(self.shell, frame.layers)
+        try:
+            scopes.__enter__()
+        except UsageError as exc:
+            raise ScopeRefusedError(str(exc)) from None
+        except Exception as exc:  # never let IPython unregister us: refuse this cell instead
+            msg = f"resmagic could not open the cell's scopes: {exc!r}"
+            raise ScopeRefusedError(msg) from None
+        frame.scopes = scopes
+        return node
+
+    def post_run_cell(self, result: Any) -> None:
+        """Close the cell's frame (and any above it, as interrupted) with its outcome."""
+        if result is None:  # ipykernel: the cell's task was cancelled
+            if self.frames:
+                self._close(self.frames.pop(), _interrupted(), None)
+            return
+        info = getattr(result, "info", None)
+        for depth in range(len(self.frames) - 1, -1, -1):
+            if self.frames[depth].info is info:
+                break
+        else:
+            return
+        while len(self.frames) > depth + 1:
+            self._close(self.frames.pop(), _interrupted(), None)
+        error = result.error_in_exec or result.error_before_exec
+        if depth == 0:
+            self.output.cell_ended(result)
+        self._close(self.frames.pop(), error, result)
+
+    # -- helpers ---------------------------------------------------------------------------
+
+    def _watches(self, raw: str) -> bool:
+        # Never inside a cell watch mode already measures (a %%capture body is part of it).
+        return not any(frame.watched for frame in self.frames) and not _starts_with_ours(
+            raw, self.header.ours
+        )
+
+    def _close(self, frame: Frame, error: BaseException | None, result: Any) -> None:
+        scopes = frame.scopes
+        if scopes is None:
+            return
+        try:
+            if error is None:
+                scopes.__exit__(None, None, None)
+            else:
+                scopes.__exit__(type(error), error, error.__traceback__)
+        except Exception as exc:
+            # A commit that fails, a full disk under the log: the cell fails, as it would
+            # have with the same code written out in it (Run All stops here).
+            if result is not None and result.error_in_exec is None:
+                result.error_in_exec = exc
+            self.shell.showtraceback((type(exc), exc, exc.__traceback__))
+
+
+def _interrupted() -> KeyboardInterrupt:
+    return KeyboardInterrupt("the cell never finished")
+
+
+def _starts_with_ours(raw: str, ours: Callable[[str], bool]) -> bool:
+    first = raw.lstrip().split(None, 1)[0] if raw.strip() else ""
+    return first.startswith("%%") and ours(first[2:].rstrip("?"))
+
+
+def _as_magic_call(header: Header, node: ast.Module) -> ast.Module:
+    """The cell as IPython's own cell-magic transform writes it: our magic runs the body.
+
+    Only for the AST of the cell the header came from: statements start below the commented
+    header, or (another cell magic followed) the cell is that magic's call.
+    """
+    if not _is_cell_of(header, node):
+        return node
+    name, _, options = header.lines[0][2:].partition(" ")
+    body = header.source.split("\n", 1)[1] if "\n" in header.source else ""
+    call = f"get_ipython().run_cell_magic({name!r}, {options.strip()!r}, {body!r})"
+    return ast.parse(call)
+
+
+def _is_cell_of(header: Header, node: ast.Module) -> bool:
+    if not node.body:
+        return False
+    if header.magic_follows:
+        first = node.body[0]
+        call = first.value if isinstance(first, ast.Expr) else None
+        func = call.func if isinstance(call, ast.Call) else None
+        return isinstance(func, ast.Attribute) and func.attr == "run_cell_magic"
+    return min(getattr(stmt, "lineno", 0) for stmt in node.body) > len(header.lines)
