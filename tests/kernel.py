@@ -32,10 +32,10 @@ class Execution:
 
     @property
     def reports(self) -> list[dict[str, Any]]:
-        """The data of every output resmagic displayed (marked in its metadata), in order."""
+        """The data of every output resmagic displayed or updated (marked in its metadata)."""
         return [
             m["content"]["data"]
-            for m in self.of_type("display_data")
+            for m in self.of_type("display_data", "update_display_data")
             if "resmagic" in m["content"].get("metadata", {})
         ]
 

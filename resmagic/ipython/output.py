@@ -45,10 +45,10 @@ class ReportOutput:
         """Undo :meth:`register`."""
         if self._publisher is not None:
             self._publisher.unregister_hook(self._hook)
-        self.cell_started()
+        self.reset()
 
-    def cell_started(self) -> None:
-        """Forget the last cell's clear: a new top-level cell starts with a fresh output."""
+    def reset(self) -> None:
+        """Forget the clear of the cell that ended: the next top-level cell has a fresh output."""
         self._placeholder, self._pending = None, False
         self._unwatch_streams()
 
@@ -98,13 +98,19 @@ class ReportOutput:
         self._unwatch_streams()
 
     def _watch_streams(self) -> None:
-        """The next write to stdout or stderr applies the pending clear: notice it."""
+        """The next write to stdout or stderr applies the pending clear: notice it.
+
+        ``write`` is wrapped on the stream object itself, so ``sys.stdout`` stays the same
+        object; IPython 9 wraps it there too (``InteractiveShell._tee``), and that wrapper is
+        put back as it was.
+        """
         if self._watched:
             return
         for stream in (sys.stdout, sys.stderr):
             state = getattr(stream, "__dict__", None)
-            if state is None or "write" in state:
-                continue  # someone else wraps it: assume the clear stays pending
+            if state is None:
+                continue
+            own = state.get("write", _NONE)
             write = stream.write
 
             def noticing(text: str, write: Any = write) -> Any:
@@ -112,10 +118,18 @@ class ReportOutput:
                 return write(text)
 
             state["write"] = noticing
-            self._watched.append((stream, noticing))
+            self._watched.append((stream, noticing, own))
 
     def _unwatch_streams(self) -> None:
         watched, self._watched = self._watched, []
-        for stream, noticing in watched:
-            if stream.__dict__.get("write") is noticing:
-                del stream.__dict__["write"]
+        for stream, noticing, own in watched:
+            state = stream.__dict__
+            if state.get("write") is not noticing:
+                continue  # wrapped again since: leave it
+            if own is _NONE:
+                del state["write"]
+            else:
+                state["write"] = own
+
+
+_NONE = object()

@@ -119,7 +119,7 @@ class CellRunner:
             while self.frames:
                 self._close(self.frames.pop(), _interrupted(), None)
         if not self.frames:
-            self.output.cell_started()
+            self.output.reset()
         raw = getattr(info, "raw_cell", "") or ""
         header = self.header.take(raw)
         watched = False
@@ -170,6 +170,8 @@ class CellRunner:
         if depth == 0:
             self.output.cell_ended(result)
         self._close(self.frames.pop(), error, result)
+        if depth == 0:
+            self.output.reset()
 
     # -- helpers ---------------------------------------------------------------------------
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import gc
 import logging
 import sqlite3
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -124,6 +126,31 @@ class TestOutOfMemory:
         report = resmagic.history()[-1]
         assert report.reclaimed
         assert report.device("host").peak_bytes - report.device("host").before_bytes > 450 << 20
+
+    @pytest.mark.parametrize("xmode", ["context", "verbose", "plain"])
+    def test_reclaim_frees_frames_whose_locals_the_traceback_read(self, xmode: str) -> None:
+        # In a fresh shell, so no earlier test's frames are held: formatting the traceback
+        # reads each frame's f_locals, a snapshot that frame.clear() leaves alive on < 3.13.
+        code = (
+            "import gc, sys\n"
+            "from IPython.testing.globalipapp import start_ipython\n"
+            "from resmagic.probes import host\n"
+            "ip = start_ipython()\n"
+            "ip.run_line_magic('load_ext', 'resmagic')\n"
+            f"ip.run_line_magic('xmode', {xmode!r})\n"
+            # An argument: the traceback shows step(n), which reads the frame's f_locals.
+            'ip.run_cell(\'def step(n):\\n    held = bytearray(b"x") * n\\n'
+            '    raise MemoryError("out of memory")\', store_history=True)\n'
+            "ip.run_cell('1', store_history=True)\n"
+            "gc.collect(); base = host.rss_bytes()\n"
+            "ip.run_cell('%%gpu_scope -q\\nstep(500 << 20)', store_history=True)\n"
+            "gc.collect()\n"
+            "print((host.rss_bytes() - base) >> 20, file=sys.__stderr__)\n"
+        )
+        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr
+        held = int(done.stderr.strip().splitlines()[-1])
+        assert held < 50, f"{held} MiB still held after the reclaim ({xmode})"
 
     def test_reclaim_never_keeps_frames_for_debugging(self, ip: Any) -> None:
         kept = self._held_after(ip, "%%gpu_scope --reclaim never -q\n" + self.BODY)
