@@ -214,7 +214,12 @@ def stage_times(n: int) -> str:
         key = f"%%{magic} {line}".strip()
         layer = magics.layer(magic, line)
         out[key] = {
-            "_split(line)": per(lambda line=line: magics._parse.__globals__["_split"](line)),
+            "_split_once(line)": per(
+                lambda line=line: magics._parse.__globals__["_split_once"](line)
+            ),
+            "header transformer (our line to a comment, layer built)": per(
+                lambda m=magic, x=line: _hide_header(ip, f"%%{m} {x}".strip())
+            ),
             "layer(): split + argparse + build scope": per(
                 lambda m=magic, x=line: magics.layer(m, x)
             ),
@@ -231,6 +236,14 @@ def stage_times(n: int) -> str:
             "layer() + enter + exit + render": per(scopes(magic, line)),
         }
     return json.dumps(out)
+
+
+def _hide_header(ip: Any, first: str) -> None:
+    header = next(
+        t for t in ip.input_transformers_cleanup if type(t).__name__ == "HeaderTransformer"
+    )
+    header.pending = None
+    header([first + "\n", "pass\n"])
 
 
 def _enter_exit(ip: Any, cell_mod: Any, layer: Any) -> None:

@@ -49,7 +49,8 @@ def load(ip: Any) -> None:
     magics = ResMagics(ip)
     ip.register_magics(magics)
     header = HeaderTransformer(magics.owns, magics.layer, magics.expand)
-    runner = CellRunner(ip, header, magics.watcher.layers, magics.output)
+    runner = CellRunner(ip, header, magics.watcher, magics.output)
+    magics.watcher.on_start = runner.arm
     runner.register()
     magics.output.register()
     _loaded[id(ip)] = (magics, runner)

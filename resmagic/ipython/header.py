@@ -80,6 +80,8 @@ class HeaderTransformer:
         self.build = build
         self.expand = expand
         self.pending: Header | None = None
+        self.on_pending: Callable[[], None] | None = None
+        """Called when a header starts waiting for its cell (the runner arms its hooks)."""
 
     def __call__(self, lines: list[str]) -> list[str]:
         """Hide our header from IPython; every other cell passes through untouched."""
@@ -102,6 +104,8 @@ class HeaderTransformer:
         layers = [self.build(name, self.expand(options)) for name, options in found]
         follows = rest[0].startswith("%%")
         self.pending = Header(header, layers, source, follows)
+        if self.on_pending is not None:
+            self.on_pending()
         return self._hidden(self.pending, rest)
 
     def take(self, raw_cell: str) -> Header | None:

@@ -25,7 +25,7 @@ import ast
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from IPython.core.error import InputRejected, UsageError
 
@@ -33,7 +33,20 @@ from resmagic.ipython.cell import Layer, inside, running_cell
 from resmagic.ipython.header import Header, HeaderTransformer
 from resmagic.ipython.output import ReportOutput
 
-__all__ = ["CellRunner", "Frame", "ScopeRefusedError"]
+__all__ = ["CellRunner", "Frame", "ScopeRefusedError", "Watching"]
+
+
+class Watching(Protocol):
+    """What the runner asks of watch mode."""
+
+    @property
+    def active(self) -> bool:
+        """True while every new cell is measured."""
+        ...
+
+    def layers(self) -> list[Layer] | None:
+        """Fresh layers for a new cell, or None when watch mode is off."""
+        ...
 
 
 class ScopeRefusedError(UsageError, InputRejected):
@@ -58,51 +71,71 @@ class Frame:
 class CellRunner:
     """Opens and closes each cell's scopes on ``pre_run_cell``, the AST hook, ``post_run_cell``.
 
+    The cell events and the AST hook are registered only while something needs them: a
+    header waiting for its cell, an open frame, or watch mode. Any AST hook makes IPython
+    walk every cell's tree again (``ast.fix_missing_locations``), and a plain cell should
+    cost nothing.
+
     Args:
         shell: the IPython shell.
         header: the transformer holding the pending header of the cell about to run.
-        watch_layers: the layers watch mode wants for a new cell, or None when it is off.
-        output: where the reports go; told when a top-level cell starts and ends.
+        watcher: watch mode: ``active``, and ``layers()`` for a new cell.
+        output: where the reports go; told when a top-level cell ends.
     """
 
     def __init__(
-        self,
-        shell: Any,
-        header: HeaderTransformer,
-        watch_layers: Callable[[], list[Layer] | None],
-        output: ReportOutput,
+        self, shell: Any, header: HeaderTransformer, watcher: Watching, output: ReportOutput
     ) -> None:
         self.shell = shell
         self.header = header
-        self.watch_layers = watch_layers
+        self.watcher = watcher
         self.output = output
         self.frames: list[Frame] = []
+        self._armed = False
+        header.on_pending = self.arm
 
     # -- registration ----------------------------------------------------------------------
 
     def register(self) -> None:
-        """Hook into ``shell``: the transformer, the AST hook and the two cell events."""
+        """Put the header transformer in place (the other hooks follow when needed)."""
         self.shell.input_transformers_cleanup.append(self.header)
+        if self.watcher.active:
+            self.arm()
+
+    def unregister(self) -> None:
+        """Close what is open (as interrupted) and remove every hook of ours."""
+        while self.frames:
+            self._close_top(_interrupted(), None)
+        if self.header in self.shell.input_transformers_cleanup:
+            self.shell.input_transformers_cleanup.remove(self.header)
+        self.header.pending = None
+        self._disarm()
+
+    def arm(self) -> None:
+        """Register the cell events and the AST hook (a header waits, or watch mode is on)."""
+        if self._armed:
+            return
+        self._armed = True
         self.shell.ast_transformers.append(self)
         self.shell.events.register("pre_run_cell", self.pre_run_cell)
         self.shell.events.register("post_run_cell", self.post_run_cell)
 
-    def unregister(self) -> None:
-        """Close what is open (as interrupted) and undo :meth:`register`."""
-        while self.frames:
-            self._close(self.frames.pop(), _interrupted(), None)
-        for hooks, hook in (
-            (self.shell.input_transformers_cleanup, self.header),
-            (self.shell.ast_transformers, self),
-        ):
-            if hook in hooks:
-                hooks.remove(hook)
+    def _disarm(self) -> None:
+        if not self._armed:
+            return
+        self._armed = False
+        if self in self.shell.ast_transformers:
+            self.shell.ast_transformers.remove(self)
         for event, callback in (
             ("pre_run_cell", self.pre_run_cell),
             ("post_run_cell", self.post_run_cell),
         ):
             if callback in self.shell.events.callbacks[event]:
                 self.shell.events.unregister(event, callback)
+
+    def _disarm_if_idle(self) -> None:
+        if not self.frames and self.header.pending is None and not self.watcher.active:
+            self._disarm()
 
     # -- the hooks -------------------------------------------------------------------------
 
@@ -117,7 +150,7 @@ class CellRunner:
             # A cell that enters history is a top-level cell: a frame still open belongs to
             # a cell whose post_run_cell never came (IPython swallowed a failure there).
             while self.frames:
-                self._close(self.frames.pop(), _interrupted(), None)
+                self._close_top(_interrupted(), None)
         if not self.frames:
             self.output.reset()
         raw = getattr(info, "raw_cell", "") or ""
@@ -125,8 +158,8 @@ class CellRunner:
         watched = False
         if header is not None:
             layers = header.layers
-        elif self._watches(raw):
-            layers, watched = self.watch_layers() or [], True
+        elif self.watcher.active and self._watches(raw):
+            layers, watched = self.watcher.layers() or [], True
         else:
             layers = []
         self.frames.append(Frame(info, layers, running_cell(self.shell), watched))
@@ -156,7 +189,7 @@ class CellRunner:
         """Close the cell's frame (and any above it, as interrupted) with its outcome."""
         if result is None:  # ipykernel: the cell's task was cancelled
             if self.frames:
-                self._close(self.frames.pop(), _interrupted(), None)
+                self._close_top(_interrupted(), None)
             return
         info = getattr(result, "info", None)
         for depth in range(len(self.frames) - 1, -1, -1):
@@ -165,13 +198,14 @@ class CellRunner:
         else:
             return
         while len(self.frames) > depth + 1:
-            self._close(self.frames.pop(), _interrupted(), None)
+            self._close_top(_interrupted(), None)
         error = result.error_in_exec or result.error_before_exec
         if depth == 0:
             self.output.cell_ended(result)
-        self._close(self.frames.pop(), error, result)
+        self._close_top(error, result)
         if depth == 0:
             self.output.reset()
+            self._disarm_if_idle()
 
     # -- helpers ---------------------------------------------------------------------------
 
@@ -180,6 +214,14 @@ class CellRunner:
         return not any(frame.watched for frame in self.frames) and not _starts_with_ours(
             raw, self.header.ours
         )
+
+    def _close_top(self, error: BaseException | None, result: Any) -> None:
+        # Closed while still on the stack: its reports take the frame's cell number (IPython
+        # < 9.8 has already moved the count on by post_run_cell).
+        try:
+            self._close(self.frames[-1], error, result)
+        finally:
+            self.frames.pop()
 
     def _close(self, frame: Frame, error: BaseException | None, result: Any) -> None:
         scopes = frame.scopes

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import shlex
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -48,6 +49,8 @@ class Watcher:
     def __init__(self, magics: ResMagics) -> None:
         self.magics = magics
         self.options: WatchOptions | None = None
+        self.on_start: Callable[[], None] | None = None
+        """Called when watch mode starts (the runner registers its cell hooks)."""
 
     @property
     def active(self) -> bool:
@@ -61,6 +64,8 @@ class Watcher:
         if options.log:
             _check_writable(options.log)
         self.options = options
+        if self.on_start is not None:
+            self.on_start()
 
     def stop(self) -> None:
         """Measure no new cell; the cell running now is still closed by ``post_run_cell``."""

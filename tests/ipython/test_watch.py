@@ -149,8 +149,21 @@ def test_unload_removes_every_hook_and_load_adds_one_set(ip: Any) -> None:
         assert _our_hooks(ip) == []
     finally:
         ip.run_line_magic("load_ext", "resmagic")
-    assert len(_our_hooks(ip)) == 4  # pre/post_run_cell, the header transformer, the AST hook
+    assert len(_our_hooks(ip)) == 1  # the header transformer: plain cells pay for no more
     assert not ip.magics_manager.registry["ResMagics"].watcher.active
+
+
+def test_cell_hooks_are_there_only_while_needed(ip: Any) -> None:
+    seen: list[int] = []
+    ip.user_ns["count_hooks"] = lambda: seen.append(len(_our_hooks(ip)))
+    ip.run_cell("%%timed -q\ncount_hooks()", store_history=True)
+    assert seen == [4]  # pre/post_run_cell, the header transformer, the AST hook
+    assert len(_our_hooks(ip)) == 1
+    ip.run_line_magic("resmagic", "watch on --scopes timed --no-panel")
+    assert len(_our_hooks(ip)) == 4
+    ip.run_line_magic("resmagic", "watch off")
+    ip.run_cell("pass", store_history=True)
+    assert len(_our_hooks(ip)) == 1
 
 
 def test_watch_from_ipython_config(tmp_path: Path) -> None:
