@@ -35,12 +35,14 @@ class Header:
         layers: one per line, outermost first.
         source: the cell as the transformer received it (for the fallback in the runner).
         magic_follows: another cell magic comes right after the header.
+        last_line: the line the parsed cell ends on (1 when another cell magic follows).
     """
 
     lines: tuple[str, ...]
     layers: list[Layer]
     source: str
     magic_follows: bool
+    last_line: int
 
 
 def read_header(lines: Sequence[str], ours: Callable[[str], bool]) -> list[tuple[str, str]]:
@@ -103,7 +105,9 @@ class HeaderTransformer:
             return self._hidden(pending, rest)
         layers = [self.build(name, self.expand(options)) for name, options in found]
         follows = rest[0].startswith("%%")
-        self.pending = Header(header, layers, source, follows)
+        last = max(i for i, line in enumerate(lines) if line.strip()) + 1
+        # IPython writes a cell magic as one line: get_ipython().run_cell_magic(...)
+        self.pending = Header(header, layers, source, follows, 1 if follows else last)
         if self.on_pending is not None:
             self.on_pending()
         return self._hidden(self.pending, rest)

@@ -167,9 +167,9 @@ class CellRunner:
     def visit(self, node: ast.Module) -> ast.Module:
         """IPython's AST hook: enter the running cell's scopes right before its body runs."""
         pending = self.header.pending
-        if pending is not None:
+        if pending is not None and _is_cell_of(pending, node):
             self.header.pending = None
-            return _as_magic_call(pending, node)
+            return _as_magic_call(pending)
         frame = self.frames[-1] if self.frames else None
         if frame is None or frame.opened or not frame.layers:
             return node
@@ -249,14 +249,8 @@ def _starts_with_ours(raw: str, ours: Callable[[str], bool]) -> bool:
     return first.startswith("%%") and ours(first[2:].rstrip("?"))
 
 
-def _as_magic_call(header: Header, node: ast.Module) -> ast.Module:
-    """The cell as IPython's own cell-magic transform writes it: our magic runs the body.
-
-    Only for the AST of the cell the header came from: statements start below the commented
-    header, or (another cell magic followed) the cell is that magic's call.
-    """
-    if not _is_cell_of(header, node):
-        return node
+def _as_magic_call(header: Header) -> ast.Module:
+    """The cell as IPython's own cell-magic transform writes it: our magic runs the body."""
     name, _, options = header.lines[0][2:].partition(" ")
     body = header.source.split("\n", 1)[1] if "\n" in header.source else ""
     call = f"get_ipython().run_cell_magic({name!r}, {options.strip()!r}, {body!r})"
@@ -264,7 +258,9 @@ def _as_magic_call(header: Header, node: ast.Module) -> ast.Module:
 
 
 def _is_cell_of(header: Header, node: ast.Module) -> bool:
-    if not node.body:
+    # The header's own cell, parsed: it ends on the cell's last line and (commented header)
+    # starts below the header. A stale header must never take over another cell's code.
+    if not node.body or getattr(node.body[-1], "end_lineno", None) != header.last_line:
         return False
     if header.magic_follows:
         first = node.body[0]
