@@ -33,7 +33,7 @@ test: lint unit notebooks
 demo: $(STAMP)
 	$(PY) notebooks/demo.py
 
-# Not part of `make test`: the IPython-layer, reliability and notebook tests again on older
+# Not part of `make test`: the IPython-layer, reliability, differential and notebook tests again on older
 # releases, in a venv of their own (~2 min): the floors pyproject.toml declares (IPython
 # 8.17, ipykernel 6.29, ipywidgets 8.1.0), then IPython 9.7 with ipykernel 7.0. IPython 8 and
 # 9.0-9.7 count cells after running them, 9.8 and later before; ipykernel 7.0 was the
@@ -50,7 +50,7 @@ compat:
 	set -e; for set in $(COMPAT_SETS); do \
 		$(COMPAT_PY) -m pip install --quiet $$(echo $$set | tr , ' '); \
 		echo "== $$set"; \
-		$(COMPAT_PY) -m pytest -q -p no:cacheprovider tests/ipython tests/reliability; \
+		$(COMPAT_PY) -m pytest -q -p no:cacheprovider tests/ipython tests/reliability tests/differential; \
 		$(COMPAT_PY) -m pytest -q -p no:cacheprovider $(NBVAL); \
 	done
 

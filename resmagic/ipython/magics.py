@@ -291,7 +291,7 @@ class ResMagics(Magics):
             layer.start, layer.stop, layer.render = view.start, view.stop, view.finish
 
     def _show_text(self, report: Report) -> None:
-        self.output.show({"text/plain": render_report(report, _said)})
+        self.output.show({"text/plain": render_report(report, _said)}, report.cell)
 
     def owns(self, magic: str) -> bool:
         """True when ``%%magic`` is one of ours and still registered to this object."""

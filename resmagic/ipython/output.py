@@ -57,10 +57,17 @@ class ReportOutput:
         if result is not None and (result.result is not None or not result.success):
             self._consumed()
 
-    def show(self, bundle: dict[str, str]) -> None:
-        """Display ``bundle`` (mime type → data) as the report's own output."""
+    def show(self, bundle: dict[str, str], cell: int | None = None) -> None:
+        """Display ``bundle`` (mime type → data) as the report's own output.
+
+        Args:
+            bundle: the report, by mime type.
+            cell: the number of the cell it reports on: in a terminal, whether that cell's
+                output so far ends mid-line (then the report starts on a new line).
+        """
         if not self.kernel:
-            print(bundle.get("text/plain", ""))
+            text = bundle.get("text/plain", "")
+            print(("\n" if self._mid_line(cell) else "") + text)
             return
         placeholder = self._placeholder
         self._ours = True
@@ -71,6 +78,17 @@ class ReportOutput:
                 display(bundle, raw=True, metadata=MARK)
         finally:
             self._ours = False
+
+    def _mid_line(self, cell: int | None) -> bool:
+        # IPython 9 keeps each cell's stdout in history_manager.outputs; older ones don't.
+        outputs = getattr(getattr(self.shell, "history_manager", None), "outputs", None)
+        if cell is None or not isinstance(outputs, dict) or not outputs.get(cell):
+            return False
+        last = outputs[cell][-1]
+        if last.output_type != "out_stream":
+            return False
+        chunks: list[str] = last.bundle.get("stream") or []
+        return bool(chunks) and not chunks[-1].endswith("\n")
 
     # -- following the cell's outputs ------------------------------------------------------
 

@@ -177,3 +177,15 @@ def test_report_never_joins_unfinished_output(kernel: Kernel) -> None:
     run = kernel.run("print('x', end='')")
     assert run.stdout == "x"
     assert run.report_text.startswith("gpu_scope  host ")
+
+
+def test_report_starts_on_a_new_line_in_a_terminal(
+    ip: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    if not isinstance(getattr(ip.history_manager, "outputs", None), dict):
+        pytest.skip("IPython < 9 keeps no per-cell output to tell an unfinished line by")
+    capsys.readouterr()
+    ip.run_cell("%%timed\nprint('x', end='')", store_history=True)
+    assert capsys.readouterr().out.startswith("x\ntimed  wall ")
+    ip.run_cell("%%timed\nprint('y')", store_history=True)
+    assert capsys.readouterr().out.startswith("y\ntimed  wall ")

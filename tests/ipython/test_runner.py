@@ -79,3 +79,13 @@ def test_another_extensions_magic_of_the_same_name_is_left_alone(ip: Any) -> Non
         ip.magics_manager.magics["cell"]["timed"] = ours
     assert result.result == "theirs: body"
     assert resmagic.history() == []
+
+
+def test_lsmagic_and_completion_still_know_our_magics(ip: Any) -> None:
+    listing = str(ip.run_line_magic("lsmagic", ""))
+    assert all(f"%%{name}" in listing for name in ("timed", "gpu_scope", "experiment_log"))
+    from IPython.core.completer import provisionalcompleter
+
+    with provisionalcompleter():
+        matches = [c.text for c in ip.Completer.completions("%%gpu_sc", 8)]
+    assert "%%gpu_scope" in matches
