@@ -8,12 +8,12 @@ experiment log).
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
+import sys
 import threading
 import warnings
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
@@ -44,11 +44,17 @@ __all__ = [
 Status = Literal["ok", "error", "interrupted"]
 
 
+def _is_cancelled(exc: BaseException) -> bool:
+    # asyncio costs ~16 ms to import; only code that already imported it can be cancelled.
+    asyncio = sys.modules.get("asyncio")
+    return asyncio is not None and isinstance(exc, asyncio.CancelledError)
+
+
 def status_of(exc: BaseException | None) -> Status:
     """``"ok"`` for no exception, ``"interrupted"`` for Ctrl-C or cancellation, else ``"error"``."""
     if exc is None:
         return "ok"
-    if isinstance(exc, (KeyboardInterrupt, asyncio.CancelledError)):
+    if isinstance(exc, KeyboardInterrupt) or _is_cancelled(exc):
         return "interrupted"
     return "error"
 
@@ -240,17 +246,18 @@ def current_cell() -> int | None:
     return provider() if provider is not None else None
 
 
-def publish(report: Report) -> None:
-    """Append ``report`` to the history and hand it to every subscriber.
+def publish(report: Report, listeners: Sequence[Callable[[Report], None]] = ()) -> None:
+    """Append ``report`` to the history, hand it to every subscriber, then to ``listeners``.
 
-    A subscriber that raises is reported as a warning and does not stop the others, nor
-    the scope that published.
+    ``listeners`` are the sinks of this report alone (the logs the scope was opened in). A
+    subscriber or listener that raises is reported as a warning and does not stop the others,
+    nor the scope that published.
     """
     with _lock:
         _history.append(report)
         _trim()
         subscribers = list(_subscribers)
-    for callback in subscribers:
+    for callback in (*subscribers, *listeners):
         try:
             callback(report)
         except Exception as exc:

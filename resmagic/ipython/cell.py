@@ -144,53 +144,47 @@ def run_layers(
 
 @contextmanager
 def inside(shell: InteractiveShell, layers: Sequence[Layer]) -> Iterator[None]:
-    """Enter the layers' scopes (outermost first) and bind their values; on exit, close, render.
+    """Enter the layers' scopes and bind their values, as one stack; on exit close, render.
 
-    The runner enters and exits this by hand around a cell (``pre_run_cell``/``post_run_cell``).
+    An ``experiment_log`` layer is entered first, whatever line it is on: it then closes
+    last and records every other layer's report. Reports render in the order written. The
+    runner enters and exits this by hand around a cell (``pre_run_cell``/``post_run_cell``).
     """
     __tracebackhide__ = True
-    releases: list[Callable[[], None]] = []
-    stops: list[tuple[Callable[[], None], str]] = []
-    bound: list[tuple[str, object]] = []
-    try:
-        with ExitStack() as stack:
-            for depth, layer in enumerate(layers):
-                value = _enter(stack, layer)
-                if layer.start is not None:
-                    if layer.stop is not None:
-                        stops.append((layer.stop, layer.magic))
-                    _safely(layer.start, layer.magic, "show the panel of")
-                if depth > 0 and isinstance(layer.scope, experiment_log):
-                    # Outer layers close after it: keep the log open to record their reports.
-                    releases.append(layer.scope.hold())
-                if layer.bind:
-                    bound.append((layer.bind, shell.user_ns.get(layer.bind, _MISSING)))
-                    shell.user_ns[layer.bind] = value
-            yield
-    finally:
-        for stop, magic in reversed(stops):
-            _safely(stop, magic, "stop the panel of")
-        for release in reversed(releases):
-            release()
-        for name, old in reversed(bound):
-            _restore(shell.user_ns, name, old)
-        _render(layers)
+    with ExitStack() as stack:
+        stack.callback(_render, layers)  # runs last: every scope has closed and reported
+        for layer in sorted(layers, key=lambda layer: not isinstance(layer.scope, experiment_log)):
+            value = _enter(stack, layer)
+            if layer.start is not None:
+                if layer.stop is not None:
+                    stack.callback(_safely, layer.stop, layer.magic, "stop the panel of")
+                _safely(layer.start, layer.magic, "show the panel of")
+            if layer.bind:
+                stack.enter_context(_bound(shell.user_ns, layer.bind, value))
+        yield
 
 
 def _enter(stack: ExitStack, layer: Layer) -> Any:
     __tracebackhide__ = True
     try:
-        return stack.enter_context(layer.scope)
+        return stack.enter_context(layer.scope.running())
     except (ResmagicError, OSError) as exc:
         msg = f"%%{layer.magic}: {exc}"
         raise UsageError(msg) from None
 
 
-def _restore(ns: dict[str, Any], name: str, old: object) -> None:
-    if old is _MISSING:
-        ns.pop(name, None)
-    else:
-        ns[name] = old
+@contextmanager
+def _bound(ns: dict[str, Any], name: str, value: object) -> Iterator[None]:
+    """``ns[name] = value`` for the block; the old value (or no name) afterwards."""
+    old = ns.get(name, _MISSING)
+    ns[name] = value
+    try:
+        yield
+    finally:
+        if old is _MISSING:
+            ns.pop(name, None)
+        else:
+            ns[name] = old
 
 
 def _render(layers: Sequence[Layer]) -> None:

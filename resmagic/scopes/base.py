@@ -1,4 +1,13 @@
-"""What every scope shares: ``with`` and decorator use, one report per run, published on close."""
+"""What every scope shares: ``with`` and decorator use, one report per run, published on close.
+
+Per-run state never lives on the scope object. A run is kept in a context variable, so one
+scope object used with ``with`` from two threads or two asyncio tasks gives each its own run;
+``with`` on one object may nest. Code that opens a scope in one place and closes it in
+another (IPython's cell events) holds the run itself: :meth:`Scope.running`.
+
+A scope opened inside an ``experiment_log`` (in the same thread or task) hands its report
+to that log: it looks up the enclosing report listeners when it opens, not when it closes.
+"""
 
 from __future__ import annotations
 
@@ -6,38 +15,65 @@ import copy
 import functools
 import inspect
 from collections.abc import Callable
+from contextvars import ContextVar
 from types import TracebackType
 from typing import Any, Generic, TypeVar, cast
 
 from resmagic.report import Report, publish
 
-__all__ = ["Scope"]
+__all__ = ["Scope", "enclosing_listeners", "listening"]
 
 T = TypeVar("T")
 R = TypeVar("R", bound=Report)
 F = TypeVar("F", bound=Callable[..., Any])
+
+Listener = Callable[[Report], None]
+
+# (id of the scope, its run, the listeners it reports to), innermost last; immutable, so a
+# thread or task that changes it changes only its own copy.
+_open_runs: ContextVar[tuple[tuple[int, Any, tuple[Listener, ...]], ...]] = ContextVar(
+    "resmagic_open_runs", default=()
+)
+_listeners: ContextVar[tuple[Listener, ...]] = ContextVar("resmagic_listeners", default=())
+
+
+def enclosing_listeners() -> tuple[Listener, ...]:
+    """The report listeners of the logs open in this thread or task, outermost first."""
+    return _listeners.get()
+
+
+def listening(listener: Listener, on: bool) -> None:
+    """Add ``listener`` to this thread's or task's report listeners, or take it out again."""
+    current = _listeners.get()
+    if on:
+        _listeners.set((*current, listener))
+    elif listener in current:
+        _listeners.set(tuple(item for item in current if item is not listener))
 
 
 class Scope(Generic[T, R]):
     """A context manager that is also a decorator, and reports when it closes.
 
     Subclasses implement :meth:`_open` (returns the per-run state and the ``as`` value) and
-    :meth:`_close` (returns the report, or None to publish later). Per-run state never lives
-    on ``self``: a decorated function runs each call in a fresh copy, so recursion and
-    threads each get their own start time, and ``with`` on one object may nest.
+    :meth:`_close` (returns the report). A decorated function runs each call in a fresh
+    copy, so recursion and threads each get their own run.
     """
 
     report: R | None
     """The report of the last run that closed; None before that."""
 
+    decorates = True
+    """Whether the scope can wrap a function (a subclass says why not by setting False)."""
+
     def __init__(self) -> None:
         self.report = None
-        self._runs: list[Any] = []
+        self.open_runs = 0
+        """How many runs of this object are open now, in any thread or task."""
 
     def __enter__(self) -> T:
-        run, value = self._open()
-        self._runs.append(run)
-        return cast("T", value)
+        run, value, listeners = self._start()
+        _open_runs.set((*_open_runs.get(), (id(self), run, listeners)))
+        return value
 
     def __exit__(
         self,
@@ -45,29 +81,61 @@ class Scope(Generic[T, R]):
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        run = self._runs.pop()
-        report = self._close(run, exc)
-        if report is not None:
-            self._finish(report)
+        stack = _open_runs.get()
+        for i in range(len(stack) - 1, -1, -1):
+            if stack[i][0] == id(self):
+                _, run, listeners = stack[i]
+                _open_runs.set(stack[:i] + stack[i + 1 :])
+                break
+        else:
+            msg = f"{type(self).__name__} is not open in this thread or task"
+            raise RuntimeError(msg)
+        self._stop(run, listeners, exc)
 
-    def _finish(self, report: R) -> None:
+    def running(self) -> _Running[T, R]:
+        """One run as its own context manager, to enter in one place and exit in another."""
+        return _Running(self)
+
+    def _start(self) -> tuple[Any, T, tuple[Listener, ...]]:
+        listeners = enclosing_listeners()
+        run, value = self._open()
+        self.open_runs += 1
+        return run, cast("T", value), listeners
+
+    def _stop(self, run: Any, listeners: tuple[Listener, ...], exc: BaseException | None) -> None:
+        self.open_runs -= 1
+        report = self._close(run, exc)
+        self._finish(report, listeners)
+        self._after(run)
+
+    def _after(self, run: Any) -> None:
+        """After the report is out: raise what closing failed with (a refused commit)."""
+
+    def _finish(self, report: R, listeners: tuple[Listener, ...] = ()) -> None:
         self.report = report
-        publish(report)
+        publish(report, listeners)
 
     def _open(self) -> tuple[Any, object]:
         raise NotImplementedError
 
-    def _close(self, run: Any, exc: BaseException | None) -> R | None:
+    def _close(self, run: Any, exc: BaseException | None) -> R:
         raise NotImplementedError
 
     def _fresh(self) -> Scope[T, R]:
         clone = copy.copy(self)
         clone.report = None
-        clone._runs = []
+        clone.open_runs = 0
         return clone
 
     def __call__(self, func: F) -> F:
         """Use the scope as a decorator: every call of ``func`` runs inside a fresh copy."""
+        if not self.decorates:
+            msg = (
+                f"{type(self).__name__} cannot decorate a function: the function would have no"
+                f" way to use what it yields; write `with {type(self).__name__}(...) as ...:`"
+                " inside the function instead"
+            )
+            raise TypeError(msg)
         if inspect.iscoroutinefunction(func):
 
             @functools.wraps(func)
@@ -91,3 +159,28 @@ class Scope(Generic[T, R]):
                 self.report = scope.report
 
         return cast("F", run)
+
+
+class _Running(Generic[T, R]):
+    """One run of a scope, held by this object: enter and exit may be in different contexts."""
+
+    def __init__(self, scope: Scope[T, R]) -> None:
+        self.scope = scope
+        self._state: tuple[Any, tuple[Listener, ...]] | None = None
+
+    def __enter__(self) -> T:
+        run, value, listeners = self.scope._start()
+        self._state = (run, listeners)
+        return value
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        state, self._state = self._state, None
+        if state is None:
+            msg = "this run was never entered, or has closed already"
+            raise RuntimeError(msg)
+        self.scope._stop(state[0], state[1], exc)

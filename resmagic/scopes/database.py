@@ -59,6 +59,7 @@ class _Run:
     t0: float
     connection: sqlite3.Connection
     changes0: int
+    failure: BaseException | None = None
 
 
 class db_transaction(Scope[sqlite3.Cursor, TransactionReport]):
@@ -76,11 +77,15 @@ class db_transaction(Scope[sqlite3.Cursor, TransactionReport]):
     Raises:
         PathError, NotADatabaseError: the path cannot hold a database.
         DatabaseLockedError: (on entry) another connection held the lock past ``timeout``.
+        TypeError: used as a decorator. The function would get no cursor, and a connection
+            it opened itself would wait on the transaction's own lock.
 
     Examples:
         >>> with db_transaction(":memory:") as cur:
         ...     _ = cur.execute("create table t (x)")
     """
+
+    decorates = False
 
     def __init__(self, path: str | os.PathLike[str], *, timeout: float = 5.0) -> None:
         super().__init__()
@@ -115,7 +120,7 @@ class db_transaction(Scope[sqlite3.Cursor, TransactionReport]):
         run = _Run(time.time(), time.perf_counter(), connection, connection.total_changes)
         return run, connection.cursor()
 
-    def _close(self, run: _Run, exc: BaseException | None) -> TransactionReport | None:
+    def _close(self, run: _Run, exc: BaseException | None) -> TransactionReport:
         connection = run.connection
         failure: BaseException | None = None
         try:
@@ -139,7 +144,9 @@ class db_transaction(Scope[sqlite3.Cursor, TransactionReport]):
             committed=ended is None,
             changes=changes if ended is None else 0,
         )
-        if failure is None:
-            return report
-        self._finish(report)
-        raise failure
+        run.failure = failure
+        return report
+
+    def _after(self, run: _Run) -> None:
+        if run.failure is not None:  # e.g. disk full at COMMIT: the block's work is lost
+            raise run.failure

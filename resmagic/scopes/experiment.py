@@ -16,8 +16,8 @@ from types import TracebackType
 from typing import Any, Literal, TextIO
 
 from resmagic.errors import OptionError, PathError
-from resmagic.report import LogReport, Report, current_cell, describe_error, status_of, subscribe
-from resmagic.scopes.base import Scope
+from resmagic.report import LogReport, Report, current_cell, describe_error, status_of
+from resmagic.scopes.base import Scope, listening
 from resmagic.units import format_seconds
 
 __all__ = ["JsonLinesFormatter", "experiment_log", "resolve_log_path"]
@@ -138,9 +138,8 @@ class _Run:
     handler: logging.Handler
     context: _Context
     saved: tuple[int, bool]
-    unsubscribe: Callable[[], None]
+    record: Callable[[Report], None]
     tees: list[tuple[str, _Tee]] = field(default_factory=list)
-    held: bool = False
     ended: BaseException | None = None
     finished: bool = False
 
@@ -149,7 +148,8 @@ class experiment_log(Scope[logging.Logger, LogReport]):
     """Attach a file handler to a logger for a block; yield the logger; always detach and close.
 
     The log gets a start record (run id, pid, time), every record the block logs, a record
-    of each other scope's report published meanwhile (a stacked ``gpu_scope``, ``timed``),
+    of the report of each other scope opened inside it in the same thread or task (a
+    stacked ``gpu_scope``, ``timed``; a thread's own log records that thread's scopes),
     the exception with its traceback if the block raised, and an end record with the status
     and duration. Each record is flushed as it is written, so a killed process keeps its log.
     The logger does not propagate to the root logger while attached (no duplicate console
@@ -222,9 +222,10 @@ class experiment_log(Scope[logging.Logger, LogReport]):
         logger.propagate = self.propagate
         logger.addHandler(handler)
         run = _Run(
-            time.time(), time.perf_counter(), run_id, logger, handler, context, saved, lambda: None
+            time.time(), time.perf_counter(), run_id, logger, handler, context, saved, _ignore
         )
-        run.unsubscribe = subscribe(lambda report: self._record(run, report))
+        run.record = lambda report: self._record(run, report)
+        listening(run.record, True)
         self._emit(
             run,
             logging.INFO,
@@ -240,17 +241,7 @@ class experiment_log(Scope[logging.Logger, LogReport]):
                 run.tees.append((stream, tee))
         return run, logger
 
-    def hold(self) -> Callable[[], None]:
-        """Keep the log open after the block until the returned function is called.
-
-        A stacked magic below other scopes closes first; holding lets it record their
-        reports, which are published after it closes, and end with the true status.
-        """
-        run = self._runs[-1]
-        run.held = True
-        return lambda: self._release(run)
-
-    def _close(self, run: _Run, exc: BaseException | None) -> LogReport | None:
+    def _close(self, run: _Run, exc: BaseException | None) -> LogReport:
         self._untee(run)
         if exc is not None:
             if status_of(exc) == "interrupted":
@@ -264,15 +255,7 @@ class experiment_log(Scope[logging.Logger, LogReport]):
                     exc_info=(type(exc), exc, _user_traceback(exc.__traceback__)),
                 )
         run.ended = exc
-        run.finished = True
-        if run.held:
-            return None
         return self._end(run)
-
-    def _release(self, run: _Run) -> None:
-        run.held = False
-        if run.finished:
-            self._finish(self._end(run))
 
     def _end(self, run: _Run) -> LogReport:
         duration = time.perf_counter() - run.t0
@@ -287,7 +270,8 @@ class experiment_log(Scope[logging.Logger, LogReport]):
                 duration_s=round(duration, 6),
             )
         finally:
-            run.unsubscribe()
+            run.finished = True
+            listening(run.record, False)
             level, propagate = run.saved
             run.logger.removeHandler(run.handler)
             run.logger.setLevel(level)
@@ -307,6 +291,8 @@ class experiment_log(Scope[logging.Logger, LogReport]):
         )
 
     def _record(self, run: _Run, report: Report) -> None:
+        if run.finished:
+            return  # a scope opened inside the log that closed after it: too late to write
         self._emit(run, logging.INFO, report.summary(), event="report", report=report.to_dict())
 
     def _emit(self, run: _Run, level: int, message: str, **extra: Any) -> None:
@@ -360,3 +346,7 @@ def _level(level: str | int) -> int:
     names = "DEBUG, INFO, WARNING, ERROR, CRITICAL"
     msg = f"unknown log level {level!r}: use one of {names} or a number"
     raise OptionError(msg)
+
+
+def _ignore(report: Report) -> None:
+    """A listener that records nothing (until the run's own is in place)."""

@@ -141,6 +141,7 @@ class gpu_scope(Scope["gpu_scope", GpuReport]):
         self.gc = gc
         self.reclaim = reclaim
         self._listeners: list[Listener] = []
+        self._latest: _Run | None = None
 
     def follow(self, listener: Listener) -> None:
         """Sample every device while open and hand each sample to ``listener`` (a live view).
@@ -152,7 +153,7 @@ class gpu_scope(Scope["gpu_scope", GpuReport]):
         Raises:
             RuntimeError: the scope is open already; follow it before entering.
         """
-        if self._runs:
+        if self.open_runs:
             # The open run's watch was chosen on entry; a listener added now would never hear.
             msg = "gpu_scope.follow() must be called before entering the scope"
             raise RuntimeError(msg)
@@ -166,7 +167,7 @@ class gpu_scope(Scope["gpu_scope", GpuReport]):
 
     def opened(self) -> list[DeviceMemory]:
         """The readings the newest open run took when it opened ([] when none is open)."""
-        return list(self._runs[-1].before.values()) if self._runs else []
+        return list(self._latest.before.values()) if self._latest is not None else []
 
     def why_no_gpu(self, sources: set[str]) -> tuple[str, ...]:
         """In words, why rows from these sources leave out a GPU source (``()`` for host only)."""
@@ -225,6 +226,7 @@ class gpu_scope(Scope["gpu_scope", GpuReport]):
         elif self._needs_sampling():
             watch = sampler.add(Watch(self._read_sampled))
         run = _Run(time.time(), time.perf_counter(), before, host_frame, torch_frame, watch)
+        self._latest = run
         return run, self
 
     def _close(self, run: _Run, exc: BaseException | None) -> GpuReport:

@@ -160,9 +160,9 @@ class TestStacking:
         assert isinstance(timing, TimingReport)
         assert isinstance(logged, LogReport)
         assert timing.label == "train"
-        # outer opened first and closed last
-        assert timing.started_at <= gpu.started_at <= logged.started_at
-        assert timing.duration_s >= gpu.duration_s
+        # outer opened first and closed last; the log, whatever its line, outermost of all
+        assert logged.started_at <= timing.started_at <= gpu.started_at
+        assert logged.duration_s >= timing.duration_s >= gpu.duration_s
 
     def test_log_records_the_stacked_scopes_reports(self, ip: Any, tmp_path: Path) -> None:
         log = tmp_path / "b.log"

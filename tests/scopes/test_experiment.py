@@ -8,13 +8,14 @@ import logging
 import os
 import re
 import sys
+import threading
 from itertools import count
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from resmagic import experiment_log, gpu_scope, timed
+from resmagic import experiment_log, timed
 from resmagic.errors import OptionError, PathError
 from resmagic.report import LogReport
 
@@ -257,21 +258,41 @@ class TestStacked:
         assert report["message"].startswith("timed  load  wall ")
         assert (report["report"]["scope"], report["report"]["label"]) == ("timed", "load")
 
-    def test_hold_keeps_the_log_open_for_an_outer_scopes_report(
+    def test_two_threads_each_log_only_their_own_scopes(self, tmp_path: Path, name: str) -> None:
+        barrier = threading.Barrier(2)
+
+        def work(i: int) -> None:
+            with experiment_log(tmp_path / f"t{i}.jsonl", name=f"{name}-{i}", fmt="jsonl"):
+                barrier.wait()  # both logs open at once
+                with timed(f"thread-{i}"):
+                    pass
+                barrier.wait()  # both timed reports published while both logs are open
+
+        threads = [threading.Thread(target=work, args=(i,)) for i in range(2)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        for i in range(2):
+            labels = [
+                r["report"]["label"]
+                for r in _jsonl(tmp_path / f"t{i}.jsonl")
+                if r.get("event") == "report"
+            ]
+            assert labels == [f"thread-{i}"]
+
+    def test_a_scope_opened_in_the_log_and_closed_after_it_is_not_recorded(
         self, tmp_path: Path, name: str
     ) -> None:
         path = tmp_path / "run.jsonl"
-        scope = experiment_log(path, name=name, fmt="jsonl")
-        with gpu_scope("host"):
-            with scope:
-                release = scope.hold()
-            assert scope.report is None  # not ended yet
-            assert len(logging.getLogger(name).handlers) == 1
-        release()
-        assert _events(path) == ["start", "report", "end"]
-        assert _jsonl(path)[1]["report"]["scope"] == "gpu_scope"
-        assert _report(scope).status == "ok"
-        assert logging.getLogger(name).handlers == []
+        later = timed("outlives the log")
+        log = experiment_log(path, name=name, fmt="jsonl")
+        log.__enter__()
+        later.__enter__()
+        log.__exit__(None, None, None)
+        later.__exit__(None, None, None)
+        assert _events(path) == ["start", "end"]
+        assert later.report is not None  # it still reports, to the history
 
     def test_reports_after_the_log_closed_are_not_recorded(self, tmp_path: Path, name: str) -> None:
         path = tmp_path / "run.jsonl"
