@@ -173,14 +173,9 @@ class _Running(Generic[T, R]):
         self._state = (run, listeners)
         return value
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc_info: Any) -> None:
         state, self._state = self._state, None
         if state is None:
             msg = "this run was never entered, or has closed already"
             raise RuntimeError(msg)
-        self.scope._stop(state[0], state[1], exc)
+        self.scope._stop(state[0], state[1], exc_info[1])
