@@ -52,13 +52,16 @@ class PeakStack:
     def pop(self, frame: Peaks) -> Peaks:
         """End the scope of ``frame``: its peak since :meth:`push`, per device, folded upward."""
         with self._lock:
-            _fold(frame, self._read())
-            # Scopes from different threads may end out of order: remove this frame
-            # wherever it is and fold into the one that was below it.
-            index = next(i for i, f in enumerate(self._frames) if f is frame)
-            del self._frames[index]
-            if index > 0:
-                _fold(self._frames[index - 1], frame)
+            try:
+                _fold(frame, self._read())
+            finally:
+                # Scopes from different threads may end out of order: remove this frame
+                # wherever it is and fold into the one that was below it; also when the
+                # counter could not be read (the caller says so), so no frame is left behind.
+                index = next(i for i, f in enumerate(self._frames) if f is frame)
+                del self._frames[index]
+                if index > 0:
+                    _fold(self._frames[index - 1], frame)
         return frame
 
     @property

@@ -6,7 +6,7 @@ import gc as _gc
 import inspect
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from types import FrameType
 from typing import Any, Literal
@@ -142,6 +142,7 @@ class gpu_scope(Scope["gpu_scope", GpuReport]):
         self.reclaim = reclaim
         self._listeners: list[Listener] = []
         self._latest: _Run | None = None
+        self._failures: dict[str, str] = {}  # source -> what went wrong, in the open run
 
     def follow(self, listener: Listener) -> None:
         """Sample every device while open and hand each sample to ``listener`` (a live view).
@@ -187,18 +188,41 @@ class gpu_scope(Scope["gpu_scope", GpuReport]):
         rows = [host.read(peak=host_peak)]
         if self.device == HOST:
             return rows
-        if torch_cuda.ready():
-            rows += [torch_cuda.read(i) for i in range(torch_cuda.device_count()) if self._wants(i)]
-        rows += [nvml.read(d) for d in nvml.visible() if self._wants(d.cuda_index)]
-        return rows
+        return rows + self._allocator_rows() + self._nvml_rows()
 
     def _read_sampled(self) -> list[DeviceMemory]:
         # What only sampling can give a peak for: NVML rows, and host RSS where VmHWM
         # cannot be reset.
         rows = [] if host.peak_is_exact() else [host.read()]
-        if self.device != HOST:
-            rows += [nvml.read(d) for d in nvml.visible() if self._wants(d.cuda_index)]
-        return rows
+        return rows if self.device == HOST else rows + self._nvml_rows()
+
+    def _allocator_rows(self) -> list[DeviceMemory]:
+        return self._guarded(
+            torch_cuda.SOURCE,
+            lambda: [
+                torch_cuda.read(i)
+                for i in (range(torch_cuda.device_count()) if torch_cuda.ready() else ())
+                if self._wants(i)
+            ],
+        )
+
+    def _nvml_rows(self) -> list[DeviceMemory]:
+        return self._guarded(
+            nvml.SOURCE,
+            lambda: [nvml.read(d) for d in nvml.visible() if self._wants(d.cuda_index)],
+        )
+
+    def _guarded(self, source: str, read: Callable[[], list[DeviceMemory]]) -> list[DeviceMemory]:
+        """The readings, or none when the driver fails: the block's outcome never changes.
+
+        A failure (NVML's "GPU is lost", a driver hiccup) becomes a note on the report, once
+        per source and run; the rows from that source are left out where it failed.
+        """
+        try:
+            return read()
+        except Exception as exc:
+            self._failures.setdefault(source, f"{source}: reading failed ({describe_error(exc)})")
+            return []
 
     def _tell(self, now: float, readings: Sequence[DeviceMemory]) -> None:
         for listener in list(self._listeners):
@@ -213,6 +237,7 @@ class gpu_scope(Scope["gpu_scope", GpuReport]):
     # -- lifecycle -------------------------------------------------------------------------
 
     def _open(self) -> tuple[_Run, gpu_scope]:
+        self._failures = {}
         if self.gc:
             _gc.collect()
         if self.empty_cache:
@@ -237,7 +262,7 @@ class gpu_scope(Scope["gpu_scope", GpuReport]):
             _gc.collect()
         try:
             host_peak = peaks.host_peaks.pop(run.host_frame) if run.host_frame is not None else {}
-            torch_peak = peaks.torch_peaks.pop(run.torch_frame)
+            torch_peak = self._peaks_of(run)
         finally:
             if run.watch is not None:
                 sampler.remove(run.watch)
@@ -261,9 +286,18 @@ class gpu_scope(Scope["gpu_scope", GpuReport]):
             cell=current_cell(),
             error=describe_error(exc),
             devices=rows,
-            notes=self.why_no_gpu({r.source for r in rows}),
+            notes=self.why_no_gpu({r.source for r in rows}) + tuple(self._failures.values()),
             reclaimed=reclaimed,
         )
+
+    def _peaks_of(self, run: _Run) -> dict[str, int]:
+        try:
+            return peaks.torch_peaks.pop(run.torch_frame)
+        except Exception as exc:  # the allocator's counters could not be read: no exact peak
+            self._failures.setdefault(
+                torch_cuda.SOURCE, f"{torch_cuda.SOURCE}: peak not read ({describe_error(exc)})"
+            )
+            return {}
 
     def _row(
         self,

@@ -449,3 +449,65 @@ class TestFollowers:
                 sampler.remove(ticks)
         assert _report(scope).status == "ok"
         assert len(calls) == 1
+
+
+class TestProbeFaults:
+    """A driver that fails mid-block never turns a block that succeeded into a failure."""
+
+    def test_nvml_lost_at_close_is_a_note_not_an_exception(
+        self, fake_gpu: Gpu, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        from tests.fakes import NVMLError
+
+        _, nv = fake_gpu
+
+        def lost(*args: object, **kwargs: object) -> None:
+            raise NVMLError("GPU is lost")
+
+        with gpu_scope() as scope:
+            assert ("cuda:0", "NVML") in {(r.name, r.source) for r in scope.opened()}
+            monkeypatch.setattr(nv, "nvmlDeviceGetMemoryInfo", lost)
+        report = _report(scope)
+        assert report.status == "ok"
+        assert history()[-1] is report
+        assert [r.source for r in report.devices] == ["RSS"]
+        assert any(
+            "NVML: reading failed" in note and "GPU is lost" in note for note in report.notes
+        )
+
+    def test_allocator_peak_that_cannot_be_read_is_a_note(
+        self, cuda: FakeTorch, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        from resmagic.probes import peaks
+
+        def broken() -> dict[str, int]:
+            raise RuntimeError("CUDA error: an illegal memory access was encountered")
+
+        with gpu_scope() as scope:
+            monkeypatch.setattr(peaks.torch_peaks, "_read", broken)
+        report = _report(scope)
+        assert report.status == "ok"
+        assert any("peak not read" in note for note in report.notes)
+        assert peaks.torch_peaks.depth == 0  # no frame left behind
+        assert not any(r.peak_exact for r in report.devices if r.source == "torch allocator")
+
+    def test_a_block_that_raises_keeps_its_own_error(
+        self, fake_gpu: Gpu, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        from tests.fakes import NVMLError
+
+        _, nv = fake_gpu
+
+        def lost(*args: object, **kwargs: object) -> None:
+            raise NVMLError("GPU is lost")
+
+        scope = gpu_scope()
+
+        def block() -> None:
+            with scope:
+                monkeypatch.setattr(nv, "nvmlDeviceGetMemoryInfo", lost)
+                raise KeyError("own")
+
+        with pytest.raises(KeyError):
+            block()
+        assert _report(scope).error == "KeyError: 'own'"
