@@ -12,7 +12,7 @@ $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet torch==2.13.0
-	$(PY) -m pip install --quiet -e ".[test]"
+	$(PY) -m pip install --quiet -e . --group test
 	touch $(STAMP)
 
 lint: $(STAMP)
@@ -66,7 +66,7 @@ $(BENCH_STAMP): pyproject.toml
 	test -x $(BENCH_PY) || $(PYTHON) -m venv $(BENCH_VENV)
 	$(BENCH_PY) -m pip install --quiet --upgrade pip
 	$(BENCH_PY) -m pip install --quiet torch==2.13.0
-	$(BENCH_PY) -m pip install --quiet -e ".[bench]"
+	$(BENCH_PY) -m pip install --quiet -e . --group bench
 	$(BENCH_PY) -m pip install --quiet --no-deps ipyexperiments==0.1.29
 	touch $(BENCH_STAMP)
 
