@@ -17,7 +17,7 @@ import hashlib
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from types import CodeType
 from typing import Any
 
@@ -62,7 +62,6 @@ class Layer:
     render: Callable[[Report], None] | None = None
     start: Callable[[], None] | None = None
     stop: Callable[[], None] | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass

@@ -274,7 +274,7 @@ class ResMagics(Magics):
             msg = f"%%{magic}: {exc}"
             raise UsageError(msg) from None
         bind = extra.get("var", bind if bind is not None else _BINDS.get(magic))
-        layer = Layer(magic, scope, bind=bind, extra=extra)
+        layer = Layer(magic, scope, bind=bind)
         if extra.get("quiet"):
             return layer
         layer.render = self._show_text

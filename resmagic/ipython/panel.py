@@ -229,11 +229,6 @@ class Dashboard:
         self._widget: Any = None
         self._unsubscribe: Callable[[], None] | None = None
 
-    @property
-    def open(self) -> bool:
-        """True while the dashboard widget exists."""
-        return self._widget is not None
-
     def show(self) -> None:
         """Display the dashboard (again: every view shows the same live model)."""
         if self._widget is None:

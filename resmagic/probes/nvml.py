@@ -37,7 +37,6 @@ class Visible:
     cuda_index: int
     handle: Any
     uuid: str
-    total_bytes: int
 
 
 class _Nvml:
@@ -191,7 +190,7 @@ def _visible(nv: Any, chosen: list[tuple[str | None, Any]]) -> tuple[Visible, ..
     for i, (uuid, handle) in enumerate(chosen):
         if handle is None:
             break
-        out.append(Visible(i, handle, uuid or "", _memory(nv, handle)[1]))
+        out.append(Visible(i, handle, uuid or ""))
     return tuple(out)
 
 

@@ -7,9 +7,9 @@ import inspect
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from types import FrameType
-from typing import Any, Literal
+from typing import Literal
 
 from resmagic.errors import DeviceError, OptionError
 from resmagic.probes import host, nvml, peaks, torch_cuda
@@ -90,7 +90,6 @@ class _Run:
     host_frame: dict[str, int] | None
     torch_frame: dict[str, int]
     watch: Watch | None
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 class gpu_scope(Scope["gpu_scope", GpuReport]):

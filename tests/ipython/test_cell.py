@@ -1,4 +1,4 @@
-"""A magic never changes what the cell means (DESIGN, promise 1), and magics stack (promise 2)."""
+"""A magic never changes what the cell means, and magics stack (README, "The magics")."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Load registers; unload undoes exactly that; reload works (DESIGN, STYLE rule 4)."""
+"""Load registers; unload undoes exactly that; reload works."""
 
 from __future__ import annotations
 
