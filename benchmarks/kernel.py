@@ -135,8 +135,8 @@ class Kernel:
                 break
         if error is not None:
             trace = "\n".join(error.get("traceback", []))
-            msg = f"kernel cell failed: {code[:200]!r}\n{trace}"
-            raise KernelError(msg)
+            message = f"kernel cell failed: {code[:200]!r}\n{trace}"
+            raise KernelError(message)
         return "".join(stdout), result
 
     def call(self, expr: str, timeout: float = 900) -> Any:

@@ -195,7 +195,8 @@ def parse_time(tool: str, text: str) -> float | None:
         if not found:
             return None
         h, m, s, frac = found[-1]
-        return int(h) * 3600 + int(m) * 60 + int(s) + int(frac) / 10 ** len(frac)
+        scale: int = 10 ** len(frac)
+        return int(h) * 3600 + int(m) * 60 + int(s) + int(frac) / scale
     if tool == "ipython_memory_usage":
         found = re.findall(r"MiB RAM in ([\d.]+)s", text)
         return float(found[-1]) if found else None
@@ -217,8 +218,8 @@ def parse_peak(tool: str, text: str) -> float | None:
         found = re.findall(r"used (-?[\d.]+) MiB RAM in .*?peaked (-?[\d.]+) MiB above", text)
         if not found:
             return None
-        used, peaked = (float(v) for v in found[-1])
-        return (used + peaked) * MIB
+        used_mib, peaked_mib = (float(v) for v in found[-1])
+        return (used_mib + peaked_mib) * MIB
     return None
 
 
@@ -677,8 +678,8 @@ def raw_section(results: dict[str, Any]) -> str:
         for hold, got in values.items():
             lines.append(f"- {name}, held {float(hold) * 1e3:g} ms: {got}")
     lines += ["", "Time fidelity, seconds, each run:", ""]
-    for label, values in _time_tools(results):
-        lines.append(f"- {label}: {values}")
+    for label, timings in _time_tools(results):
+        lines.append(f"- {label}: {timings}")
     lines += ["", "Sampler:", ""]
     for s in results["sessions"]:
         for r in s.get("sampler", []):

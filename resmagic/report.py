@@ -117,6 +117,8 @@ class DeviceReport:
         after_bytes: in use when it closed (after cache cleanup).
         total_bytes: the device's capacity (host: RAM or the container limit), if known.
         peak_exact: True when the peak is a hardware/allocator counter, False when sampled.
+        reserved_bytes: torch allocator rows: what its cache held when the scope closed
+            (tensors and free blocks kept for reuse); None for other sources.
     """
 
     name: str
@@ -126,6 +128,7 @@ class DeviceReport:
     after_bytes: int
     total_bytes: int | None
     peak_exact: bool
+    reserved_bytes: int | None = None
 
     @property
     def delta_bytes(self) -> int:
@@ -133,8 +136,10 @@ class DeviceReport:
         return self.after_bytes - self.before_bytes
 
     def summary(self) -> str:
-        """``"host 1.21 GiB → 1.23 GiB (peak 1.62 GiB, exact)"``."""
+        """``"host 1.21 GiB → 1.23 GiB (peak 1.62 GiB, exact)"``; allocator rows add the cache."""
         kind = "exact" if self.peak_exact else "sampled"
+        if self.reserved_bytes is not None:
+            kind += f"; cache {format_bytes(self.reserved_bytes)}"
         label = self.name if self.source != "NVML" else f"{self.name} (NVML)"
         return (
             f"{label} {format_bytes(self.before_bytes)} → {format_bytes(self.after_bytes)}"

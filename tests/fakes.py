@@ -13,6 +13,7 @@ from __future__ import annotations
 import types
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import SupportsInt
 
 GiB = 1 << 30
 
@@ -54,13 +55,13 @@ class FakeCuda:
         self.devices[index].allocated -= n  # the cache keeps it reserved
 
     # -- what real torch.cuda offers -------------------------------------------------------
-    def _implicit(self, what: str, device: object) -> int:
+    def _implicit(self, what: str, device: SupportsInt | None) -> int:
         if device is None:
             if not self.initialized:
                 self.side_effect_inits.append(what)
                 self.initialized = True
             return 0
-        return int(device)  # type: ignore[call-overload]
+        return int(device)
 
     def is_initialized(self) -> bool:
         return self.initialized
@@ -68,28 +69,28 @@ class FakeCuda:
     def device_count(self) -> int:
         return len(self.devices)
 
-    def memory_allocated(self, device: object = None) -> int:
+    def memory_allocated(self, device: SupportsInt | None = None) -> int:
         return (
             self.devices[self._implicit("memory_allocated", device)].allocated
             if self.initialized
             else 0
         )
 
-    def memory_reserved(self, device: object = None) -> int:
+    def memory_reserved(self, device: SupportsInt | None = None) -> int:
         return (
             self.devices[self._implicit("memory_reserved", device)].reserved
             if self.initialized
             else 0
         )
 
-    def max_memory_allocated(self, device: object = None) -> int:
+    def max_memory_allocated(self, device: SupportsInt | None = None) -> int:
         return (
             self.devices[self._implicit("max_memory_allocated", device)].peak
             if self.initialized
             else 0
         )
 
-    def reset_peak_memory_stats(self, device: object = None) -> None:
+    def reset_peak_memory_stats(self, device: SupportsInt | None = None) -> None:
         d = self.devices[self._implicit("reset_peak_memory_stats", device)]
         d.peak = d.allocated
 
@@ -99,14 +100,14 @@ class FakeCuda:
             for d in self.devices:
                 d.reserved = d.allocated
 
-    def synchronize(self, device: object = None) -> None:
+    def synchronize(self, device: SupportsInt | None = None) -> None:
         self.synchronized.append(self._implicit("synchronize", device))
 
-    def get_device_properties(self, device: object) -> types.SimpleNamespace:
+    def get_device_properties(self, device: SupportsInt | None) -> types.SimpleNamespace:
         d = self.devices[self._implicit("get_device_properties", device)]
         return types.SimpleNamespace(total_memory=d.total, uuid=d.uuid.removeprefix("GPU-"))
 
-    def mem_get_info(self, device: object = None) -> tuple[int, int]:
+    def mem_get_info(self, device: SupportsInt | None = None) -> tuple[int, int]:
         self.side_effect_inits.append("mem_get_info")  # creates a context in real torch
         raise AssertionError("resmagic must never call mem_get_info")
 

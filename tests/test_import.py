@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from typing import cast
 
 HEAVY = ("torch", "pynvml", "ipywidgets", "psutil", "pandas")
 
@@ -12,7 +13,7 @@ HEAVY = ("torch", "pynvml", "ipywidgets", "psutil", "pandas")
 def _modules_after(code: str) -> list[str]:
     probe = f"{code}\nimport sys, json\nprint(json.dumps(sorted(sys.modules)))"
     out = subprocess.run([sys.executable, "-c", probe], check=True, capture_output=True, text=True)
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    return cast("list[str]", json.loads(out.stdout.strip().splitlines()[-1]))
 
 
 def test_import_resmagic_loads_no_ipython_and_nothing_heavy() -> None:

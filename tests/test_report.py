@@ -31,7 +31,7 @@ from tests.reports import host_row
 pytestmark = pytest.mark.usefixtures("fresh_history")
 
 MiB = 1 << 20
-BASE = {"duration_s": 1.5, "started_at": 1700000000.0}
+BASE: dict[str, Any] = {"duration_s": 1.5, "started_at": 1700000000.0}
 
 
 def _gpu() -> GpuReport:
@@ -86,6 +86,7 @@ class TestForms:
             "after_bytes": 110 * MiB,
             "total_bytes": 8 << 30,
             "peak_exact": True,
+            "reserved_bytes": None,
         }
         assert len(data["devices"]) == 2
         assert list(data["notes"]) == ["a", "b"]

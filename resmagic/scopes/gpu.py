@@ -326,6 +326,7 @@ class gpu_scope(Scope["gpu_scope", GpuReport]):
             after_bytes=after.used_bytes,
             total_bytes=after.total_bytes,
             peak_exact=exact is not None,
+            reserved_bytes=after.reserved_bytes,
         )
 
     def _should_reclaim(self, exc: BaseException) -> bool:

@@ -11,6 +11,7 @@ import pytest
 from IPython.core.error import UsageError
 
 import resmagic
+from resmagic.report import TimingReport
 
 pytestmark = pytest.mark.usefixtures("fresh_history")
 
@@ -164,6 +165,7 @@ class TestOutput:
         )
         assert (tmp_path / "lr3.log").exists()
         timing = next(r for r in resmagic.history() if r.scope == "timed")
+        assert isinstance(timing, TimingReport)
         assert timing.label == "lr3"
 
     def test_path_with_spaces_and_unicode(self, ip: Any, tmp_path: Path) -> None:

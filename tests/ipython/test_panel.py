@@ -6,7 +6,7 @@ import json
 import time
 from collections.abc import Iterator
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
@@ -46,7 +46,8 @@ def updates(run: Execution) -> list[tuple[datetime, str]]:
 
 
 def sent_at(run: Execution, msg_type: str) -> datetime:
-    return next(m["header"]["date"] for m in run.of_type(msg_type))
+    # jupyter_client parses the header's ISO date into a datetime
+    return cast(datetime, next(m["header"]["date"] for m in run.of_type(msg_type)))
 
 
 def last_report(kernel: Kernel) -> dict[str, Any]:

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 import resmagic
+from resmagic.report import GpuReport, TimingReport
 from tests.kernel import Kernel
 
 pytestmark = pytest.mark.usefixtures("fresh_history")
@@ -93,7 +94,9 @@ def test_oom_traceback_shows_the_users_frames_with_their_arguments(
     assert "in step(n)" in shown
     assert "failed resolving arguments" not in shown
     assert "resmagic" not in shown.replace("# %%", "")
-    assert resmagic.history()[-1].reclaimed
+    report = resmagic.history()[-1]
+    assert isinstance(report, GpuReport)
+    assert report.reclaimed
 
 
 # 3. __future__ after another statement: IPython runs such a cell
@@ -136,7 +139,9 @@ def test_our_magic_inside_capture_reports_into_the_capture(ip: Any) -> None:
     result = ip.run_cell("%%capture cap\n%%timed inner\nprint('x')", store_history=True)
     assert result.success
     assert ip.user_ns["cap"].stdout.startswith("x\ntimed  inner")
-    assert resmagic.history()[-1].label == "inner"
+    report = resmagic.history()[-1]
+    assert isinstance(report, TimingReport)
+    assert report.label == "inner"
 
 
 # 6 and 7 need a kernel: what the frontend gets

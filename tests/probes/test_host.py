@@ -116,7 +116,7 @@ def test_readings_after_fork_are_the_childs_own() -> None:
     with os.fdopen(read_end) as pipe:
         answer = pipe.read()
     os.waitpid(pid, 0)
-    ours, fresh, reset, _ = (int(x) for x in answer.split())
+    ours, fresh, reset_flag, _ = (int(x) for x in answer.split())
     assert abs(ours - fresh) < 4 * MiB, "the child read its parent's RSS"
-    assert reset
+    assert reset_flag
     assert host.rss_bytes() > 0  # the parent's own readings still work

@@ -17,6 +17,7 @@ from IPython.core.error import UsageError
 
 import resmagic
 from resmagic.probes import host
+from resmagic.report import GpuReport, LogReport
 from tests.ipython.test_cell import _interrupt_after
 
 pytestmark = pytest.mark.usefixtures("fresh_history")
@@ -124,6 +125,7 @@ class TestOutOfMemory:
         assert plain > 450 << 20, f"plain cell held only {plain >> 20} MiB"
         assert reclaimed < 50 << 20, f"after reclaim {reclaimed >> 20} MiB still held"
         report = resmagic.history()[-1]
+        assert isinstance(report, GpuReport)
         assert report.reclaimed
         assert report.device("host").peak_bytes - report.device("host").before_bytes > 450 << 20
 
@@ -207,7 +209,9 @@ class TestThreads:
         records = [json.loads(line) for line in log.read_text().splitlines()]
         got = {(r["worker"], r["i"]) for r in records if r.get("message") == "record"}
         assert len(got) == 8000
-        assert resmagic.history()[-1].records == 8002  # + start and end
+        report = resmagic.history()[-1]
+        assert isinstance(report, LogReport)
+        assert report.records == 8002  # + start and end
         assert threading.active_count() == 1 + sum(
             t.daemon for t in threading.enumerate() if t is not threading.main_thread()
         )

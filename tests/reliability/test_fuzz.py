@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -23,8 +23,9 @@ def _safe(token: str) -> str:
     return "./" + token if token.startswith(("/", "~")) else token
 
 
+SURROGATES: tuple[Literal["Cs"], ...] = ("Cs",)  # typed as hypothesis' category names
 WORDS = st.text(
-    alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00\n\r"),
+    alphabet=st.characters(blacklist_categories=SURROGATES, blacklist_characters="\x00\n\r"),
     max_size=12,
 ).map(_safe)
 QUOTED = WORDS.map(lambda w: f'"{w}"') | WORDS.map(lambda w: f"'{w}'")

@@ -16,6 +16,7 @@ from resmagic.probes import host
 from resmagic.probes.reading import DeviceMemory
 from resmagic.report import GpuReport
 from resmagic.sampler import Watch, sampler
+from resmagic.units import format_bytes
 from tests.fakes import FakeNvml, FakeOutOfMemoryError, FakeTorch, spike
 
 GiB, MiB = 1 << 30, 1 << 20
@@ -511,3 +512,18 @@ class TestProbeFaults:
         with pytest.raises(KeyError):
             block()
         assert _report(scope).error == "KeyError: 'own'"
+
+
+def test_allocator_rows_report_the_cache_the_allocator_keeps(fake_gpu: Gpu) -> None:
+    torch, _ = fake_gpu
+    torch.cuda.init()
+    with gpu_scope(empty_cache=False) as scope:
+        spike(torch.cuda, 0, 64 * MiB)
+    report = _report(scope)
+    row = next(d for d in report.devices if d.name == "cuda:0" and d.source == "torch allocator")
+    assert row.reserved_bytes == torch.cuda.memory_reserved(0)
+    assert row.reserved_bytes is not None
+    assert row.reserved_bytes >= 64 * MiB
+    assert f"exact; cache {format_bytes(row.reserved_bytes)})" in row.summary()
+    nvml_row = next(d for d in report.devices if d.source == "NVML")
+    assert nvml_row.reserved_bytes is None
