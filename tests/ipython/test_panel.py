@@ -129,13 +129,21 @@ def test_no_gpu_line_says_why(allocating: Execution) -> None:
     assert "NVML" in summary
 
 
+# A body that runs until its live widget exists, however slow the machine (no fixed sleep).
+UNTIL_WIDGET = """%%gpu_scope
+import time, ipywidgets
+n, deadline = len(ipywidgets.Widget.widgets), time.monotonic() + 60
+while len(ipywidgets.Widget.widgets) == n and time.monotonic() < deadline:
+    time.sleep(0.01)"""
+
+
 def test_widgets_do_not_pile_up_over_many_cells(kernel: Kernel) -> None:
     count = "import ipywidgets; len(ipywidgets.Widget.widgets)"
-    kernel.run("%%gpu_scope\nimport time; time.sleep(0.3)")
+    kernel.run(UNTIL_WIDGET)
     before = kernel.value(count)
     for _ in range(10):
-        run = kernel.run("%%gpu_scope\nimport time; x = bytearray(1 << 20); time.sleep(0.25)")
-        assert run.of_type("comm_open"), "a 0.25 s cell should get a live widget"
+        run = kernel.run(UNTIL_WIDGET)
+        assert run.of_type("comm_open"), "the cell waited for its live widget"
     assert kernel.value(count) == before
 
 
