@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from resmagic.bus import clear_history, history, history_frame
 from resmagic.config import settings
 from resmagic.report import (
     DeviceReport,
@@ -18,9 +19,6 @@ from resmagic.report import (
     Report,
     TimingReport,
     TransactionReport,
-    clear_history,
-    history,
-    history_frame,
 )
 from resmagic.scopes import db_transaction, experiment_log, gpu_scope, timed
 

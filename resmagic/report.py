@@ -1,27 +1,17 @@
-"""The records scopes emit, the bus that carries them to sinks, and the session's history.
+"""The records scopes emit: one frozen report type per scope, units in the field names.
 
-One report type per scope, frozen, units in the field names. A scope publishes its report
-when it closes, also when its body raised; every published report is appended to
-:func:`history` and handed to each subscriber (the panel, the text renderer, an open
-experiment log).
+A scope publishes its report when it closes, also when its body raised
+(:mod:`resmagic.bus` keeps them and hands them on).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import sys
-import threading
-import warnings
-from collections import deque
-from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
-from resmagic.config import settings
 from resmagic.units import format_bytes, format_seconds
-
-if TYPE_CHECKING:
-    import pandas
 
 __all__ = [
     "DeviceReport",
@@ -31,14 +21,8 @@ __all__ = [
     "Status",
     "TimingReport",
     "TransactionReport",
-    "clear_history",
-    "current_cell",
     "describe_error",
-    "history",
-    "history_frame",
-    "publish",
     "status_of",
-    "subscribe",
 ]
 
 Status = Literal["ok", "error", "interrupted"]
@@ -232,98 +216,3 @@ class TransactionReport(Report):
 
 
 # --- the bus and the history ------------------------------------------------------------
-
-_lock = threading.Lock()
-_history: deque[Report] = deque()
-_subscribers: list[Callable[[Report], None]] = []
-_cell_provider: Callable[[], int | None] | None = None
-
-
-def set_cell_provider(provider: Callable[[], int | None] | None) -> None:
-    """Tell scopes how to learn the current cell number (the IPython layer sets this)."""
-    global _cell_provider
-    _cell_provider = provider
-
-
-def current_cell() -> int | None:
-    """The execution count of the running cell, or None outside IPython."""
-    provider = _cell_provider
-    return provider() if provider is not None else None
-
-
-def publish(report: Report, listeners: Sequence[Callable[[Report], None]] = ()) -> None:
-    """Append ``report`` to the history, hand it to every subscriber, then to ``listeners``.
-
-    ``listeners`` are the sinks of this report alone (the logs the scope was opened in). A
-    subscriber or listener that raises is reported as a warning and does not stop the others,
-    nor the scope that published.
-    """
-    with _lock:
-        _history.append(report)
-        _trim()
-        subscribers = list(_subscribers)
-    for callback in (*subscribers, *listeners):
-        try:
-            callback(report)
-        except Exception as exc:
-            warnings.warn(f"resmagic: a report sink failed: {exc!r}", RuntimeWarning, stacklevel=2)
-
-
-def subscribe(callback: Callable[[Report], None]) -> Callable[[], None]:
-    """Receive every report published from now on; returns the function that unsubscribes."""
-    with _lock:
-        _subscribers.append(callback)
-
-    def unsubscribe() -> None:
-        with _lock:
-            if callback in _subscribers:
-                _subscribers.remove(callback)
-
-    return unsubscribe
-
-
-def history() -> list[Report]:
-    """Every report of this session, oldest first (bounded by ``settings.history_limit``)."""
-    with _lock:
-        _trim()  # the limit may have been lowered since the last publish
-        return list(_history)
-
-
-def _trim() -> None:
-    while len(_history) > settings.history_limit:
-        _history.popleft()
-
-
-def clear_history() -> None:
-    """Forget every report so far."""
-    with _lock:
-        _history.clear()
-
-
-def history_frame() -> pandas.DataFrame:
-    """The history as a pandas DataFrame: one row per report and device (tidy form).
-
-    Reports without devices (``timed``, ``experiment_log``, ``db_transaction``) take one row
-    with empty device columns.
-
-    Raises:
-        ImportError: pandas is not installed; the message says how to install it.
-    """
-    try:
-        import pandas
-    except ImportError as exc:
-        msg = "history_frame() needs pandas: pip install pandas (or use resmagic.history())"
-        raise ImportError(msg) from exc
-    rows: list[dict[str, Any]] = []
-    for report in history():
-        record = report.to_dict()
-        devices = record.pop("devices", None) or [None]
-        if "notes" in record:
-            record["notes"] = "; ".join(record["notes"])
-        for device in devices:
-            row = dict(record)
-            if device is not None:
-                row["device"] = device.pop("name")
-                row.update(device)
-            rows.append(row)
-    return pandas.DataFrame(rows)

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from resmagic import report
+from resmagic import bus
 from resmagic.probes import nvml, torch_cuda
 from tests.fakes import FakeNvml, FakeTorch
 
@@ -42,9 +42,9 @@ def ip() -> Any:
 
 @pytest.fixture
 def fresh_history() -> Iterator[None]:
-    report.clear_history()
+    bus.clear_history()
     yield
-    report.clear_history()
+    bus.clear_history()
 
 
 @pytest.fixture

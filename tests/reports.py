@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from resmagic.report import DeviceReport
+from typing import Any
+
+from resmagic.report import DeviceReport, GpuReport, Status, TimingReport
 
 MiB = 1 << 20
+BASE: dict[str, Any] = {"duration_s": 1.5, "started_at": 1700000000.0}
 
 
 def host_row(
@@ -19,4 +22,31 @@ def host_row(
         after_bytes=after,
         total_bytes=8 << 30,
         peak_exact=True,
+    )
+
+
+def gpu_report() -> GpuReport:
+    """A gpu_scope report with a host row and an NVML row."""
+    nvml_row = DeviceReport(
+        name="cuda:0",
+        source="NVML",
+        before_bytes=MiB,
+        peak_bytes=2 * MiB,
+        after_bytes=MiB,
+        total_bytes=16 << 30,
+        peak_exact=False,
+    )
+    return GpuReport(status="ok", **BASE, devices=(host_row(), nvml_row), notes=("a", "b"))
+
+
+def timing_report(label: str | None = "train", status: Status = "ok") -> TimingReport:
+    """A timed report of 1.5 s."""
+    error = None if status == "ok" else "ValueError: bad"
+    return TimingReport(
+        status=status,
+        error=error,
+        **BASE,
+        label=label,
+        wall_s=1.5,
+        cpu_s=0.25,
     )

@@ -6,12 +6,12 @@ from typing import Any
 
 from IPython.core.error import UsageError
 
+from resmagic.bus import clear_history, history
 from resmagic.config import settings
 from resmagic.errors import ResmagicError
 from resmagic.ipython.text import HistoryTable
 from resmagic.ipython.watch import parse_watch
 from resmagic.probes import host, nvml, torch_cuda
-from resmagic.report import clear_history, history
 from resmagic.sampler import sampler
 
 __all__ = ["NAMES", "run"]

@@ -8,7 +8,7 @@ from typing import Any
 from traitlets import Bool, List, Unicode
 from traitlets.config import Configurable
 
-from resmagic import report
+from resmagic import bus
 from resmagic.ipython.header import HeaderTransformer
 from resmagic.ipython.magics import ResMagics
 from resmagic.ipython.runner import CellRunner
@@ -54,7 +54,7 @@ def load(ip: Any) -> None:
     runner.register()
     magics.output.register()
     _loaded[id(ip)] = (magics, runner)
-    report.set_cell_provider(lambda: runner.cell)
+    bus.set_cell_provider(lambda: runner.cell)
     config = ResMagic(parent=ip)
     if config.watch:
         options = WatchOptions(
@@ -84,4 +84,4 @@ def unload(ip: Any) -> None:
     if panel is not None:  # imported only once a panel was shown
         panel.close_all()
     sampler.shutdown()
-    report.set_cell_provider(None)
+    bus.set_cell_provider(None)

@@ -32,12 +32,13 @@ from typing import Any
 
 from IPython.display import DisplayHandle, display
 
+from resmagic.bus import history, subscribe
 from resmagic.config import settings
 from resmagic.ipython.output import MARK, ReportOutput
 from resmagic.ipython.panelview import PanelRow, PanelView, render, rows_from
 from resmagic.ipython.text import HistoryTable, render_report
 from resmagic.probes.reading import DeviceMemory
-from resmagic.report import GpuReport, Report, history, subscribe
+from resmagic.report import GpuReport, Report
 from resmagic.scopes.gpu import gpu_scope
 
 __all__ = ["CellPanel", "Dashboard", "available", "close_all", "dashboard"]

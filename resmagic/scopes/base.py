@@ -19,7 +19,8 @@ from contextvars import ContextVar
 from types import TracebackType
 from typing import Any, Generic, TypeVar, cast
 
-from resmagic.report import Report, publish
+from resmagic.bus import publish
+from resmagic.report import Report
 
 __all__ = ["Scope", "enclosing_listeners", "listening"]
 

@@ -7,8 +7,9 @@ import sqlite3
 import time
 from dataclasses import dataclass
 
+from resmagic.bus import current_cell
 from resmagic.errors import DatabaseLockedError, NotADatabaseError, OptionError, PathError
-from resmagic.report import TransactionReport, current_cell, describe_error, status_of
+from resmagic.report import TransactionReport, describe_error, status_of
 from resmagic.scopes.base import Scope
 
 __all__ = ["db_transaction", "resolve_db_path"]

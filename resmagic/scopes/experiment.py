@@ -15,8 +15,9 @@ from datetime import datetime, timezone
 from types import TracebackType
 from typing import Any, Literal, TextIO
 
+from resmagic.bus import current_cell
 from resmagic.errors import OptionError, PathError
-from resmagic.report import LogReport, Report, current_cell, describe_error, status_of
+from resmagic.report import LogReport, Report, describe_error, status_of
 from resmagic.scopes.base import Scope, listening
 from resmagic.units import format_seconds
 

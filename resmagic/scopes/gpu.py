@@ -11,10 +11,11 @@ from dataclasses import dataclass
 from types import FrameType
 from typing import Literal
 
+from resmagic.bus import current_cell
 from resmagic.errors import DeviceError, OptionError
 from resmagic.probes import host, nvml, peaks, torch_cuda
 from resmagic.probes.reading import DeviceMemory
-from resmagic.report import DeviceReport, GpuReport, current_cell, describe_error, status_of
+from resmagic.report import DeviceReport, GpuReport, describe_error, status_of
 from resmagic.sampler import Listener, Watch, sampler
 from resmagic.scopes.base import Scope
 

@@ -6,9 +6,10 @@ import time
 from dataclasses import dataclass
 from typing import Literal
 
+from resmagic.bus import current_cell
 from resmagic.errors import OptionError
 from resmagic.probes import torch_cuda
-from resmagic.report import TimingReport, current_cell, describe_error, status_of
+from resmagic.report import TimingReport, describe_error, status_of
 from resmagic.scopes.base import Scope
 
 __all__ = ["timed"]

@@ -12,7 +12,8 @@ from typing import Any
 import pytest
 
 from resmagic import db_transaction, experiment_log, gpu_scope, history, timed
-from resmagic.report import Report, TimingReport, subscribe
+from resmagic.bus import subscribe
+from resmagic.report import Report, TimingReport
 from resmagic.scopes.base import Scope
 
 pytestmark = pytest.mark.usefixtures("fresh_history")
