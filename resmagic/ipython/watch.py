@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 from IPython.core.error import UsageError
 
 from resmagic.ipython.cell import Layer
-from resmagic.scopes.experiment import resolve_log_path
+from resmagic.scopes.logfile import resolve_log_path
 
 if TYPE_CHECKING:
     from resmagic.ipython.magics import ResMagics

@@ -2,132 +2,33 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import secrets
 import sys
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
-from types import TracebackType
-from typing import Any, Literal, TextIO
+from typing import Any, Literal
 
 from resmagic.bus import current_cell
 from resmagic.errors import OptionError, PathError
 from resmagic.report import LogReport, Report, describe_error, status_of
 from resmagic.scopes.base import Scope, listening
+from resmagic.scopes.logfile import (
+    TEXT_FORMAT,
+    JsonLinesFormatter,
+    RunContext,
+    Tee,
+    level_of,
+    resolve_log_path,
+    user_traceback,
+)
 from resmagic.units import format_seconds
 
 __all__ = ["JsonLinesFormatter", "experiment_log", "resolve_log_path"]
 
 Format = Literal["text", "jsonl"]
-TEXT_FORMAT = "%(asctime)s %(levelname)-8s %(name)s [%(run_id)s] %(message)s"
-
-# LogRecord attributes every record has; anything else came from ``extra=`` and is data.
-_STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName"}
-
-
-class JsonLinesFormatter(logging.Formatter):
-    """One JSON object per record, on one line: time, level, logger, message, extras."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        """Return the record as a JSON line; ``extra=`` fields become top-level keys."""
-        data: dict[str, Any] = {
-            "time": datetime.fromtimestamp(record.created, timezone.utc).isoformat(
-                timespec="milliseconds"
-            ),
-            "level": record.levelname,
-            "logger": record.name,
-            "message": record.getMessage(),
-        }
-        data.update((k, v) for k, v in vars(record).items() if k not in _STANDARD)
-        if record.exc_info:
-            data["exception"] = self.formatException(record.exc_info)
-        if record.stack_info:
-            data["stack"] = self.formatStack(record.stack_info)
-        return json.dumps(data, default=str, ensure_ascii=False)
-
-
-def resolve_log_path(path: str | os.PathLike[str]) -> str:
-    """Expand ``~``, make ``path`` absolute against the working directory, and check it.
-
-    Raises:
-        PathError: the path is empty, a directory, under a file, or not writable.
-    """
-    text = os.fspath(path)
-    if not text.strip():
-        msg = "the log path is empty: give a file name, e.g. runs/experiment.log"
-        raise PathError(msg)
-    full = os.path.abspath(os.path.expanduser(text))
-    if os.path.isdir(full):
-        example = os.path.join(text, "run.log")
-        msg = f"{text!r} is a directory: give a file inside it, e.g. {example!r}"
-        raise PathError(msg)
-    parent = os.path.dirname(full)
-    while not os.path.exists(parent):
-        parent = os.path.dirname(parent)
-    if not os.path.isdir(parent):
-        msg = f"cannot create {text!r}: {parent!r} is a file, not a directory"
-        raise PathError(msg)
-    target = full if os.path.exists(full) else parent
-    if not os.access(target, os.W_OK):
-        msg = f"cannot write {text!r}: {target!r} is not writable; choose another path"
-        raise PathError(msg)
-    return full
-
-
-class _Context(logging.Filter):
-    """Stamps each record with the run id and counts the records that reach the file."""
-
-    def __init__(self, run_id: str) -> None:
-        super().__init__()
-        self.run_id = run_id
-        self.count = 0
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        record.run_id = self.run_id
-        self.count += 1
-        return True
-
-
-class _Tee:
-    """A stream that writes through to the original and logs each complete line."""
-
-    def __init__(self, original: TextIO, log: Callable[[str], None]) -> None:
-        self.original = original
-        self._log = log
-        self._pending = ""
-        self._lock = threading.Lock()
-        self._busy = threading.local()
-
-    def write(self, text: str) -> int:
-        written = self.original.write(text)
-        if getattr(self._busy, "on", False):
-            return written  # a handler that prints to this stream: do not log it again
-        self._busy.on = True
-        try:
-            with self._lock:
-                lines = (self._pending + text).split("\n")
-                self._pending = lines.pop()
-            for line in lines:
-                self._log(line)
-        finally:
-            self._busy.on = False
-        return written
-
-    def flush(self) -> None:
-        self.original.flush()
-
-    def finish(self) -> None:
-        if self._pending:
-            self._log(self._pending)
-            self._pending = ""
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.original, name)
 
 
 @dataclass(slots=True)
@@ -137,10 +38,10 @@ class _Run:
     run_id: str
     logger: logging.Logger
     handler: logging.Handler
-    context: _Context
+    context: RunContext
     saved: tuple[int, bool]
     record: Callable[[Report], None]
-    tees: list[tuple[str, _Tee]] = field(default_factory=list)
+    tees: list[tuple[str, Tee]] = field(default_factory=list)
     ended: BaseException | None = None
     finished: bool = False
 
@@ -192,7 +93,7 @@ class experiment_log(Scope[logging.Logger, LogReport]):
             msg = f"name must be a non-empty logger name, not {name!r}"
             raise OptionError(msg)
         self.name = name
-        self.level = _level(level)
+        self.level = level_of(level)
         if fmt not in ("text", "jsonl"):
             msg = f"fmt must be 'text' or 'jsonl', not {fmt!r}"
             raise OptionError(msg)
@@ -212,7 +113,7 @@ class experiment_log(Scope[logging.Logger, LogReport]):
             msg = f"cannot open the log {self.path!r}: {exc.strerror or exc}"
             raise PathError(msg) from exc
         run_id = f"{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
-        context = _Context(run_id)
+        context = RunContext(run_id)
         handler.addFilter(context)
         handler.setFormatter(
             JsonLinesFormatter() if self.fmt == "jsonl" else logging.Formatter(TEXT_FORMAT)
@@ -237,7 +138,7 @@ class experiment_log(Scope[logging.Logger, LogReport]):
         )
         if self.tee:
             for stream in ("stdout", "stderr"):
-                tee = _Tee(getattr(sys, stream), self._tee_logger(run, stream))
+                tee = Tee(getattr(sys, stream), self._tee_logger(run, stream))
                 setattr(sys, stream, tee)
                 run.tees.append((stream, tee))
         return run, logger
@@ -253,7 +154,7 @@ class experiment_log(Scope[logging.Logger, LogReport]):
                     logging.ERROR,
                     f"experiment failed: {describe_error(exc)}",
                     event="exception",
-                    exc_info=(type(exc), exc, _user_traceback(exc.__traceback__)),
+                    exc_info=(type(exc), exc, user_traceback(exc.__traceback__)),
                 )
         run.ended = exc
         return self._end(run)
@@ -319,34 +220,6 @@ class experiment_log(Scope[logging.Logger, LogReport]):
             if getattr(sys, stream) is tee:
                 setattr(sys, stream, tee.original)
         run.tees.clear()
-
-
-def _user_traceback(tb: TracebackType | None) -> TracebackType | None:
-    """Skip the leading frames that are resmagic's own (the cell runner), as IPython does.
-
-    Looks only at ``f_globals``: reading ``f_locals`` would keep the user's locals alive
-    past a later ``gpu_scope`` reclaim (CPython #113939).
-    """
-    while tb is not None and tb.tb_next is not None:
-        if not str(tb.tb_frame.f_globals.get("__name__", "")).startswith("resmagic."):
-            break
-        tb = tb.tb_next
-    return tb
-
-
-def _level(level: str | int) -> int:
-    if isinstance(level, int) and not isinstance(level, bool):
-        return level
-    if isinstance(level, str):
-        text = level.strip().upper()
-        if text.isdigit():
-            return int(text)
-        value = logging.getLevelName(text)
-        if isinstance(value, int):
-            return value
-    names = "DEBUG, INFO, WARNING, ERROR, CRITICAL"
-    msg = f"unknown log level {level!r}: use one of {names} or a number"
-    raise OptionError(msg)
 
 
 def _ignore(report: Report) -> None:

@@ -348,3 +348,16 @@ class TestBadInput:
         with pytest.raises(PathError, match="cannot open the log"), scope:
             pytest.fail("the body must not run")
         assert logging.getLogger("experiment").handlers == []
+
+
+def test_a_teed_stdout_is_still_a_text_stream(tmp_path: Path) -> None:
+    import io
+
+    seen: list[object] = []
+    original = sys.stdout
+    with experiment_log(tmp_path / "tee.log", name="resmagic-test-tee", tee=True):
+        seen += [isinstance(sys.stdout, io.TextIOBase), sys.stdout.writable()]
+        seen.append(sys.stdout is not original and sys.stdout.encoding == original.encoding)
+        print("through the tee")
+    assert seen == [True, True, True]
+    assert "through the tee" in (tmp_path / "tee.log").read_text()

@@ -1,0 +1,185 @@
+"""The logging plumbing of ``experiment_log``: formats, the record stamp, the stdout tee."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import os
+import threading
+from collections.abc import Callable
+from datetime import datetime, timezone
+from types import TracebackType
+from typing import Any, TextIO
+
+from resmagic.errors import OptionError, PathError
+
+__all__ = [
+    "TEXT_FORMAT",
+    "JsonLinesFormatter",
+    "RunContext",
+    "Tee",
+    "level_of",
+    "resolve_log_path",
+    "user_traceback",
+]
+
+TEXT_FORMAT = "%(asctime)s %(levelname)-8s %(name)s [%(run_id)s] %(message)s"
+
+# LogRecord attributes every record has; anything else came from ``extra=`` and is data.
+_STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName"}
+
+
+class JsonLinesFormatter(logging.Formatter):
+    """One JSON object per record, on one line: time, level, logger, message, extras."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        """Return the record as a JSON line; ``extra=`` fields become top-level keys."""
+        data: dict[str, Any] = {
+            "time": datetime.fromtimestamp(record.created, timezone.utc).isoformat(
+                timespec="milliseconds"
+            ),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        data.update((k, v) for k, v in vars(record).items() if k not in _STANDARD)
+        if record.exc_info:
+            data["exception"] = self.formatException(record.exc_info)
+        if record.stack_info:
+            data["stack"] = self.formatStack(record.stack_info)
+        return json.dumps(data, default=str, ensure_ascii=False)
+
+
+def resolve_log_path(path: str | os.PathLike[str]) -> str:
+    """Expand ``~``, make ``path`` absolute against the working directory, and check it.
+
+    Raises:
+        PathError: the path is empty, a directory, under a file, or not writable.
+    """
+    text = os.fspath(path)
+    if not text.strip():
+        msg = "the log path is empty: give a file name, e.g. runs/experiment.log"
+        raise PathError(msg)
+    full = os.path.abspath(os.path.expanduser(text))
+    if os.path.isdir(full):
+        example = os.path.join(text, "run.log")
+        msg = f"{text!r} is a directory: give a file inside it, e.g. {example!r}"
+        raise PathError(msg)
+    parent = os.path.dirname(full)
+    while not os.path.exists(parent):
+        parent = os.path.dirname(parent)
+    if not os.path.isdir(parent):
+        msg = f"cannot create {text!r}: {parent!r} is a file, not a directory"
+        raise PathError(msg)
+    target = full if os.path.exists(full) else parent
+    if not os.access(target, os.W_OK):
+        msg = f"cannot write {text!r}: {target!r} is not writable; choose another path"
+        raise PathError(msg)
+    return full
+
+
+class RunContext(logging.Filter):
+    """Stamps each record with the run id and counts the records that reach the file."""
+
+    def __init__(self, run_id: str) -> None:
+        super().__init__()
+        self.run_id = run_id
+        self.count = 0
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Stamp and count ``record``; never drops one."""
+        record.run_id = self.run_id
+        self.count += 1
+        return True
+
+
+class Tee(io.TextIOBase):
+    """A text stream that writes through to ``original`` and logs each complete line.
+
+    A real ``io.TextIOBase``, as rich's ``FileProxy`` is: code that checks what
+    ``sys.stdout`` is keeps working while it is teed.
+    """
+
+    def __init__(self, original: TextIO, log: Callable[[str], None]) -> None:
+        super().__init__()
+        self.original = original
+        self._log = log
+        self._pending = ""
+        self._lock = threading.Lock()
+        self._busy = threading.local()
+
+    def write(self, text: str) -> int:
+        """Write ``text`` through, then log every line it completes."""
+        written = self.original.write(text)
+        if getattr(self._busy, "on", False):
+            return written  # a handler that prints to this stream: do not log it again
+        self._busy.on = True
+        try:
+            with self._lock:
+                lines = (self._pending + text).split("\n")
+                self._pending = lines.pop()
+            for line in lines:
+                self._log(line)
+        finally:
+            self._busy.on = False
+        return written
+
+    def flush(self) -> None:
+        """Flush the original stream."""
+        self.original.flush()
+
+    def finish(self) -> None:
+        """Log a last line the block left unfinished."""
+        if self._pending:
+            self._log(self._pending)
+            self._pending = ""
+
+    def writable(self) -> bool:
+        """Always: it is an output stream."""
+        return True
+
+    def isatty(self) -> bool:
+        """What the original says."""
+        return self.original.isatty()
+
+    def fileno(self) -> int:
+        """The original's file descriptor (raises as the original does where it has none)."""
+        return self.original.fileno()
+
+    @property
+    def encoding(self) -> str:  # type: ignore[override]  # TextIOBase says str | None
+        """The original's encoding."""
+        return self.original.encoding
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.original, name)
+
+
+def user_traceback(tb: TracebackType | None) -> TracebackType | None:
+    """Skip the leading frames that are resmagic's own (the cell runner), as IPython does.
+
+    Looks only at ``f_globals``: reading ``f_locals`` would keep the user's locals alive
+    past a later ``gpu_scope`` reclaim (CPython #113939).
+    """
+    while tb is not None and tb.tb_next is not None:
+        if not str(tb.tb_frame.f_globals.get("__name__", "")).startswith("resmagic."):
+            break
+        tb = tb.tb_next
+    return tb
+
+
+def level_of(level: str | int) -> int:
+    """A logging level from a name (``"debug"``), a number or a numeric string."""
+    if isinstance(level, int) and not isinstance(level, bool):
+        return level
+    if isinstance(level, str):
+        text = level.strip().upper()
+        if text.isdigit():
+            return int(text)
+        value = logging.getLevelName(text)
+        if isinstance(value, int):
+            return value
+    names = "DEBUG, INFO, WARNING, ERROR, CRITICAL"
+    msg = f"unknown log level {level!r}: use one of {names} or a number"
+    raise OptionError(msg)
