@@ -1,65 +1,106 @@
-"""The subcommands of the ``%resmagic`` line magic."""
+"""The subcommands of the ``%resmagic`` line magic, parsed by argparse (its help is theirs)."""
 
 from __future__ import annotations
 
+import argparse
+from collections.abc import Callable
 from typing import Any
 
 from IPython.core.error import UsageError
+from IPython.core.magic_arguments import MagicArgumentParser
 
 from resmagic.bus import clear_history, history
 from resmagic.config import settings
 from resmagic.errors import ResmagicError
 from resmagic.ipython.text import HistoryTable
-from resmagic.ipython.watch import parse_watch
+from resmagic.ipython.watch import SCOPES, WatchOptions
 from resmagic.probes import host, nvml, torch_cuda
 from resmagic.sampler import sampler
 
-__all__ = ["NAMES", "run"]
+__all__ = ["NAMES", "parser", "run"]
 
+
+def _positive(text: str) -> int:
+    if text.isdigit() and int(text) > 0:
+        return int(text)
+    msg = f"takes one positive number (how many reports), not {text!r}"
+    raise argparse.ArgumentTypeError(msg)
+
+
+def _scopes(text: str) -> tuple[str, ...]:
+    names = tuple(s.strip() for s in text.split(",") if s.strip())
+    if not names or any(name not in SCOPES for name in names):
+        msg = f"takes a comma list of {', '.join(SCOPES)}; got {text!r}"
+        raise argparse.ArgumentTypeError(msg)
+    return names
+
+
+def parser() -> MagicArgumentParser:
+    """``%resmagic``'s parser: a mistake is a ``UsageError`` naming what to type."""
+    top = MagicArgumentParser(prog="%resmagic", add_help=False)
+    sub = top.add_subparsers(dest="command", metavar="COMMAND")
+    sub.add_parser("status", help="what each probe can measure here, and why not")
+    history_cmd = sub.add_parser("history", help="a table of this session's reports")
+    history_cmd.add_argument("count", nargs="?", type=_positive, help="only the last N")
+    sub.add_parser("clear", help="forget the reports so far")
+    config = sub.add_parser("config", help="show settings, or set KEY=VALUE ...")
+    config.add_argument("pairs", nargs="*", metavar="KEY=VALUE")
+    watch = sub.add_parser("watch", help="measure every cell; no argument: say whether it does")
+    watch.add_argument("state", nargs="?", choices=("on", "off"))
+    watch.add_argument("--scopes", type=_scopes, default=SCOPES, help="e.g. gpu_scope,timed")
+    watch.add_argument("--log", help="a log file recording every watched cell's reports")
+    watch.add_argument("--no-panel", dest="panel", action="store_false", help="text, no widget")
+    sub.add_parser("panel", help="a live table of this session's reports")
+    sub.add_parser("help", help="this text")
+    return top
+
+
+_PARSER = parser()
 NAMES = ("status", "history", "clear", "config", "watch", "panel", "help")
 
 
-def run(magics: Any, command: str, args: list[str]) -> Any:
-    """Run ``%resmagic COMMAND ARGS``; returns what the cell should display, if anything."""
-    if command not in NAMES or (args and command in ("status", "clear", "panel", "help")):
-        msg = f"%resmagic: unknown command {' '.join([command, *args])!r}; use one of: "
+def run(magics: Any, args: list[str]) -> Any:
+    """Run ``%resmagic ARGS``; returns what the cell should display, if anything."""
+    if args and args[0] not in NAMES:
+        msg = f"%resmagic: unknown command {' '.join(args)!r}; use one of: "
         msg += ", ".join(NAMES) + " (%resmagic help explains each)"
         raise UsageError(msg)
-    if command == "watch":
-        return _watch(magics, args)
-    if command == "status":
-        print(status_text(magics))
-        return None
-    if command == "panel":
-        return _panel(magics)
-    if command == "history":
-        return HistoryTable(history()[-_count(args) :] if args else history())
-    if command == "clear":
-        n = len(history())
-        clear_history()
-        print(f"cleared {n} report{'s' * (n != 1)}")
-        return None
-    if command == "config":
-        return _config(args)
-    print(magics.resmagic.__doc__)
-    return None
+    options = _PARSER.parse_args(args or ["status"])
+    handler: Callable[[Any, argparse.Namespace], Any] = _HANDLERS[options.command]
+    return handler(magics, options)
 
 
-def _watch(magics: Any, args: list[str]) -> None:
-    on, options = parse_watch(args)
+def _status(magics: Any, options: argparse.Namespace) -> None:
+    print(status_text(magics))
+
+
+def _history(magics: Any, options: argparse.Namespace) -> HistoryTable:
+    reports = history()
+    return HistoryTable(reports[-options.count :] if options.count else reports)
+
+
+def _clear(magics: Any, options: argparse.Namespace) -> None:
+    n = len(history())
+    clear_history()
+    print(f"cleared {n} report{'s' * (n != 1)}")
+
+
+def _watch(magics: Any, options: argparse.Namespace) -> None:
     watcher = magics.watcher
-    if on:
-        watcher.start(options)
-        names = ", ".join(options.scopes) + (
-            f", experiment_log {options.log}" if options.log else ""
-        )
-        print(f"resmagic watch on: every cell from the next one runs inside {names}")
-    else:
+    if options.state is None:
+        print(_watch_line(watcher))
+        return
+    if options.state == "off":
         watcher.stop()
         print("resmagic watch off")
+        return
+    watch = WatchOptions(options.scopes, options.log, options.panel)
+    watcher.start(watch)
+    names = ", ".join(watch.scopes) + (f", experiment_log {watch.log}" if watch.log else "")
+    print(f"resmagic watch on: every cell from the next one runs inside {names}")
 
 
-def _panel(magics: Any) -> Any:
+def _panel(magics: Any, options: argparse.Namespace) -> Any:
     from resmagic.ipython import panel  # ipywidgets loads only when a panel is shown
 
     if panel.available(magics.shell):
@@ -69,37 +110,16 @@ def _panel(magics: Any) -> Any:
     return HistoryTable(history())
 
 
-def status_text(magics: Any = None) -> str:
-    """What each probe can measure here, why not where it cannot, and the sampler's state."""
-    lines = [f"  {probe}" for probe in (host.status(), torch_cuda.status(), nvml.status())]
-    state = "running" if sampler.running else "stopped"
-    lines.append(f"  sampler: {state}, every {settings.sample_interval:g} s")
-    lines.append(f"  history: {len(history())} reports (limit {settings.history_limit})")
-    watcher = getattr(magics, "watcher", None)
-    if watcher is not None and watcher.options is not None:
-        lines.append(f"  watch: on ({', '.join(o for o, _ in watcher.options.lines())})")
-    else:
-        lines.append("  watch: off")
-    return "resmagic status\n" + "\n".join(lines)
-
-
-def _count(args: list[str]) -> int:
-    if len(args) == 1 and args[0].isdigit() and int(args[0]) > 0:
-        return int(args[0])
-    msg = f"%resmagic history takes one positive number (how many reports), not {' '.join(args)!r}"
-    raise UsageError(msg)
-
-
-def _config(args: list[str]) -> None:
-    if not args:
+def _config(magics: Any, options: argparse.Namespace) -> None:
+    if not options.pairs:
         for key, value in vars(settings).items():
             print(f"{key}={value}")
         return
     values = {}
-    for arg in args:
-        key, sep, value = arg.partition("=")
+    for pair in options.pairs:
+        key, sep, value = pair.partition("=")
         if not sep:
-            msg = f"%resmagic config takes KEY=VALUE pairs, e.g. sample_interval=0.05; got {arg!r}"
+            msg = f"%resmagic config takes KEY=VALUE pairs, e.g. sample_interval=0.05; got {pair!r}"
             raise UsageError(msg)
         values[key.strip()] = value.strip()
     try:
@@ -107,3 +127,35 @@ def _config(args: list[str]) -> None:
     except ResmagicError as exc:
         msg = f"%resmagic config: {exc}"
         raise UsageError(msg) from None
+
+
+def _help(magics: Any, options: argparse.Namespace) -> None:
+    print(magics.resmagic.__doc__)
+
+
+_HANDLERS: dict[str, Callable[[Any, argparse.Namespace], Any]] = {
+    "status": _status,
+    "history": _history,
+    "clear": _clear,
+    "config": _config,
+    "watch": _watch,
+    "panel": _panel,
+    "help": _help,
+}
+
+
+def _watch_line(watcher: Any) -> str:
+    if watcher.options is None:
+        return "watch: off"
+    return f"watch: on ({', '.join(name for name, _ in watcher.options.specs())})"
+
+
+def status_text(magics: Any = None) -> str:
+    """What each probe can measure here, why not where it cannot, and the sampler's state."""
+    lines = [f"  {probe}" for probe in (host.status(), torch_cuda.status(), nvml.status())]
+    state = "running" if sampler.running else "stopped"
+    lines.append(f"  sampler: {state}, every {settings.sample_interval:g} s")
+    lines.append(f"  history: {len(history())} reports (limit {settings.history_limit})")
+    watcher = getattr(magics, "watcher", None)
+    lines.append("  " + (_watch_line(watcher) if watcher is not None else "watch: off"))
+    return "resmagic status\n" + "\n".join(lines)

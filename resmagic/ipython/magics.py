@@ -43,8 +43,6 @@ from resmagic.report import Report
 
 __all__ = ["ResMagics"]
 
-# Options that steer the magic, not the scope.
-_MAGIC_ONLY = ("quiet", "panel", "var", "help")
 _STACKED = re.compile(r"%%(\w+)[ \t]*(.*)")
 _quiet = argument("-q", "--quiet", action="store_true", help="Record the report, show nothing.")
 _help = argument("-h", "--help", action="store_true", help="Show this help; the cell does not run.")
@@ -195,7 +193,8 @@ class ResMagics(Magics):
             %resmagic clear                     forget the reports so far
             %resmagic config [KEY=VALUE ...]    show or set sample_interval, history_limit
             %resmagic watch [on|off] [--scopes gpu_scope,timed] [--log PATH] [--no-panel]
-                                                measure every cell from the next one on
+                                                measure every cell from the next one on;
+                                                with no argument, say whether it does
             %resmagic panel                     a live table of this session's reports
             %resmagic help                      this text
 
@@ -211,8 +210,7 @@ class ResMagics(Magics):
         except ValueError as exc:
             msg = f"%resmagic: cannot read {line!r}: {exc}; check the quotes"
             raise UsageError(msg) from None
-        command, args = (tokens[0], tokens[1:]) if tokens else ("status", [])
-        return commands.run(self, command, args)
+        return commands.run(self, tokens)
 
     # -- the shared path -------------------------------------------------------------------
 
@@ -267,18 +265,36 @@ class ResMagics(Magics):
     def layer(self, magic: str, line: str, bind: str | None = None) -> Layer:
         """Parse ``line`` as ``%%magic``'s options and build its layer (UsageError when bad)."""
         options = vars(self._parse(magic, line))
-        extra = {key: options.pop(key) for key in _MAGIC_ONLY if key in options}
+        if bind is not None:
+            options.setdefault("var", bind)
+        return self.build(magic, **options)
+
+    def build(
+        self,
+        magic: str,
+        *,
+        quiet: bool = False,
+        panel: bool = True,
+        var: str | None = None,
+        help: bool = False,
+        **options: Any,
+    ) -> Layer:
+        """The layer of ``%%magic`` from structured options; ``UsageError`` when refused.
+
+        ``options`` are the scope's own keywords; ``quiet``, ``panel`` and ``var`` (the name
+        its ``as`` value is bound to) steer the magic. Watch mode and option lines both come
+        here, so watch mode never writes options out as text to parse them again.
+        """
         try:
             scope = self.builders[magic](**options)
-        except (ResmagicError, OSError) as exc:
+        except (ResmagicError, OSError, TypeError) as exc:
             msg = f"%%{magic}: {exc}"
             raise UsageError(msg) from None
-        bind = extra.get("var", bind if bind is not None else _BINDS.get(magic))
-        layer = Layer(magic, scope, bind=bind)
-        if extra.get("quiet"):
+        layer = Layer(magic, scope, bind=var if var is not None else _BINDS.get(magic))
+        if quiet:
             return layer
         layer.render = self._show_text
-        if isinstance(scope, scopes.gpu_scope) and extra.get("panel", True):
+        if isinstance(scope, scopes.gpu_scope) and panel:
             self._add_panel(layer, scope)
         return layer
 

@@ -232,9 +232,12 @@ class CellRunner:
     # -- helpers ---------------------------------------------------------------------------
 
     def _watches(self, raw: str) -> bool:
-        # Never inside a cell watch mode already measures (a %%capture body is part of it).
-        return not any(frame.watched for frame in self.frames) and not _starts_with_ours(
-            raw, self.header.ours
+        # Never inside a cell watch mode already measures (a %%capture body is part of it),
+        # nor a cell of our own line magic only (`%resmagic watch off`, `%resmagic status`).
+        return (
+            not any(frame.watched for frame in self.frames)
+            and not _starts_with_ours(raw, self.header.ours)
+            and not _only_our_line_magic(raw)
         )
 
     def _close_top(self, error: BaseException | None, result: Any) -> None:
@@ -270,6 +273,13 @@ def _starts_with_ours(raw: str, ours: Callable[[str], bool]) -> bool:
     text = raw.lstrip()
     match = _MAGIC.match(text) if text.startswith("%%") else None
     return match is not None and ours(match[1])
+
+
+def _only_our_line_magic(raw: str) -> bool:
+    if not raw.lstrip().startswith("%resmagic"):
+        return False
+    lines = [line.strip() for line in raw.splitlines() if line.strip()]
+    return all(line == "%resmagic" or line.startswith("%resmagic ") for line in lines)
 
 
 def _as_magic_call(header: Header) -> ast.Module:

@@ -9,10 +9,9 @@ cell (a ``%%capture`` body is part of the cell that captures it).
 from __future__ import annotations
 
 import os
-import shlex
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from IPython.core.error import UsageError
 
@@ -35,11 +34,13 @@ class WatchOptions:
     log: str | None = None
     panel: bool = True
 
-    def lines(self) -> list[tuple[str, str]]:
-        """(magic, option line) per scope, outermost first: the log records the others."""
-        out = [("experiment_log", f"{shlex.quote(self.log)} -q")] if self.log else []
+    def specs(self) -> list[tuple[str, dict[str, Any]]]:
+        """(magic, options) per scope, as :meth:`ResMagics.build` takes them; the log first."""
+        out: list[tuple[str, dict[str, Any]]] = []
+        if self.log:
+            out.append(("experiment_log", {"path": self.log, "quiet": True}))
         for name in self.scopes:
-            out.append((name, "--no-panel" if name == "gpu_scope" and not self.panel else ""))
+            out.append((name, {"panel": self.panel} if name == "gpu_scope" else {}))
         return out
 
 
@@ -59,8 +60,8 @@ class Watcher:
 
     def start(self, options: WatchOptions) -> None:
         """Measure every cell from the next one on; checks the options now (UsageError)."""
-        for name, line in options.lines():
-            self.magics.layer(name, line)  # build once to refuse bad options right away
+        for name, spec in options.specs():
+            self.magics.build(name, **spec)  # build once to refuse bad options right away
         if options.log:
             _check_writable(options.log)
         self.options = options
@@ -75,7 +76,7 @@ class Watcher:
         """Fresh layers for a new cell, or None when watch mode is off."""
         if self.options is None:
             return None
-        return [self.magics.layer(name, line) for name, line in self.options.lines()]
+        return [self.magics.build(name, **spec) for name, spec in self.options.specs()]
 
 
 def _check_writable(path: str) -> None:
@@ -88,33 +89,3 @@ def _check_writable(path: str) -> None:
     except OSError as exc:
         msg = f"%resmagic watch: cannot write the log {path!r}: {exc.strerror or exc}"
         raise UsageError(msg) from None
-
-
-def parse_watch(args: list[str]) -> tuple[bool, WatchOptions]:
-    """Read ``[on|off] [--scopes a,b] [--log PATH] [--no-panel]``; UsageError when wrong."""
-    on, log, panel = True, None, True
-    scopes: tuple[str, ...] = SCOPES
-    rest = list(args)
-    if rest and rest[0] in ("on", "off"):
-        on = rest.pop(0) == "on"
-    while rest:
-        flag = rest.pop(0)
-        if flag == "--no-panel":
-            panel = False
-        elif flag in ("--scopes", "--log") and rest:
-            value = rest.pop(0)
-            if flag == "--log":
-                log = value
-            else:
-                scopes = tuple(s.strip() for s in value.split(",") if s.strip())
-                unknown = [s for s in scopes if s not in SCOPES]
-                if unknown or not scopes:
-                    msg = f"--scopes takes a comma list of {', '.join(SCOPES)}; got {value!r}"
-                    raise UsageError(msg)
-        else:
-            msg = (
-                f"%resmagic watch: unexpected {flag!r}; usage: %resmagic watch [on|off]"
-                " [--scopes gpu_scope,timed] [--log PATH] [--no-panel]"
-            )
-            raise UsageError(msg)
-    return on, WatchOptions(scopes, log, panel)

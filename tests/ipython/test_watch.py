@@ -199,3 +199,32 @@ def test_watch_mode_in_a_kernel_with_an_interrupt(tmp_path: Path) -> None:
         assert ("timed", "interrupted") in statuses
         assert ("gpu_scope", "interrupted") in statuses
         assert statuses.count(("timed", "ok")) >= 1
+
+
+def test_watch_with_no_argument_says_the_state_and_changes_nothing(
+    ip: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    magics = ip.magics_manager.registry["ResMagics"]
+    capsys.readouterr()
+    ip.run_line_magic("resmagic", "watch")
+    assert capsys.readouterr().out.strip() == "watch: off"
+    assert not magics.watcher.active
+    ip.run_line_magic("resmagic", "watch on --scopes timed --no-panel")
+    try:
+        capsys.readouterr()
+        ip.run_line_magic("resmagic", "watch")
+        assert capsys.readouterr().out.strip() == "watch: on (timed)"
+    finally:
+        ip.run_line_magic("resmagic", "watch off")
+
+
+def test_cells_of_our_own_line_magic_are_not_measured(ip: Any, fresh_history: None) -> None:
+    ip.run_line_magic("resmagic", "watch on --scopes timed --no-panel")
+    try:
+        ip.run_cell("%resmagic status", store_history=True)
+        ip.run_cell("%resmagic history\n%resmagic watch", store_history=True)
+        assert resmagic.history() == []
+        measured = ip.run_cell("%resmagic status\nx_after_status = 1", store_history=True)
+    finally:
+        ip.run_cell("%resmagic watch off", store_history=True)
+    assert [r.cell for r in resmagic.history()] == [measured.execution_count]
