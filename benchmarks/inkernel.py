@@ -189,6 +189,7 @@ def stage_times(n: int) -> str:
     import timeit
 
     from resmagic.ipython import cell as cell_mod
+    from resmagic.ipython import layers as layers_mod
 
     ip = get_ipython()
     magics: Any = ip.magics_manager.registry["ResMagics"]
@@ -199,7 +200,7 @@ def stage_times(n: int) -> str:
 
     def scopes(magic: str, line: str) -> Any:
         def go() -> None:
-            with cell_mod.inside(ip, [magics.layer(magic, line)]):
+            with cell_mod.inside(ip, [magics.layers.layer(magic, line)]):
                 pass
 
         return go
@@ -212,16 +213,16 @@ def stage_times(n: int) -> str:
         ("gpu_scope", ""),
     ):
         key = f"%%{magic} {line}".strip()
-        layer = magics.layer(magic, line)
+        layer = magics.layers.layer(magic, line)
         out[key] = {
-            "_split_once(line)": per(
-                lambda line=line: magics._parse.__globals__["_split_once"](line)
+            "split_once(line)": per(
+                lambda line=line: layers_mod.split_once(line)
             ),
             "header transformer (our line to a comment, layer built)": per(
                 lambda m=magic, x=line: _hide_header(ip, f"%%{m} {x}".strip())
             ),
             "layer(): split + argparse + build scope": per(
-                lambda m=magic, x=line: magics.layer(m, x)
+                lambda m=magic, x=line: magics.layers.layer(m, x)
             ),
             "_prepare(): peel + help check + layer": per(
                 lambda m=magic, x=line: magics._prepare(m, x, "pass", None)

@@ -48,7 +48,7 @@ def load(ip: Any) -> None:
     """Register the magics on ``ip``, the cell runner's hooks, and watch mode if configured."""
     magics = ResMagics(ip)
     ip.register_magics(magics)
-    header = HeaderTransformer(magics.owns, magics.layer, magics.expand)
+    header = HeaderTransformer(magics.owns, magics.layers.layer, magics.layers.expand)
     runner = CellRunner(ip, header, magics.watcher, magics.output)
     magics.watcher.on_start = runner.arm
     runner.register()

@@ -11,6 +11,7 @@ the cell's ``pre_run_cell`` (see :mod:`resmagic.ipython.runner`).
 
 from __future__ import annotations
 
+import ast
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -43,6 +44,27 @@ class Header:
     source: str
     magic_follows: bool
     last_line: int
+
+    def as_magic_call(self) -> ast.Module:
+        """The cell as IPython's own cell-magic transform writes it: our magic runs the body."""
+        name, _, options = self.lines[0][2:].partition(" ")
+        body = self.source.split("\n", 1)[1] if "\n" in self.source else ""
+        return ast.parse(f"get_ipython().run_cell_magic({name!r}, {options.strip()!r}, {body!r})")
+
+    def is_cell_of(self, node: ast.Module) -> bool:
+        """True for the parsed AST of this header's own cell, never for another cell's code.
+
+        That cell ends on the cell's last line and starts below the commented header, or
+        (another cell magic followed) it is that magic's one-line call.
+        """
+        if not node.body or getattr(node.body[-1], "end_lineno", None) != self.last_line:
+            return False
+        if self.magic_follows:
+            first = node.body[0]
+            call = first.value if isinstance(first, ast.Expr) else None
+            func = call.func if isinstance(call, ast.Call) else None
+            return isinstance(func, ast.Attribute) and func.attr == "run_cell_magic"
+        return min(getattr(stmt, "lineno", 0) for stmt in node.body) > len(self.lines)
 
 
 def read_header(lines: Sequence[str], ours: Callable[[str], bool]) -> list[tuple[str, str]]:

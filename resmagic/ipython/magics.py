@@ -13,8 +13,6 @@ signature.
 from __future__ import annotations
 
 import argparse
-import functools
-import os
 import re
 from collections.abc import Callable
 from typing import Any, ClassVar
@@ -29,17 +27,12 @@ from IPython.core.magic import (
     output_can_be_silenced,
 )
 from IPython.core.magic_arguments import argument, kwds, magic_arguments
-from IPython.utils import process
-from IPython.utils.text import DollarFormatter
 
-from resmagic import scopes
-from resmagic.errors import ResmagicError
 from resmagic.ipython import commands
 from resmagic.ipython.cell import Layer, run_layers
+from resmagic.ipython.layers import BINDS, BUILDERS, LayerFactory, asks_help, split_once
 from resmagic.ipython.output import ReportOutput
-from resmagic.ipython.text import render_report
 from resmagic.ipython.watch import Watcher
-from resmagic.report import Report
 
 __all__ = ["ResMagics"]
 
@@ -48,24 +41,17 @@ _quiet = argument("-q", "--quiet", action="store_true", help="Record the report,
 _help = argument("-h", "--help", action="store_true", help="Show this help; the cell does not run.")
 
 
-_said: set[str] = set()  # "no GPU row" reasons already printed in this process
-
-
 @magics_class
 class ResMagics(Magics):
     """``%%gpu_scope``, ``%%timed``, ``%%experiment_log``, ``%%db_transaction``, ``%resmagic``."""
 
-    builders: ClassVar[dict[str, Callable[..., Any]]] = {
-        "gpu_scope": scopes.gpu_scope,
-        "timed": scopes.timed,
-        "experiment_log": scopes.experiment_log,
-        "db_transaction": scopes.db_transaction,
-    }
+    builders: ClassVar[dict[str, Callable[..., Any]]] = BUILDERS
 
     def __init__(self, shell: InteractiveShell | None = None, **kwargs: Any) -> None:
         super().__init__(shell, **kwargs)
         self.output = ReportOutput(shell)
-        self.watcher = Watcher(self)
+        self.layers = LayerFactory(self, self.output)
+        self.watcher = Watcher(self.layers)
 
     # magic_arguments("%name"): IPython's usage line adds one "%", right only for line magics.
     @magic_arguments("%gpu_scope")
@@ -206,7 +192,7 @@ class ResMagics(Magics):
             %resmagic watch on --scopes timed --log runs/session.log
         """
         try:
-            tokens = list(_split_once(line))
+            tokens = list(split_once(line))
         except ValueError as exc:
             msg = f"%resmagic: cannot read {line!r}: {exc}; check the quotes"
             raise UsageError(msg) from None
@@ -239,111 +225,21 @@ class ResMagics(Magics):
         while (
             lines and (match := _STACKED.fullmatch(lines[0].strip())) and match[1] in self.builders
         ):
-            stacked.append((match[1], self.expand(match[2]), _BINDS.get(match[1])))
+            stacked.append((match[1], self.layers.expand(match[2]), BINDS.get(match[1])))
             lines.pop(0)
-        asked = [name for name, text, _ in stacked if _asks_help(text)]
+        asked = [name for name, text, _ in stacked if asks_help(text)]
         for name in asked:
             print(getattr(self, name).parser.format_help())
         if asked:
             return None
-        layers = [self.layer(name, text, default) for name, text, default in stacked]
+        layers = [self.layers.layer(name, text, default) for name, text, default in stacked]
         body = "\n".join(lines)
         if not body.strip():
             msg = f"%%{layers[-1].magic} needs code under it: the cell body is empty"
             raise UsageError(msg)
         return layers, body, len(layers)
 
-    def _parse(self, magic: str, line: str) -> argparse.Namespace:
-        parser = getattr(self, magic).parser
-        try:
-            argv = _split_once(line)
-        except ValueError as exc:  # shlex: "No closing quotation"
-            msg = f"%%{magic}: cannot read the options {line!r}: {exc}; check the quotes"
-            raise UsageError(msg) from None
-        return argparse.Namespace(**dict(_parsed(parser, argv)))
-
-    def layer(self, magic: str, line: str, bind: str | None = None) -> Layer:
-        """Parse ``line`` as ``%%magic``'s options and build its layer (UsageError when bad)."""
-        options = vars(self._parse(magic, line))
-        if bind is not None:
-            options.setdefault("var", bind)
-        return self.build(magic, **options)
-
-    def build(
-        self,
-        magic: str,
-        *,
-        quiet: bool = False,
-        panel: bool = True,
-        var: str | None = None,
-        help: bool = False,
-        **options: Any,
-    ) -> Layer:
-        """The layer of ``%%magic`` from structured options; ``UsageError`` when refused.
-
-        ``options`` are the scope's own keywords; ``quiet``, ``panel`` and ``var`` (the name
-        its ``as`` value is bound to) steer the magic. Watch mode and option lines both come
-        here, so watch mode never writes options out as text to parse them again.
-        """
-        try:
-            scope = self.builders[magic](**options)
-        except (ResmagicError, OSError, TypeError) as exc:
-            msg = f"%%{magic}: {exc}"
-            raise UsageError(msg) from None
-        layer = Layer(magic, scope, bind=var if var is not None else _BINDS.get(magic))
-        if quiet:
-            return layer
-        layer.render = self._show_text
-        if isinstance(scope, scopes.gpu_scope) and panel:
-            self._add_panel(layer, scope)
-        return layer
-
-    def _add_panel(self, layer: Layer, scope: scopes.gpu_scope) -> None:
-        """Give a ``gpu_scope`` layer the live widget panel, where a kernel can show it."""
-        from resmagic.ipython import panel  # ipywidgets loads with the first panel
-
-        if panel.available(self.shell):
-            view = panel.CellPanel(scope, layer.magic, _said, self.output)
-            layer.start, layer.stop, layer.render = view.start, view.stop, view.finish
-
-    def _show_text(self, report: Report) -> None:
-        self.output.show({"text/plain": render_report(report, _said)}, report.cell)
-
     def owns(self, magic: str) -> bool:
         """True when ``%%magic`` is one of ours and still registered to this object."""
         method = self._shell.magics_manager.magics["cell"].get(magic)
         return magic in self.builders and getattr(method, "__self__", None) is self
-
-    def expand(self, text: str) -> str:
-        """What IPython does to a magic's first line (``{var}``, ``$var``), for our other lines."""
-        try:
-            return DollarFormatter().vformat(text, args=[], kwargs=self._shell.user_ns)
-        except Exception:
-            return text
-
-
-_BINDS = {"experiment_log": "logger", "db_transaction": "cursor"}
-
-
-# A notebook runs the same option lines cell after cell (watch mode builds its layers every
-# cell): shlex and argparse cost more than the timed scope itself, so each line is split
-# and parsed once. A bad line raises each time (exceptions are not cached); the parsed
-# values are str, bool and float, never shared mutable objects.
-@functools.lru_cache(maxsize=256)
-def _split_once(line: str) -> tuple[str, ...]:
-    # magic_arguments splits with posix=False, which keeps the quotes of a quoted path
-    # ('"my runs/a.log"' would become a file name with quote characters in it).
-    argv: list[str] = process.arg_split(line, posix=os.name == "posix")  # type: ignore[attr-defined]
-    return tuple(argv)
-
-
-@functools.lru_cache(maxsize=256)
-def _parsed(parser: argparse.ArgumentParser, argv: tuple[str, ...]) -> tuple[tuple[str, Any], ...]:
-    return tuple(vars(parser.parse_args(list(argv))).items())
-
-
-def _asks_help(line: str) -> bool:
-    try:
-        return any(token in ("-h", "--help") for token in _split_once(line))
-    except ValueError:
-        return False

@@ -31,7 +31,7 @@ from typing import Any, Protocol
 from IPython.core.error import InputRejected, UsageError
 
 from resmagic.ipython.cell import Layer, inside, running_cell
-from resmagic.ipython.header import Header, HeaderTransformer
+from resmagic.ipython.header import HeaderTransformer
 from resmagic.ipython.output import ReportOutput
 
 __all__ = ["CellRunner", "Frame", "ScopeRefusedError", "Watching"]
@@ -186,11 +186,11 @@ class CellRunner:
         """IPython's AST hook: enter the running cell's scopes right before its body runs."""
         pending = self.header.pending
         if pending is not None:
-            if not _is_cell_of(pending, node):
+            if not pending.is_cell_of(node):
                 return node  # e.g. %%timeit's setup line: the header's own cell comes next
             self.header.pending = None
             self._leave_ast_hooks()
-            return _as_magic_call(pending)
+            return pending.as_magic_call()
         self._leave_ast_hooks()
         frame = self.frames[-1] if self.frames else None
         if frame is None or frame.opened or not frame.layers:
@@ -280,24 +280,3 @@ def _only_our_line_magic(raw: str) -> bool:
         return False
     lines = [line.strip() for line in raw.splitlines() if line.strip()]
     return all(line == "%resmagic" or line.startswith("%resmagic ") for line in lines)
-
-
-def _as_magic_call(header: Header) -> ast.Module:
-    """The cell as IPython's own cell-magic transform writes it: our magic runs the body."""
-    name, _, options = header.lines[0][2:].partition(" ")
-    body = header.source.split("\n", 1)[1] if "\n" in header.source else ""
-    call = f"get_ipython().run_cell_magic({name!r}, {options.strip()!r}, {body!r})"
-    return ast.parse(call)
-
-
-def _is_cell_of(header: Header, node: ast.Module) -> bool:
-    # The header's own cell, parsed: it ends on the cell's last line and (commented header)
-    # starts below the header. A stale header must never take over another cell's code.
-    if not node.body or getattr(node.body[-1], "end_lineno", None) != header.last_line:
-        return False
-    if header.magic_follows:
-        first = node.body[0]
-        call = first.value if isinstance(first, ast.Expr) else None
-        func = call.func if isinstance(call, ast.Call) else None
-        return isinstance(func, ast.Attribute) and func.attr == "run_cell_magic"
-    return min(getattr(stmt, "lineno", 0) for stmt in node.body) > len(header.lines)

@@ -19,7 +19,7 @@ from resmagic.ipython.cell import Layer
 from resmagic.scopes.logfile import resolve_log_path
 
 if TYPE_CHECKING:
-    from resmagic.ipython.magics import ResMagics
+    from resmagic.ipython.layers import LayerFactory
 
 __all__ = ["SCOPES", "WatchOptions", "Watcher"]
 
@@ -47,8 +47,8 @@ class WatchOptions:
 class Watcher:
     """Which layers every new cell of one shell runs inside, while watch mode is on."""
 
-    def __init__(self, magics: ResMagics) -> None:
-        self.magics = magics
+    def __init__(self, factory: LayerFactory) -> None:
+        self.factory = factory
         self.options: WatchOptions | None = None
         self.on_start: Callable[[], None] | None = None
         """Called when watch mode starts (the runner registers its cell hooks)."""
@@ -61,7 +61,7 @@ class Watcher:
     def start(self, options: WatchOptions) -> None:
         """Measure every cell from the next one on; checks the options now (UsageError)."""
         for name, spec in options.specs():
-            self.magics.build(name, **spec)  # build once to refuse bad options right away
+            self.factory.build(name, **spec)  # build once to refuse bad options right away
         if options.log:
             _check_writable(options.log)
         self.options = options
@@ -76,7 +76,7 @@ class Watcher:
         """Fresh layers for a new cell, or None when watch mode is off."""
         if self.options is None:
             return None
-        return [self.magics.build(name, **spec) for name, spec in self.options.specs()]
+        return [self.factory.build(name, **spec) for name, spec in self.options.specs()]
 
 
 def _check_writable(path: str) -> None:

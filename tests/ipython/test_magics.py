@@ -137,9 +137,9 @@ class TestOutput:
     def test_gpu_scope_without_gpu_says_why_once(
         self, ip: Any, capsys: pytest.CaptureFixture[str]
     ) -> None:
-        from resmagic.ipython import magics
+        from resmagic.ipython import layers
 
-        magics._said.clear()
+        layers._said.clear()
         ip.run_cell("%%gpu_scope --no-panel\npass", store_history=True)
         out = capsys.readouterr().out
         assert "gpu_scope  host " in out

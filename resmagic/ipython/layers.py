@@ -1,0 +1,140 @@
+"""Layers: a resmagic magic's options, parsed once, and the scope and views built from them.
+
+One factory for the option lines of magic cells and for watch mode's structured options.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import os
+from collections.abc import Callable
+from typing import Any
+
+from IPython.core.error import UsageError
+from IPython.utils import process
+from IPython.utils.text import DollarFormatter
+
+from resmagic import scopes
+from resmagic.errors import ResmagicError
+from resmagic.ipython.cell import Layer
+from resmagic.ipython.output import ReportOutput
+from resmagic.ipython.text import render_report
+from resmagic.report import Report
+
+__all__ = ["BINDS", "BUILDERS", "LayerFactory", "asks_help", "split_once"]
+
+BUILDERS: dict[str, Callable[..., Any]] = {
+    "gpu_scope": scopes.gpu_scope,
+    "timed": scopes.timed,
+    "experiment_log": scopes.experiment_log,
+    "db_transaction": scopes.db_transaction,
+}
+"""Each cell magic's scope, by magic name."""
+
+BINDS = {"experiment_log": "logger", "db_transaction": "cursor"}
+"""The user-namespace name each scope's ``as`` value is bound to by default."""
+
+_said: set[str] = set()  # "no GPU row" reasons already shown in this process
+
+
+class LayerFactory:
+    """Builds the layers of one shell's magics.
+
+    Args:
+        magics: the ``ResMagics`` object whose magic methods hold the option parsers.
+        output: where text reports and the panel's summary go.
+    """
+
+    def __init__(self, magics: Any, output: ReportOutput) -> None:
+        self.magics = magics
+        self.output = output
+
+    def _parse(self, magic: str, line: str) -> argparse.Namespace:
+        parser = getattr(self.magics, magic).parser
+        try:
+            argv = split_once(line)
+        except ValueError as exc:  # shlex: "No closing quotation"
+            msg = f"%%{magic}: cannot read the options {line!r}: {exc}; check the quotes"
+            raise UsageError(msg) from None
+        return argparse.Namespace(**dict(_parsed(parser, argv)))
+
+    def layer(self, magic: str, line: str, bind: str | None = None) -> Layer:
+        """Parse ``line`` as ``%%magic``'s options and build its layer (UsageError when bad)."""
+        options = vars(self._parse(magic, line))
+        if bind is not None:
+            options.setdefault("var", bind)
+        return self.build(magic, **options)
+
+    def build(
+        self,
+        magic: str,
+        *,
+        quiet: bool = False,
+        panel: bool = True,
+        var: str | None = None,
+        help: bool = False,
+        **options: Any,
+    ) -> Layer:
+        """The layer of ``%%magic`` from structured options; ``UsageError`` when refused.
+
+        ``options`` are the scope's own keywords; ``quiet``, ``panel`` and ``var`` (the name
+        its ``as`` value is bound to) steer the magic. Watch mode and option lines both come
+        here, so watch mode never writes options out as text to parse them again.
+        """
+        try:
+            scope = BUILDERS[magic](**options)
+        except (ResmagicError, OSError, TypeError) as exc:
+            msg = f"%%{magic}: {exc}"
+            raise UsageError(msg) from None
+        layer = Layer(magic, scope, bind=var if var is not None else BINDS.get(magic))
+        if quiet:
+            return layer
+        layer.render = self._show_text
+        if isinstance(scope, scopes.gpu_scope) and panel:
+            self._add_panel(layer, scope)
+        return layer
+
+    def _add_panel(self, layer: Layer, scope: scopes.gpu_scope) -> None:
+        """Give a ``gpu_scope`` layer the live widget panel, where a kernel can show it."""
+        from resmagic.ipython import panel  # ipywidgets loads with the first panel
+
+        if panel.available(self.magics.shell):
+            view = panel.CellPanel(scope, layer.magic, _said, self.output)
+            layer.start, layer.stop, layer.render = view.start, view.stop, view.finish
+
+    def _show_text(self, report: Report) -> None:
+        self.output.show({"text/plain": render_report(report, _said)}, report.cell)
+
+    def expand(self, text: str) -> str:
+        """What IPython does to a magic's first line (``{var}``, ``$var``), for our other lines."""
+        try:
+            return DollarFormatter().vformat(text, args=[], kwargs=self.magics.shell.user_ns)
+        except Exception:
+            return text
+
+
+# A notebook runs the same option lines cell after cell (watch mode builds its layers every
+# cell): shlex and argparse cost more than the timed scope itself, so each line is split
+# and parsed once. A bad line raises each time (exceptions are not cached); the parsed
+# values are str, bool and float, never shared mutable objects.
+@functools.lru_cache(maxsize=256)
+def split_once(line: str) -> tuple[str, ...]:
+    """``line`` split as a shell would (quotes, escapes); ``ValueError`` for an open quote."""
+    # magic_arguments splits with posix=False, which keeps the quotes of a quoted path
+    # ('"my runs/a.log"' would become a file name with quote characters in it).
+    argv: list[str] = process.arg_split(line, posix=os.name == "posix")  # type: ignore[attr-defined]
+    return tuple(argv)
+
+
+@functools.lru_cache(maxsize=256)
+def _parsed(parser: argparse.ArgumentParser, argv: tuple[str, ...]) -> tuple[tuple[str, Any], ...]:
+    return tuple(vars(parser.parse_args(list(argv))).items())
+
+
+def asks_help(line: str) -> bool:
+    """True when an option line asks for ``-h``/``--help``."""
+    try:
+        return any(token in ("-h", "--help") for token in split_once(line))
+    except ValueError:
+        return False
