@@ -12,8 +12,9 @@ from types import FrameType
 from typing import Literal
 
 from resmagic.bus import current_cell
-from resmagic.errors import DeviceError, OptionError
+from resmagic.errors import OptionError
 from resmagic.probes import host, nvml, peaks, torch_cuda
+from resmagic.probes.devices import HOST, check_exists, parse_device
 from resmagic.probes.reading import DeviceMemory
 from resmagic.report import DeviceReport, GpuReport, describe_error, status_of
 from resmagic.sampler import Listener, Watch, sampler
@@ -22,65 +23,6 @@ from resmagic.scopes.base import Scope
 __all__ = ["gpu_scope", "parse_device"]
 
 Reclaim = Literal["oom", "always", "never"]
-HOST = "host"
-
-
-def parse_device(device: object) -> int | str | None:
-    """Read a device spec: None (every GPU), ``"host"``, or a CUDA index.
-
-    Accepts ``None``, ``"cuda"``, ``"cuda:N"``, ``N`` (int or digits), ``"host"``/``"cpu"``
-    and ``torch.device`` objects.
-
-    Raises:
-        DeviceError: the spec names no device we can read; the message lists what works.
-    """
-    if device is None:
-        return None
-    kind, index = getattr(device, "type", None), getattr(device, "index", None)
-    if isinstance(kind, str):  # a torch.device
-        device = kind if index is None else f"{kind}:{index}"
-    if isinstance(device, bool):
-        pass
-    elif isinstance(device, int) and device >= 0:
-        return device
-    elif isinstance(device, str):
-        text = device.strip().lower()
-        if text in ("host", "cpu"):
-            return HOST
-        if text == "cuda":
-            return None
-        digits = text.removeprefix("cuda:")
-        if digits.isascii() and digits.isdigit():
-            return int(digits)
-    msg = (
-        f"unknown device {device!r}: use 'cuda:N' (or just N) for one GPU, 'host' for host"
-        " memory only, or no device for every GPU"
-    )
-    raise DeviceError(msg)
-
-
-def _gpu_count() -> tuple[int, str]:
-    """How many CUDA devices this process sees, without creating a context, and why not."""
-    count = torch_cuda.visible_count()
-    if count:
-        return count, ""
-    visible = nvml.visible()
-    if visible:
-        return len(visible), ""
-    return 0, f"{torch_cuda.status()}; {nvml.status()}"
-
-
-def _check_exists(index: int) -> None:
-    count, why = _gpu_count()
-    if index < count:
-        return
-    if count == 0:
-        msg = f"no device cuda:{index}: this process sees no GPU ({why}). Use 'host' or leave out"
-        msg += " the device"
-    else:
-        names = ", ".join(f"cuda:{i}" for i in range(count))
-        msg = f"no device cuda:{index}: this process sees {count} GPU(s): {names}"
-    raise DeviceError(msg)
 
 
 @dataclass(slots=True)
@@ -136,7 +78,7 @@ class gpu_scope(Scope["gpu_scope", GpuReport]):
             raise OptionError(msg)
         self.device = parse_device(device)
         if isinstance(self.device, int):
-            _check_exists(self.device)
+            check_exists(self.device)
         self.empty_cache = empty_cache
         self.gc = gc
         self.reclaim = reclaim

@@ -1,0 +1,73 @@
+"""Which device a scope measures: reading a device spec, and checking the GPU exists.
+
+Answers from torch if it is imported, else NVML, and never creates a CUDA context.
+"""
+
+from __future__ import annotations
+
+from resmagic.errors import DeviceError
+from resmagic.probes import nvml, torch_cuda
+
+__all__ = ["HOST", "check_exists", "parse_device"]
+
+HOST = "host"
+"""The device spec for host memory only."""
+
+
+def parse_device(device: object) -> int | str | None:
+    """Read a device spec: None (every GPU), ``"host"``, or a CUDA index.
+
+    Accepts ``None``, ``"cuda"``, ``"cuda:N"``, ``N`` (int or digits), ``"host"``/``"cpu"``
+    and ``torch.device`` objects.
+
+    Raises:
+        DeviceError: the spec names no device we can read; the message lists what works.
+    """
+    if device is None:
+        return None
+    kind, index = getattr(device, "type", None), getattr(device, "index", None)
+    if isinstance(kind, str):  # a torch.device
+        device = kind if index is None else f"{kind}:{index}"
+    if isinstance(device, bool):
+        pass
+    elif isinstance(device, int) and device >= 0:
+        return device
+    elif isinstance(device, str):
+        text = device.strip().lower()
+        if text in ("host", "cpu"):
+            return HOST
+        if text == "cuda":
+            return None
+        digits = text.removeprefix("cuda:")
+        if digits.isascii() and digits.isdigit():
+            return int(digits)
+    msg = (
+        f"unknown device {device!r}: use 'cuda:N' (or just N) for one GPU, 'host' for host"
+        " memory only, or no device for every GPU"
+    )
+    raise DeviceError(msg)
+
+
+def _gpu_count() -> tuple[int, str]:
+    """How many CUDA devices this process sees, without creating a context, and why not."""
+    count = torch_cuda.visible_count()
+    if count:
+        return count, ""
+    visible = nvml.visible()
+    if visible:
+        return len(visible), ""
+    return 0, f"{torch_cuda.status()}; {nvml.status()}"
+
+
+def check_exists(index: int) -> None:
+    """Raise ``DeviceError`` unless this process sees ``cuda:index`` (no CUDA context made)."""
+    count, why = _gpu_count()
+    if index < count:
+        return
+    if count == 0:
+        msg = f"no device cuda:{index}: this process sees no GPU ({why}). Use 'host' or leave out"
+        msg += " the device"
+    else:
+        names = ", ".join(f"cuda:{i}" for i in range(count))
+        msg = f"no device cuda:{index}: this process sees {count} GPU(s): {names}"
+    raise DeviceError(msg)
