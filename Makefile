@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: test lint unit notebooks demo bench compat clean
+.PHONY: test lint unit notebooks demo bench compat clean gpu-wheels gpu-check
 
 # torch==2.13.0 first: a CPU build that lies on disk here; installing it before the
 # project keeps pip from resolving `torch` to a multi-GB CUDA build.
@@ -79,6 +79,26 @@ BENCH_PATCHES := $(wildcard benchmarks/proposed-*.patch)
 bench: $(BENCH_STAMP)
 	$(BENCH_PY) benchmarks/run.py --write docs/benchmarks.md --json build/benchmarks.json \
 		--before $(BENCH_BEFORE) $(addprefix --patch ,$(BENCH_PATCHES))
+
+# The GPU machine (Python 3.12, CUDA torch, nvidia-ml-py, no network) lacks IPython and the
+# kernel: `make gpu-wheels` here puts what it needs, and a wheel of resmagic, in
+# build/gpu-wheels (carry that folder with the tree); `make gpu-check` there installs them in
+# a venv over its own packages and checks everything GPU (benchmarks/gpu_check.py). Without
+# a GPU it says so in one line and exits 0.
+GPU_WHEELS := build/gpu-wheels
+GPU_PLATFORMS := $(addprefix --platform ,manylinux_2_28_x86_64 manylinux_2_17_x86_64 \
+	manylinux2014_x86_64 linux_x86_64)
+
+gpu-wheels: $(STAMP)
+	rm -rf $(GPU_WHEELS) && mkdir -p $(GPU_WHEELS)
+	$(PY) -m pip download --quiet --only-binary=:all: --python-version 3.12 \
+		--implementation cp $(GPU_PLATFORMS) -d $(GPU_WHEELS) \
+		ipython ipykernel ipywidgets jupyter_client nvidia-ml-py psutil
+	$(PY) -m pip wheel --quiet --no-deps -w $(GPU_WHEELS) .
+	@du -sh $(GPU_WHEELS)
+
+gpu-check:
+	python3 benchmarks/gpu_check.py
 
 clean:
 	rm -rf $(VENV) $(BENCH_VENV) $(COMPAT_VENV) build .pytest_cache .mypy_cache .ruff_cache

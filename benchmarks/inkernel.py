@@ -215,9 +215,7 @@ def stage_times(n: int) -> str:
         key = f"%%{magic} {line}".strip()
         layer = magics.layers.layer(magic, line)
         out[key] = {
-            "split_once(line)": per(
-                lambda line=line: layers_mod.split_once(line)
-            ),
+            "split_once(line)": per(lambda line=line: layers_mod.split_once(line)),
             "header transformer (our line to a comment, layer built)": per(
                 lambda m=magic, x=line: _hide_header(ip, f"%%{m} {x}".strip())
             ),
