@@ -6,16 +6,18 @@ import gc as _gc
 import inspect
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from types import FrameType
 from typing import Literal
 
 from resmagic.bus import current_cell
 from resmagic.errors import OptionError
-from resmagic.probes import host, nvml, peaks, torch_cuda
+from resmagic.probes import sources, torch_cuda
 from resmagic.probes.devices import HOST, check_exists, parse_device
+from resmagic.probes.peaks import PeakStack
 from resmagic.probes.reading import DeviceMemory
+from resmagic.probes.sources import Probe
 from resmagic.report import DeviceReport, GpuReport, describe_error, status_of
 from resmagic.sampler import Listener, Watch, sampler
 from resmagic.scopes.base import Scope
@@ -30,8 +32,7 @@ class _Run:
     started_at: float
     t0: float
     before: dict[tuple[str, str], DeviceMemory]
-    host_frame: dict[str, int] | None
-    torch_frame: dict[str, int]
+    frames: dict[str, tuple[PeakStack, dict[str, int]]]  # source -> its counter and frame
     watch: Watch | None
 
 
@@ -82,6 +83,12 @@ class gpu_scope(Scope["gpu_scope", GpuReport]):
         self.empty_cache = empty_cache
         self.gc = gc
         self.reclaim = reclaim
+        self._probes: tuple[Probe, ...] = (
+            (sources.HOST,)
+            if self.device == HOST
+            else (sources.HOST, sources.ALLOCATOR, sources.NVML)
+        )
+        self._sampled: tuple[Probe, ...] = ()  # the probes without an exact counter, per run
         self._listeners: list[Listener] = []
         self._latest: _Run | None = None
         self._failures: dict[str, str] = {}  # source -> what went wrong, in the open run
@@ -112,59 +119,33 @@ class gpu_scope(Scope["gpu_scope", GpuReport]):
         """The readings the newest open run took when it opened ([] when none is open)."""
         return list(self._latest.before.values()) if self._latest is not None else []
 
-    def why_no_gpu(self, sources: set[str]) -> tuple[str, ...]:
+    def why_no_gpu(self, seen: set[str]) -> tuple[str, ...]:
         """In words, why rows from these sources leave out a GPU source (``()`` for host only)."""
-        if self.device == HOST:
-            return ()
-        notes = []
-        if torch_cuda.SOURCE not in sources:
-            notes.append(str(torch_cuda.status()))
-        if nvml.SOURCE not in sources:
-            notes.append(str(nvml.status()))
-        return tuple(notes)
+        return tuple(str(p.status()) for p in self._probes[1:] if p.source not in seen)
 
     def _wants(self, index: int) -> bool:
         return self.device is None or self.device == index
 
     def _read(self, *, host_peak: bool = True) -> list[DeviceMemory]:
-        rows = [host.read(peak=host_peak)]
-        if self.device == HOST:
-            return rows
-        return rows + self._allocator_rows() + self._nvml_rows()
+        return self._read_from(self._probes, peak=host_peak)
 
     def _read_sampled(self) -> list[DeviceMemory]:
         # What only sampling can give a peak for: NVML rows, and host RSS where VmHWM
         # cannot be reset.
-        rows = [] if host.peak_is_exact() else [host.read()]
-        return rows if self.device == HOST else rows + self._nvml_rows()
+        return self._read_from(self._sampled)
 
-    def _allocator_rows(self) -> list[DeviceMemory]:
-        return self._guarded(
-            torch_cuda.SOURCE,
-            lambda: [
-                torch_cuda.read(i)
-                for i in (range(torch_cuda.device_count()) if torch_cuda.ready() else ())
-                if self._wants(i)
-            ],
-        )
+    def _read_from(self, probes: Sequence[Probe], *, peak: bool = True) -> list[DeviceMemory]:
+        """Every row of ``probes``; a driver's failure never changes the block's outcome.
 
-    def _nvml_rows(self) -> list[DeviceMemory]:
-        return self._guarded(
-            nvml.SOURCE,
-            lambda: [nvml.read(d) for d in nvml.visible() if self._wants(d.cuda_index)],
-        )
-
-    def _guarded(self, source: str, read: Callable[[], list[DeviceMemory]]) -> list[DeviceMemory]:
-        """The readings, or none when the driver fails: the block's outcome never changes.
-
-        A failure (NVML's "GPU is lost", a driver hiccup) becomes a note on the report, once
-        per source and run; the rows from that source are left out where it failed.
+        A probe that fails gives no rows and a note on the report, once per source and run.
         """
-        try:
-            return read()
-        except Exception as exc:
-            self._failures.setdefault(source, f"{source}: reading failed ({describe_error(exc)})")
-            return []
+        rows: list[DeviceMemory] = []
+        for probe in probes:
+            got, failure = probe.read(self._wants, peak=peak)
+            rows += got
+            if failure is not None:
+                self._failures.setdefault(probe.source, failure)
+        return rows
 
     def _tell(self, now: float, readings: Sequence[DeviceMemory]) -> None:
         for listener in list(self._listeners):
@@ -174,7 +155,7 @@ class gpu_scope(Scope["gpu_scope", GpuReport]):
                 self._listeners.remove(listener)
 
     def _needs_sampling(self) -> bool:
-        return not host.peak_is_exact() or (self.device != HOST and bool(nvml.visible()))
+        return any(p.present() for p in self._sampled)
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -185,14 +166,18 @@ class gpu_scope(Scope["gpu_scope", GpuReport]):
         if self.empty_cache:
             torch_cuda.empty_cache()
         before = {(r.name, r.source): r for r in self._read()}
-        host_frame = peaks.host_peaks.push() if host.peak_is_exact() else None
-        torch_frame = peaks.torch_peaks.push()
+        frames = {}
+        for probe in self._probes:
+            counter = probe.counter
+            if counter is not None:
+                frames[probe.source] = (counter, counter.push())
+        self._sampled = tuple(p for p in self._probes if p.source not in frames)
         watch = None
         if self._listeners:
             watch = sampler.add(Watch(self._read, self._tell))
         elif self._needs_sampling():
             watch = sampler.add(Watch(self._read_sampled))
-        run = _Run(time.time(), time.perf_counter(), before, host_frame, torch_frame, watch)
+        run = _Run(time.time(), time.perf_counter(), before, frames, watch)
         self._latest = run
         return run, self
 
@@ -203,8 +188,7 @@ class gpu_scope(Scope["gpu_scope", GpuReport]):
             _clear_frames(exc)
             _gc.collect()
         try:
-            host_peak = peaks.host_peaks.pop(run.host_frame) if run.host_frame is not None else {}
-            torch_peak = self._peaks_of(run)
+            exact = self._pop_peaks(run)
         finally:
             if run.watch is not None:
                 sampler.remove(run.watch)
@@ -220,7 +204,7 @@ class gpu_scope(Scope["gpu_scope", GpuReport]):
             # reading: every row the watch reads is among them, and an extra row can only
             # add its own after value, which each row's peak already includes.
             run.watch.sample(notify=False, readings=after)
-        rows = tuple(self._row(r, run, host_peak, torch_peak) for r in after)
+        rows = tuple(self._row(r, run, exact) for r in after)
         return GpuReport(
             status=status_of(exc),
             duration_s=duration,
@@ -232,33 +216,26 @@ class gpu_scope(Scope["gpu_scope", GpuReport]):
             reclaimed=reclaimed,
         )
 
-    def _peaks_of(self, run: _Run) -> dict[str, int]:
-        try:
-            return peaks.torch_peaks.pop(run.torch_frame)
-        except Exception as exc:  # the allocator's counters could not be read: no exact peak
-            self._failures.setdefault(
-                torch_cuda.SOURCE, f"{torch_cuda.SOURCE}: peak not read ({describe_error(exc)})"
-            )
-            return {}
+    def _pop_peaks(self, run: _Run) -> dict[str, dict[str, int]]:
+        """Each exact counter's peak per device for this run; a counter that fails, none."""
+        exact: dict[str, dict[str, int]] = {}
+        for source, (counter, frame) in run.frames.items():
+            try:
+                exact[source] = counter.pop(frame)
+            except Exception as exc:
+                self._failures.setdefault(
+                    source, f"{source}: peak not read ({describe_error(exc)})"
+                )
+        return exact
 
     def _row(
-        self,
-        after: DeviceMemory,
-        run: _Run,
-        host_peak: dict[str, int],
-        torch_peak: dict[str, int],
+        self, after: DeviceMemory, run: _Run, exact_peaks: dict[str, dict[str, int]]
     ) -> DeviceReport:
         key = (after.name, after.source)
         before_reading = run.before.get(key)
         # A device torch initialised inside the block had nothing allocated before it.
         before = before_reading.used_bytes if before_reading is not None else 0
-        exact: int | None
-        if after.source == torch_cuda.SOURCE:
-            exact = torch_peak.get(after.name)
-        elif after.name == HOST:
-            exact = host_peak.get(HOST)
-        else:
-            exact = None
+        exact = exact_peaks.get(after.source, {}).get(after.name)
         sampled = run.watch.peak(*key) if run.watch is not None else None
         peak = max(before, after.used_bytes, exact or 0, sampled or 0)
         return DeviceReport(
