@@ -232,7 +232,9 @@ def verdicts(kernel: dict[str, Any]) -> list[tuple[str, str, str]]:
             )
         )
         rows.append(("NVML row, labelled sampled", _ok(bool(nv) and not nv[0]["exact"]), ""))
-    timed = {r["label"]: r["wall"] for r in reports if r["scope"] == "timed" and r["status"] == "ok"}
+    timed = {
+        r["label"]: r["wall"] for r in reports if r["scope"] == "timed" and r["status"] == "ok"
+    }
     if "synced" in timed and "unsynced" in timed:
         rows.append(
             (
