@@ -33,6 +33,7 @@ from resmagic.ipython.cell import Layer, run_layers
 from resmagic.ipython.layers import BINDS, BUILDERS, LayerFactory, asks_help, split_once
 from resmagic.ipython.output import ReportOutput
 from resmagic.ipython.watch import Watcher
+from resmagic.scopes.gpu import RECLAIM
 
 __all__ = ["ResMagics"]
 
@@ -70,7 +71,7 @@ class ResMagics(Magics):
     )
     @argument(
         "--reclaim",
-        choices=("oom", "always", "never"),
+        choices=RECLAIM,
         help="After which errors to free the failed cell's locals (default: oom).",
     )
     @argument("--no-panel", dest="panel", action="store_false", help="Print text, no widget.")

@@ -16,6 +16,7 @@ import threading
 from resmagic.probes.reading import DeviceMemory, ProbeStatus
 
 __all__ = [
+    "SOURCE",
     "hwm_bytes",
     "peak_is_exact",
     "read",
@@ -24,6 +25,9 @@ __all__ = [
     "status",
     "total_bytes",
 ]
+
+SOURCE = "RSS"
+"""How host rows name their source."""
 
 _PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 _lock = threading.Lock()
@@ -153,7 +157,7 @@ def read(*, peak: bool = True) -> DeviceMemory:
             None.
     """
     return DeviceMemory(
-        "host", rss_bytes(), total_bytes(), "RSS", peak_bytes=hwm_bytes() if peak else None
+        "host", rss_bytes(), total_bytes(), SOURCE, peak_bytes=hwm_bytes() if peak else None
     )
 
 

@@ -61,7 +61,7 @@ def _guarded(
 
 
 class _Host:
-    source = "RSS"
+    source = host.SOURCE
 
     @property
     def counter(self) -> PeakStack | None:

@@ -9,7 +9,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from types import FrameType
-from typing import Literal
+from typing import Literal, get_args
 
 from resmagic.bus import current_cell
 from resmagic.errors import OptionError
@@ -25,6 +25,8 @@ from resmagic.scopes.base import Scope
 __all__ = ["gpu_scope", "parse_device"]
 
 Reclaim = Literal["oom", "always", "never"]
+RECLAIM: tuple[Reclaim, ...] = get_args(Reclaim)
+"""The values ``reclaim`` takes (the magic's ``--reclaim`` choices too)."""
 
 
 @dataclass(slots=True)
@@ -74,7 +76,7 @@ class gpu_scope(Scope["gpu_scope", GpuReport]):
         reclaim: Reclaim = "oom",
     ) -> None:
         super().__init__()
-        if reclaim not in ("oom", "always", "never"):
+        if reclaim not in RECLAIM:
             msg = f"reclaim must be 'oom', 'always' or 'never', not {reclaim!r}"
             raise OptionError(msg)
         self.device = parse_device(device)
