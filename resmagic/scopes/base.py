@@ -19,8 +19,8 @@ from contextvars import ContextVar
 from types import TracebackType
 from typing import Any, Generic, TypeVar, cast
 
-from resmagic.bus import publish
-from resmagic.report import Report
+from resmagic.bus import current_cell, publish
+from resmagic.report import Report, describe_error, status_of
 
 __all__ = ["Scope", "enclosing_listeners", "listening"]
 
@@ -115,6 +115,17 @@ class Scope(Generic[T, R]):
     def _finish(self, report: R, listeners: tuple[Listener, ...] = ()) -> None:
         self.report = report
         publish(report, listeners)
+
+    @staticmethod
+    def common(started_at: float, duration_s: float, exc: BaseException | None) -> dict[str, Any]:
+        """The fields every report has: status and error text from ``exc``, the cell number."""
+        return {
+            "status": status_of(exc),
+            "duration_s": duration_s,
+            "started_at": started_at,
+            "cell": current_cell(),
+            "error": describe_error(exc),
+        }
 
     def _open(self) -> tuple[Any, object]:
         raise NotImplementedError

@@ -7,9 +7,8 @@ import sqlite3
 import time
 from dataclasses import dataclass
 
-from resmagic.bus import current_cell
 from resmagic.errors import DatabaseLockedError, NotADatabaseError, OptionError, PathError
-from resmagic.report import TransactionReport, describe_error, status_of
+from resmagic.report import TransactionReport
 from resmagic.scopes.base import Scope
 
 __all__ = ["db_transaction", "resolve_db_path"]
@@ -136,11 +135,7 @@ class db_transaction(Scope[sqlite3.Cursor, TransactionReport]):
             connection.close()
         ended = exc or failure
         report = TransactionReport(
-            status=status_of(ended),
-            duration_s=time.perf_counter() - run.t0,
-            started_at=run.started_at,
-            cell=current_cell(),
-            error=describe_error(ended),
+            **self.common(run.started_at, time.perf_counter() - run.t0, ended),
             path=self.display_path,
             committed=ended is None,
             changes=changes if ended is None else 0,

@@ -11,7 +11,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from resmagic.bus import current_cell
 from resmagic.errors import OptionError, PathError
 from resmagic.report import LogReport, Report, describe_error, status_of
 from resmagic.scopes.base import Scope, listening
@@ -180,11 +179,7 @@ class experiment_log(Scope[logging.Logger, LogReport]):
             run.logger.propagate = propagate
             run.handler.close()
         return LogReport(
-            status=status,
-            duration_s=duration,
-            started_at=run.started_at,
-            cell=current_cell(),
-            error=describe_error(run.ended),
+            **self.common(run.started_at, duration, run.ended),
             path=self.display_path,
             logger=self.name,
             run_id=run.run_id,

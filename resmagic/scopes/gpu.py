@@ -11,14 +11,13 @@ from dataclasses import dataclass
 from types import FrameType
 from typing import Literal, get_args
 
-from resmagic.bus import current_cell
 from resmagic.errors import OptionError
 from resmagic.probes import sources, torch_cuda
 from resmagic.probes.devices import HOST, check_exists, parse_device
 from resmagic.probes.peaks import PeakStack
 from resmagic.probes.reading import DeviceMemory
 from resmagic.probes.sources import Probe
-from resmagic.report import DeviceReport, GpuReport, describe_error, status_of
+from resmagic.report import DeviceReport, GpuReport, describe_error
 from resmagic.sampler import Listener, Watch, sampler
 from resmagic.scopes.base import Scope
 
@@ -208,11 +207,7 @@ class gpu_scope(Scope["gpu_scope", GpuReport]):
             run.watch.sample(notify=False, readings=after)
         rows = tuple(self._row(r, run, exact) for r in after)
         return GpuReport(
-            status=status_of(exc),
-            duration_s=duration,
-            started_at=run.started_at,
-            cell=current_cell(),
-            error=describe_error(exc),
+            **self.common(run.started_at, duration, exc),
             devices=rows,
             notes=self.why_no_gpu({r.source for r in rows}) + tuple(self._failures.values()),
             reclaimed=reclaimed,

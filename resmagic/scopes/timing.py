@@ -6,10 +6,9 @@ import time
 from dataclasses import dataclass
 from typing import Literal
 
-from resmagic.bus import current_cell
 from resmagic.errors import OptionError
 from resmagic.probes import torch_cuda
-from resmagic.report import TimingReport, describe_error, status_of
+from resmagic.report import TimingReport
 from resmagic.scopes.base import Scope
 
 __all__ = ["timed"]
@@ -64,11 +63,7 @@ class timed(Scope["timed", TimingReport]):
         wall = time.perf_counter() - run.wall0
         cpu = time.process_time() - run.cpu0
         return TimingReport(
-            status=status_of(exc),
-            duration_s=wall,
-            started_at=run.started_at,
-            cell=current_cell(),
-            error=describe_error(exc),
+            **self.common(run.started_at, wall, exc),
             label=self.label,
             wall_s=wall,
             cpu_s=cpu,
