@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import inspect
 from collections.abc import Callable
 from typing import Any
 
@@ -130,7 +131,7 @@ def _config(magics: Any, options: argparse.Namespace) -> None:
 
 
 def _help(magics: Any, options: argparse.Namespace) -> None:
-    print(magics.resmagic.__doc__)
+    print(inspect.cleandoc(magics.resmagic.__doc__ or ""))
 
 
 _HANDLERS: dict[str, Callable[[Any, argparse.Namespace], Any]] = {

@@ -57,7 +57,14 @@ class LayerFactory:
         except ValueError as exc:  # shlex: "No closing quotation"
             msg = f"%%{magic}: cannot read the options {line!r}: {exc}; check the quotes"
             raise UsageError(msg) from None
-        return argparse.Namespace(**dict(_parsed(parser, argv)))
+        try:
+            return argparse.Namespace(**dict(_parsed(parser, argv)))
+        except UsageError as exc:
+            if "unrecognized arguments" in str(exc) and any(not t.startswith("-") for t in argv):
+                # `%%timed my long label`: one word was the label, the rest looks like junk.
+                msg = f'{exc}; a label or path with spaces needs quotes: %%{magic} "{line}"'
+                raise UsageError(msg) from None
+            raise
 
     def layer(self, magic: str, line: str, bind: str | None = None) -> Layer:
         """Parse ``line`` as ``%%magic``'s options and build its layer (UsageError when bad)."""

@@ -162,6 +162,7 @@ class gpu_scope(Scope["gpu_scope", GpuReport]):
 
     def _open(self) -> tuple[_Run, gpu_scope]:
         self._failures = {}
+        gc_t0 = time.perf_counter()
         if self.gc:
             _gc.collect()
         if self.empty_cache:
@@ -178,7 +179,9 @@ class gpu_scope(Scope["gpu_scope", GpuReport]):
             watch = sampler.add(Watch(self._read, self._tell))
         elif self._needs_sampling():
             watch = sampler.add(Watch(self._read_sampled))
-        run = _Run(time.time(), time.perf_counter(), before, frames, watch)
+        # With gc=True the collections count: the user asked for them, they take the time.
+        t0 = gc_t0 if self.gc else time.perf_counter()
+        run = _Run(time.time(), t0, before, frames, watch)
         self._latest = run
         return run, self
 
@@ -195,6 +198,7 @@ class gpu_scope(Scope["gpu_scope", GpuReport]):
                 sampler.remove(run.watch)
         if self.gc:
             _gc.collect()
+            duration = time.perf_counter() - run.t0
         if self.empty_cache or reclaimed:
             torch_cuda.empty_cache()
         # The host peak was read by pop() above: what VmHWM says now is not needed.

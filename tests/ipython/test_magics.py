@@ -214,3 +214,19 @@ class TestResmagicCommand:
     def test_unknown_command(self, ip: Any) -> None:
         with pytest.raises(UsageError):
             ip.run_line_magic("resmagic", "explode")
+
+
+def test_a_label_with_spaces_is_told_to_use_quotes(ip: Any) -> None:
+    with pytest.raises(UsageError, match=r'needs quotes: %%timed "my long label"'):
+        ip.run_cell_magic("timed", "my long label", "pass")
+    result = ip.run_cell('%%timed "my long label" -q\npass', store_history=True)
+    assert result.success
+
+
+def test_resmagic_help_is_dedented(ip: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    capsys.readouterr()
+    ip.run_line_magic("resmagic", "help")
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("Show what resmagic can measure")
+    assert "Usage::" in lines
+    assert any(line.startswith("    %resmagic history [N]") for line in lines)

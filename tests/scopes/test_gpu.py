@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import threading
+import time
 import weakref
 from collections.abc import Iterator, Sequence
 
@@ -169,6 +170,27 @@ class TestCache:
             gc.enable()
         assert alive_without
         assert not alive_with
+
+    def test_the_collections_gc_asks_for_count_in_the_duration(self) -> None:
+        spent: list[float] = []
+        started: list[float] = []
+
+        def clock(phase: str, info: dict[str, int]) -> None:
+            if phase == "start":
+                started.append(time.perf_counter())
+            else:
+                spent.append(time.perf_counter() - started.pop())
+
+        garbage: list[list[int]] = [[] for _ in range(200_000)]  # something for gc to walk
+        gc.callbacks.append(clock)
+        try:
+            with gpu_scope("host", gc=True) as scope:
+                pass
+        finally:
+            gc.callbacks.remove(clock)
+        del garbage
+        assert len(spent) >= 2  # before and after the block
+        assert _report(scope).duration_s >= sum(spent)
 
 
 class TestPeaks:
