@@ -15,7 +15,7 @@ from resmagic.config import settings
 from resmagic.errors import ResmagicError
 from resmagic.ipython.text import HistoryTable
 from resmagic.ipython.watch import SCOPES, WatchOptions
-from resmagic.probes import host, nvml, torch_cuda
+from resmagic.probes import cgroup, host, nvml, torch_cuda
 from resmagic.sampler import sampler
 
 __all__ = ["NAMES", "parser", "run"]
@@ -153,7 +153,8 @@ def _watch_line(watcher: Any) -> str:
 
 def status_text(magics: Any = None) -> str:
     """What each probe can measure here, why not where it cannot, and the sampler's state."""
-    lines = [f"  {probe}" for probe in (host.status(), torch_cuda.status(), nvml.status())]
+    probes = (host.status(), cgroup.status(), torch_cuda.status(), nvml.status())
+    lines = [f"  {probe}" for probe in probes]
     state = "running" if sampler.running else "stopped"
     lines.append(f"  sampler: {state}, every {settings.sample_interval:g} s")
     lines.append(f"  history: {len(history())} reports (limit {settings.history_limit})")

@@ -13,6 +13,7 @@ import os
 import sys
 import threading
 
+from resmagic.probes import cgroup
 from resmagic.probes.reading import DeviceMemory, ProbeStatus
 
 __all__ = [
@@ -136,16 +137,9 @@ def _physical_bytes() -> int:
 
 
 def _cgroup_limit_bytes() -> int | None:
-    # Containers report the host's RAM through sysconf; the real ceiling is the cgroup's.
-    for path in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
-        try:
-            with open(path) as f:
-                raw = f.read().strip()
-        except OSError:
-            continue
-        if raw.isdigit() and int(raw) < 1 << 60:
-            return int(raw)
-    return None
+    # Containers report the host's RAM through sysconf; the real ceiling is the least limit
+    # of this process's own cgroup and its ancestors (not the hierarchy's root).
+    return cgroup.limit_bytes()
 
 
 def read(*, peak: bool = True) -> DeviceMemory:

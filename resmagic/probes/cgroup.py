@@ -1,0 +1,184 @@
+"""The memory cgroup this process is in (v1 or v2): its limit, usage, working set, peak, OOM kills.
+
+Containers (Docker, Kubernetes, JupyterHub), systemd slices and Slurm jobs cap memory far
+below the machine's RAM; what a kernel can run out of is its own cgroup's limit, the least
+over the cgroup and its ancestors. The process's cgroup is read from ``/proc/self/cgroup``
+and located through ``/proc/self/mountinfo``, never assumed to be the hierarchy's root.
+Every reading is None where there is no memory cgroup (macOS, a bare sandbox).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from resmagic.probes.reading import ProbeStatus
+
+__all__ = [
+    "Cgroup",
+    "limit_bytes",
+    "oom_kills",
+    "own",
+    "peak_bytes",
+    "status",
+    "usage_bytes",
+    "working_set_bytes",
+]
+
+_NO_LIMIT = 1 << 60  # v1 writes "no limit" as a huge number (PAGE_COUNTER_MAX pages)
+
+
+@dataclass(frozen=True, slots=True)
+class Cgroup:
+    """A memory cgroup: its version, its folder, and the folder of its hierarchy's mount."""
+
+    version: int
+    path: str
+    mount: str
+
+    def file(self, name: str) -> str:
+        """The path of one of the cgroup's files, e.g. ``memory.max``."""
+        return os.path.join(self.path, name)
+
+    def ancestors(self) -> list[str]:
+        """This cgroup's folder and every parent up to the mount, innermost first."""
+        out, path = [self.path], self.path
+        while path != self.mount and os.path.dirname(path) != path:
+            path = os.path.dirname(path)
+            out.append(path)
+        return out
+
+
+def own(proc: str = "/proc/self") -> Cgroup | None:
+    """The memory cgroup of a process (default: this one), or None where there is none."""
+    try:
+        with open(os.path.join(proc, "cgroup")) as f:
+            lines = f.read().splitlines()
+        with open(os.path.join(proc, "mountinfo")) as f:
+            mounts = f.read().splitlines()
+    except OSError:
+        return None
+    v1 = next((_rel(line) for line in lines if "memory" in _controllers(line)), None)
+    if v1 is not None:
+        mount = _mount(mounts, lambda kind, options: kind == "cgroup" and "memory" in options)
+        return _located(1, v1, mount)
+    v2 = next((_rel(line) for line in lines if line.startswith("0::")), None)
+    mount = _mount(mounts, lambda kind, options: kind == "cgroup2")
+    return _located(2, v2, mount) if v2 is not None else None
+
+
+def _controllers(line: str) -> list[str]:
+    parts = line.split(":", 2)
+    return parts[1].split(",") if len(parts) == 3 else []
+
+
+def _rel(line: str) -> str:
+    return line.split(":", 2)[2]
+
+
+def _mount(mounts: list[str], wanted: Callable[[str, list[str]], bool]) -> tuple[str, str] | None:
+    """(root inside the hierarchy, mount point) of the first mount that ``wanted`` accepts."""
+    for line in mounts:
+        left, sep, right = line.partition(" - ")
+        fields, tail = left.split(), right.split()
+        if sep and len(fields) >= 5 and len(tail) >= 3 and wanted(tail[0], tail[2].split(",")):
+            return fields[3], fields[4]
+    return None
+
+
+def _located(version: int, rel: str, mount: tuple[str, str] | None) -> Cgroup | None:
+    if mount is None:
+        return None
+    root, point = mount
+    inner = os.path.relpath(rel, root) if rel.startswith(root) else rel.lstrip("/")
+    path = os.path.normpath(os.path.join(point, "" if inner == "." else inner))
+    return Cgroup(version, path, point) if os.path.isdir(path) else None
+
+
+def _read(path: str) -> str | None:
+    try:
+        with open(path) as f:
+            return f.read()
+    except OSError:
+        return None
+
+
+def _number(path: str) -> int | None:
+    text = (_read(path) or "").strip()
+    return int(text) if text.isdigit() and int(text) < _NO_LIMIT else None
+
+
+def _stat(group: Cgroup, key: str) -> int | None:
+    for line in (_read(group.file("memory.stat")) or "").splitlines():
+        name, _, value = line.partition(" ")
+        if name == key and value.strip().isdigit():
+            return int(value)
+    return None
+
+
+def limit_bytes(group: Cgroup | None = None) -> int | None:
+    """The least memory limit over the cgroup and its ancestors; None for none."""
+    group = group if group is not None else own()
+    if group is None:
+        return None
+    if group.version == 1:
+        limit = _stat(group, "hierarchical_memory_limit")
+        limit = limit if limit is not None and limit < _NO_LIMIT else None
+        return limit if limit is not None else _number(group.file("memory.limit_in_bytes"))
+    limits = [_number(os.path.join(p, "memory.max")) for p in group.ancestors()]
+    found = [value for value in limits if value is not None]
+    return min(found) if found else None
+
+
+def usage_bytes(group: Cgroup | None = None) -> int | None:
+    """Memory charged to the cgroup now, page cache included."""
+    group = group if group is not None else own()
+    if group is None:
+        return None
+    name = "memory.usage_in_bytes" if group.version == 1 else "memory.current"
+    return _number(group.file(name))
+
+
+def working_set_bytes(group: Cgroup | None = None) -> int | None:
+    """Usage less the inactive file cache: what the OOM killer and ``docker stats`` go by."""
+    group = group if group is not None else own()
+    usage = usage_bytes(group)
+    if group is None or usage is None:
+        return None
+    inactive = _stat(group, "total_inactive_file" if group.version == 1 else "inactive_file")
+    return max(usage - (inactive or 0), 0)
+
+
+def peak_bytes(group: Cgroup | None = None) -> int | None:
+    """The cgroup's high-water mark (v1 since its last reset, v2 since its creation)."""
+    group = group if group is not None else own()
+    if group is None:
+        return None
+    name = "memory.max_usage_in_bytes" if group.version == 1 else "memory.peak"
+    return _number(group.file(name))
+
+
+def oom_kills(group: Cgroup | None = None) -> int | None:
+    """How many processes the OOM killer has killed in the cgroup (None where not counted)."""
+    group = group if group is not None else own()
+    if group is None:
+        return None
+    name = "memory.oom_control" if group.version == 1 else "memory.events"
+    for line in (_read(group.file(name)) or "").splitlines():
+        key, _, value = line.partition(" ")
+        if key == "oom_kill" and value.strip().isdigit():
+            return int(value)
+    return None
+
+
+def status() -> ProbeStatus:
+    """Which cgroup this process is in, its version, and its limit."""
+    group = own()
+    if group is None:
+        return ProbeStatus("container", False, "container: no memory cgroup here")
+    limit = limit_bytes(group)
+    limited = f"limit {limit >> 20} MiB" if limit is not None else "no limit"
+    return ProbeStatus(
+        "container", True, f"container: cgroup v{group.version} {group.path}, {limited}"
+    )
