@@ -131,13 +131,16 @@ def limit_bytes(group: Cgroup | None = None) -> int | None:
     return min(found) if found else None
 
 
-def usage_bytes(group: Cgroup | None = None) -> int | None:
-    """Memory charged to the cgroup now, page cache included."""
+def _counter(group: Cgroup | None, v1: str, v2: str) -> int | None:
     group = group if group is not None else own()
     if group is None:
         return None
-    name = "memory.usage_in_bytes" if group.version == 1 else "memory.current"
-    return _number(group.file(name))
+    return _number(group.file(v1 if group.version == 1 else v2))
+
+
+def usage_bytes(group: Cgroup | None = None) -> int | None:
+    """Memory charged to the cgroup now, page cache included."""
+    return _counter(group, "memory.usage_in_bytes", "memory.current")
 
 
 def working_set_bytes(group: Cgroup | None = None) -> int | None:
@@ -152,11 +155,7 @@ def working_set_bytes(group: Cgroup | None = None) -> int | None:
 
 def peak_bytes(group: Cgroup | None = None) -> int | None:
     """The cgroup's high-water mark (v1 since its last reset, v2 since its creation)."""
-    group = group if group is not None else own()
-    if group is None:
-        return None
-    name = "memory.max_usage_in_bytes" if group.version == 1 else "memory.peak"
-    return _number(group.file(name))
+    return _counter(group, "memory.max_usage_in_bytes", "memory.peak")
 
 
 def oom_kills(group: Cgroup | None = None) -> int | None:
