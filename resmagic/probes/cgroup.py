@@ -9,6 +9,7 @@ Every reading is None where there is no memory cgroup (macOS, a bare sandbox).
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -51,7 +52,18 @@ class Cgroup:
 
 
 def own(proc: str = "/proc/self") -> Cgroup | None:
-    """The memory cgroup of a process (default: this one), or None where there is none."""
+    """The memory cgroup of a process (default: this one, looked up once), or None."""
+    if proc == "/proc/self":
+        return _self()
+    return _lookup(proc)
+
+
+@functools.lru_cache(maxsize=1)
+def _self() -> Cgroup | None:
+    return _lookup("/proc/self")
+
+
+def _lookup(proc: str) -> Cgroup | None:
     try:
         with open(os.path.join(proc, "cgroup")) as f:
             lines = f.read().splitlines()
@@ -100,6 +112,21 @@ def _read(path: str) -> str | None:
     try:
         with open(path) as f:
             return f.read()
+    except OSError:
+        return None
+
+
+_fds: dict[str, int] = {}  # files read on every scope: kept open (a cgroup file is the same
+# file in a forked child, unlike /proc/self)
+
+
+def _read_kept(path: str) -> str | None:
+    """``path``'s text through a descriptor kept open: ~1 µs instead of ~16 µs."""
+    fd = _fds.get(path)
+    try:
+        if fd is None:
+            fd = _fds[path] = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        return os.pread(fd, 8192, 0).decode("ascii", "replace")
     except OSError:
         return None
 
@@ -164,7 +191,7 @@ def oom_kills(group: Cgroup | None = None) -> int | None:
     if group is None:
         return None
     name = "memory.oom_control" if group.version == 1 else "memory.events"
-    for line in (_read(group.file(name)) or "").splitlines():
+    for line in (_read_kept(group.file(name)) or "").splitlines():
         key, _, value = line.partition(" ")
         if key == "oom_kill" and value.strip().isdigit():
             return int(value)

@@ -12,7 +12,7 @@ from types import FrameType
 from typing import Literal, get_args
 
 from resmagic.errors import OptionError
-from resmagic.probes import sources, torch_cuda
+from resmagic.probes import cgroup, sources, torch_cuda
 from resmagic.probes.devices import HOST, check_exists, parse_device
 from resmagic.probes.peaks import PeakStack
 from resmagic.probes.reading import DeviceMemory
@@ -35,6 +35,7 @@ class _Run:
     before: dict[tuple[str, str], DeviceMemory]
     frames: dict[str, tuple[PeakStack, dict[str, int]]]  # source -> its counter and frame
     watch: Watch | None
+    oom_kills: int | None  # the container's OOM-kill counter when the run opened
 
 
 class gpu_scope(Scope["gpu_scope", GpuReport]):
@@ -181,7 +182,7 @@ class gpu_scope(Scope["gpu_scope", GpuReport]):
             watch = sampler.add(Watch(self._read_sampled))
         # With gc=True the collections count: the user asked for them, they take the time.
         t0 = gc_t0 if self.gc else time.perf_counter()
-        run = _Run(time.time(), t0, before, frames, watch)
+        run = _Run(time.time(), t0, before, frames, watch, cgroup.oom_kills())
         self._latest = run
         return run, self
 
@@ -213,7 +214,9 @@ class gpu_scope(Scope["gpu_scope", GpuReport]):
         return GpuReport(
             **self.common(run.started_at, duration, exc),
             devices=rows,
-            notes=self.why_no_gpu({r.source for r in rows}) + tuple(self._failures.values()),
+            notes=self.why_no_gpu({r.source for r in rows})
+            + tuple(self._failures.values())
+            + _oom_killed(run),
             reclaimed=reclaimed,
         )
 
@@ -254,6 +257,18 @@ class gpu_scope(Scope["gpu_scope", GpuReport]):
         if self.reclaim == "never":
             return False
         return self.reclaim == "always" or is_out_of_memory(exc)
+
+
+def _oom_killed(run: _Run) -> tuple[str, ...]:
+    """A note when the OOM killer killed processes in this container during the run."""
+    now = cgroup.oom_kills()
+    if run.oom_kills is None or now is None or now <= run.oom_kills:
+        return ()
+    killed = now - run.oom_kills
+    what = "a process" if killed == 1 else f"{killed} processes"
+    limit = cgroup.limit_bytes()
+    at = f" at its {limit >> 20} MiB limit" if limit is not None else ""
+    return (f"container: the OOM killer killed {what} in this cgroup{at} during the block",)
 
 
 def is_out_of_memory(exc: BaseException) -> bool:

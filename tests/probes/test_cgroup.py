@@ -100,3 +100,26 @@ def test_no_cgroup_files_means_no_readings(tmp_path: Path) -> None:
     (tmp_path / "cgroup").write_text("4:memory:/nowhere\n")
     (tmp_path / "mountinfo").write_text("")  # no memory hierarchy mounted
     assert cgroup.own(str(tmp_path)) is None
+
+
+IN_A_SCOPE = """
+import subprocess, sys
+sys.stdin.readline()
+from resmagic import gpu_scope
+greedy = "held = [bytearray(b'x') * (10 << 20) for _ in range(60)]"
+with gpu_scope("host") as scope:
+    killed = subprocess.run([sys.executable, "-c", greedy]).returncode
+print(killed)
+print("\\n".join(scope.report.notes))
+"""
+
+
+def test_a_block_whose_worker_the_oom_killer_took_says_so(child_cgroup: Path) -> None:
+    done = _run_inside(child_cgroup, IN_A_SCOPE)
+    assert done.returncode == 0, done.stderr  # the scope's own process lives on
+    code, *notes = done.stdout.strip().splitlines()
+    assert code == "-9"
+    assert notes == [
+        "container: the OOM killer killed a process in this cgroup at its 300 MiB limit"
+        " during the block"
+    ]
