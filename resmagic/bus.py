@@ -100,8 +100,9 @@ def clear_history() -> None:
 def history_frame() -> pandas.DataFrame:
     """The history as a pandas DataFrame: one row per report and device (tidy form).
 
-    Reports without devices (``timed``, ``experiment_log``, ``db_transaction``) take one row
-    with empty device columns.
+    ``started_at`` is a timezone-aware (UTC) timestamp, byte columns are nullable
+    ``Int64``, ``cell`` is the cell's number. Reports without devices (``timed``,
+    ``experiment_log``, ``db_transaction``) take one row with empty device columns.
 
     Raises:
         ImportError: pandas is not installed; the message says how to install it.
@@ -123,4 +124,11 @@ def history_frame() -> pandas.DataFrame:
                 row["device"] = device.pop("name")
                 row.update(device)
             rows.append(row)
-    return pandas.DataFrame(rows)
+    frame = pandas.DataFrame(rows)
+    if frame.empty:
+        return frame
+    frame["started_at"] = pandas.to_datetime(frame["started_at"], unit="s", utc=True)
+    for column in [c for c in frame.columns if c.endswith("_bytes")] + ["cell"]:
+        if column in frame.columns:
+            frame[column] = frame[column].astype("Int64")
+    return frame

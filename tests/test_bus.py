@@ -69,6 +69,10 @@ class TestHistory:
         assert frame["label"][2] == "train"
         for column in ("status", "duration_s", "started_at", "source", "before_bytes"):
             assert column in frame.columns
+        assert str(frame["started_at"].dt.tz) == "UTC"
+        assert frame["started_at"][0].timestamp() == 1700000000.0
+        assert str(frame["peak_bytes"].dtype) == "Int64"  # bytes stay integers, with gaps
+        assert frame["peak_bytes"].isna().tolist() == [False, False, True]
         assert "devices" not in frame.columns
         assert "name" not in frame.columns  # the device name is the "device" column
 
