@@ -8,6 +8,7 @@ Importing this package imports neither IPython, ipywidgets, torch nor pynvml.
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 from resmagic.bus import clear_history, history, history_frame
@@ -42,7 +43,20 @@ __all__ = [
     "settings",
     "timed",
     "unload_ipython_extension",
+    "who",
 ]
+
+
+def who(*args: Any, **kwargs: Any) -> Any:
+    """Name the tensors and arrays your variables hold, largest first (see ``resmagic.holders``).
+
+    ``who()`` in a notebook walks the caller's namespace; ``who(top=5, device="cuda:0")``.
+    """
+    from resmagic.holders import who as walk
+
+    if not args and "namespace" not in kwargs:
+        kwargs["namespace"] = sys._getframe(1).f_globals
+    return walk(*args, **kwargs)
 
 
 def load_ipython_extension(ipython: Any) -> None:

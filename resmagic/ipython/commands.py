@@ -51,13 +51,16 @@ def parser() -> MagicArgumentParser:
     watch.add_argument("--scopes", type=_scopes, default=SCOPES, help="e.g. gpu_scope,timed")
     watch.add_argument("--log", help="a log file recording every watched cell's reports")
     watch.add_argument("--no-panel", dest="panel", action="store_false", help="text, no widget")
+    who = sub.add_parser("who", help="which variables hold the memory, largest first")
+    who.add_argument("count", nargs="?", type=_positive, default=10, help="how many rows")
+    who.add_argument("--device", help="only this device: host, cuda:0, ...")
     sub.add_parser("panel", help="a live table of this session's reports")
     sub.add_parser("help", help="this text")
     return top
 
 
 _PARSER = parser()
-NAMES = ("status", "history", "clear", "config", "watch", "panel", "help")
+NAMES = ("status", "history", "clear", "config", "watch", "who", "panel", "help")
 
 
 def run(magics: Any, args: list[str]) -> Any:
@@ -101,6 +104,12 @@ def _watch(magics: Any, options: argparse.Namespace) -> None:
     print(f"resmagic watch on: every cell from the next one runs inside {names}")
 
 
+def _who(magics: Any, options: argparse.Namespace) -> Any:
+    from resmagic.holders import who  # the walk loads only when asked for
+
+    return who(magics.shell.user_ns, top=options.count, device=options.device)
+
+
 def _panel(magics: Any, options: argparse.Namespace) -> Any:
     from resmagic.ipython import panel  # ipywidgets loads only when a panel is shown
 
@@ -140,6 +149,7 @@ _HANDLERS: dict[str, Callable[[Any, argparse.Namespace], Any]] = {
     "clear": _clear,
     "config": _config,
     "watch": _watch,
+    "who": _who,
     "panel": _panel,
     "help": _help,
 }

@@ -182,6 +182,7 @@ class ResMagics(Magics):
             %resmagic watch [on|off] [--scopes gpu_scope,timed] [--log PATH] [--no-panel]
                                                 measure every cell from the next one on;
                                                 with no argument, say whether it does
+            %resmagic who [N] [--device cuda:0] which variables hold the memory (largest N)
             %resmagic panel                     a live table of this session's reports
             %resmagic help                      this text
 
