@@ -190,12 +190,17 @@ def oom_kills(group: Cgroup | None = None) -> int | None:
     group = group if group is not None else own()
     if group is None:
         return None
-    name = "memory.oom_control" if group.version == 1 else "memory.events"
-    for line in (_read_kept(group.file(name)) or "").splitlines():
-        key, _, value = line.partition(" ")
-        if key == "oom_kill" and value.strip().isdigit():
-            return int(value)
-    return None
+    text = _read_kept(_oom_file(group)) or ""
+    at = text.find("oom_kill ")  # every scope reads this twice: no line splitting
+    if at < 0:
+        return None
+    digits = text[at + 9 :].split("\n", 1)[0].strip()
+    return int(digits) if digits.isdigit() else None
+
+
+@functools.lru_cache(maxsize=8)
+def _oom_file(group: Cgroup) -> str:
+    return group.file("memory.oom_control" if group.version == 1 else "memory.events")
 
 
 def status() -> ProbeStatus:
