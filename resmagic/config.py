@@ -20,11 +20,14 @@ class Settings:
         sampler_linger: seconds the sampler thread waits for a new view after the last one
             left before it stops, so cells run back to back share one thread; 0 stops it
             at once.
+        held_mib: a ``%%gpu_scope`` cell that leaves more than this many MiB (or 5 % of
+            the device, if less) held gets a ``held by:`` line naming the holders; 0: never.
     """
 
     history_limit: int = 10_000
     sample_interval: float = 0.1
     sampler_linger: float = 1.0
+    held_mib: int = 256
 
     def update(self, **values: object) -> None:
         """Set fields by name, converting strings; :class:`OptionError` for a bad key or value."""
@@ -40,23 +43,24 @@ class Settings:
             setattr(self, key, value)
 
 
-# The lowest value each seconds setting takes (the highest is 60 for all).
+# The lowest value of each integer setting, and of each seconds setting (60 at most).
+_INTEGERS = {"history_limit": 1, "held_mib": 0}
 _LOWEST = {"sample_interval": 0.001, "sampler_linger": 0.0}
 
 
 def _convert(key: str, raw: object) -> int | float:
     try:
         value: int | float
-        if key == "history_limit":
+        if key in _INTEGERS:
             value = int(str(raw))
-            ok = value >= 1
+            ok = value >= _INTEGERS[key]
         else:
             value = float(str(raw))
             ok = _LOWEST[key] <= value <= 60
     except ValueError:
         ok = False
     if not ok:
-        hint = "an integer >= 1"
+        hint = f"an integer >= {_INTEGERS.get(key, 1)}"
         if key in _LOWEST:
             hint = f"seconds between {_LOWEST[key]:g} and 60"
         msg = f"bad value {raw!r} for {key}: expected {hint}, e.g. {key}={_default(key)}"

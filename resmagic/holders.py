@@ -23,6 +23,7 @@ from resmagic.units import format_bytes
 __all__ = ["Holder", "Holders", "who"]
 
 _HIDDEN = {"In", "Out", "_ih", "_oh", "_dh", "_i", "_ii", "_iii", "exit", "quit", "get_ipython"}
+_BIG_BYTES = 1 << 16  # smaller bytes objects are not worth a row
 _ATOMS = (str, bytes, bytearray, int, float, complex, bool, type(None), range)
 _OPAQUE = (
     types.ModuleType,
@@ -42,7 +43,7 @@ class Holder:
     Attributes:
         name: what a user can type or recognise, e.g. ``model.fc.weight.grad``, ``Out[7]``.
         kind: parameter, buffer, gradient, optimizer state, activation, tensor, numpy array,
-            output cache, traceback frame.
+            bytes, output cache, traceback frame.
         device: ``"host"`` or ``"cuda:N"``.
         nbytes: the storage's size, counted once however many names reach it.
         shared_with: the other names that reach the same storage (views, tied weights).
@@ -72,9 +73,10 @@ class Holders:
         seen = {(r.name, r.nbytes) for r in before.rows}
         return Holders(tuple(r for r in self.rows if (r.name, r.nbytes) not in seen))
 
-    def line(self, top: int = 3) -> str:
+    def line(self, top: int = 3, min_bytes: int = 0) -> str:
         """``held by: opt.state 768 MiB · model (grads) 384 MiB`` for the largest holders."""
-        parts = [f"{r.name} {format_bytes(r.nbytes)}" for r in self.rows[:top]]
+        rows = [r for r in self.rows if r.nbytes >= min_bytes][:top]
+        parts = [f"{r.name} {format_bytes(r.nbytes)}" for r in rows]
         return "held by: " + (" · ".join(parts) if parts else "nothing we can name")
 
     def __repr__(self) -> str:
@@ -217,6 +219,9 @@ def _bfs(walk: _Walk) -> None:
         if walk.out_of_time():
             return
         value, path, kind = walk.todo.popleft()
+        if isinstance(value, (bytes, bytearray)) and len(value) >= _BIG_BYTES:
+            walk.add(("host", id(value)), path, kind or "bytes", sys.getsizeof(value))
+            continue
         if isinstance(value, (*_ATOMS, *_OPAQUE)) or id(value) in walk.seen:
             continue
         walk.seen.add(id(value))

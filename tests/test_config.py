@@ -15,7 +15,8 @@ def test_update_converts_strings_from_the_command_line() -> None:
 
 
 def test_unknown_key_names_the_known_settings() -> None:
-    with pytest.raises(OptionError, match=r"unknown setting 'speed'.*: history_limit, sample_"):
+    known = r"unknown setting 'speed'.*: held_mib, history_limit, sample_"
+    with pytest.raises(OptionError, match=known):
         Settings().update(speed=1)
 
 

@@ -16,11 +16,12 @@ from IPython.utils import process
 from IPython.utils.text import DollarFormatter
 
 from resmagic import scopes
+from resmagic.config import settings
 from resmagic.errors import ResmagicError
 from resmagic.ipython.cell import Layer
 from resmagic.ipython.output import ReportOutput
 from resmagic.ipython.text import render_report
-from resmagic.report import Report
+from resmagic.report import GpuReport, Report
 
 __all__ = ["BINDS", "BUILDERS", "LayerFactory", "asks_help", "split_once"]
 
@@ -108,10 +109,27 @@ class LayerFactory:
 
         if panel.available(self.magics.shell):
             view = panel.CellPanel(scope, layer.magic, _said, self.output)
-            layer.start, layer.stop, layer.render = view.start, view.stop, view.finish
+            layer.start, layer.stop = view.start, view.stop
+
+            def render(report: Report) -> None:
+                view.finish(report)
+                self._show_held(report)
+
+            layer.render = render
 
     def _show_text(self, report: Report) -> None:
         self.output.show({"text/plain": render_report(report, _said)}, report.cell)
+        self._show_held(report)
+
+    def _show_held(self, report: Report) -> None:
+        """Under a cell that left a lot held: which variables hold it (``held by: ...``)."""
+        device = _held_device(report)
+        if device is None:
+            return
+        from resmagic.holders import who  # walks only when a cell left that much held
+
+        line = who(self.magics.shell.user_ns, top=3, device=device).line(min_bytes=1 << 20)
+        self.output.show({"text/plain": f"  {device} {line}"}, report.cell)
 
     def expand(self, text: str) -> str:
         """What IPython does to a magic's first line (``{var}``, ``$var``), for our other lines."""
@@ -126,6 +144,19 @@ class LayerFactory:
 # and parsed once. A bad line raises each time (exceptions are not cached); the parsed
 # values are str, bool and float, never shared mutable objects.
 @functools.lru_cache(maxsize=256)
+def _held_device(report: Report) -> str | None:
+    """The device on which the cell left more than ``settings.held_mib`` held, if any."""
+    limit = settings.held_mib << 20
+    if not limit or not isinstance(report, GpuReport):
+        return None
+    for row in report.devices:
+        total = row.total_bytes or 0
+        threshold = min(limit, total // 20) if total else limit
+        if row.source != "NVML" and row.delta_bytes > threshold:
+            return row.name
+    return None
+
+
 def split_once(line: str) -> tuple[str, ...]:
     """``line`` split as a shell would (quotes, escapes); ``ValueError`` for an open quote."""
     # magic_arguments splits with posix=False, which keeps the quotes of a quoted path

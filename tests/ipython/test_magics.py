@@ -230,3 +230,20 @@ def test_resmagic_help_is_dedented(ip: Any, capsys: pytest.CaptureFixture[str]) 
     assert lines[0].startswith("Show what resmagic can measure")
     assert "Usage::" in lines
     assert any(line.startswith("    %resmagic history [N]") for line in lines)
+
+
+def test_a_cell_that_leaves_a_lot_held_names_the_holders(
+    ip: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ip.run_line_magic("resmagic", "config held_mib=64")
+    try:
+        capsys.readouterr()
+        ip.run_cell("%%gpu_scope --no-panel\nbig_block = bytearray(b'x') * (96 << 20)", True)
+        out = capsys.readouterr().out
+        ip.run_cell("%%gpu_scope --no-panel\nsmall_block = bytearray(1 << 20)", True)
+        quiet = capsys.readouterr().out
+    finally:
+        ip.run_line_magic("resmagic", "config held_mib=256")
+        ip.user_ns.pop("big_block", None)
+    assert "  host held by: big_block 96.0 MiB" in out
+    assert "held by" not in quiet

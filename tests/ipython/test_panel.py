@@ -283,7 +283,10 @@ def test_gpu_rows_through_the_probe_seam() -> None:
         assert allocator["peak-exact"] == "true"
         assert (device["before"], device["peak"], device["after"]) == (2 * GiB, 5 * GiB, 3 * GiB)
         assert device["peak-exact"] == "false"  # NVML has no peak counter: sampled
-        summary = run.of_type("display_data")[-1]["content"]["data"]
+        summary = next(data for data in run.reports if "text/html" in data)
         assert "rm-note" not in summary["text/html"]
+        # The cell left 1 GiB allocated on cuda:0: the line under it says who holds it (the
+        # fake's allocations are no tensors a variable holds).
+        assert "cuda:0 held by: nothing we can name" in run.report_text
         assert "cuda:0 (NVML) 2.00 GiB → 3.00 GiB (peak 5.00 GiB, sampled)" in summary["text/plain"]
         assert k.value("fake.cuda.side_effect_inits") == []
