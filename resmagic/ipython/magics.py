@@ -178,7 +178,8 @@ class ResMagics(Magics):
             %resmagic [status]                  what each probe can measure here, and why not
             %resmagic history [N]               a table of this session's reports (last N)
             %resmagic clear                     forget the reports so far
-            %resmagic config [KEY=VALUE ...]    show or set sample_interval, history_limit
+            %resmagic config [KEY=VALUE ...]    show or set sample_interval, history_limit,
+                                                sampler_linger, held_mib
             %resmagic watch [on|off] [--scopes gpu_scope,timed] [--log PATH] [--no-panel]
                                                 measure every cell from the next one on;
                                                 with no argument, say whether it does
