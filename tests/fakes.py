@@ -164,6 +164,9 @@ class FakeNvml:
         self.inits = 0
         self.shutdowns = 0
 
+    lost = False
+    """Set True and every memory reading fails as a GPU fallen off the bus does."""
+
     def nvmlInit(self) -> None:
         if self.fail_init:
             raise NVMLError_LibraryNotFound
@@ -190,6 +193,8 @@ class FakeNvml:
     def nvmlDeviceGetMemoryInfo(
         self, handle: _NvmlDevice, version: int | None = None
     ) -> types.SimpleNamespace:
+        if self.lost:
+            raise NVMLError("GPU is lost")
         if version is not None:
             if not self.v2:
                 raise NVMLError("Function Not Found")

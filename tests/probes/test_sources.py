@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import pytest
-
 from resmagic.probes import peaks, sources
-from tests.fakes import FakeNvml, FakeTorch, NVMLError
+from tests.fakes import FakeNvml, FakeTorch
 
 Gpu = tuple[FakeTorch, FakeNvml]
 
@@ -37,16 +35,10 @@ def test_reads_come_only_from_ready_sources(fake_gpu: Gpu) -> None:
     assert [r.name for r in rows] == ["cuda:1"]
 
 
-def test_a_failing_driver_gives_no_rows_and_says_why(
-    fake_gpu: Gpu, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_a_failing_driver_gives_no_rows_and_says_why(fake_gpu: Gpu) -> None:
     _, nv = fake_gpu
-
-    def lost(*args: object, **kwargs: object) -> None:
-        raise NVMLError("GPU is lost")
-
     sources.NVML.read(_every)  # NVML started and mapped
-    monkeypatch.setattr(nv, "nvmlDeviceGetMemoryInfo", lost)
+    nv.lost = True
     rows, failure = sources.NVML.read(_every)
     assert rows == []
     assert failure == "NVML: reading failed (NVMLError: GPU is lost)"
