@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import gc as _gc
-import inspect
-import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from types import FrameType
+from functools import partial
 from typing import Literal, get_args
 
 from resmagic.errors import OptionError
@@ -20,6 +18,7 @@ from resmagic.probes.sources import Probe
 from resmagic.report import DeviceReport, GpuReport, describe_error
 from resmagic.sampler import Listener, Watch, sampler
 from resmagic.scopes.base import Scope
+from resmagic.scopes.reclaim import clear_frames
 
 __all__ = ["gpu_scope", "parse_device"]
 
@@ -36,6 +35,7 @@ class _Run:
     frames: dict[str, tuple[PeakStack, dict[str, int]]]  # source -> its counter and frame
     watch: Watch | None
     oom_kills: int | None  # the container's OOM-kill counter when the run opened
+    failures: dict[str, str]  # source -> what went wrong reading it, once per source
 
 
 class gpu_scope(Scope["gpu_scope", GpuReport]):
@@ -90,10 +90,8 @@ class gpu_scope(Scope["gpu_scope", GpuReport]):
             if self.device == HOST
             else (sources.HOST, sources.ALLOCATOR, sources.NVML)
         )
-        self._sampled: tuple[Probe, ...] = ()  # the probes without an exact counter, per run
         self._listeners: list[Listener] = []
         self._latest: _Run | None = None
-        self._failures: dict[str, str] = {}  # source -> what went wrong, in the open run
 
     def follow(self, listener: Listener) -> None:
         """Sample every device while open and hand each sample to ``listener`` (a live view).
@@ -115,7 +113,7 @@ class gpu_scope(Scope["gpu_scope", GpuReport]):
 
     def readings(self) -> list[DeviceMemory]:
         """Every reading this scope reports, taken now; safe to call from any thread."""
-        return self._read()
+        return self._read_from(self._probes, {})
 
     def opened(self) -> list[DeviceMemory]:
         """The readings the newest open run took when it opened ([] when none is open)."""
@@ -128,25 +126,20 @@ class gpu_scope(Scope["gpu_scope", GpuReport]):
     def _wants(self, index: int) -> bool:
         return self.device is None or self.device == index
 
-    def _read(self, *, host_peak: bool = True) -> list[DeviceMemory]:
-        return self._read_from(self._probes, peak=host_peak)
-
-    def _read_sampled(self) -> list[DeviceMemory]:
-        # What only sampling can give a peak for: NVML rows, and host RSS where VmHWM
-        # cannot be reset.
-        return self._read_from(self._sampled)
-
-    def _read_from(self, probes: Sequence[Probe], *, peak: bool = True) -> list[DeviceMemory]:
+    def _read_from(
+        self, probes: Sequence[Probe], failures: dict[str, str], *, peak: bool = True
+    ) -> list[DeviceMemory]:
         """Every row of ``probes``; a driver's failure never changes the block's outcome.
 
-        A probe that fails gives no rows and a note on the report, once per source and run.
+        A probe that fails gives no rows and a note in ``failures`` (the run's), once per
+        source; per-run state stays off the scope, which threads may share.
         """
         rows: list[DeviceMemory] = []
         for probe in probes:
             got, failure = probe.read(self._wants, peak=peak)
             rows += got
             if failure is not None:
-                self._failures.setdefault(probe.source, failure)
+                failures.setdefault(probe.source, failure)
         return rows
 
     def _tell(self, now: float, readings: Sequence[DeviceMemory]) -> None:
@@ -156,33 +149,32 @@ class gpu_scope(Scope["gpu_scope", GpuReport]):
             except Exception:  # a view's failure is the view's to report, never the block's
                 self._listeners.remove(listener)
 
-    def _needs_sampling(self) -> bool:
-        return any(p.present() for p in self._sampled)
-
     # -- lifecycle -------------------------------------------------------------------------
 
     def _open(self) -> tuple[_Run, gpu_scope]:
-        self._failures = {}
+        failures: dict[str, str] = {}
         gc_t0 = time.perf_counter()
         if self.gc:
             _gc.collect()
         if self.empty_cache:
             torch_cuda.empty_cache()
-        before = {(r.name, r.source): r for r in self._read()}
+        before = {(r.name, r.source): r for r in self._read_from(self._probes, failures)}
         frames = {}
         for probe in self._probes:
             counter = probe.counter
             if counter is not None:
                 frames[probe.source] = (counter, counter.push())
-        self._sampled = tuple(p for p in self._probes if p.source not in frames)
+        # What only sampling can give a peak for: NVML rows, and host RSS where VmHWM
+        # cannot be reset.
+        sampled = tuple(p for p in self._probes if p.source not in frames)
         watch = None
         if self._listeners:
-            watch = sampler.add(Watch(self._read, self._tell))
-        elif self._needs_sampling():
-            watch = sampler.add(Watch(self._read_sampled))
+            watch = sampler.add(Watch(partial(self._read_from, self._probes, failures), self._tell))
+        elif any(p.present() for p in sampled):
+            watch = sampler.add(Watch(partial(self._read_from, sampled, failures)))
         # With gc=True the collections count: the user asked for them, they take the time.
         t0 = gc_t0 if self.gc else time.perf_counter()
-        run = _Run(time.time(), t0, before, frames, watch, cgroup.oom_kills())
+        run = _Run(time.time(), t0, before, frames, watch, cgroup.oom_kills(), failures)
         self._latest = run
         return run, self
 
@@ -190,7 +182,7 @@ class gpu_scope(Scope["gpu_scope", GpuReport]):
         duration = time.perf_counter() - run.t0
         reclaimed = exc is not None and self._should_reclaim(exc)
         if reclaimed and exc is not None:
-            _clear_frames(exc)
+            clear_frames(exc)
             _gc.collect()
         try:
             exact = self._pop_peaks(run)
@@ -203,7 +195,7 @@ class gpu_scope(Scope["gpu_scope", GpuReport]):
         if self.empty_cache or reclaimed:
             torch_cuda.empty_cache()
         # The host peak was read by pop() above: what VmHWM says now is not needed.
-        after = self._read(host_peak=False)
+        after = self._read_from(self._probes, run.failures, peak=False)
         if run.watch is not None:
             # One last reading, so a peak that is still held is counted; the live view is
             # done by now and gets the report instead. The "after" readings are that
@@ -215,7 +207,7 @@ class gpu_scope(Scope["gpu_scope", GpuReport]):
             **self.common(run.started_at, duration, exc),
             devices=rows,
             notes=self.why_no_gpu({r.source for r in rows})
-            + tuple(self._failures.values())
+            + tuple(run.failures.values())
             + _oom_killed(run),
             reclaimed=reclaimed,
         )
@@ -227,9 +219,7 @@ class gpu_scope(Scope["gpu_scope", GpuReport]):
             try:
                 exact[source] = counter.pop(frame)
             except Exception as exc:
-                self._failures.setdefault(
-                    source, f"{source}: peak not read ({describe_error(exc)})"
-                )
+                run.failures.setdefault(source, f"{source}: peak not read ({describe_error(exc)})")
         return exact
 
     def _row(
@@ -274,37 +264,3 @@ def _oom_killed(run: _Run) -> tuple[str, ...]:
 def is_out_of_memory(exc: BaseException) -> bool:
     """True for ``MemoryError`` and torch's CUDA out-of-memory error."""
     return isinstance(exc, MemoryError) or torch_cuda.is_oom(exc)
-
-
-def _clear_frames(exc: BaseException) -> None:
-    """Drop the locals of every finished frame in ``exc``'s traceback and its chain.
-
-    After IPython has formatted the traceback (which reads ``frame.f_locals``), clearing a
-    frame does not free its locals on Python < 3.13: the ``f_locals`` snapshot keeps them
-    (CPython #113939). So the snapshot of every cleared function frame is emptied too; a
-    module frame's ``f_locals`` is the namespace itself and is left alone.
-    """
-    seen: set[int] = set()
-    todo: list[BaseException | None] = [exc]
-    while todo:
-        current = todo.pop()
-        if current is None or id(current) in seen:
-            continue
-        seen.add(id(current))
-        tb = current.__traceback__
-        while tb is not None:
-            _clear_frame(tb.tb_frame)
-            tb = tb.tb_next
-        todo += [current.__cause__, current.__context__]
-
-
-def _clear_frame(frame: FrameType) -> None:
-    snapshot = None
-    if sys.version_info < (3, 13) and frame.f_code.co_flags & inspect.CO_OPTIMIZED:
-        snapshot = frame.f_locals
-    try:
-        frame.clear()
-    except RuntimeError:  # still executing (IPython's own frames above the cell)
-        return
-    if snapshot is not None:
-        snapshot.clear()
