@@ -20,11 +20,11 @@ from typing import Any
 from IPython.core.error import UsageError
 
 from resmagic.ipython.cell import Layer
+from resmagic.ipython.layers import asks_help
 
 __all__ = ["Header", "HeaderTransformer", "header_of", "read_header"]
 
 _LINE = re.compile(r"%%(\w+)(?:[ \t]+(.*?))?[ \t]*")
-_OPTION = re.compile(r"(?:^|\s)(?:-h|--help)(?:\s|$)")
 
 
 @dataclass
@@ -112,7 +112,7 @@ class HeaderTransformer:
         if not lines or not lines[0].startswith("%%"):
             return lines
         found = read_header(lines, self.ours)
-        if not found or any(_asks_help(options) for _, options in found):
+        if not found or any(asks_help(options) for _, options in found):
             return lines
         n = len(found)
         rest = lines[n:]
@@ -146,7 +146,3 @@ class HeaderTransformer:
         if header.magic_follows:
             return rest
         return [f"# {line}\n" for line in header.lines] + rest
-
-
-def _asks_help(options: str) -> bool:
-    return options.endswith("?") or _OPTION.search(options) is not None

@@ -171,7 +171,9 @@ def _parsed(parser: argparse.ArgumentParser, argv: tuple[str, ...]) -> tuple[tup
 
 
 def asks_help(line: str) -> bool:
-    """True when an option line asks for ``-h``/``--help``."""
+    """True when an option line asks for help: ``-h``/``--help``, or a trailing ``?``."""
+    if line.rstrip().endswith("?"):
+        return True
     try:
         return any(token in ("-h", "--help") for token in split_once(line))
     except ValueError:

@@ -13,7 +13,6 @@ signature.
 from __future__ import annotations
 
 import argparse
-import re
 from collections.abc import Callable
 from typing import Any, ClassVar
 
@@ -30,6 +29,7 @@ from IPython.core.magic_arguments import argument, kwds, magic_arguments
 
 from resmagic.ipython import commands
 from resmagic.ipython.cell import Layer, run_layers
+from resmagic.ipython.header import read_header
 from resmagic.ipython.layers import BINDS, BUILDERS, LayerFactory, asks_help, split_once
 from resmagic.ipython.output import ReportOutput
 from resmagic.ipython.watch import Watcher
@@ -37,7 +37,6 @@ from resmagic.scopes.gpu import RECLAIM
 
 __all__ = ["ResMagics"]
 
-_STACKED = re.compile(r"%%(\w+)[ \t]*(.*)")
 _quiet = argument("-q", "--quiet", action="store_true", help="Record the report, show nothing.")
 _help = argument("-h", "--help", action="store_true", help="Show this help; the cell does not run.")
 
@@ -223,13 +222,12 @@ class ResMagics(Magics):
     ) -> tuple[list[Layer], str, int] | None:
         """Peel stacked resmagic lines, build every layer's scope; None when help was asked."""
         __tracebackhide__ = True
-        stacked = [(magic, line, bind)]
         lines = cell.split("\n")
-        while (
-            lines and (match := _STACKED.fullmatch(lines[0].strip())) and match[1] in self.builders
-        ):
-            stacked.append((match[1], self.layers.expand(match[2]), BINDS.get(match[1])))
-            lines.pop(0)
+        # The lines under the first, read exactly as the header transformer reads them.
+        more = read_header([text.strip() for text in lines], self.builders.__contains__)
+        stacked = [(magic, line, bind)]
+        stacked += [(name, self.layers.expand(text), BINDS.get(name)) for name, text in more]
+        lines = lines[len(more) :]
         asked = [name for name, text, _ in stacked if asks_help(text)]
         for name in asked:
             print(getattr(self, name).parser.format_help())
