@@ -210,53 +210,50 @@ def _result(msg: dict[str, Any]) -> str:
     return ""
 
 
-def verdicts(kernel: dict[str, Any]) -> list[tuple[str, str, str]]:
+Row = tuple[str, str, str]
+
+
+def verdicts(kernel: dict[str, Any]) -> list[Row]:
     """(check, result, measured) rows for the results table."""
     facts = kernel.get("facts") or {}
     reports = facts.get("reports", [])
-    rows: list[tuple[str, str, str]] = []
     load = kernel.get("load_ext initialises no CUDA", {})
-    rows.append(("`%load_ext` initialises no CUDA", _ok("False" in load.get("shown", "")), ""))
-    gpu = [r for r in reports if r["scope"] == "gpu_scope" and r["status"] == "ok"]
-    if not gpu:
-        rows.append(("a `%%gpu_scope` cell with CUDA tensors", _ok(False), "no ok report"))
-    if gpu:  # the first: the 4 GiB cell
-        alloc = [d for d in gpu[0]["rows"] if d["source"] == "torch allocator"]
-        nv = [d for d in gpu[0]["rows"] if d["source"] == "NVML"]
-        peak = (alloc[0]["peak"] - alloc[0]["before"]) / GiB if alloc else 0.0
-        rows.append(
-            (
-                "allocator row, exact peak of 4 GiB",
-                _ok(bool(alloc) and alloc[0]["exact"] and abs(peak - 4) < 0.01),
-                f"{peak:.4f} GiB above before",
-            )
-        )
-        rows.append(("NVML row, labelled sampled", _ok(bool(nv) and not nv[0]["exact"]), ""))
-    timed = {
-        r["label"]: r["wall"] for r in reports if r["scope"] == "timed" and r["status"] == "ok"
-    }
-    if "synced" in timed and "unsynced" in timed:
-        rows.append(
-            (
-                "`%%timed` counts queued CUDA work",
-                _ok(timed["synced"] > timed["unsynced"]),
-                f"synced {timed['synced']:.3f} s, --no-sync {timed['unsynced']:.3f} s",
-            )
-        )
-    oom = kernel.get("OOM cell", {})
+    rows = [("`%load_ext` initialises no CUDA", _ok("False" in load.get("shown", "")), "")]
+    rows += _peak_rows([r for r in reports if r["scope"] == "gpu_scope" and r["status"] == "ok"])
+    rows += _timed_rows(reports)
     if facts:
         back = facts.get("allocated_after_oom") == facts.get("before_oom")
-        rows.append(
-            (
-                "OOM reclaim returns the memory",
-                _ok("OutOfMemoryError" in oom.get("shown", "") and back),
-                f"allocated after {facts.get('allocated_after_oom')} B",
-            )
-        )
+        killed = "OutOfMemoryError" in kernel.get("OOM cell", {}).get("shown", "")
+        after = f"allocated after {facts.get('allocated_after_oom')} B"
+        rows.append(("OOM reclaim returns the memory", _ok(killed and back), after))
         rows.append(("one NVML sample", "measured", f"{facts.get('nvml_sample_us', 0):.1f} µs"))
     for cell, micros in (kernel.get("cost_us") or {}).items():
         rows.append((f"per cell: {cell}", "measured", f"{micros:.1f} µs"))
     return rows
+
+
+def _peak_rows(gpu: list[dict[str, Any]]) -> list[Row]:
+    """The 4 GiB cell (the first ok ``gpu_scope`` report): an exact allocator peak, NVML row."""
+    if not gpu:
+        return [("a `%%gpu_scope` cell with CUDA tensors", _ok(False), "no ok report")]
+    alloc = [d for d in gpu[0]["rows"] if d["source"] == "torch allocator"]
+    nv = [d for d in gpu[0]["rows"] if d["source"] == "NVML"]
+    peak = (alloc[0]["peak"] - alloc[0]["before"]) / GiB if alloc else 0.0
+    exact = bool(alloc) and alloc[0]["exact"] and abs(peak - 4) < 0.01
+    return [
+        ("allocator row, exact peak of 4 GiB", _ok(exact), f"{peak:.4f} GiB above before"),
+        ("NVML row, labelled sampled", _ok(bool(nv) and not nv[0]["exact"]), ""),
+    ]
+
+
+def _timed_rows(reports: list[dict[str, Any]]) -> list[Row]:
+    timed = {
+        r["label"]: r["wall"] for r in reports if r["scope"] == "timed" and r["status"] == "ok"
+    }
+    if "synced" not in timed or "unsynced" not in timed:
+        return []
+    walls = f"synced {timed['synced']:.3f} s, --no-sync {timed['unsynced']:.3f} s"
+    return [("`%%timed` counts queued CUDA work", _ok(timed["synced"] > timed["unsynced"]), walls)]
 
 
 def _ok(passed: bool) -> str:

@@ -189,7 +189,6 @@ def stage_times(n: int) -> str:
     import timeit
 
     from resmagic.ipython import cell as cell_mod
-    from resmagic.ipython import layers as layers_mod
 
     ip = get_ipython()
     magics: Any = ip.magics_manager.registry["ResMagics"]
@@ -215,13 +214,7 @@ def stage_times(n: int) -> str:
         key = f"%%{magic} {line}".strip()
         layer = magics.layers.layer(magic, line)
         out[key] = {
-            "split_once(line)": per(lambda line=line: layers_mod.split_once(line)),
-            "header transformer (our line to a comment, layer built)": per(
-                lambda m=magic, x=line: _hide_header(ip, f"%%{m} {x}".strip())
-            ),
-            "layer(): split + argparse + build scope": per(
-                lambda m=magic, x=line: magics.layers.layer(m, x)
-            ),
+            **_parse_stages(ip, magics, magic, line, per),
             "_prepare(): peel + help check + layer": per(
                 lambda m=magic, x=line: magics._prepare(m, x, "pass", None)
             ),
@@ -235,6 +228,19 @@ def stage_times(n: int) -> str:
             "layer() + enter + exit + render": per(scopes(magic, line)),
         }
     return json.dumps(out)
+
+
+def _parse_stages(ip: Any, magics: Any, magic: str, line: str, per: Any) -> dict[str, float]:
+    """The option line's costs: split, the header transformer, the layer built from it."""
+    from resmagic.ipython import layers as layers_mod
+
+    return {
+        "split_once(line)": per(lambda: layers_mod.split_once(line)),
+        "header transformer (our line to a comment, layer built)": per(
+            lambda: _hide_header(ip, f"%%{magic} {line}".strip())
+        ),
+        "layer(): split + argparse + build scope": per(lambda: magics.layers.layer(magic, line)),
+    }
 
 
 def _hide_header(ip: Any, first: str) -> None:
