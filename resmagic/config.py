@@ -22,12 +22,18 @@ class Settings:
             at once.
         held_mib: a ``%%gpu_scope`` cell that leaves more than this many MiB (or 5 % of
             the device, if less) held gets a ``held by:`` line naming the holders; 0: never.
+        watch_panel_s: in watch mode, a cell gets the full live panel once it has run this
+            many seconds; a shorter one gets one compact line.
+        watch_panel_mib: in watch mode, a cell whose memory rose (peak above start) or fell
+            by more than this many MiB on any device gets the full panel however short.
     """
 
     history_limit: int = 10_000
     sample_interval: float = 0.1
     sampler_linger: float = 1.0
     held_mib: int = 256
+    watch_panel_s: float = 2.0
+    watch_panel_mib: int = 256
 
     def update(self, **values: object) -> None:
         """Set fields by name, converting strings; :class:`OptionError` for a bad key or value."""
@@ -43,9 +49,13 @@ class Settings:
             setattr(self, key, value)
 
 
-# The lowest value of each integer setting, and of each seconds setting (60 at most).
-_INTEGERS = {"history_limit": 1, "held_mib": 0}
-_LOWEST = {"sample_interval": 0.001, "sampler_linger": 0.0}
+# The lowest value of each integer setting, and the range of each seconds setting.
+_INTEGERS = {"history_limit": 1, "held_mib": 0, "watch_panel_mib": 0}
+_SECONDS = {
+    "sample_interval": (0.001, 60.0),
+    "sampler_linger": (0.0, 60.0),
+    "watch_panel_s": (0.0, 3600.0),
+}
 
 
 def _convert(key: str, raw: object) -> int | float:
@@ -56,13 +66,15 @@ def _convert(key: str, raw: object) -> int | float:
             ok = value >= _INTEGERS[key]
         else:
             value = float(str(raw))
-            ok = _LOWEST[key] <= value <= 60
+            low, high = _SECONDS[key]
+            ok = low <= value <= high
     except ValueError:
         ok = False
     if not ok:
         hint = f"an integer >= {_INTEGERS.get(key, 1)}"
-        if key in _LOWEST:
-            hint = f"seconds between {_LOWEST[key]:g} and 60"
+        if key in _SECONDS:
+            low, high = _SECONDS[key]
+            hint = f"seconds between {low:g} and {high:g}"
         msg = f"bad value {raw!r} for {key}: expected {hint}, e.g. {key}={_default(key)}"
         raise OptionError(msg)
     return value

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["format_bytes", "format_delta", "format_seconds"]
+__all__ = ["format_bytes", "format_delta", "format_seconds", "scale_unit"]
 
 _BYTE_UNITS = ("B", "KiB", "MiB", "GiB", "TiB", "PiB")
 
@@ -17,14 +17,31 @@ def format_bytes(n: int | None) -> str:
     while size >= 1023.5 and unit < len(_BYTE_UNITS) - 1:
         size /= 1024
         unit += 1
-    sign = "-" if n < 0 else ""
-    if unit == 0:
-        return f"{sign}{int(size)} B"
+    return _digits(-1 if n < 0 else 1, size, _BYTE_UNITS[unit])
+
+
+def _digits(sign: int, size: float, unit: str) -> str:
+    """``size`` (already in ``unit``) with three significant digits, bytes as integers."""
+    minus = "-" if sign < 0 else ""
+    if unit == "B":
+        return f"{minus}{int(size)} B"
     if size >= 99.95:
-        return f"{sign}{size:.0f} {_BYTE_UNITS[unit]}"
+        return f"{minus}{size:.0f} {unit}"
     if size >= 9.995:
-        return f"{sign}{size:.1f} {_BYTE_UNITS[unit]}"
-    return f"{sign}{size:.2f} {_BYTE_UNITS[unit]}"
+        return f"{minus}{size:.1f} {unit}"
+    return f"{minus}{size:.2f} {unit}"
+
+
+def scale_unit(values: list[int]) -> list[str]:
+    """Each of ``values`` in the unit :func:`format_bytes` picks for the largest of them.
+
+    One unit on a line, so the numbers compare at a glance: 900 MiB and 1.2 GiB read
+    ``["0.88 GiB", "1.20 GiB"]``.
+    """
+    largest = format_bytes(max(values, key=abs, default=0))
+    unit = largest.split(" ")[1]
+    scale = 1024 ** _BYTE_UNITS.index(unit)
+    return [_digits(-1 if n < 0 else 1, abs(n) / scale, unit) for n in values]
 
 
 def format_delta(n: int) -> str:

@@ -49,7 +49,7 @@ def parser() -> MagicArgumentParser:
     watch = sub.add_parser("watch", help="measure every cell; no argument: say whether it does")
     watch.add_argument("state", nargs="?", choices=("on", "off"))
     watch.add_argument("--scopes", type=_scopes, default=SCOPES, help="e.g. gpu_scope,timed")
-    watch.add_argument("--log", help="a log file recording every watched cell's reports")
+    watch.add_argument("--log", help="a JSON-lines file: one record per watched cell")
     watch.add_argument("--no-panel", dest="panel", action="store_false", help="text, no widget")
     who = sub.add_parser("who", help="which variables hold the memory, largest first")
     who.add_argument("count", nargs="?", type=_positive, default=10, help="how many rows")
@@ -100,7 +100,9 @@ def _watch(magics: Any, options: argparse.Namespace) -> None:
         return
     watch = WatchOptions(options.scopes, options.log, options.panel)
     watcher.start(watch)
-    names = ", ".join(watch.scopes) + (f", experiment_log {watch.log}" if watch.log else "")
+    names = ", ".join(watch.scopes) + (
+        f"; one JSON line per cell in {watch.log}" if watch.log else ""
+    )
     print(f"resmagic watch on: every cell from the next one runs inside {names}")
 
 
@@ -158,7 +160,9 @@ _HANDLERS: dict[str, Callable[[Any, argparse.Namespace], Any]] = {
 def _watch_line(watcher: Any) -> str:
     if watcher.options is None:
         return "watch: off"
-    return f"watch: on ({', '.join(name for name, _ in watcher.options.specs())})"
+    options = watcher.options
+    log = f"; log {options.log}" if options.log else ""
+    return f"watch: on ({', '.join(options.scopes)}{log})"
 
 
 def status_text(magics: Any = None) -> str:

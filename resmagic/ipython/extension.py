@@ -26,7 +26,7 @@ class ResMagic(Configurable):
 
         c.ResMagic.watch = True                 # measure every cell, no magic needed
         c.ResMagic.watch_scopes = ["timed"]     # default: gpu_scope and timed
-        c.ResMagic.watch_log = "~/runs/session.log"
+        c.ResMagic.watch_log = "~/runs/session.jsonl"
     """
 
     watch = Bool(False, help="Measure every cell from load on (%resmagic watch on).").tag(
@@ -35,9 +35,7 @@ class ResMagic(Configurable):
     watch_scopes = List(
         Unicode(), default_value=list(SCOPES), help="Scopes every watched cell runs inside."
     ).tag(config=True)
-    watch_log = Unicode("", help="A log file recording every watched cell's reports.").tag(
-        config=True
-    )
+    watch_log = Unicode("", help="A JSON-lines file: one record per watched cell.").tag(config=True)
     watch_panel = Bool(True, help="Show the live panel under watched cells.").tag(config=True)
 
 

@@ -105,31 +105,39 @@ class LayerFactory:
 
     def _add_panel(self, layer: Layer, scope: scopes.gpu_scope) -> None:
         """Give a ``gpu_scope`` layer the live widget panel, where a kernel can show it."""
+        view = self.panel(scope, layer.magic)
+        if view is not None:
+            layer.start, layer.stop = view.start, view.stop
+            layer.render = lambda report: view.finish(view.summary(report, self.held(report)))
+
+    def panel(self, scope: scopes.gpu_scope, magic: str, delay: float | None = None) -> Any:
+        """A live ``CellPanel`` for ``scope``, or None where no kernel can show one."""
         from resmagic.ipython import panel  # ipywidgets loads with the first panel
 
-        if panel.available(self.magics.shell):
-            view = panel.CellPanel(scope, layer.magic, _said, self.output)
-            layer.start, layer.stop = view.start, view.stop
-
-            def render(report: Report) -> None:
-                view.finish(report)
-                self._show_held(report)
-
-            layer.render = render
+        if not panel.available(self.magics.shell):
+            return None
+        return panel.CellPanel(scope, magic, _said, self.output, delay)
 
     def _show_text(self, report: Report) -> None:
-        self.output.show({"text/plain": render_report(report, _said)}, report.cell)
-        self._show_held(report)
+        text = "\n".join([render_report(report, _said), *self.held(report)])
+        self.output.show({"text/plain": text}, report.cell)
 
-    def _show_held(self, report: Report) -> None:
+    def held(self, report: Report) -> list[str]:
         """Under a cell that left a lot held: which variables hold it (``held by: ...``)."""
         device = _held_device(report)
         if device is None:
-            return
+            return []
         from resmagic.holders import who  # walks only when a cell left that much held
 
         line = who(self.magics.shell.user_ns, top=3, device=device).line(min_bytes=1 << 20)
-        self.output.show({"text/plain": f"  {device} {line}"}, report.cell)
+        return [f"  {device} {line}"]
+
+    def say_once(self, text: str) -> str | None:
+        """``text`` the first time this process shows it, else None ("no GPU row" notes)."""
+        if text in _said:
+            return None
+        _said.add(text)
+        return text
 
     def expand(self, text: str) -> str:
         """What IPython does to a magic's first line (``{var}``, ``$var``), for our other lines."""

@@ -178,10 +178,15 @@ class ResMagics(Magics):
             %resmagic history [N]               a table of this session's reports (last N)
             %resmagic clear                     forget the reports so far
             %resmagic config [KEY=VALUE ...]    show or set sample_interval, history_limit,
-                                                sampler_linger, held_mib
+                                                sampler_linger, held_mib, watch_panel_s,
+                                                watch_panel_mib
             %resmagic watch [on|off] [--scopes gpu_scope,timed] [--log PATH] [--no-panel]
-                                                measure every cell from the next one on;
-                                                with no argument, say whether it does
+                                                measure every cell from the next one on: one
+                                                line per cell, the full panel for a cell
+                                                that runs over watch_panel_s (2 s) or moves
+                                                over watch_panel_mib (256 MiB); --log PATH
+                                                appends one JSON line per cell; with no
+                                                argument, say whether it does
             %resmagic who [N] [--device cuda:0] which variables hold the memory (largest N)
             %resmagic panel                     a live table of this session's reports
             %resmagic help                      this text
@@ -191,7 +196,7 @@ class ResMagics(Magics):
             %resmagic status
             %resmagic history 20
             %resmagic config sample_interval=0.05 history_limit=1000
-            %resmagic watch on --scopes timed --log runs/session.log
+            %resmagic watch on --scopes timed --log runs/session.jsonl
         """
         try:
             tokens = list(split_once(line))

@@ -35,6 +35,8 @@ class ReportOutput:
         self._pending = False
         self._ours = False
         self._watched: list[Any] = []
+        self.clears = 0
+        """How many ``clear_output`` calls went by: a display made before one may be gone."""
 
     def register(self) -> None:
         """Watch the kernel's display messages (a no-op outside a kernel)."""
@@ -97,6 +99,7 @@ class ReportOutput:
             return msg
         kind = msg.get("msg_type")
         if kind == "clear_output":
+            self.clears += 1
             if msg.get("content", {}).get("wait"):
                 self._ours = True
                 try:

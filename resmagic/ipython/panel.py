@@ -2,27 +2,30 @@
 
 A cell's panel, from start to end:
 
-1. Right after the scope opened, an empty placeholder output holds the panel's place.
-2. On the first sample taken at least one sample interval in, the sampler thread makes an
-   HTML widget and puts it in the placeholder; later samples set its value (earlier ones
-   only count toward the peak). The thread does so inside a copy
-   of the cell's context, so the messages carry the running cell's parent header (ipykernel
-   >= 7 routes by it) and reach the browser now, not when the cell ends. A cell shorter
-   than one interval never pays for a widget.
-3. When the cell ends, the widget takes the report's exact values (its final state), the
-   placeholder is emptied again, the widget is closed (widgets live until closed), and a
-   static summary is displayed: the same markup as ``text/html`` and the text line as
-   ``text/plain``. A static output survives kernel restarts, nbconvert, GitHub and nbval;
-   a closed widget's output would read "model not found".
+1. Nothing is shown when the scope opens: a cell shorter than the panel's delay (one
+   sample interval for ``%%gpu_scope``, ``settings.watch_panel_s`` in watch mode) never
+   pays for a widget and leaves exactly one output, its final summary.
+2. On the first sample taken after that delay, the sampler thread displays an HTML widget
+   (with the same markup as ``text/html`` for frontends without the widget manager) and
+   later samples set its value (earlier ones only count toward the peak). The thread does
+   so inside a copy of the cell's context, so the messages carry the running cell's parent
+   header (ipykernel >= 7 routes by it) and reach the browser now, not when the cell ends.
+3. When the cell ends, the widget's output is replaced in place by a static summary (the
+   same markup as ``text/html``, the text line as ``text/plain``), so the panel stays where
+   it was while the cell ran; then the widget is closed. A static output survives kernel
+   restarts, nbconvert, GitHub and nbval; a closed widget's output would read "model not
+   found". Where the cell cleared its output since the widget appeared, the summary is a
+   new output instead.
 
-The placeholder starts and ends empty because nbval ignores ``update_display_data`` and
-compares the first display of an output with the saved one: both are empty, however long
-the cell ran.
+nbval ignores ``update_display_data``: it compares the live display's ``text/plain``
+(``gpu_scope running``) with the saved summary's, so a notebook checked with nbval needs a
+sanitizer for the report lines (README, "Notebooks under nbval").
 """
 
 from __future__ import annotations
 
 import contextvars
+import html
 import importlib.util
 import sys
 import threading
@@ -36,7 +39,7 @@ from resmagic.bus import history, subscribe
 from resmagic.config import settings
 from resmagic.ipython.output import MARK, ReportOutput
 from resmagic.ipython.panelview import PanelRow, PanelView, render, rows_from
-from resmagic.ipython.text import HistoryTable, render_report
+from resmagic.ipython.text import HistoryTable, render_report, why_line
 from resmagic.probes.reading import DeviceMemory
 from resmagic.report import GpuReport, Report
 from resmagic.scopes.gpu import gpu_scope
@@ -104,8 +107,10 @@ class CellPanel:
             has been.
         magic: the title, e.g. ``"gpu_scope"``.
         said: "no GPU row" text lines already shown in this session (not repeated).
-        output: shows the static summary (a new output, or the pending clear's placeholder);
-            by default a plain display.
+        output: shows the static summary where no live widget holds its place; by default
+            a plain display.
+        delay: seconds into the cell before the live widget appears (None: one sample
+            interval).
     """
 
     def __init__(
@@ -114,9 +119,11 @@ class CellPanel:
         magic: str = "gpu_scope",
         said: set[str] | None = None,
         output: ReportOutput | None = None,
+        delay: float | None = None,
     ):
         self.scope = scope
         self.magic = magic
+        self.delay = delay
         self._said = said
         self._output = output
         self._lock = threading.Lock()
@@ -125,6 +132,7 @@ class CellPanel:
         self._handle: DisplayHandle | None = None
         self._context: contextvars.Context | None = None
         self._live = False
+        self._clears = 0
         self.error: str | None = None
         """Why the live view stopped early, if it did (the static summary still shows)."""
         scope.follow(self._sampled)  # the scope samples while open; its peak covers ours
@@ -132,21 +140,23 @@ class CellPanel:
 
     @property
     def widget(self) -> Any:
-        """The live ``ipywidgets.HTML``: None until the first sample and after :meth:`finish`."""
+        """The live ``ipywidgets.HTML``: None until it appears and after :meth:`finish`."""
         return self._widget
 
-    def start(self) -> None:
-        """Hold the panel's place in the output and follow the sampler (main thread).
+    @property
+    def shown(self) -> bool:
+        """True once the live widget has appeared in the cell's output."""
+        return self._handle is not None
 
-        The widget itself is made on the first sample, so a cell shorter than the sample
-        interval costs no widget at all; the placeholder keeps the outputs the same either
-        way (nbval compares the first display of each output).
-        """
+    def start(self) -> None:
+        """Follow the sampler from now on (main thread, right after the scope opened)."""
         readings = self.scope.opened()
         notes = self.scope.why_no_gpu({r.source for r in readings})
+        if self._said is not None and why_line(notes) in self._said:
+            notes = ()  # said once in this session already
         view = PanelView(self.magic, rows_from(readings), notes=notes)
         self._t0 = time.perf_counter()
-        self._handle = display({"text/plain": ""}, raw=True, display_id=True, metadata=MARK)
+        self._clears = self._output.clears if self._output is not None else 0
         self._context = contextvars.copy_context()
         self._view, self._live = view, True
 
@@ -155,27 +165,41 @@ class CellPanel:
         with self._lock:
             self._live = False
 
-    def finish(self, report: Report) -> None:
-        """Show the report's exact values, close the widget, and leave a static summary."""
-        self.stop()
-        view, widget = self._view, self._widget
-        self._widget = None
+    def summary(self, report: Report, extra: Sequence[str] = ()) -> dict[str, str] | None:
+        """The static summary of ``report``: the panel's markup and its text line.
+
+        ``extra`` lines (``held by: ...``) go under both. None for a report of another scope.
+        """
         if not isinstance(report, GpuReport):
-            return
-        if view is None:
-            view = PanelView(self.magic, [])
+            return None
+        view = self._view if self._view is not None else PanelView(self.magic, [])
         view.close(report)
-        markup = render(view)
+        text = render_report(report, self._said)
+        if why_line(report.notes) not in text:
+            view.notes = ()  # said once in this session already
+        lines = [f"<div class='rm-extra'>{html.escape(line)}</div>" for line in extra]
+        markup = render(view, "".join(lines))
+        text = "\n".join([text, *extra])
+        return {"text/html": markup, "text/plain": text}
+
+    def finish(self, bundle: dict[str, str] | None) -> None:
+        """Put ``bundle`` where the live widget is (or as a new output) and close the widget."""
+        self.stop()
+        widget, handle = self._widget, self._handle
+        self._widget = self._handle = None
+        cleared = self._output is not None and self._output.clears != self._clears
+        if bundle is not None:
+            if handle is not None and not cleared:
+                handle.update(bundle, raw=True, metadata=MARK)  # in place: one output
+            elif self._output is not None:
+                self._output.show(bundle)
+            else:
+                display(bundle, raw=True, metadata=MARK)
         if widget is not None:
-            widget.value = markup  # the widget's final state: what history()[-1] holds
-            if self._handle is not None:
-                self._handle.update({"text/plain": ""}, raw=True, metadata=MARK)
+            # nbclient (papermill) keeps every model's last state in the saved notebook,
+            # closed or not: leave it a small one.
+            widget.value = ""
             widget.close()
-        bundle = {"text/html": markup, "text/plain": render_report(report, self._said)}
-        if self._output is not None:
-            self._output.show(bundle)
-        else:
-            display(bundle, raw=True, metadata=MARK)
         if self.error is not None:
             print(f"resmagic: the live panel stopped early: {self.error}", file=sys.stderr)
 
@@ -188,9 +212,10 @@ class CellPanel:
                 return  # the cell ended while this sample was taken
             try:
                 self._fold(view, readings)
-                if self._widget is None and view.elapsed_s < settings.sample_interval:
-                    # A sampler thread lingering from an earlier cell may sample a new
-                    # watch at once: a cell younger than one interval still gets no widget.
+                delay = settings.sample_interval if self.delay is None else self.delay
+                if self._widget is None and view.elapsed_s < delay:
+                    # Also covers a sampler thread lingering from an earlier cell that
+                    # samples a new watch at once: a young cell gets no widget.
                     return
                 # Under the lock, so a late sample cannot overwrite the final state; in the
                 # cell's context, so the messages go to the cell's output.
@@ -216,8 +241,9 @@ class CellPanel:
             self._widget.value = markup
             return
         self._widget = _html_widget(markup)
-        if self._handle is not None:
-            self._handle.update(_view_bundle(self._widget, ""), raw=True, metadata=MARK)
+        bundle = _view_bundle(self._widget, f"{self.magic} running")
+        bundle["text/html"] = markup  # what a frontend without the widget manager shows
+        self._handle = display(bundle, raw=True, display_id=True, metadata=MARK)
 
 
 class Dashboard:

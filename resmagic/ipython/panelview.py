@@ -17,7 +17,7 @@ from resmagic.probes.reading import DeviceMemory
 from resmagic.report import DeviceReport, GpuReport
 from resmagic.units import format_bytes, format_delta, format_seconds
 
-__all__ = ["MAX_POINTS", "PanelRow", "PanelView", "held", "render", "rows_from"]
+__all__ = ["MAX_POINTS", "PanelRow", "PanelView", "held", "render", "rows_from", "scale_of"]
 
 MAX_POINTS = 240
 """Most points a row's trend keeps; older ones are merged pairwise, keeping maxima."""
@@ -28,7 +28,10 @@ _BAR_BG = "var(--jp-layout-color3,#e0e0e0)"
 _OK = "#43a047"
 _HELD = "#fb8c00"
 _ERROR = "#e53935"
-_PEAK = "#5e35b1"
+# JupyterLab's brand colour is a darker blue in the light theme and a lighter one in the
+# dark theme: the trend and the peak tick stay readable in both (a fixed purple did not).
+_PEAK = "var(--jp-brand-color1,#1976d2)"
+_BEFORE = "var(--jp-layout-color4,#9e9e9e)"
 # Inline, so JupyterLab's rendered-HTML table styles (stripes, right alignment) stay out.
 _CELL = "padding:0 8px 0 0;white-space:nowrap;text-align:left;border:none;background:none"
 
@@ -113,8 +116,18 @@ class PanelView:
         self.elapsed_s, self.notes = report.duration_s, report.notes
 
 
-def render(view: PanelView) -> str:
-    """The panel as one line of HTML."""
+_TITLES = {
+    "before": "in use when the cell started",
+    "live": "in use now",
+    "after": "in use when the cell ended",
+    "peak": "the most in use during the cell, and how far above its start",
+    "Δ": "after minus before: what the cell left allocated (orange: held)",
+    "trend": "samples during the cell, lowest to highest",
+}
+
+
+def render(view: PanelView, extra: str = "") -> str:
+    """The panel as one line of HTML; ``extra`` markup goes under its table."""
     running = view.status == "running"
     colour = {"running": _PEAK, "ok": _OK}.get(view.status, _ERROR)
     state = "running" if running else view.status
@@ -128,8 +141,10 @@ def render(view: PanelView) -> str:
     )
     now = "live" if running else "after"
     cells = ["device", "", "before", now, "peak", *(["Δ"] if not running else []), "trend"]
-    th = f"<th style='{_CELL};font-weight:normal;{_MUTED}'>"
-    header = "".join(f"{th}{c}</th>" for c in cells)
+    header = "".join(
+        f"<th title='{_e(_TITLES.get(c, ''))}' style='{_CELL};font-weight:normal;{_MUTED}'>{c}</th>"
+        for c in cells
+    )
     rows = "".join(_row(row, running) for row in view.rows)
     notes = ""
     # Like the text line: the reasons are for a panel with no GPU row at all, not for a
@@ -141,7 +156,7 @@ def render(view: PanelView) -> str:
     return (
         f"<div class='rm-panel' data-state='{state}' style='{_FONT};margin:2px 0'>"
         f"{head}<table class='rm-table' style='border-collapse:collapse;margin:0;border:none'>"
-        f"<tr style='background:none'>{header}</tr>{rows}</table>{notes}</div>"
+        f"<tr style='background:none'>{header}</tr>{rows}</table>{notes}{extra}</div>"
     )
 
 
@@ -157,6 +172,7 @@ def _row(row: PanelRow, running: bool) -> str:
         "total": row.total if row.total is not None else "",
         ("live" if running else "after"): value,
         "peak-exact": str(row.peak_exact).lower(),
+        "peak-rise": row.peak - row.before,
     }
     attrs = " ".join(f"data-{k}='{_e(str(v))}'" for k, v in data.items())
     pad = _CELL
@@ -172,33 +188,60 @@ def _row(row: PanelRow, running: bool) -> str:
     return (
         f"<tr class='rm-row' {attrs} style='background:none'>"
         f"<td class='rm-name' style='{pad}' title='{_e(row.source)}'>{_e(label)}</td>"
-        f"<td class='rm-bar' style='{pad}'>{_bar(value, row.peak, row.total)}</td>"
+        f"<td class='rm-bar' style='{pad}'>{_bar(row.before, value, row.peak, row.total)}</td>"
         f"<td class='rm-before' style='{pad}'>{_e(format_bytes(row.before))}</td>"
         f"<td class='{now_class}' style='{pad};font-weight:bold'>{_e(format_bytes(value))}</td>"
         f"<td class='rm-peak' style='{pad}'>{_e(format_bytes(row.peak))} "
+        f"<span class='rm-rise'>({_e(format_delta(row.peak - row.before))})</span> "
         f"<span style='{_MUTED}'>{kind}</span></td>"
         f"{delta}<td class='rm-trend' style='{pad}'>{_sparkline(row.series)}</td></tr>"
     )
 
 
-def _bar(used: int, peak: int, total: int | None) -> str:
-    """Used of total as a filled bar, with a tick at the peak; empty when total is unknown."""
+def scale_of(before: int, peak: int, total: int | None) -> int | None:
+    """The bytes a row's bar spans: the total, or less when the cell's range would not show.
+
+    On a big machine a cell's memory is a few per cent of the total and its peak tick sits
+    on top of the fill; the bar then spans a rounded 1.25 times the peak instead (the label
+    says so), so before, now and peak can be told apart.
+    """
     if not total:
+        return None
+    top = max(before, peak)
+    if top * 4 >= total or top == 0:
+        return total
+    step = 1 << max(top.bit_length() - 3, 0)  # round up to 1/8 of the leading power of two
+    return min(total, -(-top * 5 // 4 // step) * step)
+
+
+def _bar(before: int, used: int, peak: int, total: int | None) -> str:
+    """Used as a filled bar, a line at the start and a tick at the peak; empty without total."""
+    scale = scale_of(before, peak, total)
+    if not scale or not total:
         return ""
-    fill = min(used / total, 1.0) * 100
-    tick = min(peak / total, 1.0) * 100
-    title = f"{format_bytes(used)} of {format_bytes(total)}"
+
+    def at(n: int) -> float:
+        return min(n / scale, 1.0) * 100
+
+    zoomed = scale < total
+    label = f"of {format_bytes(scale)}" if zoomed else f"of {format_bytes(total)}"
+    title = f"{format_bytes(used)} in use; the bar spans {label[3:]}; total {format_bytes(total)}"
     return (
-        f"<div title='{_e(title)}' style='position:relative;width:120px;height:8px;"
-        f"background:{_BAR_BG};border-radius:2px;overflow:hidden'>"
-        f"<div style='width:{fill:.1f}%;height:100%;background:{_OK}'></div>"
-        f"<div style='position:absolute;top:0;left:{tick:.1f}%;width:2px;height:100%;"
-        f"background:{_PEAK}'></div></div>"
+        f"<span style='display:inline-flex;align-items:center;gap:4px'>"
+        f"<span title='{_e(title)}' data-scale='{scale}' style='position:relative;display:"
+        f"inline-block;width:120px;height:8px;background:{_BAR_BG};border-radius:2px;"
+        f"overflow:hidden'><span style='display:block;width:{at(used):.1f}%;height:100%;"
+        f"background:{_OK}'></span>"
+        f"<span style='position:absolute;top:0;left:{at(before):.1f}%;width:1px;height:100%;"
+        f"background:{_BEFORE}'></span>"
+        f"<span class='rm-tick' style='position:absolute;top:0;left:calc({at(peak):.1f}% - 2px);"
+        f"width:3px;height:100%;background:{_PEAK}'></span></span>"
+        f"<span class='rm-scale' style='{_MUTED}'>{_e(label)}</span></span>"
     )
 
 
 def _sparkline(series: Sequence[int], width: int = 96, height: int = 16) -> str:
-    """The row's samples as a small line; nothing until there are two."""
+    """The row's samples as a small line, labelled with their range; nothing until two."""
     if len(series) < 2:
         return ""
     low, high = min(series), max(series)
@@ -208,9 +251,11 @@ def _sparkline(series: Sequence[int], width: int = 96, height: int = 16) -> str:
         f"{i * step:.1f},{height - 1 - (v - low) / span * (height - 2):.1f}"
         for i, v in enumerate(series)
     )
+    scale = format_bytes(low) if low == high else f"{format_bytes(low)} to {format_bytes(high)}"
     return (
         f"<svg width='{width}' height='{height}' style='vertical-align:middle'>"
-        f"<polyline points='{points}' fill='none' stroke='{_PEAK}' stroke-width='1.2'/></svg>"
+        f"<polyline points='{points}' fill='none' stroke='{_PEAK}' stroke-width='1.5'/></svg>"
+        f" <span class='rm-range' style='{_MUTED}'>{_e(scale)}</span>"
     )
 
 

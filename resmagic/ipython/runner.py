@@ -47,8 +47,8 @@ class Watching(Protocol):
         """True while every new cell is measured."""
         ...
 
-    def layers(self) -> list[Layer] | None:
-        """Fresh layers for a new cell, or None when watch mode is off."""
+    def layers(self, code: str = "") -> list[Layer] | None:
+        """Fresh layers for a new cell (``code``: its source), or None when watch is off."""
         ...
 
 
@@ -175,7 +175,7 @@ class CellRunner:
         if header is not None:
             layers = header.layers
         elif self.watcher.active and self._watches(raw):
-            layers, watched = self.watcher.layers() or [], True
+            layers, watched = self.watcher.layers(raw) or [], True
         else:
             layers = []
         self.frames.append(Frame(info, layers, running_cell(self.shell), watched))

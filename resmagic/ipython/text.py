@@ -9,7 +9,7 @@ from typing import Any
 from resmagic.report import GpuReport, Report
 from resmagic.units import format_bytes, format_seconds
 
-__all__ = ["HistoryTable", "render_report"]
+__all__ = ["HistoryTable", "render_report", "why_line"]
 
 
 def render_report(report: Report, said: set[str] | None = None) -> str:
@@ -23,12 +23,17 @@ def render_report(report: Report, said: set[str] | None = None) -> str:
     text = report.summary()
     gpu_rows = isinstance(report, GpuReport) and any(d.name != "host" for d in report.devices)
     if isinstance(report, GpuReport) and report.notes and not gpu_rows:
-        why = "  no GPU row: " + "; ".join(report.notes)
+        why = why_line(report.notes)
         if said is None or why not in said:
             text += "\n" + why
             if said is not None:
                 said.add(why)
     return text
+
+
+def why_line(notes: Sequence[str]) -> str:
+    """The text line that says why a report has no GPU row."""
+    return "  no GPU row: " + "; ".join(notes)
 
 
 _COLUMNS = ("cell", "scope", "label", "status", "time", "memory (before → after, peak)")

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from IPython.core.error import UsageError
 
 from resmagic.ipython.cell import Layer
+from resmagic.ipython.watchline import WatchOutput
 from resmagic.scopes.logfile import resolve_log_path
 
 if TYPE_CHECKING:
@@ -35,13 +36,8 @@ class WatchOptions:
     panel: bool = True
 
     def specs(self) -> list[tuple[str, dict[str, Any]]]:
-        """(magic, options) per scope, as :meth:`ResMagics.build` takes them; the log first."""
-        out: list[tuple[str, dict[str, Any]]] = []
-        if self.log:
-            out.append(("experiment_log", {"path": self.log, "quiet": True}))
-        for name in self.scopes:
-            out.append((name, {"panel": self.panel} if name == "gpu_scope" else {}))
-        return out
+        """(magic, options) per scope, as :meth:`LayerFactory.build` takes them."""
+        return [(name, {}) for name in self.scopes]
 
 
 class Watcher:
@@ -72,11 +68,19 @@ class Watcher:
         """Measure no new cell; the cell running now is still closed by ``post_run_cell``."""
         self.options = None
 
-    def layers(self) -> list[Layer] | None:
-        """Fresh layers for a new cell, or None when watch mode is off."""
-        if self.options is None:
+    def layers(self, code: str = "") -> list[Layer] | None:
+        """Fresh layers for a new cell (``code``: its source), or None when watch is off.
+
+        The layers share one output (:class:`WatchOutput`): a compact line, or the full
+        panel for a cell that ran long or moved memory; and one log record per cell.
+        """
+        options = self.options
+        if options is None:
             return None
-        return [self.factory.build(name, **spec) for name, spec in self.options.specs()]
+        layers = [self.factory.build(name, quiet=True, **spec) for name, spec in options.specs()]
+        log = resolve_log_path(options.log) if options.log else None
+        WatchOutput(self.factory, layers, panel=options.panel, code=code, log=log)
+        return layers
 
 
 def _check_writable(path: str) -> None:

@@ -36,13 +36,25 @@ def kernel() -> Iterator[Kernel]:
 
 
 def updates(run: Execution) -> list[tuple[datetime, str]]:
-    """(kernel send time, panel markup) of every widget value update, in order."""
+    """(kernel send time, panel markup) of every live widget value update, in order.
+
+    The value a closing widget is emptied to (so saved notebooks keep little state) is no
+    panel and is left out.
+    """
     out = []
     for msg in run.of_type("comm_msg"):
         state = msg["content"]["data"].get("state", {})
-        if msg["content"]["data"].get("method") == "update" and "value" in state:
+        if msg["content"]["data"].get("method") == "update" and state.get("value"):
             out.append((msg["header"]["date"], state["value"]))
     return out
+
+
+def summary_of(run: Execution) -> dict[str, str]:
+    """The static summary a cell ends with: the live panel's replacement, or a new output."""
+    ended = [data for data in run.reports if "text/html" in data]
+    ended = [data for data in ended if parse_panel(data["text/html"])["state"] != "running"]
+    assert len(ended) == 1, f"{len(ended)} summaries"
+    return ended[0]
 
 
 def sent_at(run: Execution, msg_type: str) -> datetime:
@@ -65,7 +77,7 @@ def allocating(kernel: Kernel) -> Execution:
 def test_updates_reach_iopub_while_the_cell_runs(allocating: Execution) -> None:
     started = sent_at(allocating, "execute_input")
     # The scope closes after IPython has shown the cell's value; its summary comes last.
-    ended = allocating.of_type("display_data")[-1]["header"]["date"]
+    ended = allocating.of_type("update_display_data")[-1]["header"]["date"]
     live = [(t, parse_panel(v)) for t, v in updates(allocating)]
     running = [t for t, panel in live if panel["state"] == "running"]
     assert len(running) >= 5, f"only {len(running)} live updates in a 1 s cell"
@@ -85,7 +97,7 @@ def test_the_live_value_follows_the_allocation(allocating: Execution) -> None:
 
 
 def test_the_final_state_is_the_report_in_history(kernel: Kernel, allocating: Execution) -> None:
-    final = parse_panel(updates(allocating)[-1][1])
+    final = parse_panel(summary_of(allocating)["text/html"])
     report = last_report(kernel)
     assert final["state"] == report["status"] == "ok"
     rows = final["rows"]
@@ -100,30 +112,34 @@ def test_the_final_state_is_the_report_in_history(kernel: Kernel, allocating: Ex
     assert host["peak_bytes"] - host["before_bytes"] >= 80 << 20
 
 
-def test_the_live_output_is_emptied_and_a_static_summary_stays(
-    kernel: Kernel, allocating: Execution
-) -> None:
+def test_the_summary_replaces_the_live_panel_in_place(allocating: Execution) -> None:
     shown = allocating.of_type("display_data")
-    placeholder, summary = shown[0]["content"], shown[-1]["content"]
-    assert placeholder["data"] == {"text/plain": ""}
+    assert len(shown) == 1, "one output: the live panel, later its summary"
+    live = shown[0]["content"]
+    assert "application/vnd.jupyter.widget-view+json" in live["data"]
+    assert live["data"]["text/plain"] == "gpu_scope running"
+    assert parse_panel(live["data"]["text/html"])["state"] == "running"  # no widget manager
     updated = allocating.of_type("update_display_data")
-    assert [m["content"]["transient"] for m in updated] == [placeholder["transient"]] * 2
-    live, emptied = (m["content"]["data"] for m in updated)
-    assert "application/vnd.jupyter.widget-view+json" in live
-    assert live["text/plain"] == ""
-    assert emptied == {"text/plain": ""}
-    assert set(summary["data"]) == {"text/html", "text/plain"}
-    assert parse_panel(summary["data"]["text/html"])["state"] == "ok"
-    assert summary["data"]["text/plain"].startswith("gpu_scope  host ")
-    # The panel's widget was closed: it leaves no model behind (the layout and style
-    # models all panels share are opened once and closed on unload).
-    model = live["application/vnd.jupyter.widget-view+json"]["model_id"]
+    assert [m["content"]["transient"] for m in updated] == [live["transient"]]
+    summary = updated[0]["content"]["data"]
+    assert set(summary) == {"text/html", "text/plain"}
+    assert parse_panel(summary["text/html"])["state"] == "ok"
+    assert summary["text/plain"].startswith("gpu_scope  host ")
+    # The panel's widget was emptied and closed: it leaves no model and little saved state
+    # behind (the layout and style models all panels share are closed on unload).
+    model = live["data"]["application/vnd.jupyter.widget-view+json"]["model_id"]
     closed = {m["content"]["comm_id"] for m in allocating.of_type("comm_close")}
     assert model in closed
+    values = [
+        m["content"]["data"]["state"].get("value")
+        for m in allocating.of_type("comm_msg")
+        if m["content"]["comm_id"] == model
+    ]
+    assert values[-1] == ""
 
 
 def test_no_gpu_line_says_why(allocating: Execution) -> None:
-    summary = allocating.of_type("display_data")[-1]["content"]["data"]["text/html"]
+    summary = summary_of(allocating)["text/html"]
     assert "rm-note" in summary
     assert "no GPU row" in summary
     assert "NVML" in summary
@@ -149,10 +165,11 @@ def test_widgets_do_not_pile_up_over_many_cells(kernel: Kernel) -> None:
 
 def test_a_short_cell_costs_no_widget_and_has_the_same_outputs(kernel: Kernel) -> None:
     run = kernel.run("%%gpu_scope\nx = 1")
-    assert not run.of_type("comm_open")
+    assert not run.of_type("comm_open", "update_display_data")
     shown = [m["content"]["data"] for m in run.of_type("display_data")]
-    assert shown[0] == {"text/plain": ""}
-    assert parse_panel(shown[1]["text/html"])["state"] == "ok"
+    assert len(shown) == 1
+    assert parse_panel(shown[0]["text/html"])["state"] == "ok"
+    assert "no GPU row" not in shown[0]["text/html"], "said once, under the first panel"
 
 
 def test_an_error_ends_the_panel_as_error_and_the_cell_fails(kernel: Kernel) -> None:
@@ -160,7 +177,7 @@ def test_an_error_ends_the_panel_as_error_and_the_cell_fails(kernel: Kernel) -> 
     assert run.status == "error"
     assert run.error is not None
     assert run.error["ename"] == "ZeroDivisionError"
-    summary = run.of_type("display_data")[-1]["content"]["data"]
+    summary = summary_of(run)
     assert parse_panel(summary["text/html"])["state"] == "error"
     assert "ZeroDivisionError" in summary["text/html"]
     assert last_report(kernel)["status"] == "error"
@@ -180,7 +197,7 @@ def test_stacked_cell_shows_the_panel_and_text_for_the_others(kernel: Kernel) ->
     assert run.result["text/plain"] == "42"
     assert "timed  train" in run.report_text
     assert run.of_type("comm_open")
-    assert parse_panel(run.of_type("display_data")[-1]["content"]["data"]["text/html"])
+    assert parse_panel(summary_of(run)["text/html"])["state"] == "ok"
 
 
 def test_dashboard_updates_as_cells_run(kernel: Kernel) -> None:
@@ -211,20 +228,30 @@ def test_unload_stops_the_sampler_and_closes_the_dashboard() -> None:
         assert k.value("import ipywidgets; len(ipywidgets.Widget.widgets)") == 0
 
 
-def test_watched_cells_get_the_same_panel() -> None:
+def test_watched_cells_get_one_line_or_the_full_panel() -> None:
     with Kernel() as k:
         k.run("%load_ext resmagic")
         k.run("%resmagic watch on")
-        run = k.run("import time\nblock = bytearray(32 << 20)\ntime.sleep(0.4)\n7")
+        short = k.run("y = 2")
+        assert not short.of_type("comm_open")
+        assert len(short.reports) == 1
+        line = short.reports[0]["text/plain"].splitlines()[0]
+        assert " · host " in line
+        assert ", cpu " in line
+        k.run("%resmagic config watch_panel_s=0.2")
+        run = k.run("import time\nblock = bytearray(32 << 20)\ntime.sleep(0.6)\n7")
         assert run.result is not None
         assert run.result["text/plain"] == "7"
-        summary = next(data for data in run.reports if "text/html" in data)
-        assert parse_panel(summary["text/html"])["state"] == "ok"
+        assert parse_panel(summary_of(run)["text/html"])["state"] == "ok"
+        assert "timed  wall" in summary_of(run)["text/plain"]
         assert any(parse_panel(v)["state"] == "running" for _, v in updates(run))
+        k.run("%resmagic config watch_panel_s=2 watch_panel_mib=16")
+        moved = k.run("big = bytearray(64 << 20)")
+        assert parse_panel(summary_of(moved)["text/html"])["state"] == "ok"
         k.run("%resmagic watch on --no-panel")
-        plain = k.run("y = 1")
+        plain = k.run("del big")
         assert not plain.of_type("comm_open")
-        assert "gpu_scope  host" in plain.report_text
+        assert " · host " in plain.report_text
         k.run("%resmagic watch off")
         off = k.run("z = 1")
         assert not off.of_type("comm_open", "display_data", "stream")
@@ -244,8 +271,7 @@ def test_an_interrupted_cell_ends_its_panel_and_leaves_no_widget(kernel: Kernel)
     run = kernel.collect(msg_id, timeout=20)
     assert run.error is not None
     assert run.error["ename"] == "KeyboardInterrupt"
-    summary = run.of_type("display_data")[-1]["content"]["data"]["text/html"]
-    assert parse_panel(summary)["state"] == "interrupted"
+    assert parse_panel(summary_of(run)["text/html"])["state"] == "interrupted"
     assert last_report(kernel)["status"] == "interrupted"
     assert kernel.value(count) == before
     assert kernel.run("%%gpu_scope\n6 * 7").result == {"text/plain": "42"}
@@ -271,9 +297,10 @@ def test_gpu_rows_through_the_probe_seam() -> None:
         live = [parse_panel(v) for _, v in updates(run)]
         running = [p for p in live if p["state"] == "running"]
         assert running
+        summary = summary_of(run)
         assert ("cuda:0", "torch allocator") in running[0]["rows"]
         assert ("cuda:0", "NVML") in running[0]["rows"]
-        final = live[-1]["rows"]
+        final = parse_panel(summary["text/html"])["rows"]
         allocator, device = final[("cuda:0", "torch allocator")], final[("cuda:0", "NVML")]
         assert (allocator["before"], allocator["peak"], allocator["after"]) == (
             GiB,
@@ -283,7 +310,6 @@ def test_gpu_rows_through_the_probe_seam() -> None:
         assert allocator["peak-exact"] == "true"
         assert (device["before"], device["peak"], device["after"]) == (2 * GiB, 5 * GiB, 3 * GiB)
         assert device["peak-exact"] == "false"  # NVML has no peak counter: sampled
-        summary = next(data for data in run.reports if "text/html" in data)
         assert "rm-note" not in summary["text/html"]
         # The cell left 1 GiB allocated on cuda:0: the line under it says who holds it (the
         # fake's allocations are no tensors a variable holds).

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import ast
+import hashlib
+import json
 import logging
 import os
 import subprocess
@@ -81,18 +83,24 @@ def test_a_cell_with_our_magic_is_measured_once(watching: Any) -> None:
     assert scopes == {"timed": 1}
 
 
-def test_watch_log_records_every_cell(ip: Any, tmp_path: Path, fresh_history: None) -> None:
-    log = tmp_path / "session.log"
-    ip.run_line_magic("resmagic", f"watch on --scopes timed --log {log}")
+def test_watch_log_is_one_json_line_per_cell(ip: Any, tmp_path: Path, fresh_history: None) -> None:
+    log = tmp_path / "session.jsonl"
+    ip.run_line_magic("resmagic", f"watch on --log {log}")
+    cells = ["x = 0", "x = 1", "1 / 0"]
     try:
-        for i in range(3):
-            ip.run_cell(f"{i}", store_history=True)
+        numbers = [ip.run_cell(code, store_history=True).execution_count for code in cells]
     finally:
         ip.run_line_magic("resmagic", "watch off")
         ip.run_cell("pass", store_history=True)
-    text = log.read_text()
-    assert text.count("experiment start") == 3
-    assert text.count("timed  wall") == 3
+    records = [json.loads(line) for line in log.read_text().splitlines()]
+    assert [r["cell"] for r in records] == numbers
+    hashes = [r["code_sha256"] for r in records]
+    assert len(set(hashes)) == 3
+    assert hashes[0] == hashlib.sha256(b"x = 0").hexdigest()[:16]
+    assert [r["status"] for r in records] == ["ok", "ok", "error"]
+    assert records[2]["error"] == "ZeroDivisionError: division by zero"
+    assert all(r["duration_s"] > 0 and r["devices"][0]["name"] == "host" for r in records)
+    assert all("x = " not in line for line in log.read_text().splitlines()), "never the code"
     assert len(logging.getLogger("experiment").handlers) == 0
 
 
