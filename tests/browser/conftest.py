@@ -134,6 +134,13 @@ def lab(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Lab]:
         "JUPYTERLAB_WORKSPACES_DIR": str(home / "workspaces"),
     }
     # The kernel must be this venv's Python, whatever kernelspecs the machine has.
+    # A test parametrized with theme="dark" gets JupyterLab's dark theme from the start.
+    callspec = getattr(request.node, "callspec", None)
+    if callspec is not None and callspec.params.get("theme") == "dark":
+        themes = home / "settings" / "@jupyterlab" / "apputils-extension"
+        themes.mkdir(parents=True)
+        settings = {"theme": "JupyterLab Dark"}
+        (themes / "themes.jupyterlab-settings").write_text(json.dumps(settings))
     kernels = home / "data" / "kernels" / "python3"
     kernels.mkdir(parents=True)
     spec = {
