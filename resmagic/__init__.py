@@ -22,6 +22,7 @@ from resmagic.report import (
     TransactionReport,
 )
 from resmagic.scopes import db_transaction, experiment_log, gpu_scope, timed
+from resmagic.totals import clear_timings, timings
 
 __version__ = "0.1.0"
 
@@ -34,6 +35,7 @@ __all__ = [
     "TransactionReport",
     "__version__",
     "clear_history",
+    "clear_timings",
     "db_transaction",
     "experiment_log",
     "gpu_scope",
@@ -42,6 +44,7 @@ __all__ = [
     "load_ipython_extension",
     "settings",
     "timed",
+    "timings",
     "unload_ipython_extension",
     "who",
 ]

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-__all__ = ["format_bytes", "format_delta", "format_seconds", "scale_unit"]
+from collections.abc import Sequence
+
+__all__ = ["format_bytes", "format_delta", "format_seconds", "format_table", "scale_unit"]
 
 _BYTE_UNITS = ("B", "KiB", "MiB", "GiB", "TiB", "PiB")
 
@@ -68,3 +70,11 @@ def format_seconds(s: float) -> str:
         if round(value, 3) >= 1:  # 0.9996 s is "1 s", not "1000 ms"
             return f"{value:.3g} {unit}" if value < 100 else f"{value:.0f} {unit}"
     return f"{s * 1e9:.0f} ns"
+
+
+def format_table(rows: Sequence[Sequence[str]]) -> str:
+    """Rows of text (the first is the header) as left-aligned columns two spaces apart."""
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return "\n".join(
+        "  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip() for row in rows
+    )

@@ -17,6 +17,7 @@ from resmagic.ipython.text import HistoryTable
 from resmagic.ipython.watch import SCOPES, WatchOptions
 from resmagic.probes import cgroup, host, nvml, torch_cuda
 from resmagic.sampler import sampler
+from resmagic.totals import clear_timings, timings
 
 __all__ = ["NAMES", "parser", "run"]
 
@@ -55,12 +56,14 @@ def parser() -> MagicArgumentParser:
     who.add_argument("count", nargs="?", type=_positive, default=10, help="how many rows")
     who.add_argument("--device", help="only this device: host, cuda:0, ...")
     sub.add_parser("panel", help="a live table of this session's reports")
+    totals = sub.add_parser("timings", help="per-label totals of every timed run")
+    totals.add_argument("--clear", action="store_true", help="then forget them")
     sub.add_parser("help", help="this text")
     return top
 
 
 _PARSER = parser()
-NAMES = ("status", "history", "clear", "config", "watch", "who", "panel", "help")
+NAMES = ("status", "history", "clear", "config", "watch", "who", "panel", "timings", "help")
 
 
 def run(magics: Any, args: list[str]) -> Any:
@@ -122,6 +125,13 @@ def _panel(magics: Any, options: argparse.Namespace) -> Any:
     return HistoryTable(history())
 
 
+def _timings(magics: Any, options: argparse.Namespace) -> Any:
+    table = timings()
+    if options.clear:
+        clear_timings()
+    return table
+
+
 def _config(magics: Any, options: argparse.Namespace) -> None:
     if not options.pairs:
         for key, value in vars(settings).items():
@@ -153,6 +163,7 @@ _HANDLERS: dict[str, Callable[[Any, argparse.Namespace], Any]] = {
     "watch": _watch,
     "who": _who,
     "panel": _panel,
+    "timings": _timings,
     "help": _help,
 }
 

@@ -189,6 +189,9 @@ class ResMagics(Magics):
                                                 argument, say whether it does
             %resmagic who [N] [--device cuda:0] which variables hold the memory (largest N)
             %resmagic panel                     a live table of this session's reports
+            %resmagic timings [--clear]         per-label totals of every timed run (count,
+                                                total, mean, max): @timed(keep="totals")
+                                                keeps only these
             %resmagic help                      this text
 
         Examples::

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from resmagic.report import GpuReport, Report
-from resmagic.units import format_bytes, format_seconds
+from resmagic.units import format_bytes, format_seconds, format_table
 
 __all__ = ["HistoryTable", "render_report", "why_line"]
 
@@ -61,13 +61,7 @@ class HistoryTable:
     def __repr__(self) -> str:
         if not self.rows:
             return "no reports yet: run a cell with %%gpu_scope, %%timed, ..."
-        table = [_COLUMNS, *self.rows]
-        widths = [max(len(row[i]) for row in table) for i in range(len(_COLUMNS))]
-        lines = [
-            "  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip()
-            for row in table
-        ]
-        return "\n".join(lines)
+        return format_table([_COLUMNS, *self.rows])
 
     def _repr_html_(self) -> str:
         head = "".join(f"<th>{html.escape(c)}</th>" for c in _COLUMNS)

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import copy
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal, TypeVar
 
+from resmagic import totals
 from resmagic.errors import OptionError
 from resmagic.probes import torch_cuda
 from resmagic.report import TimingReport
@@ -14,6 +17,8 @@ from resmagic.scopes.base import Scope
 __all__ = ["timed"]
 
 SyncCuda = bool | Literal["auto"]
+Keep = Literal["each", "totals"]
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 @dataclass(slots=True)
@@ -33,26 +38,55 @@ class timed(Scope["timed", TimingReport]):
     context. ``sync_cuda=False`` never synchronises; ``True`` synchronises whenever CUDA is
     initialised, like ``"auto"``.
 
+    Every run also counts toward its label's totals (``resmagic.timings()``: count, total,
+    mean, max). A function called thousands of times is better kept as totals only:
+    ``keep="totals"`` makes no report per run (no history entry, no log record).
+
     Args:
-        label: a name for the report, e.g. ``"train"``.
+        label: a name for the report, e.g. ``"train"``; as a decorator, by default the
+            function's qualified name.
         sync_cuda: ``"auto"``, True or False, as above.
+        keep: ``"each"`` (a report per run, the default) or ``"totals"`` (totals only).
 
     Examples:
         >>> with timed("load") as t:
         ...     data = list(range(1000))
         >>> t.report.wall_s > 0
         True
-        >>> @timed("step")
+        >>> @timed("step", keep="totals")
         ... def step(): ...
     """
 
-    def __init__(self, label: str | None = None, *, sync_cuda: SyncCuda = "auto") -> None:
+    def __init__(
+        self, label: str | None = None, *, sync_cuda: SyncCuda = "auto", keep: Keep = "each"
+    ) -> None:
         super().__init__()
         if sync_cuda not in (True, False, "auto"):
             msg = f"sync_cuda must be True, False or 'auto', not {sync_cuda!r}"
             raise OptionError(msg)
+        if keep not in ("each", "totals"):
+            msg = f"keep must be 'each' or 'totals', not {keep!r}"
+            raise OptionError(msg)
         self.label = label
         self.sync_cuda = sync_cuda
+        self.keep = keep
+
+    def __call__(self, func: F) -> F:
+        """Time every call of ``func``; unlabelled, the runs take the function's name."""
+        if self.label is not None:
+            return super().__call__(func)
+        named = copy.copy(self)
+        name = getattr(func, "__qualname__", None) or getattr(func, "__name__", None)
+        # "train.<locals>.step" reads as "step": the name the user wrote, with its class.
+        named.label = name.rsplit("<locals>.", 1)[-1] if name else None
+        return Scope.__call__(named, func)
+
+    def _finish(self, report: TimingReport, listeners: tuple[Any, ...] = ()) -> None:
+        totals.add(report)
+        if self.keep == "each":
+            super()._finish(report, listeners)
+        else:
+            self.report = report
 
     def _open(self) -> tuple[_Run, timed]:
         synced = bool(self.sync_cuda) and torch_cuda.synchronize()

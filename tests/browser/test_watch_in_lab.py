@@ -45,7 +45,11 @@ LINE = re.compile(r"^\S+ (ms|µs|s), cpu \S+ \S+ · host \S+ → \S+ \S+ \(peak 
 def write_notebook(root: Path) -> None:
     book = nbformat.v4.new_notebook()
     book.cells = [nbformat.v4.new_code_cell(source) for source in CELLS]
-    book.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    book.metadata["kernelspec"] = {
+        "name": "python3",
+        "display_name": "Python 3",
+        "language": "python",
+    }
     nbformat.write(book, root / NOTEBOOK)
 
 
@@ -129,7 +133,8 @@ def _check_saved(page: Any, lab: Lab) -> None:
         book = nbformat.read(lab.root / NOTEBOOK, as_version=4)
     for code in book.cells[1:3]:  # Shift+Enter on the last cell added an empty one
         ours = [o for o in code.outputs if "resmagic" in o.get("metadata", {})]
-        assert len(ours) == 1, f"one report output per watched cell: {[(o.output_type, o.get('metadata')) for o in code.outputs]}"
+        kinds = [o.output_type for o in code.outputs]
+        assert len(ours) == 1, f"one report output per watched cell, outputs: {kinds}"
         assert "application/vnd.jupyter.widget-view+json" not in ours[0]["data"]
         assert ours[0]["data"]["text/plain"].strip(), "no empty placeholder left behind"
     widgets = book.metadata.get("widgets", {}).get("application/vnd.jupyter.widget-state+json")
