@@ -13,6 +13,7 @@ from IPython.core.magic_arguments import MagicArgumentParser
 from resmagic.bus import clear_history, history
 from resmagic.config import settings
 from resmagic.errors import ResmagicError
+from resmagic.ipython.dashboard import dashboard
 from resmagic.ipython.text import HistoryTable
 from resmagic.ipython.watch import SCOPES, WatchOptions
 from resmagic.probes import cgroup, host, nvml, torch_cuda
@@ -116,12 +117,10 @@ def _who(magics: Any, options: argparse.Namespace) -> Any:
 
 
 def _panel(magics: Any, options: argparse.Namespace) -> Any:
-    from resmagic.ipython import panel  # ipywidgets loads only when a panel is shown
-
-    if panel.available(magics.shell):
-        panel.dashboard.show()
+    if getattr(magics.shell, "kernel", None) is not None:
+        dashboard.show(magics.shell)
         return None
-    print("the live dashboard needs a Jupyter kernel with ipywidgets; the history so far:")
+    print("the live table needs a Jupyter kernel; the history so far:")
     return HistoryTable(history())
 
 

@@ -9,6 +9,7 @@ from traitlets import Bool, List, Unicode
 from traitlets.config import Configurable
 
 from resmagic import bus
+from resmagic.ipython.dashboard import dashboard
 from resmagic.ipython.header import HeaderTransformer
 from resmagic.ipython.magics import ResMagics
 from resmagic.ipython.runner import CellRunner
@@ -78,6 +79,7 @@ def unload(ip: Any) -> None:
         for name in names:
             if getattr(table.get(name), "__self__", None) is magics:
                 del table[name]
+    dashboard.close()
     panel = sys.modules.get("resmagic.ipython.panel")
     if panel is not None:  # imported only once a panel was shown
         panel.close_all()

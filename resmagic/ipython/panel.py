@@ -1,4 +1,4 @@
-"""The live ipywidgets panel under a ``%%gpu_scope`` cell, and the session dashboard.
+"""The live ipywidgets panel under a ``%%gpu_scope`` cell.
 
 A cell's panel, from start to end:
 
@@ -30,21 +30,20 @@ import importlib.util
 import sys
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from IPython.display import DisplayHandle, display
 
-from resmagic.bus import history, subscribe
 from resmagic.config import settings
 from resmagic.ipython.output import MARK, ReportOutput
 from resmagic.ipython.panelview import PanelRow, PanelView, render, rows_from
-from resmagic.ipython.text import HistoryTable, render_report, why_line
+from resmagic.ipython.text import render_report, why_line
 from resmagic.probes.reading import DeviceMemory
 from resmagic.report import GpuReport, Report
 from resmagic.scopes.gpu import gpu_scope
 
-__all__ = ["CellPanel", "Dashboard", "available", "close_all", "dashboard"]
+__all__ = ["CellPanel", "available", "close_all"]
 
 _VIEW_MIME = "application/vnd.jupyter.widget-view+json"
 
@@ -90,9 +89,8 @@ def _view_bundle(widget: Any, text: str) -> dict[str, Any]:
 
 
 def close_all() -> None:
-    """Close the dashboard and the models panels share (``%unload_ext``)."""
+    """Close the models panels share (``%unload_ext``)."""
     global _parts
-    dashboard.close()
     with _parts_lock:
         parts, _parts = _parts, None
     for model in parts or ():
@@ -244,50 +242,3 @@ class CellPanel:
         bundle = _view_bundle(self._widget, f"{self.magic} running")
         bundle["text/html"] = markup  # what a frontend without the widget manager shows
         self._handle = display(bundle, raw=True, display_id=True, metadata=MARK)
-
-
-class Dashboard:
-    """The session's reports in one live widget, updated as cells run (``%resmagic panel``)."""
-
-    rows = 20
-    """How many of the newest reports it lists."""
-
-    def __init__(self) -> None:
-        self._widget: Any = None
-        self._unsubscribe: Callable[[], None] | None = None
-
-    def show(self) -> None:
-        """Display the dashboard (again: every view shows the same live model)."""
-        if self._widget is None:
-            self._widget = _html_widget(self._markup())
-            self._unsubscribe = subscribe(self._published)
-        text = "resmagic dashboard (live; %resmagic history prints it as text)"
-        display(_view_bundle(self._widget, text), raw=True)
-
-    def close(self) -> None:
-        """Stop updating and close the widget (``%unload_ext``)."""
-        unsubscribe, self._unsubscribe = self._unsubscribe, None
-        if unsubscribe is not None:
-            unsubscribe()
-        widget, self._widget = self._widget, None
-        if widget is not None:
-            widget.close()
-
-    def _published(self, report: Report) -> None:
-        widget = self._widget
-        if widget is not None:
-            widget.value = self._markup()
-
-    def _markup(self) -> str:
-        reports = history()
-        shown = reports[-self.rows :]
-        table = HistoryTable(shown)._repr_html_() if shown else "<i>no reports yet</i>"
-        return (
-            "<div class='rm-dashboard' style='font-family:var(--jp-code-font-family,monospace);"
-            f"font-size:12px'><b>resmagic session</b> · {len(reports)} report"
-            f"{'s' * (len(reports) != 1)}, newest {len(shown)} below{table}</div>"
-        )
-
-
-dashboard = Dashboard()
-"""The process's one dashboard."""

@@ -51,7 +51,7 @@ def updates(run: Execution) -> list[tuple[datetime, str]]:
 
 def summary_of(run: Execution) -> dict[str, str]:
     """The static summary a cell ends with: the live panel's replacement, or a new output."""
-    ended = [data for data in run.reports if "text/html" in data]
+    ended = [data for data in run.reports if "rm-panel" in data.get("text/html", "")]
     ended = [data for data in ended if parse_panel(data["text/html"])["state"] != "running"]
     assert len(ended) == 1, f"{len(ended)} summaries"
     return ended[0]
@@ -204,14 +204,19 @@ def test_dashboard_updates_as_cells_run(kernel: Kernel) -> None:
     shown = kernel.run("%resmagic panel")
     views = shown.of_type("display_data")
     assert len(views) == 1
-    assert "application/vnd.jupyter.widget-view+json" in views[0]["content"]["data"]
+    view = views[0]["content"]
+    assert set(view["data"]) == {"text/html", "text/plain"}, "static: it survives a restart"
+    assert "resmagic-history" in view["data"]["text/html"]  # the same table as history
     run = kernel.run("%%timed dashboard-check\nx = 1")
-    values = [
-        m["content"]["data"]["state"]["value"]
-        for m in run.of_type("comm_msg")
-        if "value" in m["content"]["data"].get("state", {})
+    updated = [
+        m["content"]
+        for m in run.of_type("update_display_data")
+        if m["content"]["transient"] == view["transient"]
     ]
-    assert any("dashboard-check" in v and "rm-dashboard" in v for v in values)
+    texts = [u["data"]["text/plain"] for u in updated]
+    assert any(t.startswith("resmagic session") and "running: cell" in t for t in texts)
+    assert "dashboard-check" in texts[-1]
+    assert "idle: no cell running" in texts[-1]
 
 
 def test_unload_stops_the_sampler_and_closes_the_dashboard() -> None:
@@ -223,7 +228,8 @@ def test_unload_stops_the_sampler_and_closes_the_dashboard() -> None:
         threads = "import threading; sorted(t.name for t in threading.enumerate())"
         unloaded = k.run("%unload_ext resmagic")
         assert unloaded.status == "ok"
-        assert [m for m in unloaded.of_type("comm_close")], "the dashboard was not closed"
+        after = k.run("x = 1")
+        assert not after.of_type("update_display_data"), "the dashboard still follows cells"
         assert "resmagic-sampler" not in k.value(threads)
         assert k.value("import ipywidgets; len(ipywidgets.Widget.widgets)") == 0
 
