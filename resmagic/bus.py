@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from resmagic.config import settings
 from resmagic.report import Report
+from resmagic.units import format_bytes
 
 if TYPE_CHECKING:
     import pandas
@@ -118,6 +119,10 @@ def history_frame() -> pandas.DataFrame:
         devices = record.pop("devices", None) or [None]
         if "notes" in record:
             record["notes"] = "; ".join(record["notes"])
+        if "holders" in record:  # one readable cell: "opt.state[...] 768 MiB; Out[9] 120 MiB"
+            record["holders"] = "; ".join(
+                f"{h['name']} {format_bytes(h['nbytes'])}" for h in record["holders"]
+            )
         for device in devices:
             row = dict(record)
             if device is not None:

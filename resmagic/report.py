@@ -11,6 +11,7 @@ import sys
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
+from resmagic.holders.result import Holder
 from resmagic.units import format_bytes, format_seconds
 
 __all__ = [
@@ -139,6 +140,10 @@ class GpuReport(Report):
         devices: one row per device and source; ``host`` is always there.
         notes: why a device has no row (e.g. ``"torch allocator: torch not imported"``).
         reclaimed: True when the scope cleared an exception's frames to free memory.
+        holders: the largest variables holding memory, named when the block left more than
+            ``settings.held_mib`` held or ran out of memory (``gpu_scope(held_by=...)``).
+        holders_when: ``"after"`` (what the block left held) or ``"error"`` (what held the
+            memory when it ran out, before a reclaim freed it); ``""`` without holders.
     """
 
     scope: ClassVar[str] = "gpu_scope"
@@ -146,6 +151,8 @@ class GpuReport(Report):
     devices: tuple[DeviceReport, ...] = ()
     notes: tuple[str, ...] = ()
     reclaimed: bool = False
+    holders: tuple[Holder, ...] = ()
+    holders_when: Literal["", "after", "error"] = ""
 
     def device(self, name: str, source: str | None = None) -> DeviceReport:
         """The row for ``name`` (and ``source``, when two sources report one device)."""

@@ -7,7 +7,9 @@ from typing import Any
 import numpy as np
 import pytest
 
+import resmagic
 from resmagic.holders import Holders, who
+from resmagic.scopes.reclaim import clear_frames
 
 torch = pytest.importorskip("torch")
 
@@ -87,8 +89,85 @@ def test_in_ipython_the_output_cache_and_a_failed_cells_frame_hold_tensors(ip: A
     ip.run_cell("step()", store_history=True)
     rows = _rows(ip.run_line_magic("resmagic", "who 50"))
     assert rows[f"Out[{shown.execution_count}]"][:2] == ("output cache", 4000)
-    frame = rows["step() frame of the last error"]
+    frame = rows["step() local 'held' of the last error"]
     assert frame[:2] == ("traceback frame", 20_000)
     ip.run_cell("%%gpu_scope -q --reclaim always\nstep()", store_history=True)
     after = _rows(ip.run_line_magic("resmagic", "who 50"))
-    assert "step() frame of the last error" not in after  # the reclaim cleared it
+    assert not [name for name in after if name.startswith("step()")]  # the reclaim cleared it
+
+
+def test_naming_a_frames_locals_leaves_them_free_to_reclaim() -> None:
+    import gc
+    import weakref
+
+    torch = pytest.importorskip("torch")
+
+    def step() -> None:
+        activations = torch.ones(1000)
+        raise MemoryError(activations.shape)
+
+    try:
+        step()
+    except MemoryError as exc:
+        error = exc
+    rows = _rows(who({}, error=error))
+    assert rows["step() local 'activations' of this error"][:2] == ("traceback frame", 4000)
+    tb = error.__traceback__
+    assert tb is not None
+    assert tb.tb_next is not None
+    frame = tb.tb_next.tb_frame
+    ref = weakref.ref(next(v for v in gc.get_referents(frame) if isinstance(v, torch.Tensor)))
+    clear_frames(error)
+    gc.collect()
+    assert ref() is None, "the walk's name lookup kept the tensor alive"
+
+
+def test_the_table_says_what_no_variable_reaches_per_device() -> None:
+    np = pytest.importorskip("numpy")
+    holders = who({"arr": np.ones(1 << 20)})  # 8 MiB named
+    assert holders.named["host"] == 8 << 20
+    assert holders.in_use["host"] > holders.named["host"]
+    rest = holders.unreachable("host")
+    assert rest == holders.in_use["host"] - (8 << 20)
+    assert "host: " in repr(holders)
+    assert "not reachable from your variables" in repr(holders).splitlines()[-1]
+
+
+def test_the_cuda_rest_is_the_allocator_minus_what_is_named(fake_gpu: Any) -> None:
+    torch, _nv = fake_gpu
+    torch.cuda.init()
+    torch.cuda.malloc(0, 3 << 30)  # the fake's bytes are no tensor a variable holds
+    holders = who({}, device="cuda:0")
+    assert holders.in_use == {"cuda:0": 3 << 30}
+    assert holders.unreachable("cuda:0") == 3 << 30
+    assert repr(holders) == "no tensors or arrays reachable from your variables"
+    assert "3.00 GiB not reachable" in holders.rest_line("cuda:0")
+
+
+def test_an_oom_names_what_held_the_memory_before_the_reclaim(
+    ip: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ip.run_cell("import torch", store_history=True)
+    ip.run_cell(
+        "def grow(n):\n    activations = torch.ones(n, 1 << 20)\n    raise MemoryError(n)",
+        store_history=True,
+    )
+    capsys.readouterr()
+    ip.run_cell("%%gpu_scope --no-panel\ngrow(64)", store_history=True)  # 256 MiB
+    out = capsys.readouterr().out
+    report = resmagic.history()[-1]
+    assert isinstance(report, resmagic.GpuReport)
+    assert report.reclaimed
+    assert report.holders_when == "error"
+    top = report.holders[0]
+    assert (top.name, top.kind, top.nbytes) == (
+        "grow() local 'activations' of this error",
+        "traceback frame",
+        256 << 20,
+    )
+    assert "held when it ran out: grow() local 'activations' of this error 256 MiB" in out
+    assert "freed by the reclaim" in out
+    host = report.device("host")
+    assert host.after_bytes - host.before_bytes < 64 << 20  # and the reclaim did free it
+    frame = resmagic.history_frame()
+    assert frame["holders"].iloc[-1].startswith("grow() local 'activations' of this error 256 MiB")

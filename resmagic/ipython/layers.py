@@ -16,8 +16,8 @@ from IPython.utils import process
 from IPython.utils.text import DollarFormatter
 
 from resmagic import scopes
-from resmagic.config import settings
 from resmagic.errors import ResmagicError
+from resmagic.holders import Holders, held_device
 from resmagic.ipython.cell import Layer
 from resmagic.ipython.output import ReportOutput
 from resmagic.ipython.text import render_report
@@ -90,6 +90,8 @@ class LayerFactory:
         its ``as`` value is bound to) steer the magic. Watch mode and option lines both come
         here, so watch mode never writes options out as text to parse them again.
         """
+        if magic == "gpu_scope":
+            options.setdefault("held_by", self.magics.shell.user_ns)
         try:
             scope = BUILDERS[magic](**options)
         except (ResmagicError, OSError, TypeError) as exc:
@@ -123,14 +125,20 @@ class LayerFactory:
         self.output.show({"text/plain": text}, report.cell)
 
     def held(self, report: Report) -> list[str]:
-        """Under a cell that left a lot held: which variables hold it (``held by: ...``)."""
-        device = _held_device(report)
-        if device is None:
-            return []
-        from resmagic.holders import who  # walks only when a cell left that much held
+        """The line naming what holds the memory (``held by: ...``), where the report has it.
 
-        line = who(self.magics.shell.user_ns, top=3, device=device).line(min_bytes=1 << 20)
-        return [f"  {device} {line}"]
+        The scope named them when it closed (``report.holders``): after a cell that left a
+        lot held, or at an out-of-memory error, before the reclaim cleared its frames.
+        """
+        if not isinstance(report, GpuReport) or not report.holders_when:
+            return []
+        holders = Holders(report.holders)
+        if report.holders_when == "error":
+            freed = ", freed by the reclaim" if report.reclaimed else ""
+            text = holders.line(min_bytes=1 << 20).replace("held by:", "held when it ran out:")
+            return [f"  {text}{freed}"]
+        device = report.holders[0].device if report.holders else held_device(report.devices)
+        return [f"  {device or 'host'} {holders.line(min_bytes=1 << 20)}"]
 
     def say_once(self, text: str) -> str | None:
         """``text`` the first time this process shows it, else None ("no GPU row" notes)."""
@@ -147,24 +155,6 @@ class LayerFactory:
             return text
 
 
-# A notebook runs the same option lines cell after cell (watch mode builds its layers every
-# cell): shlex and argparse cost more than the timed scope itself, so each line is split
-# and parsed once. A bad line raises each time (exceptions are not cached); the parsed
-# values are str, bool and float, never shared mutable objects.
-@functools.lru_cache(maxsize=256)
-def _held_device(report: Report) -> str | None:
-    """The device on which the cell left more than ``settings.held_mib`` held, if any."""
-    limit = settings.held_mib << 20
-    if not limit or not isinstance(report, GpuReport):
-        return None
-    for row in report.devices:
-        total = row.total_bytes or 0
-        threshold = min(limit, total // 20) if total else limit
-        if row.source != "NVML" and row.delta_bytes > threshold:
-            return row.name
-    return None
-
-
 def split_once(line: str) -> tuple[str, ...]:
     """``line`` split as a shell would (quotes, escapes); ``ValueError`` for an open quote."""
     # magic_arguments splits with posix=False, which keeps the quotes of a quoted path
@@ -173,6 +163,10 @@ def split_once(line: str) -> tuple[str, ...]:
     return tuple(argv)
 
 
+# A notebook runs the same option lines cell after cell (watch mode builds its layers every
+# cell): shlex and argparse cost more than the timed scope itself, so each line is split
+# and parsed once. A bad line raises each time (exceptions are not cached); the parsed
+# values are str, bool and float, never shared mutable objects.
 @functools.lru_cache(maxsize=256)
 def _parsed(parser: argparse.ArgumentParser, argv: tuple[str, ...]) -> tuple[tuple[str, Any], ...]:
     return tuple(vars(parser.parse_args(list(argv))).items())

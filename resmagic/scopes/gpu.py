@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import gc as _gc
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
-from typing import Literal, get_args
+from typing import Any, Literal, get_args
 
 from resmagic.errors import OptionError
+from resmagic.holders import Holder, held_device, who
 from resmagic.probes import cgroup, sources, torch_cuda
 from resmagic.probes.devices import HOST, check_exists, parse_device
 from resmagic.probes.peaks import PeakStack
@@ -55,6 +56,9 @@ class gpu_scope(Scope["gpu_scope", GpuReport]):
         reclaim: after which exceptions to clear the traceback's frames and empty the cache,
             so memory held by the failed block's locals comes back: ``"oom"`` (out-of-memory
             errors only, keeping ``%debug`` usable for the rest), ``"always"`` or ``"never"``.
+        held_by: variables (e.g. ``globals()``; in IPython the user namespace) to name the
+            report's ``holders`` from, when the block leaves more than ``settings.held_mib``
+            held or runs out of memory (then before its frames are cleared). None: never.
 
     Raises:
         DeviceError: the device does not exist here.
@@ -74,6 +78,7 @@ class gpu_scope(Scope["gpu_scope", GpuReport]):
         empty_cache: bool = True,
         gc: bool = False,
         reclaim: Reclaim = "oom",
+        held_by: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__()
         if reclaim not in RECLAIM:
@@ -85,6 +90,7 @@ class gpu_scope(Scope["gpu_scope", GpuReport]):
         self.empty_cache = empty_cache
         self.gc = gc
         self.reclaim = reclaim
+        self.held_by = held_by
         self._probes: tuple[Probe, ...] = (
             (sources.HOST,)
             if self.device == HOST
@@ -180,6 +186,7 @@ class gpu_scope(Scope["gpu_scope", GpuReport]):
 
     def _close(self, run: _Run, exc: BaseException | None) -> GpuReport:
         duration = time.perf_counter() - run.t0
+        holders = self._holders(None, exc) if exc is not None and is_out_of_memory(exc) else None
         reclaimed = exc is not None and self._should_reclaim(exc)
         if reclaimed and exc is not None:
             clear_frames(exc)
@@ -203,6 +210,10 @@ class gpu_scope(Scope["gpu_scope", GpuReport]):
             # add its own after value, which each row's peak already includes.
             run.watch.sample(notify=False, readings=after)
         rows = tuple(self._row(r, run, exact) for r in after)
+        when: Literal["", "after", "error"] = "error" if holders is not None else ""
+        left = held_device(rows) if holders is None and self.held_by is not None else None
+        if left is not None:
+            holders, when = self._holders(left, None), "after"
         return GpuReport(
             **self.common(run.started_at, duration, exc),
             devices=rows,
@@ -210,7 +221,18 @@ class gpu_scope(Scope["gpu_scope", GpuReport]):
             + tuple(run.failures.values())
             + _oom_killed(run),
             reclaimed=reclaimed,
+            holders=holders or (),
+            holders_when=when if holders is not None else "",
         )
+
+    def _holders(self, device: str | None, exc: BaseException | None) -> tuple[Holder, ...] | None:
+        """The three largest holders (on ``device``), or None; never fails the block."""
+        if self.held_by is None:
+            return None
+        try:
+            return who(self.held_by, top=3, device=device, error=exc).rows
+        except Exception:  # naming is a courtesy: a walk that breaks says nothing
+            return None
 
     def _pop_peaks(self, run: _Run) -> dict[str, dict[str, int]]:
         """Each exact counter's peak per device for this run; a counter that fails, none."""

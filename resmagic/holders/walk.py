@@ -1,12 +1,4 @@
-"""Who holds the memory: the names behind the bytes a session keeps (``resmagic.who()``).
-
-A walk from the roots a user can name: the namespace (IPython's own bookkeeping left out),
-the output cache (``Out[7]``, ``_``), and the frames of the last error. Each tensor or array
-is counted once, by its storage, under the first name found; other names that reach the same
-storage are listed beside it. Modules, classes and functions are not walked into, torch and
-numpy are looked at only if already imported, and a time budget stops the walk (the result
-says so). Nothing here initialises CUDA.
-"""
+"""The walk behind :func:`resmagic.who`: from the roots a user can name to each storage."""
 
 from __future__ import annotations
 
@@ -18,9 +10,9 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from resmagic.units import format_bytes
+from resmagic.holders.result import Holder, Holders
 
-__all__ = ["Holder", "Holders", "who"]
+__all__ = ["who"]
 
 _HIDDEN = {"In", "Out", "_ih", "_oh", "_dh", "_i", "_ii", "_iii", "exit", "quit", "get_ipython"}
 _BIG_BYTES = 1 << 16  # smaller bytes objects are not worth a row
@@ -34,70 +26,6 @@ _OPAQUE = (
     types.CodeType,
     types.FrameType,
 )
-
-
-@dataclass(frozen=True, slots=True)
-class Holder:
-    """One storage and the name it was found under.
-
-    Attributes:
-        name: what a user can type or recognise, e.g. ``model.fc.weight.grad``, ``Out[7]``.
-        kind: parameter, buffer, gradient, optimizer state, activation, tensor, numpy array,
-            bytes, output cache, traceback frame.
-        device: ``"host"`` or ``"cuda:N"``.
-        nbytes: the storage's size, counted once however many names reach it.
-        shared_with: the other names that reach the same storage (views, tied weights).
-    """
-
-    name: str
-    kind: str
-    device: str
-    nbytes: int
-    shared_with: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
-class Holders:
-    """The result of :func:`who`: holders largest first, and where the walk stopped, if it did."""
-
-    rows: tuple[Holder, ...]
-    stopped: str | None = None
-    walked: int = 0
-
-    def total(self, device: str | None = None) -> int:
-        """Bytes named on ``device`` (every device when None)."""
-        return sum(r.nbytes for r in self.rows if device is None or r.device == device)
-
-    def __sub__(self, before: Holders) -> Holders:
-        """What is held now that was not before: the diff of two walks (by name and size)."""
-        seen = {(r.name, r.nbytes) for r in before.rows}
-        return Holders(tuple(r for r in self.rows if (r.name, r.nbytes) not in seen))
-
-    def line(self, top: int = 3, min_bytes: int = 0) -> str:
-        """``held by: opt.state 768 MiB · model (grads) 384 MiB`` for the largest holders."""
-        rows = [r for r in self.rows if r.nbytes >= min_bytes][:top]
-        parts = [f"{r.name} {format_bytes(r.nbytes)}" for r in rows]
-        return "held by: " + (" · ".join(parts) if parts else "nothing we can name")
-
-    def __repr__(self) -> str:
-        if not self.rows:
-            return "no tensors or arrays reachable from your variables"
-        table = [("name", "kind", "device", "size", "also reached as")]
-        table += [
-            (r.name, r.kind, r.device, format_bytes(r.nbytes), ", ".join(r.shared_with))
-            for r in self.rows
-        ]
-        widths = [max(len(row[i]) for row in table) for i in range(5)]
-        lines = [
-            "  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip()
-            for row in table
-        ]
-        if self.stopped:
-            lines.append(f"(stopped early: {self.stopped})")
-        return "\n".join(lines)
-
-    def _repr_pretty_(self, printer: Any, cycle: bool) -> None:
-        printer.text(repr(self))
 
 
 @dataclass
@@ -130,6 +58,7 @@ def who(
     top: int | None = 10,
     device: str | None = None,
     budget_s: float = 0.02,
+    error: BaseException | None = None,
 ) -> Holders:
     """Name the tensors and arrays reachable from ``namespace`` (default: the caller's globals).
 
@@ -138,6 +67,8 @@ def who(
         top: keep the largest ``top`` rows (None: all).
         device: only rows on this device, e.g. ``"cuda:0"`` or ``"host"``.
         budget_s: stop walking after this many seconds and say so.
+        error: an exception being handled, whose frames are walked first (an out-of-memory
+            error, before its frames are cleared); else the last error IPython kept.
     """
     if namespace is None:
         namespace = sys._getframe(1).f_globals
@@ -150,7 +81,7 @@ def who(
         if name in _HIDDEN or _is_cache_name(name):
             continue
         walk.todo.append((value, name, "output cache" if name in ("_", "__", "___") else ""))
-    _add_last_error(walk)
+    _add_error_frames(walk, error)
     _bfs(walk)
     rows = [
         Holder(name, kind, dev, nbytes, tuple(shared))
@@ -158,7 +89,22 @@ def who(
         if device is None or dev == device
     ]
     rows.sort(key=lambda r: r.nbytes, reverse=True)
-    return Holders(tuple(rows[:top] if top is not None else rows), walk.stopped, walk.walked)
+    named: dict[str, int] = {}
+    for row in rows:
+        named[row.device] = named.get(row.device, 0) + row.nbytes
+    kept = tuple(rows[:top] if top is not None else rows)
+    in_use = {d: n for d, n in _in_use().items() if device is None or d == device}
+    return Holders(kept, walk.stopped, walk.walked, named, in_use)
+
+
+def _in_use() -> dict[str, int]:
+    """What each device says is in use: RSS for the host, torch's allocated bytes for CUDA."""
+    from resmagic.probes import host, torch_cuda
+
+    used = {"host": host.rss_bytes()}
+    if torch_cuda.ready():  # never initialises CUDA
+        used.update({r.name: r.used_bytes for r in torch_cuda.read_all()})
+    return used
 
 
 def _is_cache_name(name: str) -> bool:
@@ -166,20 +112,41 @@ def _is_cache_name(name: str) -> bool:
     return name[1:].isdigit() or (name.startswith("_i") and name[2:].isdigit())
 
 
-def _add_last_error(walk: _Walk) -> None:
-    # The frames of the last error: their values through gc, never frame.f_locals (reading
-    # it keeps the locals alive after a reclaim on Python < 3.13, CPython #113939).
-    import gc
-
-    tb = getattr(sys, "last_traceback", None)
+def _add_error_frames(walk: _Walk, error: BaseException | None) -> None:
+    """The function frames of ``error`` (else of the last error): each local by its name."""
+    tb = error.__traceback__ if error is not None else getattr(sys, "last_traceback", None)
+    which = "this error" if error is not None else "the last error"
     while tb is not None:
         frame = tb.tb_frame
         if frame.f_code.co_flags & 0x1:  # CO_OPTIMIZED: a function's frame, not the cell's
-            label = f"{frame.f_code.co_name}() frame of the last error"
-            for value in gc.get_referents(frame):
-                if not isinstance(value, (dict, *_OPAQUE)):
-                    walk.todo.append((value, label, "traceback frame"))
+            where = frame.f_code.co_name
+            for value, name in _frame_values(frame):
+                label = (
+                    f"{where}() local {name!r} of {which}"
+                    if name
+                    else f"{where}() frame of {which}"
+                )
+                walk.todo.append((value, label, "traceback frame"))
         tb = tb.tb_next
+
+
+def _frame_values(frame: types.FrameType) -> Iterator[tuple[Any, str | None]]:
+    """A finished function frame's values, each with its local name where it has one.
+
+    The names come from ``f_locals``; on Python < 3.13 that is a snapshot dict kept on the
+    frame (CPython #113939), so it is emptied again right away: the frame's memory must stay
+    as free to reclaim as before the walk (``scopes.reclaim`` empties it too).
+    """
+    import gc
+
+    snapshot = frame.f_locals
+    names = {id(value): name for name, value in snapshot.items()}
+    if sys.version_info < (3, 13) and isinstance(snapshot, dict):
+        snapshot.clear()
+    del snapshot
+    for value in gc.get_referents(frame):
+        if not isinstance(value, (dict, *_OPAQUE)):
+            yield value, names.get(id(value))
 
 
 def _name_models(walk: _Walk, namespace: Mapping[str, Any]) -> None:
