@@ -116,8 +116,8 @@ def _read(path: str) -> str | None:
         return None
 
 
-_fds: dict[str, int] = {}  # files read on every scope: kept open (a cgroup file is the same
-# file in a forked child, unlike /proc/self)
+_fds: dict[str, int] = {}  # files of this process's own cgroup, read on every sample: kept
+# open (a cgroup file is the same file in a forked child, unlike /proc/self)
 
 
 def _read_kept(path: str) -> str | None:
@@ -126,22 +126,35 @@ def _read_kept(path: str) -> str | None:
     try:
         if fd is None:
             fd = _fds[path] = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-        return os.pread(fd, 8192, 0).decode("ascii", "replace")
+        return os.pread(fd, 16384, 0).decode("ascii", "replace")
     except OSError:
         return None
 
 
-def _number(path: str) -> int | None:
-    text = (_read(path) or "").strip()
+def _text(group: Cgroup, name: str) -> str | None:
+    # Only the own cgroup's files are kept open: another cgroup (a test's) may be removed
+    # and made again under the same path, and a kept descriptor would read the old one.
+    path = group.file(name)
+    return _read_kept(path) if group == own() else _read(path)
+
+
+def _parse(text: str | None) -> int | None:
+    text = (text or "").strip()
     return int(text) if text.isdigit() and int(text) < _NO_LIMIT else None
 
 
+def _number(path: str) -> int | None:
+    return _parse(_read(path))
+
+
 def _stat(group: Cgroup, key: str) -> int | None:
-    for line in (_read(group.file("memory.stat")) or "").splitlines():
-        name, _, value = line.partition(" ")
-        if name == key and value.strip().isdigit():
-            return int(value)
-    return None
+    # A find, not a split into lines: the sampler reads this file ten times a second.
+    text = "\n" + (_text(group, "memory.stat") or "")
+    at = text.find(f"\n{key} ")
+    if at < 0:
+        return None
+    value = text[at + len(key) + 2 :].split("\n", 1)[0].strip()
+    return int(value) if value.isdigit() else None
 
 
 def limit_bytes(group: Cgroup | None = None) -> int | None:
@@ -162,7 +175,7 @@ def _counter(group: Cgroup | None, v1: str, v2: str) -> int | None:
     group = group if group is not None else own()
     if group is None:
         return None
-    return _number(group.file(v1 if group.version == 1 else v2))
+    return _parse(_text(group, v1 if group.version == 1 else v2))
 
 
 def usage_bytes(group: Cgroup | None = None) -> int | None:
@@ -190,7 +203,7 @@ def oom_kills(group: Cgroup | None = None) -> int | None:
     group = group if group is not None else own()
     if group is None:
         return None
-    text = _read_kept(_oom_file(group)) or ""
+    text = _text(group, _oom_file(group)) or ""
     at = text.find("oom_kill ")  # every scope reads this twice: no line splitting
     if at < 0:
         return None
@@ -198,9 +211,8 @@ def oom_kills(group: Cgroup | None = None) -> int | None:
     return int(digits) if digits.isdigit() else None
 
 
-@functools.lru_cache(maxsize=8)
 def _oom_file(group: Cgroup) -> str:
-    return group.file("memory.oom_control" if group.version == 1 else "memory.events")
+    return "memory.oom_control" if group.version == 1 else "memory.events"
 
 
 def status() -> ProbeStatus:

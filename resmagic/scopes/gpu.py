@@ -9,7 +9,9 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Literal, get_args
 
+from resmagic.bus import current_cell
 from resmagic.errors import OptionError
+from resmagic.guard import Guard, parse_fraction
 from resmagic.probes import cgroup, sources, torch_cuda
 from resmagic.probes.devices import HOST, check_exists, parse_device
 from resmagic.probes.peaks import PeakStack
@@ -36,6 +38,7 @@ class _Run:
     watch: Watch | None
     oom_kills: int | None  # the container's OOM-kill counter when the run opened
     failures: dict[str, str]  # source -> what went wrong reading it, once per source
+    guard: Guard | None = None
 
 
 class gpu_scope(Scope["gpu_scope", GpuReport]):
@@ -55,10 +58,14 @@ class gpu_scope(Scope["gpu_scope", GpuReport]):
         reclaim: after which exceptions to clear the traceback's frames and empty the cache,
             so memory held by the failed block's locals comes back: ``"oom"`` (out-of-memory
             errors only, keeping ``%debug`` usable for the rest), ``"always"`` or ``"never"``.
+        guard: stop the block with :class:`~resmagic.errors.MemoryLimitError` once the
+            container's working set passes this share of its memory limit (0.9 or ``"90%"``),
+            before the OOM killer kills the process; None: no guard. Sampled, so one huge
+            allocation between two samples can still beat it (see :mod:`resmagic.guard`).
 
     Raises:
         DeviceError: the device does not exist here.
-        OptionError: ``reclaim`` is not one of the three values.
+        OptionError: ``reclaim`` is not one of the three values, or ``guard`` no share.
 
     Examples:
         >>> with gpu_scope() as scope:
@@ -74,11 +81,13 @@ class gpu_scope(Scope["gpu_scope", GpuReport]):
         empty_cache: bool = True,
         gc: bool = False,
         reclaim: Reclaim = "oom",
+        guard: float | str | None = None,
     ) -> None:
         super().__init__()
         if reclaim not in RECLAIM:
             msg = f"reclaim must be 'oom', 'always' or 'never', not {reclaim!r}"
             raise OptionError(msg)
+        self.guard = parse_fraction(guard) if guard is not None else None
         self.device = parse_device(device)
         if isinstance(self.device, int):
             check_exists(self.device)
@@ -175,11 +184,17 @@ class gpu_scope(Scope["gpu_scope", GpuReport]):
         # With gc=True the collections count: the user asked for them, they take the time.
         t0 = gc_t0 if self.gc else time.perf_counter()
         run = _Run(time.time(), t0, before, frames, watch, cgroup.oom_kills(), failures)
+        if self.guard is not None:
+            cell = current_cell()
+            run.guard = Guard(self.guard, cell="the block" if cell is None else f"cell {cell}")
+            run.guard.start()
         self._latest = run
         return run, self
 
     def _close(self, run: _Run, exc: BaseException | None) -> GpuReport:
         duration = time.perf_counter() - run.t0
+        if run.guard is not None:
+            run.guard.stop()  # first: it must not fire into the scope's own closing
         reclaimed = exc is not None and self._should_reclaim(exc)
         if reclaimed and exc is not None:
             clear_frames(exc)
@@ -208,7 +223,8 @@ class gpu_scope(Scope["gpu_scope", GpuReport]):
             devices=rows,
             notes=self.why_no_gpu({r.source for r in rows})
             + tuple(run.failures.values())
-            + _oom_killed(run),
+            + _oom_killed(run)
+            + _unguarded(run),
             reclaimed=reclaimed,
         )
 
@@ -259,6 +275,12 @@ def _oom_killed(run: _Run) -> tuple[str, ...]:
     limit = cgroup.limit_bytes()
     at = f" at its {limit >> 20} MiB limit" if limit is not None else ""
     return (f"container: the OOM killer killed {what} in this cgroup{at} during the block",)
+
+
+def _unguarded(run: _Run) -> tuple[str, ...]:
+    if run.guard is None or run.guard.armed:
+        return ()
+    return ("guard: no container memory limit here, so nothing to guard",)
 
 
 def is_out_of_memory(exc: BaseException) -> bool:

@@ -1,25 +1,20 @@
 """The process's own memory cgroup, read from a real cgroup v1 made for the test.
 
-Each test makes a child of this process's own memory cgroup with a 300 MiB limit, runs a
-real process inside it, and removes the cgroup afterwards. Skipped where the machine has no
-writable cgroup v1 memory hierarchy (cgroup v2 is tested in a VM, not here).
+Each test makes a child of this process's own memory cgroup with a 300 MiB limit
+(:mod:`tests.cgroups`), runs a real process inside it, and removes the cgroup afterwards.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from resmagic.probes import cgroup
-
-MiB = 1 << 20
-LIMIT = 300 * MiB
+from tests import cgroups
+from tests.cgroups import LIMIT, run_inside
 
 READ = """
 import json, sys
@@ -40,33 +35,12 @@ held = [bytearray(b"x") * (10 << 20) for _ in range(60)]  # 600 MiB into a 300 M
 
 @pytest.fixture
 def child_cgroup() -> Iterator[Path]:
-    group = cgroup.own()
-    if group is None or group.version != 1 or not os.access(group.path, os.W_OK):
-        pytest.skip("needs a writable cgroup v1 memory hierarchy (root on this machine)")
-    path = Path(group.path) / f"resmagic-test-{os.getpid()}"
-    path.mkdir()
-    try:
-        (path / "memory.limit_in_bytes").write_text(str(LIMIT))
+    with cgroups.child_cgroup() as path:
         yield path
-    finally:
-        path.rmdir()
-
-
-def _run_inside(path: Path, code: str) -> subprocess.CompletedProcess[str]:
-    process = subprocess.Popen(
-        [sys.executable, "-c", code],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    (path / "cgroup.procs").write_text(str(process.pid))
-    out, err = process.communicate("go\n", timeout=60)
-    return subprocess.CompletedProcess(process.args, process.returncode, out, err)
 
 
 def test_a_process_in_a_child_cgroup_sees_its_limit_as_the_host_total(child_cgroup: Path) -> None:
-    done = _run_inside(child_cgroup, READ)
+    done = run_inside(child_cgroup, READ)
     assert done.returncode == 0, done.stderr
     seen = json.loads(done.stdout)
     assert seen["path"] == str(child_cgroup)
@@ -77,11 +51,9 @@ def test_a_process_in_a_child_cgroup_sees_its_limit_as_the_host_total(child_cgro
 
 
 def test_the_oom_kill_counter_counts_a_real_kill(child_cgroup: Path) -> None:
-    mine = cgroup.own()
-    assert mine is not None
-    group = cgroup.Cgroup(1, str(child_cgroup), mine.mount)
+    group = cgroups.as_group(child_cgroup)
     assert cgroup.oom_kills(group) == 0
-    done = _run_inside(child_cgroup, GREEDY)
+    done = run_inside(child_cgroup, GREEDY)
     assert done.returncode == -9  # SIGKILL from the OOM killer
     assert cgroup.oom_kills(group) == 1
     peak = cgroup.peak_bytes(group)
@@ -115,7 +87,7 @@ print("\\n".join(scope.report.notes))
 
 
 def test_a_block_whose_worker_the_oom_killer_took_says_so(child_cgroup: Path) -> None:
-    done = _run_inside(child_cgroup, IN_A_SCOPE)
+    done = run_inside(child_cgroup, IN_A_SCOPE)
     assert done.returncode == 0, done.stderr  # the scope's own process lives on
     code, *notes = done.stdout.strip().splitlines()
     assert code == "-9"
