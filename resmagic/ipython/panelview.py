@@ -13,6 +13,7 @@ import html
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
+from resmagic.probes.devices import HOST_ROWS
 from resmagic.probes.reading import DeviceMemory
 from resmagic.report import DeviceReport, GpuReport
 from resmagic.units import format_bytes, format_delta, format_seconds
@@ -149,7 +150,7 @@ def render(view: PanelView, extra: str = "") -> str:
     notes = ""
     # Like the text line: the reasons are for a panel with no GPU row at all, not for a
     # GPU with one source missing (NVML rows while torch has not initialised CUDA).
-    if view.notes and all(r.name == "host" for r in view.rows):
+    if view.notes and all(r.name in HOST_ROWS for r in view.rows):
         notes = (
             f"<div class='rm-note' style='{_MUTED}'>no GPU row: {_e('; '.join(view.notes))}</div>"
         )

@@ -6,6 +6,7 @@ import html
 from collections.abc import Sequence
 from typing import Any
 
+from resmagic.probes.devices import HOST_ROWS
 from resmagic.report import GpuReport, Report
 from resmagic.units import format_bytes, format_seconds, format_table
 
@@ -21,7 +22,9 @@ def render_report(report: Report, said: set[str] | None = None) -> str:
             are added), so a terminal session says it once, not under every cell.
     """
     text = report.summary()
-    gpu_rows = isinstance(report, GpuReport) and any(d.name != "host" for d in report.devices)
+    gpu_rows = isinstance(report, GpuReport) and any(
+        d.name not in HOST_ROWS for d in report.devices
+    )
     if isinstance(report, GpuReport) and report.notes and not gpu_rows:
         why = why_line(report.notes)
         if said is None or why not in said:

@@ -14,18 +14,29 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from resmagic.probes.reading import ProbeStatus
+from resmagic.probes.reading import DeviceMemory, ProbeStatus
 
 __all__ = [
+    "NAME",
+    "SOURCE",
     "Cgroup",
     "limit_bytes",
     "oom_kills",
     "own",
     "peak_bytes",
+    "read",
+    "read_peak",
+    "reset_peak",
     "status",
     "usage_bytes",
     "working_set_bytes",
 ]
+
+NAME = "container"
+"""How the cgroup's rows name their device."""
+
+SOURCE = "cgroup"
+"""How the cgroup's rows name their source."""
 
 _NO_LIMIT = 1 << 60  # v1 writes "no limit" as a huge number (PAGE_COUNTER_MAX pages)
 
@@ -198,6 +209,66 @@ def peak_bytes(group: Cgroup | None = None) -> int | None:
     return _counter(group, "memory.max_usage_in_bytes", "memory.peak")
 
 
+_peak_fd: int | None = None  # v2: the descriptor whose reset and reads belong to this process
+_refused = ""  # why the peak cannot be reset here, once found out
+
+
+def reset_peak() -> bool:
+    """Reset the own cgroup's peak to its usage now; False where the kernel refuses.
+
+    v1 resets ``memory.max_usage_in_bytes`` for every reader; v2 (kernel 6.12 or later)
+    resets ``memory.peak`` for one descriptor only, but lowers what the others read too.
+    So callers reset only at their outermost scope, and the peak is labelled shared.
+    """
+    global _peak_fd, _refused
+    group = own()
+    if group is None or _refused:
+        return False
+    try:
+        if group.version == 1:
+            with open(group.file("memory.max_usage_in_bytes"), "w") as f:
+                f.write("0")
+            return True
+        if _peak_fd is None:
+            _peak_fd = os.open(group.file("memory.peak"), os.O_RDWR | os.O_CLOEXEC)
+        os.write(_peak_fd, b"reset\n")
+        return True
+    except OSError as exc:  # v2 before 6.12: EINVAL; a read-only cgroupfs: EACCES/EROFS
+        _refused = f"cannot reset the peak ({exc.strerror or exc})"
+        return False
+
+
+def read_peak() -> int | None:
+    """The own cgroup's peak since :func:`reset_peak` (None before a reset succeeded)."""
+    group = own()
+    if group is None or _refused:
+        return None
+    if group.version == 1:
+        return peak_bytes(group)
+    if _peak_fd is None:
+        return None
+    try:
+        return _parse(os.pread(_peak_fd, 64, 0).decode("ascii", "replace"))
+    except OSError:
+        return None
+
+
+_limit: list[int | None] = []  # the own cgroup's limit, read once (status() reads it again)
+
+
+def _own_limit() -> int | None:
+    if not _limit:
+        _limit.append(limit_bytes())
+    return _limit[0]
+
+
+def read() -> list[DeviceMemory]:
+    """The ``container`` reading: working set now, the limit as total; none without a limit."""
+    limit = _own_limit()
+    used = working_set_bytes() if limit is not None else None
+    return [] if limit is None or used is None else [DeviceMemory(NAME, used, limit, SOURCE)]
+
+
 def oom_kills(group: Cgroup | None = None) -> int | None:
     """How many processes the OOM killer has killed in the cgroup (None where not counted)."""
     group = group if group is not None else own()
@@ -220,8 +291,10 @@ def status() -> ProbeStatus:
     group = own()
     if group is None:
         return ProbeStatus("container", False, "container: no memory cgroup here")
-    limit = limit_bytes(group)
+    _limit.clear()
+    limit = _own_limit()
     limited = f"limit {limit >> 20} MiB" if limit is not None else "no limit"
+    peak = f"peak sampled: {_refused}" if _refused else "peak exact (shared with the container)"
     return ProbeStatus(
-        "container", True, f"container: cgroup v{group.version} {group.path}, {limited}"
+        "container", True, f"container: cgroup v{group.version} {group.path}, {limited}, {peak}"
     )

@@ -8,10 +8,13 @@ from __future__ import annotations
 from resmagic.errors import DeviceError
 from resmagic.probes import nvml, torch_cuda
 
-__all__ = ["HOST", "check_exists", "parse_device"]
+__all__ = ["HOST", "HOST_ROWS", "check_exists", "parse_device"]
 
 HOST = "host"
 """The device spec for host memory only."""
+
+HOST_ROWS = (HOST, "workers", "container")
+"""The rows of host memory: this process, its child processes, its cgroup (not GPUs)."""
 
 
 def parse_device(device: object) -> int | str | None:

@@ -12,9 +12,9 @@ from typing import Literal, get_args
 from resmagic.bus import current_cell
 from resmagic.errors import OptionError
 from resmagic.guard import Guard, parse_fraction
-from resmagic.probes import cgroup, sources, torch_cuda
+from resmagic.probes import cgroup, sources, torch_cuda, workers
 from resmagic.probes.devices import HOST, check_exists, parse_device
-from resmagic.probes.peaks import PeakStack
+from resmagic.probes.peaks import PeakCounter
 from resmagic.probes.reading import DeviceMemory
 from resmagic.probes.sources import Probe
 from resmagic.report import DeviceReport, GpuReport, describe_error
@@ -28,13 +28,16 @@ Reclaim = Literal["oom", "always", "never"]
 RECLAIM: tuple[Reclaim, ...] = get_args(Reclaim)
 """The values ``reclaim`` takes (the magic's ``--reclaim`` choices too)."""
 
+_HOST_PROBES = (sources.HOST, sources.WORKERS, sources.CONTAINER)
+_GPU_PROBES = (sources.ALLOCATOR, sources.NVML)
+
 
 @dataclass(slots=True)
 class _Run:
     started_at: float
     t0: float
     before: dict[tuple[str, str], DeviceMemory]
-    frames: dict[str, tuple[PeakStack, dict[str, int]]]  # source -> its counter and frame
+    frames: dict[str, tuple[PeakCounter, dict[str, int]]]  # source -> its counter and frame
     watch: Watch | None
     oom_kills: int | None  # the container's OOM-kill counter when the run opened
     failures: dict[str, str]  # source -> what went wrong reading it, once per source
@@ -94,10 +97,8 @@ class gpu_scope(Scope["gpu_scope", GpuReport]):
         self.empty_cache = empty_cache
         self.gc = gc
         self.reclaim = reclaim
-        self._probes: tuple[Probe, ...] = (
-            (sources.HOST,)
-            if self.device == HOST
-            else (sources.HOST, sources.ALLOCATOR, sources.NVML)
+        self._probes: tuple[Probe, ...] = _HOST_PROBES + (
+            () if self.device == HOST else _GPU_PROBES
         )
         self._listeners: list[Listener] = []
         self._latest: _Run | None = None
@@ -130,7 +131,8 @@ class gpu_scope(Scope["gpu_scope", GpuReport]):
 
     def why_no_gpu(self, seen: set[str]) -> tuple[str, ...]:
         """In words, why rows from these sources leave out a GPU source (``()`` for host only)."""
-        return tuple(str(p.status()) for p in self._probes[1:] if p.source not in seen)
+        gpus = (p for p in self._probes if p in _GPU_PROBES)
+        return tuple(str(p.status()) for p in gpus if p.source not in seen)
 
     def _wants(self, index: int) -> bool:
         return self.device is None or self.device == index
@@ -173,9 +175,9 @@ class gpu_scope(Scope["gpu_scope", GpuReport]):
             counter = probe.counter
             if counter is not None:
                 frames[probe.source] = (counter, counter.push())
-        # What only sampling can give a peak for: NVML rows, and host RSS where VmHWM
-        # cannot be reset.
-        sampled = tuple(p for p in self._probes if p.source not in frames)
+        # What only sampling can give a peak for: NVML rows, workers, host RSS where VmHWM
+        # cannot be reset, and the container (only the outermost scope has its counter).
+        sampled = tuple(p for p in self._probes if p.source not in frames or p is sources.CONTAINER)
         watch = None
         if self._listeners:
             watch = sampler.add(Watch(partial(self._read_from, self._probes, failures), self._tell))
@@ -210,14 +212,14 @@ class gpu_scope(Scope["gpu_scope", GpuReport]):
         if self.empty_cache or reclaimed:
             torch_cuda.empty_cache()
         # The host peak was read by pop() above: what VmHWM says now is not needed.
-        after = self._read_from(self._probes, run.failures, peak=False)
+        after = [_exact_workers(r) for r in self._read_from(self._probes, run.failures, peak=False)]
         if run.watch is not None:
             # One last reading, so a peak that is still held is counted; the live view is
             # done by now and gets the report instead. The "after" readings are that
             # reading: every row the watch reads is among them, and an extra row can only
             # add its own after value, which each row's peak already includes.
             run.watch.sample(notify=False, readings=after)
-        rows = tuple(self._row(r, run, exact) for r in after)
+        rows = tuple(row for r in after if _shown(row := self._row(r, run, exact)))
         return GpuReport(
             **self.common(run.started_at, duration, exc),
             devices=rows,
@@ -275,6 +277,18 @@ def _oom_killed(run: _Run) -> tuple[str, ...]:
     limit = cgroup.limit_bytes()
     at = f" at its {limit >> 20} MiB limit" if limit is not None else ""
     return (f"container: the OOM killer killed {what} in this cgroup{at} during the block",)
+
+
+def _exact_workers(reading: DeviceMemory) -> DeviceMemory:
+    """At the end, workers still running are measured from their ``smaps_rollup`` (exact)."""
+    if reading.name != workers.NAME or not reading.used_bytes:
+        return reading
+    return workers.read_exact()
+
+
+def _shown(row: DeviceReport) -> bool:
+    """Every row but a workers row of a block that had no child process."""
+    return row.name != workers.NAME or row.peak_bytes > 0
 
 
 def _unguarded(run: _Run) -> tuple[str, ...]:

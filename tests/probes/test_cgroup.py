@@ -14,7 +14,7 @@ import pytest
 
 from resmagic.probes import cgroup
 from tests import cgroups
-from tests.cgroups import LIMIT, run_inside
+from tests.cgroups import LIMIT, MiB, run_inside
 
 READ = """
 import json, sys
@@ -95,3 +95,38 @@ def test_a_block_whose_worker_the_oom_killer_took_says_so(child_cgroup: Path) ->
         "container: the OOM killer killed a process in this cgroup at its 300 MiB limit"
         " during the block"
     ]
+
+
+ROWS = """
+import json, sys
+sys.stdin.readline()
+from resmagic import gpu_scope
+with gpu_scope("host") as outer:
+    spike = bytearray(b"x") * (100 << 20)
+    del spike
+    with gpu_scope("host") as inner:
+        kept = bytearray(b"x") * (50 << 20)
+rows = {name: scope.report.device("container") for name, scope in
+        (("outer", outer), ("inner", inner))}
+print(json.dumps({name: {"before": r.before_bytes, "peak": r.peak_bytes, "after": r.after_bytes,
+                         "total": r.total_bytes, "exact": r.peak_exact, "line": r.summary()}
+                  for name, r in rows.items()}))
+"""
+
+
+def test_the_container_row_shows_the_working_set_peak_and_limit(child_cgroup: Path) -> None:
+    done = run_inside(child_cgroup, ROWS)
+    assert done.returncode == 0, done.stderr
+    seen = json.loads(done.stdout)
+    outer, inner = seen["outer"], seen["inner"]
+    for row in (outer, inner):
+        assert row["total"] == LIMIT
+        assert 45 * MiB <= row["after"] - row["before"] <= 60 * MiB  # the 50 MiB kept
+    # The outermost scope reset the cgroup's counter and read its peak: the 100 MiB spike.
+    assert outer["exact"]
+    assert outer["peak"] >= outer["before"] + 100 * MiB
+    assert "exact, shared" in outer["line"]
+    assert outer["line"].startswith("container ")
+    # A nested scope must not reset it again (other readers see resets): sampled instead.
+    assert not inner["exact"]
+    assert inner["after"] <= inner["peak"] < outer["peak"]
