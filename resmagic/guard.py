@@ -6,7 +6,8 @@ killer goes by) with the limit each ``settings.sample_interval``; past the thres
 exception arrives between two bytecodes of that thread, like Ctrl-C: a loop that allocates
 step by step stops with its variables kept, but a single allocation that jumps past the limit
 between two samples (one 20 GiB ``torch.empty``) is still killed first, and so is a thread
-stuck in C code (an exception cannot be delivered there).
+stuck in C code (an exception cannot be delivered there). A block that starts above the
+threshold (memory earlier cells hold) is stopped halfway from there to the limit instead.
 """
 
 from __future__ import annotations
@@ -62,6 +63,7 @@ class Guard:
         self.limit_bytes = cgroup.limit_bytes()
         self.fired = False
         self.thread = 0
+        self.threshold_bytes = 0
         self._watch: Watch | None = None
 
     @property
@@ -71,8 +73,16 @@ class Guard:
 
     def start(self) -> Guard:
         """Start watching for the calling thread; does nothing when there is no limit."""
-        if self.limit_bytes is None or self._watch is not None:
+        limit = self.limit_bytes
+        if limit is None or self._watch is not None:
             return self
+        # A block that starts above the threshold (what earlier cells hold, kept by an
+        # earlier stop) would be stopped at once, and so would every cell after it: such a
+        # block is stopped halfway from where it started to the limit instead.
+        self.threshold_bytes = int(self.at * limit)
+        start = cgroup.working_set_bytes() or 0
+        if start >= self.threshold_bytes:
+            self.threshold_bytes = start + (limit - start) // 2
         self.thread = threading.get_ident()
         with _lock:
             _on.setdefault(self.thread, []).append(self)
@@ -97,7 +107,7 @@ class Guard:
     def check(self) -> list[DeviceMemory]:
         """One sample (the sampler calls it): fire when the working set is past the threshold."""
         limit, used = self.limit_bytes, cgroup.working_set_bytes()
-        if limit is None or used is None or used < self.at * limit or self.fired:
+        if limit is None or used is None or used < self.threshold_bytes or self.fired:
             return []
         with _lock:
             if self not in _on.get(self.thread, []) or self.fired:
@@ -108,9 +118,10 @@ class Guard:
         return []
 
     def _error(self, limit: int, used: int) -> type[MemoryLimitError]:
+        share = self.threshold_bytes / limit
         message = (
             f"resmagic's memory guard stopped {self.cell}: the container's working set"
-            f" {format_bytes(used)} passed {self.at:.0%} of its {format_bytes(limit)} limit."
+            f" {format_bytes(used)} passed {share:.0%} of its {format_bytes(limit)} limit."
             " Stopped before the OOM killer, so the variables are kept: del what you no"
             " longer need (%resmagic guard off runs cells to the limit)"
         )

@@ -146,7 +146,7 @@ def _text(group: Cgroup, name: str) -> str | None:
     # Only the own cgroup's files are kept open: another cgroup (a test's) may be removed
     # and made again under the same path, and a kept descriptor would read the old one.
     path = group.file(name)
-    return _read_kept(path) if group == own() else _read(path)
+    return _read_kept(path) if group is own() else _read(path)
 
 
 def _parse(text: str | None) -> int | None:
@@ -209,7 +209,8 @@ def peak_bytes(group: Cgroup | None = None) -> int | None:
     return _counter(group, "memory.max_usage_in_bytes", "memory.peak")
 
 
-_peak_fd: int | None = None  # v2: the descriptor whose reset and reads belong to this process
+_peak_fd: int | None = None  # v2: the descriptor whose reset and reads belong to this process;
+# v1: the max_usage_in_bytes descriptor resets are written to
 _refused = ""  # why the peak cannot be reset here, once found out
 
 
@@ -225,13 +226,12 @@ def reset_peak() -> bool:
     if group is None or _refused:
         return False
     try:
-        if group.version == 1:
-            with open(group.file("memory.max_usage_in_bytes"), "w") as f:
-                f.write("0")
-            return True
         if _peak_fd is None:
-            _peak_fd = os.open(group.file("memory.peak"), os.O_RDWR | os.O_CLOEXEC)
-        os.write(_peak_fd, b"reset\n")
+            name, flags = ("memory.max_usage_in_bytes", os.O_WRONLY)
+            if group.version == 2:
+                name, flags = ("memory.peak", os.O_RDWR)
+            _peak_fd = os.open(group.file(name), flags | os.O_CLOEXEC)
+        os.write(_peak_fd, b"0" if group.version == 1 else b"reset\n")
         return True
     except OSError as exc:  # v2 before 6.12: EINVAL; a read-only cgroupfs: EACCES/EROFS
         _refused = f"cannot reset the peak ({exc.strerror or exc})"

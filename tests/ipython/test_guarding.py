@@ -31,6 +31,9 @@ def test_a_guarded_cell_stops_and_the_kernel_keeps_its_variables() -> None:
         assert kernel.value("kept") == "still here"
         assert 18 <= kernel.value("len(held)") < 30
         assert kernel.value("type(held[0]).__name__") == "bytearray"
+        # The kept list holds the working set above 60%: a cell that only waits, across
+        # many samples, is not stopped for what earlier cells hold.
+        assert kernel.run("import time\nfor _ in range(5): time.sleep(0.1)").status == "ok"
         assert "guard: on at 60% of 300 MiB" in kernel.run("%resmagic guard").stdout
         assert "resmagic guard off" in kernel.run("%resmagic guard off").stdout
         assert "guard: off" in kernel.run("%resmagic status").stdout

@@ -6,10 +6,9 @@ the parent writes back: no sleeps, so a loaded machine only makes the test slowe
 
 from __future__ import annotations
 
-import os
 import threading
-from collections.abc import Iterator, Sequence
-from contextlib import ExitStack, contextmanager
+from collections.abc import Sequence
+from contextlib import ExitStack
 
 import pytest
 
@@ -17,36 +16,7 @@ from resmagic import gpu_scope
 from resmagic.probes import workers
 from resmagic.probes.reading import DeviceMemory
 from resmagic.report import GpuReport
-
-MiB = 1 << 20
-HELD = 100 * MiB
-
-
-@contextmanager
-def holding_children(count: int) -> Iterator[list[int]]:
-    """``count`` forked children, each holding ``HELD`` bytes until the block ends."""
-    ready_r, ready_w = os.pipe()
-    go_r, go_w = os.pipe()
-    pids = []
-    for _ in range(count):
-        pid = os.fork()
-        if pid == 0:  # the child: allocate, say so, hold until told
-            held = bytearray(b"x") * HELD
-            os.write(ready_w, b"r")
-            os.read(go_r, 1)
-            del held
-            os._exit(0)
-        pids.append(pid)
-    try:
-        for _ in range(count):
-            assert os.read(ready_r, 1) == b"r"
-        yield pids
-    finally:
-        os.write(go_w, b"g" * count)
-        for pid in pids:
-            os.waitpid(pid, 0)
-        for fd in (ready_r, ready_w, go_r, go_w):
-            os.close(fd)
+from tests.children import HELD, MiB, holding_children
 
 
 def _report(scope: gpu_scope) -> GpuReport:
