@@ -31,8 +31,9 @@ SOURCE = "USS"
 
 _PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 _lock = threading.Lock()
-_shared: dict[int, tuple[int, float]] = {}  # pid -> (bytes it shares, when to read that again)
-_BUDGET = 0.005  # the share of a core spent re-reading smaps_rollup, at most
+_shared: dict[int, tuple[int, float]] = {}  # pid -> (bytes it shares, when that was read)
+_BUDGET = 0.005  # the share of a core spent re-reading smaps_rollup, at most, all children
+_due = 0.0  # when the next re-read may start
 
 
 def _after_fork() -> None:
@@ -124,33 +125,40 @@ def _rollup(pid: int) -> tuple[int, int] | None:
     return fields.get(b"Rss", 0), unique
 
 
-def _estimate(pid: int) -> int | None:
-    """``pid``'s unique set now: RSS less what it shared when its rollup was last read.
-
-    Pages stop being shared as either process writes them (copy on write), so the shared
-    part is read again, as often as keeps that under ``_BUDGET`` of a core.
-    """
-    rss = _rss(pid)
-    if rss is None:
-        return None
-    with _lock:
-        shared, due = _shared.get(pid, (0, 0.0))
+def _measure(pid: int) -> float:
+    """Read ``pid``'s shared part from its rollup; returns the seconds that took."""
     start = time.monotonic()
-    if start >= due:
-        rollup = _rollup(pid)
-        if rollup is None:
-            return None
-        now = time.monotonic()
-        shared = max(rollup[0] - rollup[1], 0)
+    rollup = _rollup(pid)
+    now = time.monotonic()
+    if rollup is not None:
         with _lock:
-            _shared[pid] = (shared, now + (now - start) / _BUDGET)
-    return max(rss - shared, 0)
+            _shared[pid] = (max(rollup[0] - rollup[1], 0), now)
+    return now - start
+
+
+def _refresh(alive: list[int]) -> None:
+    """Measure new children; re-read the stalest one when the budget allows."""
+    global _due
+    for pid in alive:
+        if pid not in _shared:
+            _measure(pid)  # once per child: its estimate needs it
+    known = [pid for pid in alive if pid in _shared]
+    if known and time.monotonic() >= _due:
+        # Pages stop being shared as either process writes them (copy on write): one child
+        # at a time, so all of them together stay under _BUDGET of a core.
+        stalest = min(known, key=lambda pid: _shared[pid][1])
+        _due = time.monotonic() + _measure(stalest) / _BUDGET
 
 
 def read() -> DeviceMemory:
     """The ``workers`` reading: the children's unique sets summed, estimated from RSS (sampled)."""
     alive = pids()
-    total = sum(filter(None, (_estimate(pid) for pid in alive)))
+    _refresh(alive)
+    total = 0
+    for pid in alive:
+        rss, known = _rss(pid), _shared.get(pid)
+        if rss is not None and known is not None:
+            total += max(rss - known[0], 0)
     with _lock:
         for gone in set(_shared) - set(alive):
             del _shared[gone]  # a later process may get its number
