@@ -17,7 +17,7 @@ from resmagic.guard import DEFAULT_AT, parse_fraction
 from resmagic.ipython.dashboard import dashboard
 from resmagic.ipython.text import HistoryTable
 from resmagic.ipython.watch import SCOPES, WatchOptions
-from resmagic.probes import cgroup, host, nvml, torch_cuda
+from resmagic.probes import cgroup, host, nvml, torch_cuda, workers
 from resmagic.sampler import sampler
 from resmagic.totals import clear_timings, timings
 
@@ -230,7 +230,7 @@ def _watch_line(watcher: Any) -> str:
 
 def status_text(magics: Any = None) -> str:
     """What each probe can measure here, why not where it cannot, and the sampler's state."""
-    probes = (host.status(), cgroup.status(), torch_cuda.status(), nvml.status())
+    probes = (host.status(), workers.status(), cgroup.status(), torch_cuda.status(), nvml.status())
     lines = [f"  {probe}" for probe in probes]
     state = "running" if sampler.running else "stopped"
     lines.append(f"  sampler: {state}, every {settings.sample_interval:g} s")

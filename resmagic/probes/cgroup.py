@@ -293,8 +293,8 @@ def status() -> ProbeStatus:
         return ProbeStatus("container", False, "container: no memory cgroup here")
     _limit.clear()
     limit = _own_limit()
-    limited = f"limit {limit >> 20} MiB" if limit is not None else "no limit"
+    where = f"container: cgroup v{group.version} {group.path}"
+    if limit is None:
+        return ProbeStatus("container", True, f"{where}, no limit (so no container row)")
     peak = f"peak sampled: {_refused}" if _refused else "peak exact (shared with the container)"
-    return ProbeStatus(
-        "container", True, f"container: cgroup v{group.version} {group.path}, {limited}, {peak}"
-    )
+    return ProbeStatus("container", True, f"{where}, limit {limit >> 20} MiB, {peak}")
