@@ -8,11 +8,15 @@ step by step stops with its variables kept, but a single allocation that jumps p
 between two samples (one 20 GiB ``torch.empty``) is still killed first, and so is a thread
 stuck in C code (an exception cannot be delivered there). A block that starts above the
 threshold (memory earlier cells hold) is stopped halfway from there to the limit instead.
+The exception never lands in IPython's, the kernel's or resmagic's own code (a cell's
+bookkeeping): while the thread runs there, the guard waits for the next sample.
 """
 
 from __future__ import annotations
 
 import ctypes
+import os
+import sys
 import threading
 
 from resmagic.errors import MemoryLimitError, OptionError
@@ -109,6 +113,8 @@ class Guard:
         limit, used = self.limit_bytes, cgroup.working_set_bytes()
         if limit is None or used is None or used < self.threshold_bytes or self.fired:
             return []
+        if _in_framework(self.thread):
+            return []  # the next sample: the block's code will run again, or it has ended
         with _lock:
             if self not in _on.get(self.thread, []) or self.fired:
                 return []  # stopped meanwhile, or another guard of the thread fired
@@ -129,6 +135,24 @@ class Guard:
         # CPython raises an asynchronous exception by calling its class with no arguments.
         attrs["__module__"] = "resmagic.errors"
         return type("MemoryLimitError", (MemoryLimitError,), attrs)
+
+
+# Code an exception must never land in: it would break a cell's bookkeeping, not the cell.
+_FRAMEWORK = ("IPython", "ipykernel", "jupyter_client", "zmq", "tornado", "asyncio", "resmagic")
+
+
+def _in_framework(thread: int) -> bool:
+    """True while ``thread`` runs IPython's, the kernel's or resmagic's own Python code."""
+    frame = sys._current_frames().get(thread)
+    if frame is None:
+        return True  # the thread is gone
+    where = os.path.abspath(frame.f_code.co_filename)
+    for name in _FRAMEWORK:
+        module = sys.modules.get(name)
+        folder = os.path.dirname(getattr(module, "__file__", None) or "") if module else ""
+        if folder and where.startswith(folder + os.sep):
+            return True
+    return False
 
 
 def _raise_in(thread: int, exc: type[BaseException] | None) -> None:
