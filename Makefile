@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: test lint unit notebooks demo bench compat clean gpu-wheels gpu-check
+.PHONY: test lint unit notebooks demo bench compat clean gpu-wheels gpu-check cgroup-v2
 
 # torch==2.13.0 first: a CPU build that lies on disk here; installing it before the
 # project keeps pip from resolving `torch` to a multi-GB CUDA build.
@@ -32,6 +32,11 @@ test: lint unit notebooks
 
 demo: $(STAMP)
 	$(PY) notebooks/demo.py
+
+# cgroup v2 for real, in a VM (qemu, software emulation) on Debian's 6.1 and 6.12 kernels
+# (tests/vm/cgroup-v2.sh says how); needs qemu-system-x86 and busybox-static.
+cgroup-v2: $(STAMP)
+	PY=$(abspath $(PY)) tests/vm/cgroup-v2.sh
 
 # Not part of `make test`: the IPython-layer, reliability, differential and notebook tests again on older
 # releases, in a venv of their own (~2 min): the floors pyproject.toml declares (IPython

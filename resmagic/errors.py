@@ -1,14 +1,18 @@
-"""Exceptions raised for a caller's mistakes, each rooted in the builtin a caller would catch.
+"""Exceptions resmagic raises, each rooted in the builtin a caller would catch.
 
 Every message says what was wrong and what to type instead. The IPython layer turns any
-:class:`ResmagicError` into a ``UsageError`` before the cell body runs.
+:class:`ResmagicError` (a caller's mistake) into a ``UsageError`` before the cell body runs;
+:class:`MemoryLimitError` is not a mistake but the memory guard stopping a running cell.
 """
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 __all__ = [
     "DatabaseLockedError",
     "DeviceError",
+    "MemoryLimitError",
     "NotADatabaseError",
     "OptionError",
     "PathError",
@@ -38,3 +42,26 @@ class NotADatabaseError(ResmagicError, ValueError):
 
 class DatabaseLockedError(ResmagicError, TimeoutError):
     """Another connection held the database lock for longer than the timeout."""
+
+
+class MemoryLimitError(MemoryError):
+    """The memory guard stopped a cell before the container's OOM killer would have.
+
+    A ``MemoryError``, so ``except MemoryError`` and ``gpu_scope``'s out-of-memory reclaim
+    treat it as one. The guard raises it in the running thread as a class, not an instance
+    (the only way CPython delivers an exception into another thread), so each firing makes
+    a subclass of this one whose attributes carry what was measured.
+
+    Attributes:
+        limit_bytes: the container's memory limit.
+        used_bytes: its working set when the guard fired.
+        cell: the cell (or block) it stopped, in words.
+    """
+
+    message: ClassVar[str] = "stopped by resmagic's memory guard"
+    limit_bytes: ClassVar[int] = 0
+    used_bytes: ClassVar[int] = 0
+    cell: ClassVar[str] = ""
+
+    def __init__(self, *args: object) -> None:
+        super().__init__(*(args or (self.message,)))

@@ -95,8 +95,11 @@ class DeviceReport:
     """Memory of one device over one scope, in bytes, from one source.
 
     Attributes:
-        name: ``"host"`` or ``"cuda:N"``.
-        source: ``"torch allocator"``, ``"NVML"`` or ``"RSS"``.
+        name: ``"host"`` (this process), ``"workers"`` (its child processes),
+            ``"container"`` (its memory cgroup) or ``"cuda:N"``.
+        source: ``"torch allocator"``, ``"NVML"``, ``"RSS"``, ``"USS"`` (workers: their
+            unique memory) or ``"cgroup"`` (the cgroup's working set; its exact peak is the
+            cgroup's counter, shared with every process in it).
         before_bytes: in use when the scope opened.
         peak_bytes: the most in use while it was open.
         after_bytes: in use when it closed (after cache cleanup).
@@ -123,6 +126,8 @@ class DeviceReport:
     def summary(self) -> str:
         """``"host 1.21 GiB → 1.23 GiB (peak 1.62 GiB, exact)"``; allocator rows add the cache."""
         kind = "exact" if self.peak_exact else "sampled"
+        if self.source == "cgroup" and self.peak_exact:
+            kind += ", shared"  # the cgroup's counter: every process in it, every reader
         if self.reserved_bytes is not None:
             kind += f"; cache {format_bytes(self.reserved_bytes)}"
         label = self.name if self.source != "NVML" else f"{self.name} (NVML)"

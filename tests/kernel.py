@@ -70,6 +70,13 @@ class Kernel:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    @property
+    def pid(self) -> int:
+        """The kernel process's id (to move it into a cgroup, for one)."""
+        process = getattr(self.km.provisioner, "process", None)
+        assert process is not None, "the kernel has no local process"
+        return int(process.pid)
+
     def close(self) -> None:
         self.kc.stop_channels()
         self.km.shutdown_kernel(now=True)

@@ -41,7 +41,8 @@ _REST = {
 def held_device(rows: Sequence[Any]) -> str | None:
     """The device on which a block left more than ``settings.held_mib`` held, if any.
 
-    ``rows`` are a report's ``DeviceReport`` rows; NVML rows (device-wide) never count.
+    ``rows`` are a report's ``DeviceReport`` rows; NVML rows (device-wide) and the
+    ``workers`` and ``container`` rows (other processes' memory) never count.
     The threshold is ``held_mib`` MiB, or 5 % of the device if that is less.
     """
     limit = settings.held_mib << 20
@@ -50,7 +51,8 @@ def held_device(rows: Sequence[Any]) -> str | None:
     for row in rows:
         total = row.total_bytes or 0
         threshold = min(limit, total // 20) if total else limit
-        if row.source != "NVML" and row.delta_bytes > threshold:
+        mine = row.source != "NVML" and row.name not in ("workers", "container")
+        if mine and row.delta_bytes > threshold:
             return str(row.name)
     return None
 

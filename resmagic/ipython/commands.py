@@ -13,10 +13,11 @@ from IPython.core.magic_arguments import MagicArgumentParser
 from resmagic.bus import clear_history, history
 from resmagic.config import settings
 from resmagic.errors import ResmagicError
+from resmagic.guard import DEFAULT_AT, parse_fraction
 from resmagic.ipython.dashboard import dashboard
 from resmagic.ipython.text import HistoryTable
 from resmagic.ipython.watch import SCOPES, WatchOptions
-from resmagic.probes import cgroup, host, nvml, torch_cuda
+from resmagic.probes import cgroup, host, nvml, torch_cuda, workers
 from resmagic.sampler import sampler
 from resmagic.totals import clear_timings, timings
 
@@ -38,6 +39,13 @@ def _scopes(text: str) -> tuple[str, ...]:
     return names
 
 
+def _share(text: str) -> float:
+    try:
+        return parse_fraction(text)
+    except ResmagicError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def parser() -> MagicArgumentParser:
     """``%resmagic``'s parser: a mistake is a ``UsageError`` naming what to type."""
     top = MagicArgumentParser(prog="%resmagic", add_help=False)
@@ -53,6 +61,26 @@ def parser() -> MagicArgumentParser:
     watch.add_argument("--scopes", type=_scopes, default=SCOPES, help="e.g. gpu_scope,timed")
     watch.add_argument("--log", help="a JSON-lines file: one record per watched cell")
     watch.add_argument("--no-panel", dest="panel", action="store_false", help="text, no widget")
+    guard = sub.add_parser(
+        "guard",
+        prog="resmagic guard",  # the help formatter adds the "%"
+        help="stop a cell with MemoryLimitError before the container's OOM killer kills the"
+        " kernel; no argument: say whether it is on",
+        description="While on, the sampler compares the container's working set with its"
+        " memory limit every sample_interval (0.1 s); past the share given by --at it stops"
+        " the running cell with MemoryLimitError, and the kernel keeps its variables. One"
+        " allocation that jumps past the limit between two samples can still be OOM-killed.",
+    )
+    guard.add_argument("state", nargs="?", choices=("on", "off"))
+    guard.add_argument(
+        "--at",
+        type=_share,
+        default=DEFAULT_AT,
+        help="the share of the container limit at which to stop, e.g. 85%% (default"
+        f" {DEFAULT_AT * 100:.0f}%%)",
+    )
+    guard.add_argument("-h", "--help", action="store_true", help="show this help")
+    guard.set_defaults(usage=guard.format_help())
     who = sub.add_parser("who", help="which variables hold the memory, largest first")
     who.add_argument("count", nargs="?", type=_positive, default=10, help="how many rows")
     who.add_argument("--device", help="only this device: host, cuda:0, ...")
@@ -64,7 +92,18 @@ def parser() -> MagicArgumentParser:
 
 
 _PARSER = parser()
-NAMES = ("status", "history", "clear", "config", "watch", "who", "panel", "timings", "help")
+NAMES = (
+    "status",
+    "history",
+    "clear",
+    "config",
+    "watch",
+    "guard",
+    "who",
+    "panel",
+    "timings",
+    "help",
+)
 
 
 def run(magics: Any, args: list[str]) -> Any:
@@ -108,6 +147,19 @@ def _watch(magics: Any, options: argparse.Namespace) -> None:
         f"; one JSON line per cell in {watch.log}" if watch.log else ""
     )
     print(f"resmagic watch on: every cell from the next one runs inside {names}")
+
+
+def _guard(magics: Any, options: argparse.Namespace) -> None:
+    guard = magics.guard
+    if options.help:
+        print(options.usage)
+    elif options.state is None:
+        print(guard.state())
+    elif options.state == "off":
+        guard.off()
+        print("resmagic guard off")
+    else:
+        print(guard.on(options.at))
 
 
 def _who(magics: Any, options: argparse.Namespace) -> Any:
@@ -160,6 +212,7 @@ _HANDLERS: dict[str, Callable[[Any, argparse.Namespace], Any]] = {
     "clear": _clear,
     "config": _config,
     "watch": _watch,
+    "guard": _guard,
     "who": _who,
     "panel": _panel,
     "timings": _timings,
@@ -177,11 +230,13 @@ def _watch_line(watcher: Any) -> str:
 
 def status_text(magics: Any = None) -> str:
     """What each probe can measure here, why not where it cannot, and the sampler's state."""
-    probes = (host.status(), cgroup.status(), torch_cuda.status(), nvml.status())
+    probes = (host.status(), workers.status(), cgroup.status(), torch_cuda.status(), nvml.status())
     lines = [f"  {probe}" for probe in probes]
     state = "running" if sampler.running else "stopped"
     lines.append(f"  sampler: {state}, every {settings.sample_interval:g} s")
     lines.append(f"  history: {len(history())} reports (limit {settings.history_limit})")
     watcher = getattr(magics, "watcher", None)
     lines.append("  " + (_watch_line(watcher) if watcher is not None else "watch: off"))
+    guard = getattr(magics, "guard", None)
+    lines.append("  " + (guard.state() if guard is not None else "guard: off"))
     return "resmagic status\n" + "\n".join(lines)

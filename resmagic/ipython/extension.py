@@ -69,6 +69,7 @@ def unload(ip: Any) -> None:
         return
     magics, runner = loaded
     magics.watcher.stop()
+    magics.guard.off()
     runner.unregister()
     magics.output.unregister()
     manager = ip.magics_manager

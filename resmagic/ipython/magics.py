@@ -29,6 +29,7 @@ from IPython.core.magic_arguments import argument, kwds, magic_arguments
 
 from resmagic.ipython import commands
 from resmagic.ipython.cell import Layer, run_layers
+from resmagic.ipython.guarding import CellGuard
 from resmagic.ipython.header import read_header
 from resmagic.ipython.layers import BINDS, BUILDERS, LayerFactory, asks_help, split_once
 from resmagic.ipython.output import ReportOutput
@@ -52,6 +53,7 @@ class ResMagics(Magics):
         self.output = ReportOutput(shell)
         self.layers = LayerFactory(self, self.output)
         self.watcher = Watcher(self.layers)
+        self.guard = CellGuard(shell)
 
     # magic_arguments("%name"): IPython's usage line adds one "%", right only for line magics.
     @magic_arguments("%gpu_scope")
@@ -72,6 +74,12 @@ class ResMagics(Magics):
         "--reclaim",
         choices=RECLAIM,
         help="After which errors to free the failed cell's locals (default: oom).",
+    )
+    @argument(
+        "--guard",
+        metavar="SHARE",
+        help="Stop the cell with MemoryLimitError once the container's working set passes"
+        " this share of its limit, e.g. 90%%.",
     )
     @argument("--no-panel", dest="panel", action="store_false", help="Print text, no widget.")
     @_quiet
@@ -187,6 +195,8 @@ class ResMagics(Magics):
                                                 over watch_panel_mib (256 MiB); --log PATH
                                                 appends one JSON line per cell; with no
                                                 argument, say whether it does
+            %resmagic guard [on|off] [--at 90%] stop a cell with MemoryLimitError before the
+                                                container's OOM killer kills the kernel
             %resmagic who [N] [--device cuda:0] which variables hold the memory (largest N)
             %resmagic panel                     a live table of this session's reports
             %resmagic timings [--clear]         per-label totals of every timed run (count,
@@ -200,6 +210,7 @@ class ResMagics(Magics):
             %resmagic history 20
             %resmagic config sample_interval=0.05 history_limit=1000
             %resmagic watch on --scopes timed --log runs/session.jsonl
+            %resmagic guard on --at 85%
         """
         try:
             tokens = list(split_once(line))

@@ -6,6 +6,7 @@ import html
 from collections.abc import Sequence
 from typing import Any
 
+from resmagic.probes.devices import HOST_ROWS, host_notes
 from resmagic.report import GpuReport, Report
 from resmagic.units import format_bytes, format_seconds, format_table
 
@@ -15,15 +16,24 @@ __all__ = ["HistoryTable", "render_report", "why_line"]
 def render_report(report: Report, said: set[str] | None = None) -> str:
     """One line per report; a ``gpu_scope`` without GPU rows adds a second saying why.
 
+    What happened in the container (an OOM kill, a guard with nothing to guard) is said on
+    a line of its own under every report it happened in.
+
     Args:
         report: the report to render.
         said: "why no GPU" lines already shown; a line in it is not repeated (and new ones
             are added), so a terminal session says it once, not under every cell.
     """
     text = report.summary()
-    gpu_rows = isinstance(report, GpuReport) and any(d.name != "host" for d in report.devices)
-    if isinstance(report, GpuReport) and report.notes and not gpu_rows:
-        why = why_line(report.notes)
+    gpu_rows = isinstance(report, GpuReport) and any(
+        d.name not in HOST_ROWS for d in report.devices
+    )
+    if not isinstance(report, GpuReport):
+        return text
+    happened, reasons = host_notes(report.notes)
+    text += "".join(f"\n  {note}" for note in happened)
+    if reasons and not gpu_rows:
+        why = why_line(reasons)
         if said is None or why not in said:
             text += "\n" + why
             if said is not None:

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from resmagic.config import settings
 from resmagic.ipython.cell import Layer
 from resmagic.ipython.text import why_line
+from resmagic.probes.devices import HOST_ROWS, host_notes
 from resmagic.report import DeviceReport, GpuReport, Report, TimingReport
 from resmagic.scopes.gpu import gpu_scope
 from resmagic.units import format_seconds, scale_unit
@@ -145,8 +146,10 @@ class WatchOutput:
         if view is not None:
             view.finish(None)
         lines = [compact_line(gpu, timing)]
-        if gpu is not None and gpu.notes and len(_rows(gpu)) == 1:
-            note = self.factory.say_once(why_line(gpu.notes))
+        happened, reasons = host_notes(gpu.notes if gpu is not None else ())
+        lines += [f"  {note}" for note in happened]
+        if gpu is not None and reasons and all(r.name in HOST_ROWS for r in _rows(gpu)):
+            note = self.factory.say_once(why_line(reasons))
             lines += [note] if note else []
         cell = (timing or gpu).cell if (timing or gpu) is not None else None
         self.factory.output.show({"text/plain": "\n".join([*lines, *held])}, cell)

@@ -14,18 +14,29 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from resmagic.probes.reading import ProbeStatus
+from resmagic.probes.reading import DeviceMemory, ProbeStatus
 
 __all__ = [
+    "NAME",
+    "SOURCE",
     "Cgroup",
     "limit_bytes",
     "oom_kills",
     "own",
     "peak_bytes",
+    "read",
+    "read_peak",
+    "reset_peak",
     "status",
     "usage_bytes",
     "working_set_bytes",
 ]
+
+NAME = "container"
+"""How the cgroup's rows name their device."""
+
+SOURCE = "cgroup"
+"""How the cgroup's rows name their source."""
 
 _NO_LIMIT = 1 << 60  # v1 writes "no limit" as a huge number (PAGE_COUNTER_MAX pages)
 
@@ -116,8 +127,8 @@ def _read(path: str) -> str | None:
         return None
 
 
-_fds: dict[str, int] = {}  # files read on every scope: kept open (a cgroup file is the same
-# file in a forked child, unlike /proc/self)
+_fds: dict[str, int] = {}  # files of this process's own cgroup, read on every sample: kept
+# open (a cgroup file is the same file in a forked child, unlike /proc/self)
 
 
 def _read_kept(path: str) -> str | None:
@@ -126,22 +137,35 @@ def _read_kept(path: str) -> str | None:
     try:
         if fd is None:
             fd = _fds[path] = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-        return os.pread(fd, 8192, 0).decode("ascii", "replace")
+        return os.pread(fd, 16384, 0).decode("ascii", "replace")
     except OSError:
         return None
 
 
-def _number(path: str) -> int | None:
-    text = (_read(path) or "").strip()
+def _text(group: Cgroup, name: str) -> str | None:
+    # Only the own cgroup's files are kept open: another cgroup (a test's) may be removed
+    # and made again under the same path, and a kept descriptor would read the old one.
+    path = group.file(name)
+    return _read_kept(path) if group is own() else _read(path)
+
+
+def _parse(text: str | None) -> int | None:
+    text = (text or "").strip()
     return int(text) if text.isdigit() and int(text) < _NO_LIMIT else None
 
 
+def _number(path: str) -> int | None:
+    return _parse(_read(path))
+
+
 def _stat(group: Cgroup, key: str) -> int | None:
-    for line in (_read(group.file("memory.stat")) or "").splitlines():
-        name, _, value = line.partition(" ")
-        if name == key and value.strip().isdigit():
-            return int(value)
-    return None
+    # A find, not a split into lines: the sampler reads this file ten times a second.
+    text = "\n" + (_text(group, "memory.stat") or "")
+    at = text.find(f"\n{key} ")
+    if at < 0:
+        return None
+    value = text[at + len(key) + 2 :].split("\n", 1)[0].strip()
+    return int(value) if value.isdigit() else None
 
 
 def limit_bytes(group: Cgroup | None = None) -> int | None:
@@ -162,7 +186,7 @@ def _counter(group: Cgroup | None, v1: str, v2: str) -> int | None:
     group = group if group is not None else own()
     if group is None:
         return None
-    return _number(group.file(v1 if group.version == 1 else v2))
+    return _parse(_text(group, v1 if group.version == 1 else v2))
 
 
 def usage_bytes(group: Cgroup | None = None) -> int | None:
@@ -185,12 +209,72 @@ def peak_bytes(group: Cgroup | None = None) -> int | None:
     return _counter(group, "memory.max_usage_in_bytes", "memory.peak")
 
 
+_peak_fd: int | None = None  # v2: the descriptor whose reset and reads belong to this process;
+# v1: the max_usage_in_bytes descriptor resets are written to
+_refused = ""  # why the peak cannot be reset here, once found out
+
+
+def reset_peak() -> bool:
+    """Reset the own cgroup's peak to its usage now; False where the kernel refuses.
+
+    v1 resets ``memory.max_usage_in_bytes`` for every reader; v2 (kernel 6.12 or later)
+    resets ``memory.peak`` for one descriptor only, but lowers what the others read too.
+    So callers reset only at their outermost scope, and the peak is labelled shared.
+    """
+    global _peak_fd, _refused
+    group = own()
+    if group is None or _refused:
+        return False
+    try:
+        if _peak_fd is None:
+            name, flags = ("memory.max_usage_in_bytes", os.O_WRONLY)
+            if group.version == 2:
+                name, flags = ("memory.peak", os.O_RDWR)
+            _peak_fd = os.open(group.file(name), flags | os.O_CLOEXEC)
+        os.write(_peak_fd, b"0" if group.version == 1 else b"reset\n")
+        return True
+    except OSError as exc:  # v2 before 6.12: EINVAL; a read-only cgroupfs: EACCES/EROFS
+        _refused = f"cannot reset the peak ({exc.strerror or exc})"
+        return False
+
+
+def read_peak() -> int | None:
+    """The own cgroup's peak since :func:`reset_peak` (None before a reset succeeded)."""
+    group = own()
+    if group is None or _refused:
+        return None
+    if group.version == 1:
+        return peak_bytes(group)
+    if _peak_fd is None:
+        return None
+    try:
+        return _parse(os.pread(_peak_fd, 64, 0).decode("ascii", "replace"))
+    except OSError:
+        return None
+
+
+_limit: list[int | None] = []  # the own cgroup's limit, read once (status() reads it again)
+
+
+def _own_limit() -> int | None:
+    if not _limit:
+        _limit.append(limit_bytes())
+    return _limit[0]
+
+
+def read() -> list[DeviceMemory]:
+    """The ``container`` reading: working set now, the limit as total; none without a limit."""
+    limit = _own_limit()
+    used = working_set_bytes() if limit is not None else None
+    return [] if limit is None or used is None else [DeviceMemory(NAME, used, limit, SOURCE)]
+
+
 def oom_kills(group: Cgroup | None = None) -> int | None:
     """How many processes the OOM killer has killed in the cgroup (None where not counted)."""
     group = group if group is not None else own()
     if group is None:
         return None
-    text = _read_kept(_oom_file(group)) or ""
+    text = _text(group, _oom_file(group)) or ""
     at = text.find("oom_kill ")  # every scope reads this twice: no line splitting
     if at < 0:
         return None
@@ -198,9 +282,8 @@ def oom_kills(group: Cgroup | None = None) -> int | None:
     return int(digits) if digits.isdigit() else None
 
 
-@functools.lru_cache(maxsize=8)
 def _oom_file(group: Cgroup) -> str:
-    return group.file("memory.oom_control" if group.version == 1 else "memory.events")
+    return "memory.oom_control" if group.version == 1 else "memory.events"
 
 
 def status() -> ProbeStatus:
@@ -208,8 +291,10 @@ def status() -> ProbeStatus:
     group = own()
     if group is None:
         return ProbeStatus("container", False, "container: no memory cgroup here")
-    limit = limit_bytes(group)
-    limited = f"limit {limit >> 20} MiB" if limit is not None else "no limit"
-    return ProbeStatus(
-        "container", True, f"container: cgroup v{group.version} {group.path}, {limited}"
-    )
+    _limit.clear()
+    limit = _own_limit()
+    where = f"container: cgroup v{group.version} {group.path}"
+    if limit is None:
+        return ProbeStatus("container", True, f"{where}, no limit (so no container row)")
+    peak = f"peak sampled: {_refused}" if _refused else "peak exact (shared with the container)"
+    return ProbeStatus("container", True, f"{where}, limit {limit >> 20} MiB, {peak}")

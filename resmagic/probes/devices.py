@@ -8,10 +8,19 @@ from __future__ import annotations
 from resmagic.errors import DeviceError
 from resmagic.probes import nvml, torch_cuda
 
-__all__ = ["HOST", "check_exists", "parse_device"]
+__all__ = ["HOST", "HOST_ROWS", "check_exists", "host_notes", "parse_device"]
 
 HOST = "host"
 """The device spec for host memory only."""
+
+HOST_ROWS = (HOST, "workers", "container")
+"""The rows of host memory: this process, its child processes, its cgroup (not GPUs)."""
+
+
+def host_notes(notes: tuple[str, ...] | list[str]) -> tuple[list[str], list[str]]:
+    """(what happened in the container, why a GPU has no row): the first are always shown."""
+    said = [n for n in notes if n.startswith(("container:", "guard:"))]
+    return said, [n for n in notes if n not in said]
 
 
 def parse_device(device: object) -> int | str | None:

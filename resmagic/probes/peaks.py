@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from typing import Protocol
 
-from resmagic.probes import host, torch_cuda
+from resmagic.probes import cgroup, host, torch_cuda
 
-__all__ = ["PeakStack", "host_peaks", "torch_peaks"]
+__all__ = ["OuterPeak", "PeakCounter", "PeakStack", "container_peaks", "host_peaks", "torch_peaks"]
 
 Peaks = dict[str, int]
 
@@ -23,6 +24,18 @@ def _fold(into: Peaks, values: Peaks) -> None:
     for name, value in values.items():
         if value > into.get(name, -1):
             into[name] = value
+
+
+class PeakCounter(Protocol):
+    """What a scope asks of an exact peak counter: a frame per scope, its peak at the end."""
+
+    def push(self) -> Peaks:
+        """Start a scope's peak; returns its frame, to hand back to :meth:`pop`."""
+        ...
+
+    def pop(self, frame: Peaks) -> Peaks:
+        """End the scope of ``frame``: its peak per device; empty where not known exactly."""
+        ...
 
 
 class PeakStack:
@@ -70,6 +83,54 @@ class PeakStack:
         return len(self._frames)
 
 
+class OuterPeak:
+    """A counter other processes read too: only the outermost scope resets it and gets a peak.
+
+    A reset of the cgroup's peak is seen by every reader (v1) or lowers theirs (v2), so a
+    nested scope must not reset it again; nested scopes get no exact peak (an empty frame)
+    and fall back to sampling, while the outermost one gets the counter's peak.
+
+    Args:
+        name: the device the peak is for.
+        read: the counter's peak since the last reset, or None.
+        reset: resets the counter; returns False where that is refused.
+    """
+
+    def __init__(
+        self, name: str, read: Callable[[], int | None], reset: Callable[[], bool]
+    ) -> None:
+        self._name = name
+        self._read = read
+        self._reset = reset
+        self._lock = threading.Lock()
+        self._frames: list[Peaks] = []
+        self._exact = False
+
+    def push(self) -> Peaks:
+        """Start a scope; the outermost one resets the counter."""
+        frame: Peaks = {}
+        with self._lock:
+            if not self._frames:
+                self._exact = self._reset()
+            self._frames.append(frame)
+        return frame
+
+    def pop(self, frame: Peaks) -> Peaks:
+        """End the scope of ``frame``: the counter's peak for the outermost one, else none."""
+        with self._lock:
+            outermost = bool(self._frames) and self._frames[0] is frame
+            self._frames = [f for f in self._frames if f is not frame]
+            value = self._read() if outermost and self._exact else None
+        if value is not None:
+            frame[self._name] = value
+        return frame
+
+    @property
+    def depth(self) -> int:
+        """Number of scopes currently open on this counter."""
+        return len(self._frames)
+
+
 def _host_read() -> Peaks:
     value = host.hwm_bytes()
     return {} if value is None else {"host": value}
@@ -80,3 +141,6 @@ host_peaks = PeakStack(_host_read, host.reset_hwm)
 
 torch_peaks = PeakStack(torch_cuda.peaks, torch_cuda.reset_peaks)
 """The torch allocator's exact peak per device; a no-op until CUDA is initialised."""
+
+container_peaks = OuterPeak(cgroup.NAME, cgroup.read_peak, cgroup.reset_peak)
+"""The container's peak (v1 ``max_usage_in_bytes``, v2 ``memory.peak`` on kernels >= 6.12)."""

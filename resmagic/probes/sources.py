@@ -1,4 +1,4 @@
-"""One protocol for the three memory sources, so a scope reads them in a loop.
+"""One protocol for the memory sources, so a scope reads them in a loop.
 
 Each :class:`Probe` names its source, holds its exact peak counter (or none: its peak is
 sampled), says in words whether it works here, and reads the devices a scope wants without
@@ -10,11 +10,20 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Protocol
 
-from resmagic.probes import host, nvml, peaks, torch_cuda
-from resmagic.probes.peaks import PeakStack
+from resmagic.probes import cgroup, host, nvml, peaks, torch_cuda, workers
+from resmagic.probes.peaks import PeakCounter
 from resmagic.probes.reading import DeviceMemory, ProbeStatus
 
-__all__ = ["ALLOCATOR", "HOST", "NVML", "Probe", "Wants", "describe_failure"]
+__all__ = [
+    "ALLOCATOR",
+    "CONTAINER",
+    "HOST",
+    "NVML",
+    "WORKERS",
+    "Probe",
+    "Wants",
+    "describe_failure",
+]
 
 Wants = Callable[[int], bool]
 """Whether a scope measures the GPU of this CUDA index."""
@@ -34,7 +43,7 @@ class Probe(Protocol):
     """Who says so: ``"RSS"``, ``"torch allocator"``, ``"NVML"``."""
 
     @property
-    def counter(self) -> PeakStack | None:
+    def counter(self) -> PeakCounter | None:
         """The exact peak counter here, or None: this source's peak is sampled."""
         ...
 
@@ -64,7 +73,7 @@ class _Host:
     source = host.SOURCE
 
     @property
-    def counter(self) -> PeakStack | None:
+    def counter(self) -> PeakCounter | None:
         return peaks.host_peaks if host.peak_is_exact() else None
 
     def present(self) -> bool:
@@ -77,11 +86,45 @@ class _Host:
         return _guarded(self.source, lambda: [host.read(peak=peak)])
 
 
+class _Workers:
+    source = workers.SOURCE
+
+    @property
+    def counter(self) -> PeakCounter | None:
+        return None  # sampled: no counter spans processes that come and go
+
+    def present(self) -> bool:
+        return True  # a child may start at any moment: always sampled
+
+    def status(self) -> ProbeStatus:
+        return workers.status()
+
+    def read(self, wants: Wants, *, peak: bool = True) -> tuple[list[DeviceMemory], str | None]:
+        return _guarded(self.source, lambda: [workers.read()])
+
+
+class _Container:
+    source = cgroup.SOURCE
+
+    @property
+    def counter(self) -> PeakCounter | None:
+        return peaks.container_peaks
+
+    def present(self) -> bool:
+        return bool(cgroup.read())
+
+    def status(self) -> ProbeStatus:
+        return cgroup.status()
+
+    def read(self, wants: Wants, *, peak: bool = True) -> tuple[list[DeviceMemory], str | None]:
+        return _guarded(self.source, cgroup.read)
+
+
 class _Allocator:
     source = torch_cuda.SOURCE
 
     @property
-    def counter(self) -> PeakStack | None:
+    def counter(self) -> PeakCounter | None:
         return peaks.torch_peaks
 
     def present(self) -> bool:
@@ -107,7 +150,7 @@ class _Nvml:
     source = nvml.SOURCE
 
     @property
-    def counter(self) -> PeakStack | None:
+    def counter(self) -> PeakCounter | None:
         return None  # NVML has no peak: the sampler's maximum, labelled sampled
 
     def present(self) -> bool:
@@ -123,5 +166,7 @@ class _Nvml:
 
 
 HOST: Probe = _Host()
+WORKERS: Probe = _Workers()
+CONTAINER: Probe = _Container()
 ALLOCATOR: Probe = _Allocator()
 NVML: Probe = _Nvml()

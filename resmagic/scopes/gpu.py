@@ -9,11 +9,13 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any, Literal, get_args
 
+from resmagic.bus import current_cell
 from resmagic.errors import OptionError
+from resmagic.guard import Guard, parse_fraction
 from resmagic.holders import Holder, held_device, who
-from resmagic.probes import cgroup, sources, torch_cuda
+from resmagic.probes import cgroup, sources, torch_cuda, workers
 from resmagic.probes.devices import HOST, check_exists, parse_device
-from resmagic.probes.peaks import PeakStack
+from resmagic.probes.peaks import PeakCounter
 from resmagic.probes.reading import DeviceMemory
 from resmagic.probes.sources import Probe
 from resmagic.report import DeviceReport, GpuReport, describe_error
@@ -27,16 +29,20 @@ Reclaim = Literal["oom", "always", "never"]
 RECLAIM: tuple[Reclaim, ...] = get_args(Reclaim)
 """The values ``reclaim`` takes (the magic's ``--reclaim`` choices too)."""
 
+_HOST_PROBES = (sources.HOST, sources.WORKERS, sources.CONTAINER)
+_GPU_PROBES = (sources.ALLOCATOR, sources.NVML)
+
 
 @dataclass(slots=True)
 class _Run:
     started_at: float
     t0: float
     before: dict[tuple[str, str], DeviceMemory]
-    frames: dict[str, tuple[PeakStack, dict[str, int]]]  # source -> its counter and frame
+    frames: dict[str, tuple[PeakCounter, dict[str, int]]]  # source -> its counter and frame
     watch: Watch | None
     oom_kills: int | None  # the container's OOM-kill counter when the run opened
     failures: dict[str, str]  # source -> what went wrong reading it, once per source
+    guard: Guard | None = None
 
 
 class gpu_scope(Scope["gpu_scope", GpuReport]):
@@ -59,10 +65,14 @@ class gpu_scope(Scope["gpu_scope", GpuReport]):
         held_by: variables (e.g. ``globals()``; in IPython the user namespace) to name the
             report's ``holders`` from, when the block leaves more than ``settings.held_mib``
             held or runs out of memory (then before its frames are cleared). None: never.
+        guard: stop the block with :class:`~resmagic.errors.MemoryLimitError` once the
+            container's working set passes this share of its memory limit (0.9 or ``"90%"``),
+            before the OOM killer kills the process; None: no guard. Sampled, so one huge
+            allocation between two samples can still beat it (see :mod:`resmagic.guard`).
 
     Raises:
         DeviceError: the device does not exist here.
-        OptionError: ``reclaim`` is not one of the three values.
+        OptionError: ``reclaim`` is not one of the three values, or ``guard`` no share.
 
     Examples:
         >>> with gpu_scope() as scope:
@@ -79,11 +89,13 @@ class gpu_scope(Scope["gpu_scope", GpuReport]):
         gc: bool = False,
         reclaim: Reclaim = "oom",
         held_by: Mapping[str, Any] | None = None,
+        guard: float | str | None = None,
     ) -> None:
         super().__init__()
         if reclaim not in RECLAIM:
             msg = f"reclaim must be 'oom', 'always' or 'never', not {reclaim!r}"
             raise OptionError(msg)
+        self.guard = parse_fraction(guard) if guard is not None else None
         self.device = parse_device(device)
         if isinstance(self.device, int):
             check_exists(self.device)
@@ -91,10 +103,8 @@ class gpu_scope(Scope["gpu_scope", GpuReport]):
         self.gc = gc
         self.reclaim = reclaim
         self.held_by = held_by
-        self._probes: tuple[Probe, ...] = (
-            (sources.HOST,)
-            if self.device == HOST
-            else (sources.HOST, sources.ALLOCATOR, sources.NVML)
+        self._probes: tuple[Probe, ...] = _HOST_PROBES + (
+            () if self.device == HOST else _GPU_PROBES
         )
         self._listeners: list[Listener] = []
         self._latest: _Run | None = None
@@ -127,7 +137,8 @@ class gpu_scope(Scope["gpu_scope", GpuReport]):
 
     def why_no_gpu(self, seen: set[str]) -> tuple[str, ...]:
         """In words, why rows from these sources leave out a GPU source (``()`` for host only)."""
-        return tuple(str(p.status()) for p in self._probes[1:] if p.source not in seen)
+        gpus = (p for p in self._probes if p in _GPU_PROBES)
+        return tuple(str(p.status()) for p in gpus if p.source not in seen)
 
     def _wants(self, index: int) -> bool:
         return self.device is None or self.device == index
@@ -170,9 +181,9 @@ class gpu_scope(Scope["gpu_scope", GpuReport]):
             counter = probe.counter
             if counter is not None:
                 frames[probe.source] = (counter, counter.push())
-        # What only sampling can give a peak for: NVML rows, and host RSS where VmHWM
-        # cannot be reset.
-        sampled = tuple(p for p in self._probes if p.source not in frames)
+        # What only sampling can give a peak for: NVML rows, workers, host RSS where VmHWM
+        # cannot be reset, and the container (only the outermost scope has its counter).
+        sampled = tuple(p for p in self._probes if p.source not in frames or p is sources.CONTAINER)
         watch = None
         if self._listeners:
             watch = sampler.add(Watch(partial(self._read_from, self._probes, failures), self._tell))
@@ -181,11 +192,17 @@ class gpu_scope(Scope["gpu_scope", GpuReport]):
         # With gc=True the collections count: the user asked for them, they take the time.
         t0 = gc_t0 if self.gc else time.perf_counter()
         run = _Run(time.time(), t0, before, frames, watch, cgroup.oom_kills(), failures)
+        if self.guard is not None:
+            cell = current_cell()
+            run.guard = Guard(self.guard, cell="the block" if cell is None else f"cell {cell}")
+            run.guard.start()
         self._latest = run
         return run, self
 
     def _close(self, run: _Run, exc: BaseException | None) -> GpuReport:
         duration = time.perf_counter() - run.t0
+        if run.guard is not None:
+            run.guard.stop()  # first: it must not fire into the scope's own closing
         holders = self._holders(None, exc) if exc is not None and is_out_of_memory(exc) else None
         reclaimed = exc is not None and self._should_reclaim(exc)
         if reclaimed and exc is not None:
@@ -202,14 +219,14 @@ class gpu_scope(Scope["gpu_scope", GpuReport]):
         if self.empty_cache or reclaimed:
             torch_cuda.empty_cache()
         # The host peak was read by pop() above: what VmHWM says now is not needed.
-        after = self._read_from(self._probes, run.failures, peak=False)
+        after = [_exact_workers(r) for r in self._read_from(self._probes, run.failures, peak=False)]
         if run.watch is not None:
             # One last reading, so a peak that is still held is counted; the live view is
             # done by now and gets the report instead. The "after" readings are that
             # reading: every row the watch reads is among them, and an extra row can only
             # add its own after value, which each row's peak already includes.
             run.watch.sample(notify=False, readings=after)
-        rows = tuple(self._row(r, run, exact) for r in after)
+        rows = tuple(row for r in after if _shown(row := self._row(r, run, exact)))
         when: Literal["", "after", "error"] = "error" if holders is not None else ""
         left = held_device(rows) if holders is None and self.held_by is not None else None
         if left is not None:
@@ -219,7 +236,8 @@ class gpu_scope(Scope["gpu_scope", GpuReport]):
             devices=rows,
             notes=self.why_no_gpu({r.source for r in rows})
             + tuple(run.failures.values())
-            + _oom_killed(run),
+            + _oom_killed(run)
+            + _unguarded(run),
             reclaimed=reclaimed,
             holders=holders or (),
             holders_when=when if holders is not None else "",
@@ -281,6 +299,24 @@ def _oom_killed(run: _Run) -> tuple[str, ...]:
     limit = cgroup.limit_bytes()
     at = f" at its {limit >> 20} MiB limit" if limit is not None else ""
     return (f"container: the OOM killer killed {what} in this cgroup{at} during the block",)
+
+
+def _exact_workers(reading: DeviceMemory) -> DeviceMemory:
+    """At the end, workers still running are measured from their ``smaps_rollup`` (exact)."""
+    if reading.name != workers.NAME or not reading.used_bytes:
+        return reading
+    return workers.read_exact()
+
+
+def _shown(row: DeviceReport) -> bool:
+    """Every row but a workers row of a block that had no child process."""
+    return row.name != workers.NAME or row.peak_bytes > 0
+
+
+def _unguarded(run: _Run) -> tuple[str, ...]:
+    if run.guard is None or run.guard.armed:
+        return ()
+    return ("guard: no container memory limit here, so nothing to guard",)
 
 
 def is_out_of_memory(exc: BaseException) -> bool:

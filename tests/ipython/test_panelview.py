@@ -100,3 +100,30 @@ def test_no_gpu_line_only_when_there_is_no_gpu_row() -> None:
     rows = rows_from([reading(MiB), reading(2 * MiB, name="cuda:0", source="NVML")])
     assert "rm-note" not in render(PanelView("gpu_scope", rows, notes=notes))
     assert "rm-note" in render(PanelView("gpu_scope", rows_from([reading(MiB)]), notes=notes))
+
+
+def test_what_happened_in_the_container_is_said_beside_a_gpu_row() -> None:
+    # Built by hand: a GPU row and an OOM-kill note, which only a real GPU run would give.
+    from resmagic.ipython.panelview import PanelView, render
+    from resmagic.ipython.text import render_report
+    from resmagic.report import DeviceReport, GpuReport
+
+    killed = "container: the OOM killer killed a process in this cgroup during the block"
+    row = DeviceReport(
+        name="cuda:0",
+        source="torch allocator",
+        before_bytes=0,
+        peak_bytes=1,
+        after_bytes=0,
+        total_bytes=2,
+        peak_exact=True,
+    )
+    report = GpuReport(
+        status="ok", duration_s=0.1, started_at=0.0, devices=(row,), notes=(killed, "NVML: x")
+    )
+    text = render_report(report)
+    assert f"\n  {killed}" in text
+    assert "no GPU row" not in text  # there is one: the NVML reason is not said
+    view = PanelView("gpu_scope", [])
+    view.close(report)
+    assert killed in render(view)

@@ -1,25 +1,20 @@
 """The process's own memory cgroup, read from a real cgroup v1 made for the test.
 
-Each test makes a child of this process's own memory cgroup with a 300 MiB limit, runs a
-real process inside it, and removes the cgroup afterwards. Skipped where the machine has no
-writable cgroup v1 memory hierarchy (cgroup v2 is tested in a VM, not here).
+Each test makes a child of this process's own memory cgroup with a 300 MiB limit
+(:mod:`tests.cgroups`), runs a real process inside it, and removes the cgroup afterwards.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from resmagic.probes import cgroup
-
-MiB = 1 << 20
-LIMIT = 300 * MiB
+from tests import cgroups
+from tests.cgroups import LIMIT, MiB, run_inside
 
 READ = """
 import json, sys
@@ -40,33 +35,12 @@ held = [bytearray(b"x") * (10 << 20) for _ in range(60)]  # 600 MiB into a 300 M
 
 @pytest.fixture
 def child_cgroup() -> Iterator[Path]:
-    group = cgroup.own()
-    if group is None or group.version != 1 or not os.access(group.path, os.W_OK):
-        pytest.skip("needs a writable cgroup v1 memory hierarchy (root on this machine)")
-    path = Path(group.path) / f"resmagic-test-{os.getpid()}"
-    path.mkdir()
-    try:
-        (path / "memory.limit_in_bytes").write_text(str(LIMIT))
+    with cgroups.child_cgroup() as path:
         yield path
-    finally:
-        path.rmdir()
-
-
-def _run_inside(path: Path, code: str) -> subprocess.CompletedProcess[str]:
-    process = subprocess.Popen(
-        [sys.executable, "-c", code],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    (path / "cgroup.procs").write_text(str(process.pid))
-    out, err = process.communicate("go\n", timeout=60)
-    return subprocess.CompletedProcess(process.args, process.returncode, out, err)
 
 
 def test_a_process_in_a_child_cgroup_sees_its_limit_as_the_host_total(child_cgroup: Path) -> None:
-    done = _run_inside(child_cgroup, READ)
+    done = run_inside(child_cgroup, READ)
     assert done.returncode == 0, done.stderr
     seen = json.loads(done.stdout)
     assert seen["path"] == str(child_cgroup)
@@ -77,11 +51,9 @@ def test_a_process_in_a_child_cgroup_sees_its_limit_as_the_host_total(child_cgro
 
 
 def test_the_oom_kill_counter_counts_a_real_kill(child_cgroup: Path) -> None:
-    mine = cgroup.own()
-    assert mine is not None
-    group = cgroup.Cgroup(1, str(child_cgroup), mine.mount)
+    group = cgroups.as_group(child_cgroup)
     assert cgroup.oom_kills(group) == 0
-    done = _run_inside(child_cgroup, GREEDY)
+    done = run_inside(child_cgroup, GREEDY)
     assert done.returncode == -9  # SIGKILL from the OOM killer
     assert cgroup.oom_kills(group) == 1
     peak = cgroup.peak_bytes(group)
@@ -115,7 +87,7 @@ print("\\n".join(scope.report.notes))
 
 
 def test_a_block_whose_worker_the_oom_killer_took_says_so(child_cgroup: Path) -> None:
-    done = _run_inside(child_cgroup, IN_A_SCOPE)
+    done = run_inside(child_cgroup, IN_A_SCOPE)
     assert done.returncode == 0, done.stderr  # the scope's own process lives on
     code, *notes = done.stdout.strip().splitlines()
     assert code == "-9"
@@ -123,3 +95,38 @@ def test_a_block_whose_worker_the_oom_killer_took_says_so(child_cgroup: Path) ->
         "container: the OOM killer killed a process in this cgroup at its 300 MiB limit"
         " during the block"
     ]
+
+
+ROWS = """
+import json, sys
+sys.stdin.readline()
+from resmagic import gpu_scope
+with gpu_scope("host") as outer:
+    spike = bytearray(b"x") * (100 << 20)
+    del spike
+    with gpu_scope("host") as inner:
+        kept = bytearray(b"x") * (50 << 20)
+rows = {name: scope.report.device("container") for name, scope in
+        (("outer", outer), ("inner", inner))}
+print(json.dumps({name: {"before": r.before_bytes, "peak": r.peak_bytes, "after": r.after_bytes,
+                         "total": r.total_bytes, "exact": r.peak_exact, "line": r.summary()}
+                  for name, r in rows.items()}))
+"""
+
+
+def test_the_container_row_shows_the_working_set_peak_and_limit(child_cgroup: Path) -> None:
+    done = run_inside(child_cgroup, ROWS)
+    assert done.returncode == 0, done.stderr
+    seen = json.loads(done.stdout)
+    outer, inner = seen["outer"], seen["inner"]
+    for row in (outer, inner):
+        assert row["total"] == LIMIT
+        assert 45 * MiB <= row["after"] - row["before"] <= 60 * MiB  # the 50 MiB kept
+    # The outermost scope reset the cgroup's counter and read its peak: the 100 MiB spike.
+    assert outer["exact"]
+    assert outer["peak"] >= outer["before"] + 100 * MiB
+    assert "exact, shared" in outer["line"]
+    assert outer["line"].startswith("container ")
+    # A nested scope must not reset it again (other readers see resets): sampled instead.
+    assert not inner["exact"]
+    assert inner["after"] <= inner["peak"] < outer["peak"]

@@ -241,12 +241,17 @@ class TestPeaks:
             assert sampler.running
         assert sampler.watches == watches
 
-    def test_host_only_with_an_exact_peak_needs_no_sampling(self) -> None:
+    def test_host_only_with_an_exact_peak_samples_only_the_workers(self) -> None:
+        # Child processes come and go inside a block: only sampling sees them (issue 16).
         if not host.peak_is_exact():
             pytest.skip(f"no exact host peak here: {host.status()}")
         watches = sampler.watches
-        with gpu_scope("host"):
-            assert sampler.watches == watches
+        with gpu_scope("host") as scope:
+            assert sampler.watches == watches + 1
+            run = scope._latest
+            assert run is not None
+            assert run.watch is not None
+            assert {r.name for r in run.watch.read()} <= {"workers", "container"}
 
 
 # Runs in a child that the kernel itself refuses the VmHWM reset: after setuid (if root) and

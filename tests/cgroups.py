@@ -1,0 +1,77 @@
+"""A real child cgroup v1 of this process's own memory cgroup, with a limit, for tests.
+
+Made inside the process's own cgroup (never at the hierarchy's root), and removed after the
+test. Skipped where the machine has no writable cgroup v1 memory hierarchy (cgroup v2 is
+tested in a VM: ``make cgroup-v2``).
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+from resmagic.probes import cgroup
+
+MiB = 1 << 20
+LIMIT = 300 * MiB
+_names = itertools.count()
+
+
+@contextmanager
+def child_cgroup(limit: int = LIMIT) -> Iterator[Path]:
+    """A new child of this process's memory cgroup with ``limit`` bytes; removed on exit."""
+    group = cgroup.own()
+    if group is None or group.version != 1 or not os.access(group.path, os.W_OK):
+        pytest.skip("needs a writable cgroup v1 memory hierarchy (root on this machine)")
+    path = Path(group.path) / f"resmagic-test-{os.getpid()}-{next(_names)}"
+    path.mkdir()
+    try:
+        (path / "memory.limit_in_bytes").write_text(str(limit))
+        yield path
+    finally:
+        _remove(path)
+
+
+def _remove(path: Path) -> None:
+    # A killed process leaves the cgroup a moment after its parent has reaped it.
+    for _ in range(100):
+        try:
+            path.rmdir()
+            return
+        except OSError:
+            time.sleep(0.05)
+    path.rmdir()
+
+
+def as_group(path: Path) -> cgroup.Cgroup:
+    """The :class:`cgroup.Cgroup` for a test cgroup's folder."""
+    mine = cgroup.own()
+    assert mine is not None
+    return cgroup.Cgroup(1, str(path), mine.mount)
+
+
+def move(path: Path, pid: int) -> None:
+    """Move process ``pid`` (all its threads) into the cgroup at ``path``."""
+    (path / "cgroup.procs").write_text(str(pid))
+
+
+def run_inside(path: Path, code: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """Run ``python -c code`` inside the cgroup; the code reads one line of stdin first."""
+    process = subprocess.Popen(
+        [sys.executable, "-c", code],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    move(path, process.pid)
+    out, err = process.communicate("go\n", timeout=timeout)
+    return subprocess.CompletedProcess(process.args, process.returncode, out, err)

@@ -1,0 +1,93 @@
+"""Child processes' memory: real forked children and a real DataLoader, synchronised by pipes.
+
+Each child allocates and touches 100 MiB after the fork, says so on a pipe, and holds it until
+the parent writes back: no sleeps, so a loaded machine only makes the test slower.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from contextlib import ExitStack
+
+import pytest
+
+from resmagic import gpu_scope
+from resmagic.probes import workers
+from resmagic.probes.reading import DeviceMemory
+from resmagic.report import GpuReport
+from tests.children import HELD, MiB, holding_children
+
+
+def _report(scope: gpu_scope) -> GpuReport:
+    report = scope.report
+    assert report is not None
+    return report
+
+
+def test_children_still_holding_at_the_end_are_measured_exactly() -> None:
+    # The children are released after the scope has closed: they hold at its end.
+    with ExitStack() as held, gpu_scope("host") as scope:
+        pids = held.enter_context(holding_children(2))
+        assert set(pids) <= set(workers.pids())
+    row = _report(scope).device("workers")
+    assert row.source == "USS"
+    assert row.before_bytes == 0
+    assert 2 * HELD <= row.after_bytes <= 2 * HELD * 1.05
+    assert 2 * HELD <= row.peak_bytes <= 2 * HELD * 1.05
+    # The host row is this process alone: the children's memory is not in it.
+    host = _report(scope).device("host")
+    assert host.peak_bytes - host.before_bytes < 10 * MiB
+
+
+def test_children_gone_by_the_end_leave_their_sampled_peak() -> None:
+    seen = threading.Event()
+
+    def listener(now: float, readings: Sequence[DeviceMemory]) -> None:
+        if any(r.name == "workers" and r.used_bytes >= 2 * HELD for r in readings):
+            seen.set()
+
+    scope = gpu_scope("host")
+    scope.follow(listener)
+    with scope, holding_children(2):
+        assert seen.wait(120), "the sampler never saw both children holding their memory"
+    row = _report(scope).device("workers")
+    assert row.after_bytes == 0
+    assert not row.peak_exact
+    # Forked from this process, each child's RSS also counts every page it shares with it;
+    # the peak counts what the children hold themselves.
+    assert 2 * HELD <= row.peak_bytes <= 2 * HELD * 1.05
+
+
+def test_a_block_without_children_has_no_workers_row() -> None:
+    with gpu_scope("host") as scope:
+        pass
+    assert [d.name for d in _report(scope).devices if d.name == "workers"] == []
+
+
+class _Holding:
+    """A dataset whose worker holds ``HELD`` bytes from its first item on."""
+
+    held: bytearray | None = None
+
+    def __len__(self) -> int:
+        return 8
+
+    def __getitem__(self, index: int) -> int:
+        if _Holding.held is None:
+            _Holding.held = bytearray(b"x") * HELD
+        return index
+
+
+def test_a_dataloaders_workers_show_as_a_workers_row() -> None:
+    torch_data = pytest.importorskip("torch.utils.data")
+    loader = torch_data.DataLoader(_Holding(), batch_size=1, num_workers=2)
+    with gpu_scope("host") as scope:
+        batches = iter(loader)
+        first = [int(next(batches)) for _ in range(2)]  # one item from each worker
+    del batches
+    assert first == [0, 1]
+    row = _report(scope).device("workers")
+    assert row.source == "USS"
+    assert row.after_bytes >= 2 * HELD  # each worker's own pages, not the shared ones
+    assert row.peak_bytes >= row.after_bytes
