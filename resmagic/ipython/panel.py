@@ -2,20 +2,21 @@
 
 A cell's panel, from start to end:
 
-1. Nothing is shown when the scope opens: a cell shorter than the panel's delay (one
-   sample interval for ``%%gpu_scope``, ``settings.watch_panel_s`` in watch mode) never
-   pays for a widget and leaves exactly one output, its final summary.
-2. On the first sample taken after that delay, the sampler thread displays an HTML widget
-   (with the same markup as ``text/html`` for frontends without the widget manager) and
-   later samples set its value (earlier ones only count toward the peak). The thread does
-   so inside a copy of the cell's context, so the messages carry the running cell's parent
-   header (ipykernel >= 7 routes by it) and reach the browser now, not when the cell ends.
-3. When the cell ends, the widget's output is replaced in place by a static summary (the
-   same markup as ``text/html``, the text line as ``text/plain``), so the panel stays where
-   it was while the cell ran; then the widget is closed. A static output survives kernel
-   restarts, nbconvert, GitHub and nbval; a closed widget's output would read "model not
-   found". Where the cell cleared its output since the widget appeared, the summary is a
-   new output instead.
+1. A ``%%gpu_scope`` cell's panel holds its place from the start: a static "running" form
+   of the panel (HTML, ``text/plain`` ``gpu_scope running``), so the panel is the cell's
+   first output however long the cell runs. In watch mode nothing is shown at first: a cell
+   shorter than ``settings.watch_panel_s`` gets its one compact line when it ends.
+2. On the first sample taken one sample interval in (``watch_panel_s`` in watch mode), the
+   sampler thread puts an HTML widget there (with the same markup as ``text/html`` for
+   frontends without the widget manager); later samples set its value (earlier ones only
+   count toward the peak). A short cell never pays for a widget. The thread does so inside
+   a copy of the cell's context, so the messages carry the running cell's parent header
+   (ipykernel >= 7 routes by it) and reach the browser now, not when the cell ends.
+3. When the cell ends, that output is replaced in place by a static summary (the same
+   markup as ``text/html``, the text line as ``text/plain``); then the widget is closed. A
+   static output survives kernel restarts, nbconvert, GitHub and nbval; a closed widget's
+   output would read "model not found". Where the cell cleared its output since, the
+   summary is a new output instead.
 
 nbval ignores ``update_display_data``: it compares the live display's ``text/plain``
 (``gpu_scope running``) with the saved summary's, so a notebook checked with nbval needs a
@@ -144,7 +145,7 @@ class CellPanel:
     @property
     def shown(self) -> bool:
         """True once the live widget has appeared in the cell's output."""
-        return self._handle is not None
+        return self._widget is not None
 
     def start(self) -> None:
         """Follow the sampler from now on (main thread, right after the scope opened)."""
@@ -157,6 +158,13 @@ class CellPanel:
         self._clears = self._output.clears if self._output is not None else 0
         self._context = contextvars.copy_context()
         self._view, self._live = view, True
+        if self.delay is None:
+            # A magic cell's panel holds its place from the start (its static "running"
+            # form), so it is the cell's first output however long the cell runs: a saved
+            # notebook and an nbval run list the outputs in the same order.
+            markup = render(view)
+            bundle = {"text/html": markup, "text/plain": f"{self.magic} running"}
+            self._handle = display(bundle, raw=True, display_id=True, metadata=MARK)
 
     def stop(self) -> None:
         """Take no more samples; the widget keeps its last state until :meth:`finish`."""
@@ -241,4 +249,7 @@ class CellPanel:
         self._widget = _html_widget(markup)
         bundle = _view_bundle(self._widget, f"{self.magic} running")
         bundle["text/html"] = markup  # what a frontend without the widget manager shows
-        self._handle = display(bundle, raw=True, display_id=True, metadata=MARK)
+        if self._handle is not None:
+            self._handle.update(bundle, raw=True, metadata=MARK)
+        else:
+            self._handle = display(bundle, raw=True, display_id=True, metadata=MARK)

@@ -114,14 +114,16 @@ def test_the_final_state_is_the_report_in_history(kernel: Kernel, allocating: Ex
 
 def test_the_summary_replaces_the_live_panel_in_place(allocating: Execution) -> None:
     shown = allocating.of_type("display_data")
-    assert len(shown) == 1, "one output: the live panel, later its summary"
-    live = shown[0]["content"]
-    assert "application/vnd.jupyter.widget-view+json" in live["data"]
-    assert live["data"]["text/plain"] == "gpu_scope running"
-    assert parse_panel(live["data"]["text/html"])["state"] == "running"  # no widget manager
+    assert len(shown) == 1, "one output: the panel's place, then the live panel, its summary"
+    first = shown[0]["content"]
+    assert first["data"]["text/plain"] == "gpu_scope running"
+    assert parse_panel(first["data"]["text/html"])["state"] == "running"
     updated = allocating.of_type("update_display_data")
-    assert [m["content"]["transient"] for m in updated] == [live["transient"]]
-    summary = updated[0]["content"]["data"]
+    assert [m["content"]["transient"] for m in updated] == [first["transient"]] * 2
+    live, summary = (m["content"] for m in updated)
+    assert "application/vnd.jupyter.widget-view+json" in live["data"]
+    assert parse_panel(live["data"]["text/html"])["state"] == "running"  # no widget manager
+    summary = summary["data"]
     assert set(summary) == {"text/html", "text/plain"}
     assert parse_panel(summary["text/html"])["state"] == "ok"
     assert summary["text/plain"].startswith("gpu_scope  host ")
@@ -164,12 +166,15 @@ def test_widgets_do_not_pile_up_over_many_cells(kernel: Kernel) -> None:
 
 
 def test_a_short_cell_costs_no_widget_and_has_the_same_outputs(kernel: Kernel) -> None:
-    run = kernel.run("%%gpu_scope\nx = 1")
-    assert not run.of_type("comm_open", "update_display_data")
-    shown = [m["content"]["data"] for m in run.of_type("display_data")]
-    assert len(shown) == 1
-    assert parse_panel(shown[0]["text/html"])["state"] == "ok"
-    assert "no GPU row" not in shown[0]["text/html"], "said once, under the first panel"
+    run = kernel.run("%%gpu_scope\nx = 1\nx")
+    assert not run.of_type("comm_open")
+    kinds = [m["msg_type"] for m in run.messages if "data" in m["content"]]
+    # The panel's place comes first, as in a long cell, and the summary fills it.
+    assert kinds == ["display_data", "execute_result", "update_display_data"]
+    assert run.of_type("display_data")[0]["content"]["data"]["text/plain"] == "gpu_scope running"
+    summary = summary_of(run)
+    assert parse_panel(summary["text/html"])["state"] == "ok"
+    assert "no GPU row" not in summary["text/html"], "said once, under the first panel"
 
 
 def test_an_error_ends_the_panel_as_error_and_the_cell_fails(kernel: Kernel) -> None:
