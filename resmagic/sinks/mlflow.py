@@ -17,6 +17,7 @@ import os
 import socket
 import sys
 import time
+from collections.abc import Sequence
 from typing import Any
 
 from resmagic.report import LogReport, Report
@@ -74,22 +75,30 @@ class MlflowSink:
             return f"no run yet, {where}"
         return f"run {self.run_id} at {where}"
 
-    def send(self, report: Report) -> None:
-        """Log ``report``'s metrics and status tags in one batch; a closed log as an artifact."""
+    def send(self, reports: Sequence[Report]) -> None:
+        """Log the reports' metrics and status tags in batches; each closed log as an artifact."""
         client, run_id = self._run()
-        if report.cell is not None:
-            step = report.cell
-        else:
-            self._steps += 1
-            step = self._steps
-        stamp = int((report.started_at + report.duration_s) * 1000)
-        metric, tag = self._entities.Metric, self._entities.RunTag
-        metrics = [metric(k, v, stamp, step) for k, v in metrics_of(report).items()]
-        tags = [tag(k, v) for k, v in status_tags(report, step).items()]
-        client.log_batch(run_id, metrics=metrics, tags=tags)
-        if isinstance(report, LogReport) and report.path:
-            path = os.path.abspath(os.path.expanduser(report.path))
-            client.log_artifact(run_id, path, ARTIFACT_DIR)
+        metrics, tags = [], []
+        for report in reports:
+            if report.cell is not None:
+                step = report.cell
+            else:
+                self._steps += 1
+                step = self._steps
+            stamp = int((report.started_at + report.duration_s) * 1000)
+            metrics += [
+                self._entities.Metric(k, v, stamp, step) for k, v in metrics_of(report).items()
+            ]
+            tags += [self._entities.RunTag(k, v) for k, v in status_tags(report, step).items()]
+        # One request takes at most 1000 metrics and 100 tags (MLflow's limits).
+        requests = max(-(-len(metrics) // 1000), -(-len(tags) // 100))
+        for n in range(requests):
+            chunk = metrics[n * 1000 : (n + 1) * 1000], tags[n * 100 : (n + 1) * 100]
+            client.log_batch(run_id, metrics=chunk[0], tags=chunk[1])
+        for report in reports:
+            if isinstance(report, LogReport) and report.path:
+                path = os.path.abspath(os.path.expanduser(report.path))
+                client.log_artifact(run_id, path, ARTIFACT_DIR)
 
     def close(self) -> None:
         """End the run as FINISHED (a kernel that dies leaves it RUNNING)."""

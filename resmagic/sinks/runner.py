@@ -2,11 +2,14 @@
 
 The cell's only cost is :meth:`SinkRunner.offer` (a lock and an append); everything a sink
 does (importing its engine, talking to a server) happens on the ``resmagic-sinks`` daemon
-thread. A full queue drops the new report and counts it; a sink that raises is counted and
-said once, on stderr, by the next report's publisher or by :meth:`SinkRunner.flush`, so a
-notebook shows it under a cell instead of wherever a thread's output lands. Closing a sink
-(``sink=off``, ``%unload_ext``, interpreter exit) sends what is queued first, waiting at most
-a timeout: a tracker that never answers delays the exit by that long, never more.
+thread. That thread waits ``LINGER_S`` after a report before it sends it, with whatever
+came meanwhile: the cell that published is still rendering then, and a thread building a
+request would take the GIL from it (cells run back to back share one request). A full
+queue drops the new report and counts it. A sink that raises is counted and said once, on
+stderr, by the next report's publisher or by :meth:`SinkRunner.flush`, so a notebook shows
+it under a cell instead of wherever a thread's output lands. Closing a sink (``sink=off``,
+``%unload_ext``, interpreter exit) sends what is queued first, waiting at most a timeout:
+a tracker that never answers delays the exit by that long, never more.
 """
 
 from __future__ import annotations
@@ -18,69 +21,21 @@ import threading
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
 
 from resmagic import bus
 from resmagic.report import Report, describe_error
+from resmagic.sinks.base import Sink, SinkState, Slot
 
 __all__ = ["CAPACITY", "EXIT_TIMEOUT_S", "Sink", "SinkRunner", "SinkState", "runner"]
 
 CAPACITY = 1000  # reports waiting at most; a cell publishes one to four
 EXIT_TIMEOUT_S = 10.0  # the most ``sink=off``, unload and exit wait for a slow tracker
-
-
-class Sink(Protocol):
-    """An engine that receives reports, on the sink thread only."""
-
-    name: str
-
-    def send(self, report: Report) -> None:
-        """Deliver one report; raise if it could not be delivered (counted, said once)."""
-
-    def close(self) -> None:
-        """Finish (end the run, close files); called once, after the last :meth:`send`."""
-
-    def describe(self) -> str:
-        """Where the reports go, for ``%resmagic status`` (e.g. a run id and a URI)."""
-
-
-@dataclass(frozen=True, slots=True)
-class SinkState:
-    """One sink's counts: ``queued`` and ``dropped`` are the runner's, shared by its sinks."""
-
-    name: str
-    where: str
-    queued: int
-    sent: int
-    dropped: int
-    failures: int
-    last_error: str | None
-
-    def summary(self) -> str:
-        """``"mlflow: 12 sent, 0 queued, 0 dropped, 0 failures (run 3f2a at http://...)"``."""
-        counts = (
-            f"{self.sent} sent, {self.queued} queued, {self.dropped} dropped, "
-            f"{self.failures} failure{'s' * (self.failures != 1)}"
-        )
-        where = f" ({self.where})" if self.where else ""
-        last = f"; last: {self.last_error}" if self.failures and self.last_error else ""
-        return f"{self.name}: {counts}{where}{last}"
-
-
-class _Slot:
-    """A sink with its counters, as the thread sees it."""
-
-    def __init__(self, sink: Sink) -> None:
-        self.sink = sink
-        self.sent = 0
-        self.failures = 0
-        self.last_error: str | None = None
-        self.said = False
+LINGER_S = 0.1  # the thread waits this long after a report before it sends (see _work)
 
 
 @dataclass(frozen=True, slots=True)
 class _Close:
-    slot: _Slot
+    slot: Slot
 
 
 class SinkRunner:
@@ -98,8 +53,10 @@ class SinkRunner:
     def _reset(self) -> None:
         self._cond = threading.Condition()
         self._items: deque[Report | _Close] = deque()
-        self._slots: list[_Slot] = []
-        self._busy = False
+        self._slots: list[Slot] = []
+        self._inflight = 0  # reports being sent (-1: a sink being closed)
+        self._idle = False  # the thread waits for a first report (else it lingers or sends)
+        self._hurry = 0  # callers waiting in flush: stop lingering
         self._thread: threading.Thread | None = None
         self._unsubscribe: Callable[[], None] | None = None
         self.dropped = 0
@@ -109,7 +66,7 @@ class SinkRunner:
     def add(self, sink: Sink) -> None:
         """Send every report published from now on to ``sink`` (starting the thread if needed)."""
         with self._cond:
-            self._slots.append(_Slot(sink))
+            self._slots.append(Slot(sink))
             if self._thread is None:
                 self._thread = threading.Thread(
                     target=self._work, name="resmagic-sinks", daemon=True
@@ -143,13 +100,19 @@ class SinkRunner:
                     )
             else:
                 self._items.append(report)
-                self._cond.notify_all()
+                if self._idle:  # a lingering thread is not woken for each report
+                    self._cond.notify_all()
         self._say()
 
     def flush(self, timeout: float = EXIT_TIMEOUT_S) -> bool:
         """Wait until every queued report was handled, at most ``timeout`` s; True if it was."""
         with self._cond:
-            done = self._cond.wait_for(lambda: not self._items and not self._busy, timeout)
+            self._hurry += 1
+            self._cond.notify_all()
+            try:
+                done = self._cond.wait_for(lambda: not self._items and not self._inflight, timeout)
+            finally:
+                self._hurry -= 1
         self._say()
         return done
 
@@ -177,6 +140,7 @@ class SinkRunner:
         """Each sink's counts now."""
         with self._cond:
             queued = sum(isinstance(item, Report) for item in self._items)
+            queued += max(self._inflight, 0)
             slots = list(self._slots)
             dropped = self.dropped
         return [
@@ -202,11 +166,15 @@ class SinkRunner:
         me = threading.current_thread()
         while True:
             with self._cond:
+                self._idle = True
                 self._cond.wait_for(lambda: self._items or self._thread is not me)
+                self._idle = False
                 if self._thread is not me:
                     return  # stopped only once every sink is closed: nothing is left
-                item = self._items.popleft()
-                self._busy = True
+                # Linger: the cell that published is still rendering, and the GIL is better
+                # left to it; reports that come meanwhile join this batch.
+                self._cond.wait_for(lambda: self._hurry > 0 or self._thread is not me, LINGER_S)
+                item = self._take()
             try:
                 if isinstance(item, _Close):
                     self._close(item.slot)
@@ -215,31 +183,43 @@ class SinkRunner:
                         self._send(slot, item)
             finally:
                 with self._cond:
-                    self._busy = False
+                    self._inflight = 0
                     self._cond.notify_all()
 
-    def _send(self, slot: _Slot, report: Report) -> None:
+    def _take(self) -> list[Report] | _Close:
+        """The reports up to the next close (or that close alone), now in flight."""
+        first = self._items.popleft()
+        if isinstance(first, _Close):
+            self._inflight = -1  # busy, but no report
+            return first
+        batch = [first]
+        while self._items and isinstance(self._items[0], Report):
+            batch.append(self._items.popleft())  # type: ignore[arg-type]
+        self._inflight = len(batch)
+        return batch
+
+    def _send(self, slot: Slot, reports: list[Report]) -> None:
         try:
-            slot.sink.send(report)
+            slot.sink.send(reports)
         except Exception as exc:
-            self._failed(slot, exc)
+            self._failed(slot, exc, len(reports))
         else:
             with self._cond:
-                slot.sent += 1
+                slot.sent += len(reports)
 
-    def _close(self, slot: _Slot) -> None:
+    def _close(self, slot: Slot) -> None:
         try:
             slot.sink.close()
         except Exception as exc:
-            self._failed(slot, exc)
+            self._failed(slot, exc, 0)
         with self._cond:
             if slot in self._slots:
                 self._slots.remove(slot)
 
-    def _failed(self, slot: _Slot, exc: Exception) -> None:
+    def _failed(self, slot: Slot, exc: Exception, reports: int) -> None:
         text = describe_error(exc)
         with self._cond:
-            slot.failures += 1
+            slot.failures += reports
             slot.last_error = text
             if not slot.said:
                 slot.said = True

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
 
 from resmagic.report import Report
 
@@ -14,12 +15,14 @@ class Recording:
 
     def __init__(self) -> None:
         self.got: list[Report] = []
+        self.batches: list[int] = []  # how many reports each send had
         self.closed = False
         self.threads: set[str] = set()
 
-    def send(self, report: Report) -> None:
+    def send(self, reports: Sequence[Report]) -> None:
         self.threads.add(threading.current_thread().name)
-        self.got.append(report)
+        self.got += reports
+        self.batches.append(len(reports))
 
     def close(self) -> None:
         self.closed = True
@@ -38,10 +41,10 @@ class Blocking(Recording):
         self.entered = threading.Event()
         self.release = threading.Event()
 
-    def send(self, report: Report) -> None:
+    def send(self, reports: Sequence[Report]) -> None:
         self.entered.set()
         assert self.release.wait(60), "the test never released the blocking sink"
-        super().send(report)
+        super().send(reports)
 
 
 class Failing(Recording):
@@ -49,6 +52,6 @@ class Failing(Recording):
 
     name = "failing"
 
-    def send(self, report: Report) -> None:
+    def send(self, reports: Sequence[Report]) -> None:
         msg = "tracker unreachable"
         raise ConnectionError(msg)

@@ -16,7 +16,8 @@ from mlflow import MlflowClient
 
 import resmagic
 from tests.kernel import Execution, Kernel
-from tests.sinks.conftest import MlflowServer, kernel_env, start_server
+from tests.sinks.conftest import kernel_env
+from tests.sinks.server import MlflowServer, start_server
 
 pytestmark = [pytest.mark.kernel, pytest.mark.mlflow]
 

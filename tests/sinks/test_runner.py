@@ -52,11 +52,12 @@ def test_a_full_queue_drops_and_counts_without_blocking_the_publisher(
     for i in range(7):  # 3 fill the queue, 4 are dropped; none of these calls waits
         bus.publish(timing_report(label=str(i)))
     (state,) = runner.states()
-    assert (state.queued, state.dropped, state.sent) == (3, 4, 0)
+    assert (state.queued, state.dropped, state.sent) == (4, 4, 0)  # 1 in flight, 3 waiting
     assert capsys.readouterr().err.count("the sink queue is full (3 reports)") == 1
     sink.release.set()
     assert runner.flush(30)
     assert _labels(sink) == ["held", "0", "1", "2"]
+    assert sink.batches == [1, 3]  # what waited went in one send
     assert runner.states()[0].sent == 4
 
 
@@ -151,10 +152,10 @@ def test_interpreter_exit_sends_what_is_queued(tmp_path: Path) -> None:
 
         class Slow:
             name = "slow"
-            def send(self, report):
+            def send(self, reports):
                 time.sleep(0.05)  # still busy when the script's last line has run
                 with open({str(out)!r}, "a") as f:
-                    f.write(report.label + "\\n")
+                    f.writelines(report.label + "\\n" for report in reports)
             def close(self):
                 with open({str(out)!r}, "a") as f:
                     f.write("closed\\n")
