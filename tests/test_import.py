@@ -34,14 +34,21 @@ def test_import_resmagic_loads_no_ipython_and_nothing_heavy() -> None:
     assert [m for m in (*HEAVY, "IPython") if m in modules] == []
 
 
-def test_load_ext_imports_neither_torch_nor_pynvml_nor_widgets() -> None:
-    code = (
+def _shell(*config: str) -> str:
+    """Code that makes an IPython shell with these ``c.`` config lines and loads resmagic."""
+    return (
+        "from traitlets.config import Config\n"
         "from IPython.core.interactiveshell import InteractiveShell\n"
-        "ip = InteractiveShell.instance()\n"
+        "c = Config()\n"
+        + "".join(f"{line}\n" for line in config)
+        + "ip = InteractiveShell.instance(config=c)\n"
         "ip.run_line_magic('load_ext', 'resmagic')\n"
         "assert 'timed' in ip.magics_manager.magics['cell']\n"
     )
-    modules = _modules_after(code)
+
+
+def test_load_ext_imports_neither_torch_nor_pynvml_nor_widgets() -> None:
+    modules = _modules_after(_shell())
     assert [m for m in HEAVY if m in modules] == []
 
 
@@ -56,15 +63,8 @@ def test_scopes_run_without_ipython_or_heavy_modules() -> None:
     assert [m for m in ("torch", "pynvml", "ipywidgets", "IPython") if m in modules] == []
 
 
-_SHELL_WITH_SINK = (
-    "from traitlets.config import Config\n"
-    "from IPython.core.interactiveshell import InteractiveShell\n"
-    "c = Config()\n"
-    "c.ResMagic.sinks = ['mlflow']\n"
-    "ip = InteractiveShell.instance(config=c)\n"
-    "ip.run_line_magic('load_ext', 'resmagic')\n"
-    "import resmagic\n"
-    "assert resmagic.sinks.runner.names() == ['mlflow']\n"
+_SHELL_WITH_SINK = _shell("c.ResMagic.sinks = ['mlflow']") + (
+    "import resmagic\nassert resmagic.sinks.runner.names() == ['mlflow']\n"
 )
 
 
