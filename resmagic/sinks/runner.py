@@ -48,6 +48,7 @@ class SinkRunner:
     def __init__(self, capacity: int = CAPACITY) -> None:
         self.capacity = capacity
         self._reset()
+        self._unsubscribe: Callable[[], None] | None = None  # kept by a forked child too
         self._exit_hooked = False
 
     def _reset(self) -> None:
@@ -58,7 +59,6 @@ class SinkRunner:
         self._idle = False  # the thread waits for a first report (else it lingers or sends)
         self._hurry = 0  # callers waiting in flush: stop lingering
         self._thread: threading.Thread | None = None
-        self._unsubscribe: Callable[[], None] | None = None
         self.dropped = 0
         self._unsaid: list[str] = []
         self._said_full = False
@@ -72,6 +72,7 @@ class SinkRunner:
                     target=self._work, name="resmagic-sinks", daemon=True
                 )
                 self._thread.start()
+            if self._unsubscribe is None:
                 self._unsubscribe = bus.subscribe(self.offer)
             if not self._exit_hooked:
                 atexit.register(self.close, EXIT_TIMEOUT_S)
@@ -245,7 +246,8 @@ class SinkRunner:
 
     def _after_fork(self) -> None:
         # A forked child (a DataLoader worker) has no sink thread and must not write into
-        # its parent's runs: it starts with no sinks.
+        # its parent's runs, nor wait at its exit for a thread it does not have: it starts
+        # with no sinks. The bus it copied still holds our subscription: it is kept.
         self._reset()
 
 

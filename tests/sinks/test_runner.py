@@ -170,3 +170,41 @@ def test_interpreter_exit_sends_what_is_queued(tmp_path: Path) -> None:
     )
     subprocess.run([sys.executable, "-c", script], check=True, timeout=120)
     assert out.read_text().split() == ["a", "b", "c", "closed"]
+
+
+def test_a_forked_child_starts_with_no_sinks_and_can_add_its_own(tmp_path: Path) -> None:
+    out = tmp_path / "sent.txt"
+    script = textwrap.dedent(
+        f"""
+        import os
+        import resmagic
+        from resmagic.sinks.runner import runner
+
+        class File:
+            name = "file"
+            def __init__(self, who):
+                self.who = who
+            def send(self, reports):
+                with open({str(out)!r}, "a") as f:
+                    f.writelines(f"{{self.who}} {{r.label}}\\n" for r in reports)
+            def close(self):
+                pass
+            def describe(self):
+                return ""
+
+        runner.add(File("parent"))
+        pid = os.fork()
+        if pid == 0:  # the child: nothing of its own yet, then a sink of its own
+            with resmagic.timed("before"):
+                pass
+            runner.add(File("child"))
+            with resmagic.timed("after"):
+                pass
+            raise SystemExit(0)  # a normal exit: the exit hook flushes the child's sink
+        assert os.waitpid(pid, 0)[1] == 0
+        with resmagic.timed("parent"):
+            pass
+        """
+    )
+    subprocess.run([sys.executable, "-c", script], check=True, timeout=120)
+    assert sorted(out.read_text().splitlines()) == ["child after", "parent parent"]
