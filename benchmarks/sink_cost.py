@@ -54,6 +54,10 @@ def _round(shell: Any, cell: str, n: int, results: dict[str, list[float]]) -> No
     resmagic.sinks.flush(120)
 
 
+def _us(values: list[float]) -> str:
+    return f"{statistics.median(values) * 1e6:.0f} µs ({statistics.fmean(values) * 1e6:.0f} µs)"
+
+
 def main() -> None:
     """Start the server, run the rounds, print the table."""
     parser = argparse.ArgumentParser(description=__doc__)
@@ -85,13 +89,18 @@ def main() -> None:
         resmagic.settings.update(sink="off")
     finally:
         server.stop()
-    off = statistics.median(results["off"])
     print(f"cell {args.cell!r}, {args.rounds} rounds x {args.cells} cells per variant")
-    print("| variant | median per cell | mean | vs off |")
+    print("| cells | sink off, median (mean) | sink on, median (mean) | on / off (medians) |")
     print("|---|---|---|---|")
-    for name, values in results.items():
-        med, mean = statistics.median(values), statistics.fmean(values)
-        print(f"| {name} | {med * 1e6:.0f} µs | {mean * 1e6:.0f} µs | {med / off:.2f}× |")
+    for label, off_key, on_key in (
+        ("back to back", "off", "on, back to back"),
+        ("paced, 30 ms apart", "off, paced", "on, paced"),
+    ):
+        off, on = results[off_key], results[on_key]
+        print(
+            f"| {label} | {_us(off)} | {_us(on)} | "
+            f"{statistics.median(on) / statistics.median(off):.2f}× |"
+        )
     print("last round's sink:", "; ".join(state.summary() for state in states))
 
 
