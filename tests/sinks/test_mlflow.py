@@ -34,9 +34,16 @@ def _ok(kernel: Kernel, code: str) -> Execution:
     return run
 
 
+EXPERIMENT = "resmagic-tests"
+
+
 def _the_run(uri: str, notebook: Path) -> Any:
     client = MlflowClient(uri)
-    runs = client.search_runs(["0"], filter_string=f"tags.`resmagic.notebook` = '{notebook}'")
+    experiment = client.get_experiment_by_name(EXPERIMENT)  # MLFLOW_EXPERIMENT_NAME made it
+    assert experiment is not None
+    runs = client.search_runs(
+        [experiment.experiment_id], filter_string=f"tags.`resmagic.notebook` = '{notebook}'"
+    )
     assert len(runs) == 1, [r.info.run_id for r in runs]
     return runs[0]
 
@@ -48,7 +55,8 @@ def notebook(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def kernel(mlflow_server: MlflowServer, notebook: Path, tmp_path: Path) -> Iterator[Kernel]:
-    with Kernel(env=kernel_env(mlflow_server.uri, notebook), cwd=str(tmp_path)) as k:
+    env = {**kernel_env(mlflow_server.uri, notebook), "MLFLOW_EXPERIMENT_NAME": EXPERIMENT}
+    with Kernel(env=env, cwd=str(tmp_path)) as k:
         _ok(k, "%load_ext resmagic")
         _ok(k, "%resmagic config sink=mlflow")
         yield k
