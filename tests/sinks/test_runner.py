@@ -142,41 +142,12 @@ def test_summary_reads_as_one_status_line() -> None:
     )
 
 
-def test_interpreter_exit_sends_what_is_queued(tmp_path: Path) -> None:
-    out = tmp_path / "sent.txt"
-    script = textwrap.dedent(
-        f"""
-        import time
-        import resmagic
-        from resmagic.sinks.runner import runner
-
-        class Slow:
-            name = "slow"
-            def send(self, reports):
-                time.sleep(0.05)  # still busy when the script's last line has run
-                with open({str(out)!r}, "a") as f:
-                    f.writelines(report.label + "\\n" for report in reports)
-            def close(self):
-                with open({str(out)!r}, "a") as f:
-                    f.write("closed\\n")
-            def describe(self):
-                return ""
-
-        runner.add(Slow())
-        for label in ("a", "b", "c"):
-            with resmagic.timed(label):
-                pass
-        """
-    )
-    subprocess.run([sys.executable, "-c", script], check=True, timeout=120)
-    assert out.read_text().split() == ["a", "b", "c", "closed"]
-
-
-def test_a_forked_child_starts_with_no_sinks_and_can_add_its_own(tmp_path: Path) -> None:
-    out = tmp_path / "sent.txt"
-    script = textwrap.dedent(
-        f"""
-        import os
+def _run_script(out: Path, body: str) -> list[str]:
+    """Run ``body`` in a fresh interpreter where ``File(who)`` is a sink that writes each
+    report's ``who label`` line to ``out`` (slowly: still busy when a script ends) and
+    ``who closed`` when closed; return the lines."""
+    head = f"""
+        import os, time
         import resmagic
         from resmagic.sinks.runner import runner
 
@@ -185,13 +156,33 @@ def test_a_forked_child_starts_with_no_sinks_and_can_add_its_own(tmp_path: Path)
             def __init__(self, who):
                 self.who = who
             def send(self, reports):
-                with open({str(out)!r}, "a") as f:
-                    f.writelines(f"{{self.who}} {{r.label}}\\n" for r in reports)
+                time.sleep(0.05)
+                self._write(*(r.label for r in reports))
             def close(self):
-                pass
+                self._write("closed")
             def describe(self):
                 return ""
+            def _write(self, *words):
+                with open({str(out)!r}, "a") as f:
+                    f.writelines(f"{{self.who}} {{word}}\\n" for word in words)
+        """
+    script = textwrap.dedent(head) + textwrap.dedent(body)
+    subprocess.run([sys.executable, "-c", script], check=True, timeout=120)
+    return out.read_text().splitlines()
 
+
+def test_interpreter_exit_sends_what_is_queued(tmp_path: Path) -> None:
+    body = """
+        runner.add(File("me"))
+        for label in ("a", "b", "c"):
+            with resmagic.timed(label):
+                pass
+        """
+    assert _run_script(tmp_path / "sent.txt", body) == ["me a", "me b", "me c", "me closed"]
+
+
+def test_a_forked_child_starts_with_no_sinks_and_can_add_its_own(tmp_path: Path) -> None:
+    body = """
         runner.add(File("parent"))
         pid = os.fork()
         if pid == 0:  # the child: nothing of its own yet, then a sink of its own
@@ -205,6 +196,5 @@ def test_a_forked_child_starts_with_no_sinks_and_can_add_its_own(tmp_path: Path)
         with resmagic.timed("parent"):
             pass
         """
-    )
-    subprocess.run([sys.executable, "-c", script], check=True, timeout=120)
-    assert sorted(out.read_text().splitlines()) == ["child after", "parent parent"]
+    lines = _run_script(tmp_path / "sent.txt", body)
+    assert sorted(lines) == ["child after", "child closed", "parent closed", "parent parent"]
