@@ -26,6 +26,9 @@ class Settings:
             many seconds; a shorter one gets one compact line.
         watch_panel_mib: in watch mode, a cell whose memory rose (peak above start) or fell
             by more than this many MiB on any device gets the full panel however short.
+        sink: where every report is also sent, off the cell path: ``"mlflow"``, or
+            ``"off"`` (see :mod:`resmagic.sinks`). Setting it on the process-wide
+            ``settings`` starts or stops the sink.
     """
 
     history_limit: int = 10_000
@@ -34,6 +37,7 @@ class Settings:
     held_mib: int = 256
     watch_panel_s: float = 2.0
     watch_panel_mib: int = 256
+    sink: str = "off"
 
     def update(self, **values: object) -> None:
         """Set fields by name, converting strings; :class:`OptionError` for a bad key or value."""
@@ -47,6 +51,10 @@ class Settings:
         # All or nothing: a refused value leaves the settings as they were.
         for key, value in converted.items():
             setattr(self, key, value)
+        if "sink" in converted and self is settings:  # a private Settings() is only values
+            from resmagic import sinks  # loads (without any tracker) only when asked for
+
+            self.sink = sinks.use(self.sink)
 
 
 # The lowest value of each integer setting, and the range of each seconds setting.
@@ -58,7 +66,11 @@ _SECONDS = {
 }
 
 
-def _convert(key: str, raw: object) -> int | float:
+def _convert(key: str, raw: object) -> int | float | str:
+    if key == "sink":
+        from resmagic.sinks import parse
+
+        return parse(raw)
     try:
         value: int | float
         if key in _INTEGERS:

@@ -55,3 +55,21 @@ def test_failed_update_changes_nothing() -> None:
 def test_option_error_is_a_value_error() -> None:
     with pytest.raises(ValueError):
         Settings().update(history_limit="x")
+
+
+def test_sink_is_cleaned_and_a_private_settings_starts_nothing() -> None:
+    from resmagic.sinks.runner import runner
+
+    s = Settings()
+    s.update(sink=" MLflow, mlflow ")
+    assert s.sink == "mlflow"
+    assert runner.names() == []  # only the process-wide settings drive the sinks
+    s.update(sink="none")
+    assert s.sink == "off"
+
+
+def test_unknown_sink_says_which_there_are() -> None:
+    s = Settings()
+    with pytest.raises(OptionError, match=r"unknown sink 'tensorboard': known sinks are mlflow"):
+        s.update(sink="mlflow,tensorboard")
+    assert s.sink == "off"

@@ -239,4 +239,13 @@ def status_text(magics: Any = None) -> str:
     lines.append("  " + (_watch_line(watcher) if watcher is not None else "watch: off"))
     guard = getattr(magics, "guard", None)
     lines.append("  " + (guard.state() if guard is not None else "guard: off"))
+    lines.extend(f"  {line}" for line in _sink_lines())
     return "resmagic status\n" + "\n".join(lines)
+
+
+def _sink_lines() -> list[str]:
+    if settings.sink == "off":
+        return ["sink: off"]
+    from resmagic import sinks  # imported by setting sink=, so already loaded
+
+    return [f"sink {state.summary()}" for state in sinks.states()]

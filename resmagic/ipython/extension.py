@@ -9,6 +9,8 @@ from traitlets import Bool, List, Unicode
 from traitlets.config import Configurable
 
 from resmagic import bus
+from resmagic.config import settings
+from resmagic.errors import OptionError
 from resmagic.ipython.dashboard import dashboard
 from resmagic.ipython.header import HeaderTransformer
 from resmagic.ipython.magics import ResMagics
@@ -28,6 +30,7 @@ class ResMagic(Configurable):
         c.ResMagic.watch = True                 # measure every cell, no magic needed
         c.ResMagic.watch_scopes = ["timed"]     # default: gpu_scope and timed
         c.ResMagic.watch_log = "~/runs/session.jsonl"
+        c.ResMagic.sinks = ["mlflow"]           # every report to MLflow, off the cell path
     """
 
     watch = Bool(False, help="Measure every cell from load on (%resmagic watch on).").tag(
@@ -38,6 +41,9 @@ class ResMagic(Configurable):
     ).tag(config=True)
     watch_log = Unicode("", help="A JSON-lines file: one record per watched cell.").tag(config=True)
     watch_panel = Bool(True, help="Show the live panel under watched cells.").tag(config=True)
+    sinks = List(
+        Unicode(), default_value=[], help="Trackers every report is sent to: 'mlflow'."
+    ).tag(config=True)
 
 
 _loaded: dict[int, tuple[ResMagics, CellRunner]] = {}
@@ -60,10 +66,25 @@ def load(ip: Any) -> None:
             tuple(config.watch_scopes), config.watch_log or None, config.watch_panel
         )
         magics.watcher.start(options)
+    _start_sinks(ip, config.sinks)
+
+
+def _start_sinks(ip: Any, names: list[str]) -> None:
+    notebook = ip.user_ns.get("__session__") or ip.user_ns.get("__vsc_ipynb_file__")
+    if notebook:  # ipykernel's (from JPY_SESSION_NAME), VS Code's: the sinks' run tags
+        from resmagic import sinks
+
+        sinks.context["notebook"] = str(notebook)
+    if not names:
+        return
+    try:
+        settings.update(sink=",".join(names))
+    except OptionError as exc:  # a bad config file must not stop the extension loading
+        print(f"resmagic: c.ResMagic.sinks: {exc}", file=sys.stderr)
 
 
 def unload(ip: Any) -> None:
-    """Remove our magics (only if still ours), hooks and watch mode; stop the sampler."""
+    """Remove our magics (only if still ours), hooks and watch mode; stop the sampler and sinks."""
     loaded = _loaded.pop(id(ip), None)
     if loaded is None:
         return
@@ -85,4 +106,6 @@ def unload(ip: Any) -> None:
     if panel is not None:  # imported only once a panel was shown
         panel.close_all()
     sampler.shutdown()
+    if settings.sink != "off":
+        settings.update(sink="off")  # sends what is queued and ends the run (10 s at most)
     bus.set_cell_provider(None)

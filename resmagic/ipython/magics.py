@@ -187,7 +187,9 @@ class ResMagics(Magics):
             %resmagic clear                     forget the reports so far
             %resmagic config [KEY=VALUE ...]    show or set sample_interval, history_limit,
                                                 sampler_linger, held_mib, watch_panel_s,
-                                                watch_panel_mib
+                                                watch_panel_mib, sink
+            %resmagic config sink=mlflow        also send every report to MLflow (one run
+                                                per session, off the cell path); sink=off
             %resmagic watch [on|off] [--scopes gpu_scope,timed] [--log PATH] [--no-panel]
                                                 measure every cell from the next one on: one
                                                 line per cell, the full panel for a cell
