@@ -12,8 +12,8 @@ from typing import Any, Literal, get_args
 from resmagic.bus import current_cell
 from resmagic.errors import OptionError
 from resmagic.guard import Guard, parse_fraction
-from resmagic.holders import Holder, held_device, who
-from resmagic.probes import cgroup, sources, torch_cuda, workers
+from resmagic.holders import held_device
+from resmagic.probes import cgroup, sources, torch_cuda
 from resmagic.probes.devices import HOST, check_exists, parse_device
 from resmagic.probes.peaks import PeakCounter
 from resmagic.probes.reading import DeviceMemory
@@ -21,9 +21,17 @@ from resmagic.probes.sources import Probe
 from resmagic.report import DeviceReport, GpuReport, describe_error
 from resmagic.sampler import Listener, Watch, sampler
 from resmagic.scopes.base import Scope
+from resmagic.scopes.outcome import (
+    exact_workers,
+    is_out_of_memory,
+    name_holders,
+    oom_killed,
+    shown,
+    unguarded,
+)
 from resmagic.scopes.reclaim import clear_frames
 
-__all__ = ["gpu_scope", "parse_device"]
+__all__ = ["gpu_scope", "is_out_of_memory", "parse_device"]
 
 Reclaim = Literal["oom", "always", "never"]
 RECLAIM: tuple[Reclaim, ...] = get_args(Reclaim)
@@ -203,7 +211,11 @@ class gpu_scope(Scope["gpu_scope", GpuReport]):
         duration = time.perf_counter() - run.t0
         if run.guard is not None:
             run.guard.stop()  # first: it must not fire into the scope's own closing
-        holders = self._holders(None, exc) if exc is not None and is_out_of_memory(exc) else None
+        holders = (
+            name_holders(self.held_by, None, exc)
+            if exc is not None and is_out_of_memory(exc)
+            else None
+        )
         reclaimed = exc is not None and self._should_reclaim(exc)
         if reclaimed and exc is not None:
             clear_frames(exc)
@@ -219,38 +231,29 @@ class gpu_scope(Scope["gpu_scope", GpuReport]):
         if self.empty_cache or reclaimed:
             torch_cuda.empty_cache()
         # The host peak was read by pop() above: what VmHWM says now is not needed.
-        after = [_exact_workers(r) for r in self._read_from(self._probes, run.failures, peak=False)]
+        after = [exact_workers(r) for r in self._read_from(self._probes, run.failures, peak=False)]
         if run.watch is not None:
             # One last reading, so a peak that is still held is counted; the live view is
             # done by now and gets the report instead. The "after" readings are that
             # reading: every row the watch reads is among them, and an extra row can only
             # add its own after value, which each row's peak already includes.
             run.watch.sample(notify=False, readings=after)
-        rows = tuple(row for r in after if _shown(row := self._row(r, run, exact)))
+        rows = tuple(row for r in after if shown(row := self._row(r, run, exact)))
         when: Literal["", "after", "error"] = "error" if holders is not None else ""
         left = held_device(rows) if holders is None and self.held_by is not None else None
         if left is not None:
-            holders, when = self._holders(left, None), "after"
+            holders, when = name_holders(self.held_by, left, None), "after"
         return GpuReport(
             **self.common(run.started_at, duration, exc),
             devices=rows,
             notes=self.why_no_gpu({r.source for r in rows})
             + tuple(run.failures.values())
-            + _oom_killed(run)
-            + _unguarded(run),
+            + oom_killed(run.oom_kills)
+            + unguarded(run.guard),
             reclaimed=reclaimed,
             holders=holders or (),
             holders_when=when if holders is not None else "",
         )
-
-    def _holders(self, device: str | None, exc: BaseException | None) -> tuple[Holder, ...] | None:
-        """The three largest holders (on ``device``), or None; never fails the block."""
-        if self.held_by is None:
-            return None
-        try:
-            return who(self.held_by, top=3, device=device, error=exc).rows
-        except Exception:  # naming is a courtesy: a walk that breaks says nothing
-            return None
 
     def _pop_peaks(self, run: _Run) -> dict[str, dict[str, int]]:
         """Each exact counter's peak per device for this run; a counter that fails, none."""
@@ -287,38 +290,3 @@ class gpu_scope(Scope["gpu_scope", GpuReport]):
         if self.reclaim == "never":
             return False
         return self.reclaim == "always" or is_out_of_memory(exc)
-
-
-def _oom_killed(run: _Run) -> tuple[str, ...]:
-    """A note when the OOM killer killed processes in this container during the run."""
-    now = cgroup.oom_kills()
-    if run.oom_kills is None or now is None or now <= run.oom_kills:
-        return ()
-    killed = now - run.oom_kills
-    what = "a process" if killed == 1 else f"{killed} processes"
-    limit = cgroup.limit_bytes()
-    at = f" at its {limit >> 20} MiB limit" if limit is not None else ""
-    return (f"container: the OOM killer killed {what} in this cgroup{at} during the block",)
-
-
-def _exact_workers(reading: DeviceMemory) -> DeviceMemory:
-    """At the end, workers still running are measured from their ``smaps_rollup`` (exact)."""
-    if reading.name != workers.NAME or not reading.used_bytes:
-        return reading
-    return workers.read_exact()
-
-
-def _shown(row: DeviceReport) -> bool:
-    """Every row but a workers row of a block that had no child process."""
-    return row.name != workers.NAME or row.peak_bytes > 0
-
-
-def _unguarded(run: _Run) -> tuple[str, ...]:
-    if run.guard is None or run.guard.armed:
-        return ()
-    return ("guard: no container memory limit here, so nothing to guard",)
-
-
-def is_out_of_memory(exc: BaseException) -> bool:
-    """True for ``MemoryError`` and torch's CUDA out-of-memory error."""
-    return isinstance(exc, MemoryError) or torch_cuda.is_oom(exc)

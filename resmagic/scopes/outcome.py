@@ -1,0 +1,69 @@
+"""What a ``gpu_scope`` report says beyond its readings: exact workers, container notes, holders."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from resmagic.guard import Guard
+from resmagic.holders import Holder, who
+from resmagic.probes import cgroup, torch_cuda, workers
+from resmagic.probes.reading import DeviceMemory
+from resmagic.report import DeviceReport
+
+__all__ = [
+    "exact_workers",
+    "is_out_of_memory",
+    "name_holders",
+    "oom_killed",
+    "shown",
+    "unguarded",
+]
+
+
+def name_holders(
+    held_by: Mapping[str, Any] | None, device: str | None, exc: BaseException | None
+) -> tuple[Holder, ...] | None:
+    """The three largest holders in ``held_by`` (on ``device``), or None; never raises."""
+    if held_by is None:
+        return None
+    try:
+        return who(held_by, top=3, device=device, error=exc).rows
+    except Exception:  # naming is a courtesy: a walk that breaks says nothing
+        return None
+
+
+def oom_killed(before: int | None) -> tuple[str, ...]:
+    """A note when the OOM killer killed processes in this container since ``before`` kills."""
+    now = cgroup.oom_kills()
+    if before is None or now is None or now <= before:
+        return ()
+    killed = now - before
+    what = "a process" if killed == 1 else f"{killed} processes"
+    limit = cgroup.limit_bytes()
+    at = f" at its {limit >> 20} MiB limit" if limit is not None else ""
+    return (f"container: the OOM killer killed {what} in this cgroup{at} during the block",)
+
+
+def exact_workers(reading: DeviceMemory) -> DeviceMemory:
+    """At the end, workers still running are measured from their ``smaps_rollup`` (exact)."""
+    if reading.name != workers.NAME or not reading.used_bytes:
+        return reading
+    return workers.read_exact()
+
+
+def shown(row: DeviceReport) -> bool:
+    """Every row but a workers row of a block that had no child process."""
+    return row.name != workers.NAME or row.peak_bytes > 0
+
+
+def unguarded(guard: Guard | None) -> tuple[str, ...]:
+    """A note when a guard was asked for where there is no limit to guard."""
+    if guard is None or guard.armed:
+        return ()
+    return ("guard: no container memory limit here, so nothing to guard",)
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """True for ``MemoryError`` and torch's CUDA out-of-memory error."""
+    return isinstance(exc, MemoryError) or torch_cuda.is_oom(exc)
