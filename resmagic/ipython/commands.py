@@ -56,14 +56,20 @@ def parser() -> MagicArgumentParser:
     sub.add_parser("clear", help="forget the reports so far")
     config = sub.add_parser("config", help="show settings, or set KEY=VALUE ...")
     config.add_argument("pairs", nargs="*", metavar="KEY=VALUE")
-    watch = sub.add_parser("watch", help="measure every cell; no argument: say whether it does")
+    watch = sub.add_parser(
+        "watch",
+        help="measure every cell; no argument: say whether it does",
+        description="Every cell from the next one on runs inside the scopes, as if it began"
+        " with their magics: one line per cell, the full panel for a cell that runs over"
+        " watch_panel_s (2 s) or moves over watch_panel_mib (256 MiB) on a device"
+        " (%%resmagic config changes both).",
+    )
     watch.add_argument("state", nargs="?", choices=("on", "off"))
     watch.add_argument("--scopes", type=_scopes, default=SCOPES, help="e.g. gpu_scope,timed")
     watch.add_argument("--log", help="a JSON-lines file: one record per watched cell")
     watch.add_argument("--no-panel", dest="panel", action="store_false", help="text, no widget")
     guard = sub.add_parser(
         "guard",
-        prog="resmagic guard",  # the help formatter adds the "%"
         help="stop a cell with MemoryLimitError before the container's OOM killer kills the"
         " kernel; no argument: say whether it is on",
         description="While on, the sampler compares the container's working set with its"
@@ -79,8 +85,6 @@ def parser() -> MagicArgumentParser:
         help="the share of the container limit at which to stop, e.g. 85%% (default"
         f" {DEFAULT_AT * 100:.0f}%%)",
     )
-    guard.add_argument("-h", "--help", action="store_true", help="show this help")
-    guard.set_defaults(usage=guard.format_help())
     who = sub.add_parser("who", help="which variables hold the memory, largest first")
     who.add_argument("count", nargs="?", type=_positive, default=10, help="how many rows")
     who.add_argument("--device", help="only this device: host, cuda:0, ...")
@@ -106,8 +110,25 @@ NAMES = (
 )
 
 
+def _commands(top: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+    """Each command's own parser, named ``%resmagic COMMAND`` in its help."""
+    for action in top._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            choices: dict[str, argparse.ArgumentParser] = action.choices
+            for name, command in choices.items():
+                command.prog = f"resmagic {name}"  # the help formatter adds the "%"
+            return choices
+    return {}
+
+
+_COMMANDS = _commands(_PARSER)
+
+
 def run(magics: Any, args: list[str]) -> Any:
     """Run ``%resmagic ARGS``; returns what the cell should display, if anything."""
+    if len(args) > 1 and args[0] in _COMMANDS and {"-h", "--help"} & set(args[1:]):
+        print(_COMMANDS[args[0]].format_help().rstrip())  # `%resmagic watch --help`
+        return None
     if args and args[0] not in NAMES:
         msg = f"%resmagic: unknown command {' '.join(args)!r}; use one of: "
         msg += ", ".join(NAMES) + " (%resmagic help explains each)"
@@ -151,9 +172,7 @@ def _watch(magics: Any, options: argparse.Namespace) -> None:
 
 def _guard(magics: Any, options: argparse.Namespace) -> None:
     guard = magics.guard
-    if options.help:
-        print(options.usage)
-    elif options.state is None:
+    if options.state is None:
         print(guard.state())
     elif options.state == "off":
         guard.off()

@@ -247,3 +247,10 @@ def test_a_cell_that_leaves_a_lot_held_names_the_holders(
         ip.user_ns.pop("big_block", None)
     assert "  host held by: big_block 96.0 MiB" in out
     assert "held by" not in quiet
+
+
+@pytest.mark.parametrize("command", ["status", "history", "watch", "who", "timings", "config"])
+def test_every_command_has_its_own_help(ip: Any, capsys: Any, command: str) -> None:
+    assert ip.run_line_magic("resmagic", f"{command} --help") is None
+    out = capsys.readouterr().out
+    assert f"%resmagic {command}" in out.splitlines()[2]
