@@ -1,7 +1,8 @@
 """resmagic: exact, cheap GPU-memory, timing, logging and database scopes for cells and scripts.
 
 In a notebook: ``%load_ext resmagic``, then ``%%gpu_scope``, ``%%timed``,
-``%%experiment_log PATH`` or ``%%db_transaction PATH`` on the first line of a cell. In a
+``%%experiment_log PATH`` or ``%%db_transaction PATH`` on the first line of a cell; every
+report also goes to the run store (``resmagic.runs()``, ``%resmagic runs``). In a
 script: ``with gpu_scope():``, ``@timed("train")``, ``with experiment_log("run.log") as log:``.
 Importing this package imports neither IPython, ipywidgets, torch nor pynvml.
 """
@@ -22,6 +23,7 @@ from resmagic.report import (
     TransactionReport,
 )
 from resmagic.scopes import db_transaction, experiment_log, gpu_scope, timed
+from resmagic.store import runs
 from resmagic.totals import clear_timings, timings
 
 __version__ = "0.1.0"
@@ -42,6 +44,7 @@ __all__ = [
     "history",
     "history_frame",
     "load_ipython_extension",
+    "runs",
     "settings",
     "timed",
     "timings",

@@ -26,6 +26,7 @@ __all__ = [
     "current_cell",
     "history",
     "history_frame",
+    "holders_cell",
     "publish",
     "set_cell_provider",
     "subscribe",
@@ -60,11 +61,22 @@ def publish(report: Report, listeners: Sequence[Callable[[Report], None]] = ()) 
         _history.append(report)
         _trim()
         subscribers = list(_subscribers)
+    if settings.store:
+        _to_store(report)
     for callback in (*subscribers, *listeners):
         try:
             callback(report)
         except Exception as exc:
             warnings.warn(f"resmagic: a report sink failed: {exc!r}", RuntimeWarning, stacklevel=2)
+
+
+def _to_store(report: Report) -> None:
+    try:
+        from resmagic.store.recorder import recorder  # sqlite3 loads with the first report
+
+        recorder.record(report)
+    except Exception as exc:  # the store must never fail the scope that published
+        warnings.warn(f"resmagic: the run store failed: {exc!r}", RuntimeWarning, stacklevel=3)
 
 
 def subscribe(callback: Callable[[Report], None]) -> Callable[[], None]:
@@ -98,6 +110,11 @@ def clear_history() -> None:
         _history.clear()
 
 
+def holders_cell(holders: Sequence[dict[str, Any]]) -> str:
+    """A report's holders as one readable cell: ``"opt.state 768 MiB; Out[9] 120 MiB"``."""
+    return "; ".join(f"{h['name']} {format_bytes(h['nbytes'])}" for h in holders)
+
+
 def history_frame() -> pandas.DataFrame:
     """The history as a pandas DataFrame: one row per report and device (tidy form).
 
@@ -119,10 +136,8 @@ def history_frame() -> pandas.DataFrame:
         devices = record.pop("devices", None) or [None]
         if "notes" in record:
             record["notes"] = "; ".join(record["notes"])
-        if "holders" in record:  # one readable cell: "opt.state[...] 768 MiB; Out[9] 120 MiB"
-            record["holders"] = "; ".join(
-                f"{h['name']} {format_bytes(h['nbytes'])}" for h in record["holders"]
-            )
+        if "holders" in record:
+            record["holders"] = holders_cell(record["holders"])
         for device in devices:
             row = dict(record)
             if device is not None:

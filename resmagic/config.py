@@ -29,6 +29,9 @@ class Settings:
         sink: where every report is also sent, off the cell path: ``"mlflow"``, or
             ``"off"`` (see :mod:`resmagic.sinks`). Setting it on the process-wide
             ``settings`` starts or stops the sink.
+        store: the run store's SQLite file, "" for none: set at ``%load_ext`` to the
+            profile's ``resmagic.sqlite``; in scripts "" unless set (``on``: that default).
+        store_limit: the most reports the run store keeps (oldest dropped first).
     """
 
     history_limit: int = 10_000
@@ -38,6 +41,8 @@ class Settings:
     watch_panel_s: float = 2.0
     watch_panel_mib: int = 256
     sink: str = "off"
+    store: str = ""
+    store_limit: int = 100_000
 
     def update(self, **values: object) -> None:
         """Set fields by name, converting strings; :class:`OptionError` for a bad key or value."""
@@ -58,7 +63,7 @@ class Settings:
 
 
 # The lowest value of each integer setting, and the range of each seconds setting.
-_INTEGERS = {"history_limit": 1, "held_mib": 0, "watch_panel_mib": 0}
+_INTEGERS = {"history_limit": 1, "held_mib": 0, "watch_panel_mib": 0, "store_limit": 1}
 _SECONDS = {
     "sample_interval": (0.001, 60.0),
     "sampler_linger": (0.0, 60.0),
@@ -71,6 +76,10 @@ def _convert(key: str, raw: object) -> int | float | str:
         from resmagic.sinks import parse
 
         return parse(raw)
+    if key == "store":
+        from resmagic.store.paths import resolve
+
+        return resolve(str(raw))
     try:
         value: int | float
         if key in _INTEGERS:

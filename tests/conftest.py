@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
+import tempfile
 from collections.abc import Iterator
 from typing import Any
 
@@ -11,6 +14,12 @@ import pytest
 from resmagic import bus
 from resmagic.probes import nvml, torch_cuda
 from tests.fakes import FakeNvml, FakeTorch
+
+# The run store is on by default in IPython, in the profile folder: every shell and kernel
+# the tests start gets a profile folder of this test session's own, never the real home's.
+_IPYTHONDIR = tempfile.mkdtemp(prefix="resmagic-ipythondir-")
+os.environ["IPYTHONDIR"] = _IPYTHONDIR
+atexit.register(shutil.rmtree, _IPYTHONDIR, True)
 
 
 def _has_cuda() -> bool:

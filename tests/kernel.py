@@ -81,9 +81,21 @@ class Kernel:
         self.kc.stop_channels()
         self.km.shutdown_kernel(now=True)
 
-    def start(self, code: str) -> str:
-        """Send ``code`` without waiting; returns the request's msg_id."""
-        return str(self.kc.execute(code))
+    def start(self, code: str, cell_id: str | None = None) -> str:
+        """Send ``code`` without waiting (as cell ``cell_id``, as JupyterLab would); its msg_id."""
+        if cell_id is None:
+            return str(self.kc.execute(code))
+        content = {
+            "code": code,
+            "silent": False,
+            "store_history": True,
+            "user_expressions": {},
+            "allow_stdin": False,
+            "stop_on_error": True,
+        }
+        msg = self.kc.session.msg("execute_request", content, metadata={"cellId": cell_id})
+        self.kc.shell_channel.send(msg)
+        return str(msg["header"]["msg_id"])
 
     def collect(self, msg_id: str, timeout: float = 60) -> Execution:
         """Read iopub until the kernel is idle for ``msg_id``, then its reply."""
@@ -102,9 +114,9 @@ class Kernel:
             if reply["parent_header"].get("msg_id") == msg_id:
                 return Execution(reply, messages, arrivals)
 
-    def run(self, code: str, timeout: float = 60) -> Execution:
+    def run(self, code: str, timeout: float = 60, cell_id: str | None = None) -> Execution:
         """Execute ``code`` and wait for it."""
-        return self.collect(self.start(code), timeout)
+        return self.collect(self.start(code, cell_id), timeout)
 
     def value(self, expr: str) -> Any:
         """Evaluate ``expr`` in the kernel and return ``repr``-parsed Python data."""

@@ -53,6 +53,14 @@ def parser() -> MagicArgumentParser:
     sub.add_parser("status", help="what each probe can measure here, and why not")
     history_cmd = sub.add_parser("history", help="a table of this session's reports")
     history_cmd.add_argument("count", nargs="?", type=_positive, help="only the last N")
+    runs = sub.add_parser(
+        "runs",
+        help="the run store's last reports, of every session",
+        description="The run store's last N reports, of this kernel and every earlier one:"
+        " when, which session (this one says so), notebook, cell, scope, status, time, memory."
+        " resmagic.runs() gives them all as a DataFrame.",
+    )
+    runs.add_argument("count", nargs="?", type=_positive, default=20, help="how many (20)")
     sub.add_parser("clear", help="forget the reports so far")
     config = sub.add_parser("config", help="show settings, or set KEY=VALUE ...")
     config.add_argument("pairs", nargs="*", metavar="KEY=VALUE")
@@ -99,6 +107,7 @@ _PARSER = parser()
 NAMES = (
     "status",
     "history",
+    "runs",
     "clear",
     "config",
     "watch",
@@ -133,9 +142,19 @@ def run(magics: Any, args: list[str]) -> Any:
         msg = f"%resmagic: unknown command {' '.join(args)!r}; use one of: "
         msg += ", ".join(NAMES) + " (%resmagic help explains each)"
         raise UsageError(msg)
+    if any(arg in ("-h", "--help") for arg in args[1:]):  # `%resmagic runs --help`
+        print(_subparser(args[0]).format_help())
+        return None
     options = _PARSER.parse_args(args or ["status"])
     handler: Callable[[Any, argparse.Namespace], Any] = _HANDLERS[options.command]
     return handler(magics, options)
+
+
+def _subparser(name: str) -> argparse.ArgumentParser:
+    action = next(a for a in _PARSER._actions if isinstance(a, argparse._SubParsersAction))
+    found: argparse.ArgumentParser = action.choices[name]
+    found.formatter_class = argparse.HelpFormatter  # IPython's adds "::" and a second "%"
+    return found
 
 
 def _status(magics: Any, options: argparse.Namespace) -> None:
@@ -145,6 +164,19 @@ def _status(magics: Any, options: argparse.Namespace) -> None:
 def _history(magics: Any, options: argparse.Namespace) -> HistoryTable:
     reports = history()
     return HistoryTable(reports[-options.count :] if options.count else reports)
+
+
+def _runs(magics: Any, options: argparse.Namespace) -> Any:
+    from resmagic.ipython.runstable import RunsTable
+    from resmagic.store.query import recent
+    from resmagic.store.recorder import recorder
+
+    if not settings.store:
+        print("the run store is off: %resmagic config store=on turns it on")
+        return None
+    stored = recorder.read(lambda conn: recent(conn, options.count))
+    session = recorder.session.session if recorder.session is not None else None
+    return RunsTable(stored, session)
 
 
 def _clear(magics: Any, options: argparse.Namespace) -> None:
@@ -214,11 +246,18 @@ def _config(magics: Any, options: argparse.Namespace) -> None:
             msg = f"%resmagic config takes KEY=VALUE pairs, e.g. sample_interval=0.05; got {pair!r}"
             raise UsageError(msg)
         values[key.strip()] = value.strip()
+    hook = getattr(magics, "store", None)
+    if hook is not None and values.get("store", "").lower() in ("on", "default", "true", "1"):
+        values["store"] = hook.default  # this profile's file, not only profile_default's
     try:
         settings.update(**values)
     except ResmagicError as exc:
         msg = f"%resmagic config: {exc}"
         raise UsageError(msg) from None
+    if "store" in values:
+        from resmagic.store.recorder import recorder
+
+        recorder.writer()  # open the new file now, or stop writing the old one
 
 
 def _help(magics: Any, options: argparse.Namespace) -> None:
@@ -228,6 +267,7 @@ def _help(magics: Any, options: argparse.Namespace) -> None:
 _HANDLERS: dict[str, Callable[[Any, argparse.Namespace], Any]] = {
     "status": _status,
     "history": _history,
+    "runs": _runs,
     "clear": _clear,
     "config": _config,
     "watch": _watch,
@@ -254,6 +294,8 @@ def status_text(magics: Any = None) -> str:
     state = "running" if sampler.running else "stopped"
     lines.append(f"  sampler: {state}, every {settings.sample_interval:g} s")
     lines.append(f"  history: {len(history())} reports (limit {settings.history_limit})")
+    store = settings.store or "off"
+    lines.append(f"  run store: {store} (limit {settings.store_limit} reports)")
     watcher = getattr(magics, "watcher", None)
     lines.append("  " + (_watch_line(watcher) if watcher is not None else "watch: off"))
     guard = getattr(magics, "guard", None)

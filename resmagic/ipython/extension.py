@@ -15,6 +15,7 @@ from resmagic.ipython.dashboard import dashboard
 from resmagic.ipython.header import HeaderTransformer
 from resmagic.ipython.magics import ResMagics
 from resmagic.ipython.runner import CellRunner
+from resmagic.ipython.runstore import StoreHook
 from resmagic.ipython.watch import SCOPES, WatchOptions
 from resmagic.sampler import sampler
 
@@ -31,6 +32,7 @@ class ResMagic(Configurable):
         c.ResMagic.watch_scopes = ["timed"]     # default: gpu_scope and timed
         c.ResMagic.watch_log = "~/runs/session.jsonl"
         c.ResMagic.sinks = ["mlflow"]           # every report to MLflow, off the cell path
+        c.ResMagic.store = ""                   # no run store (default: the profile's)
     """
 
     watch = Bool(False, help="Measure every cell from load on (%resmagic watch on).").tag(
@@ -44,9 +46,14 @@ class ResMagic(Configurable):
     sinks = List(
         Unicode(), default_value=[], help="Trackers every report is sent to: 'mlflow'."
     ).tag(config=True)
+    store = Unicode(
+        None,
+        allow_none=True,
+        help='The run store\'s SQLite file; "" for none. Default: resmagic.sqlite in the profile.',
+    ).tag(config=True)
 
 
-_loaded: dict[int, tuple[ResMagics, CellRunner]] = {}
+_loaded: dict[int, tuple[ResMagics, CellRunner, StoreHook]] = {}
 
 
 def load(ip: Any) -> None:
@@ -58,9 +65,14 @@ def load(ip: Any) -> None:
     magics.watcher.on_start = runner.arm
     runner.register()
     magics.output.register()
-    _loaded[id(ip)] = (magics, runner)
     bus.set_cell_provider(lambda: runner.cell)
     config = ResMagic(parent=ip)
+    store = StoreHook(ip, config.store)
+    runner.on_open, runner.on_close = store.opened, store.closed
+    magics.layers.last_time = store.last_time
+    magics.store = store
+    _loaded[id(ip)] = (magics, runner, store)
+    store.load()
     if config.watch:
         options = WatchOptions(
             tuple(config.watch_scopes), config.watch_log or None, config.watch_panel
@@ -88,10 +100,11 @@ def unload(ip: Any) -> None:
     loaded = _loaded.pop(id(ip), None)
     if loaded is None:
         return
-    magics, runner = loaded
+    magics, runner, store = loaded
     magics.watcher.stop()
     magics.guard.off()
     runner.unregister()
+    store.unload()
     magics.output.unregister()
     manager = ip.magics_manager
     if manager.registry.get(type(magics).__name__) is magics:

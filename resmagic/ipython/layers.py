@@ -9,7 +9,7 @@ import argparse
 import functools
 import os
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 from IPython.core.error import UsageError
 from IPython.utils import process
@@ -36,7 +36,18 @@ BUILDERS: dict[str, Callable[..., Any]] = {
 BINDS = {"experiment_log": "logger", "db_transaction": "cursor"}
 """The user-namespace name each scope's ``as`` value is bound to by default."""
 
-_said: set[str] = set()  # "no GPU row" reasons already shown in this process
+_said: set[str] = set()
+
+
+class LastTime(Protocol):
+    """What the run store says about a report's cell last time (`` · last time 1.2 s``)."""
+
+    def __call__(self, report: Report, *, peak_from: str | None = None) -> str:
+        """The suffix for ``report``'s line; ``peak_from``: another scope's peak instead."""
+        ...
+
+
+# "no GPU row" reasons already shown in this process
 
 
 class LayerFactory:
@@ -50,6 +61,8 @@ class LayerFactory:
     def __init__(self, magics: Any, output: ReportOutput) -> None:
         self.magics = magics
         self.output = output
+        self.last_time: LastTime | None = None
+        """`` · last time 12.3 s`` for a text line, from the run store (set at load)."""
 
     def _parse(self, magic: str, line: str) -> argparse.Namespace:
         parser = getattr(self.magics, magic).parser
@@ -121,7 +134,11 @@ class LayerFactory:
         return panel.CellPanel(scope, magic, _said, self.output, delay)
 
     def _show_text(self, report: Report) -> None:
-        text = "\n".join([render_report(report, _said), *self.held(report)])
+        text = render_report(report, _said)
+        if self.last_time is not None:
+            first, newline, rest = text.partition("\n")
+            text = first + self.last_time(report) + newline + rest
+        text = "\n".join([text, *self.held(report)])
         self.output.show({"text/plain": text}, report.cell)
 
     def held(self, report: Report) -> list[str]:

@@ -54,6 +54,8 @@ class ResMagics(Magics):
         self.layers = LayerFactory(self, self.output)
         self.watcher = Watcher(self.layers)
         self.guard = CellGuard(shell)
+        self.store: Any = None
+        """The run store's hook (:class:`~resmagic.ipython.runstore.StoreHook`), once loaded."""
 
     # magic_arguments("%name"): IPython's usage line adds one "%", right only for line magics.
     @magic_arguments("%gpu_scope")
@@ -184,10 +186,12 @@ class ResMagics(Magics):
 
             %resmagic [status]                  what each probe can measure here, and why not
             %resmagic history [N]               a table of this session's reports (last N)
+            %resmagic runs [N]                  the run store's last N reports, every session
             %resmagic clear                     forget the reports so far
             %resmagic config [KEY=VALUE ...]    show or set sample_interval, history_limit,
                                                 sampler_linger, held_mib, watch_panel_s,
-                                                watch_panel_mib, sink
+                                                watch_panel_mib, sink, store (a path,
+                                                on or off), store_limit
             %resmagic config sink=mlflow        also send every report to MLflow (one run
                                                 per session, off the cell path); sink=off
             %resmagic watch [on|off] [--scopes gpu_scope,timed] [--log PATH] [--no-panel]
@@ -210,6 +214,8 @@ class ResMagics(Magics):
 
             %resmagic status
             %resmagic history 20
+            %resmagic runs 50
+            %resmagic config store=off
             %resmagic config sample_interval=0.05 history_limit=1000
             %resmagic watch on --scopes timed --log runs/session.jsonl
             %resmagic guard on --at 85%

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import ast
 import re
+import sys
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
@@ -97,6 +98,10 @@ class CellRunner:
         self.frames: list[Frame] = []
         self._armed = False
         header.on_pending = self.arm
+        self.on_open: Callable[[Frame], None] | None = None
+        """Told when a frame's scopes are open, right before the body runs (the run store)."""
+        self.on_close: Callable[[Frame], None] | None = None
+        """Told when a frame's scopes have closed and reported."""
 
     # -- registration ----------------------------------------------------------------------
 
@@ -205,6 +210,7 @@ class CellRunner:
             msg = f"resmagic could not open the cell's scopes: {exc!r}"
             raise ScopeRefusedError(msg) from None
         frame.scopes = scopes
+        _tell(self.on_open, frame)
         return node
 
     def post_run_cell(self, result: Any) -> None:
@@ -263,6 +269,17 @@ class CellRunner:
             if result is not None and result.error_in_exec is None:
                 result.error_in_exec = exc
             self.shell.showtraceback((type(exc), exc, exc.__traceback__))
+        finally:
+            _tell(self.on_close, frame)
+
+
+def _tell(callback: Callable[[Frame], None] | None, frame: Frame) -> None:
+    if callback is None:
+        return
+    try:
+        callback(frame)
+    except Exception as exc:  # recording a cell must never change its outcome
+        print(f"resmagic: could not record the cell: {exc!r}", file=sys.stderr)
 
 
 def _interrupted() -> KeyboardInterrupt:

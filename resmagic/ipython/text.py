@@ -49,15 +49,28 @@ def why_line(notes: Sequence[str]) -> str:
 _COLUMNS = ("cell", "scope", "label", "status", "time", "memory (before → after, peak)")
 
 
+def memory_cell(devices: Sequence[Any]) -> str:
+    """``host 1.2 GiB → 1.3 GiB, 1.6 GiB; cuda:0 ...`` for device rows (objects or dicts)."""
+    rows = [vars_of(d) for d in devices]
+    return "; ".join(
+        f"{d['name']}{' NVML' if d['source'] == 'NVML' else ''} {format_bytes(d['before_bytes'])}"
+        f" → {format_bytes(d['after_bytes'])}, {format_bytes(d['peak_bytes'])}"
+        for d in rows
+    )
+
+
+def vars_of(row: Any) -> dict[str, Any]:
+    """A device row as a dict, whether a :class:`DeviceReport` or a stored dict."""
+    if isinstance(row, dict):
+        return row
+    return {
+        k: getattr(row, k) for k in ("name", "source", "before_bytes", "after_bytes", "peak_bytes")
+    }
+
+
 def _row(report: Report) -> tuple[str, ...]:
     label = getattr(report, "label", None) or getattr(report, "path", None) or ""
-    memory = ""
-    if isinstance(report, GpuReport):
-        memory = "; ".join(
-            f"{d.name}{' NVML' if d.source == 'NVML' else ''} {format_bytes(d.before_bytes)}"
-            f" → {format_bytes(d.after_bytes)}, {format_bytes(d.peak_bytes)}"
-            for d in report.devices
-        )
+    memory = memory_cell(report.devices) if isinstance(report, GpuReport) else ""
     cell = "" if report.cell is None else str(report.cell)
     return (cell, report.scope, label, report.status, format_seconds(report.duration_s), memory)
 
@@ -65,16 +78,19 @@ def _row(report: Report) -> tuple[str, ...]:
 class HistoryTable:
     """The session's reports as a table: text in terminals, HTML in notebooks."""
 
+    columns: tuple[str, ...] = _COLUMNS
+    empty = "no reports yet: run a cell with %%gpu_scope, %%timed, ..."
+
     def __init__(self, reports: Sequence[Report]) -> None:
         self.rows = [_row(r) for r in reports]
 
     def __repr__(self) -> str:
         if not self.rows:
-            return "no reports yet: run a cell with %%gpu_scope, %%timed, ..."
-        return format_table([_COLUMNS, *self.rows])
+            return self.empty
+        return format_table([self.columns, *self.rows])
 
     def _repr_html_(self) -> str:
-        head = "".join(f"<th>{html.escape(c)}</th>" for c in _COLUMNS)
+        head = "".join(f"<th>{html.escape(c)}</th>" for c in self.columns)
         body = "".join(
             "<tr>" + "".join(f"<td>{html.escape(v)}</td>" for v in row) + "</tr>"
             for row in self.rows

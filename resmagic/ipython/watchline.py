@@ -8,7 +8,6 @@ appends one JSON line (:func:`cell_record`).
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
@@ -19,6 +18,7 @@ from resmagic.ipython.text import why_line
 from resmagic.probes.devices import HOST_ROWS, host_notes
 from resmagic.report import DeviceReport, GpuReport, Report, TimingReport
 from resmagic.scopes.gpu import gpu_scope
+from resmagic.store.rows import code_sha
 from resmagic.units import format_seconds, scale_unit
 
 if TYPE_CHECKING:
@@ -70,8 +70,8 @@ def worth_panel(gpu: GpuReport) -> bool:
 
 
 def code_hash(code: str) -> str:
-    """A short, stable name for a cell's source (its first 16 hex digits of SHA-256)."""
-    return hashlib.sha256(code.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+    """A short, stable name for a cell's source (the run store's :func:`code_sha`)."""
+    return code_sha(code)
 
 
 def cell_record(
@@ -145,7 +145,7 @@ class WatchOutput:
             return
         if view is not None:
             view.finish(None)
-        lines = [compact_line(gpu, timing)]
+        lines = [compact_line(gpu, timing) + self._last_time(timing or gpu)]
         happened, reasons = host_notes(gpu.notes if gpu is not None else ())
         lines += [f"  {note}" for note in happened]
         if gpu is not None and reasons and all(r.name in HOST_ROWS for r in _rows(gpu)):
@@ -153,6 +153,12 @@ class WatchOutput:
             lines += [note] if note else []
         cell = (timing or gpu).cell if (timing or gpu) is not None else None
         self.factory.output.show({"text/plain": "\n".join([*lines, *held])}, cell)
+
+    def _last_time(self, report: Report | None) -> str:
+        last_time = self.factory.last_time
+        if report is None or last_time is None:
+            return ""
+        return last_time(report, peak_from="gpu_scope")  # the cell's time, gpu_scope's peak
 
     @staticmethod
     def _report(layer: Layer | None, kind: type[Any]) -> Any:

@@ -1,0 +1,213 @@
+"""The run store in IPython: on from ``%load_ext``, every measured cell recorded as it runs.
+
+At load the store opens in the profile folder (``c.ResMagic.store`` moves it, ``""`` turns
+it off) and says, once, if the previous kernel on this notebook died in a cell. A measured
+cell gets a ``running`` row while it runs (its live peak written about once a second) and
+its reports when it ends; its text lines say how the same cell did last time.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import sys
+from dataclasses import dataclass
+from typing import Any
+
+from resmagic.config import settings
+from resmagic.ipython.cell import running_cell
+from resmagic.ipython.runner import Frame
+from resmagic.probes import cgroup
+from resmagic.report import Report
+from resmagic.scopes.gpu import gpu_scope
+from resmagic.store.paths import default_path
+from resmagic.store.query import LastRun
+from resmagic.store.recorder import host_reading, recorder
+from resmagic.store.rows import CellRun, code_sha
+from resmagic.store.writer import Pending
+from resmagic.units import format_bytes, format_seconds
+
+__all__ = ["StoreHook", "describe_last"]
+
+
+@dataclass
+class _Open:
+    frame: Frame
+    run: CellRun
+    previous: Pending[dict[str, LastRun]] | None
+
+
+class StoreHook:
+    """One shell's link to the recorder.
+
+    Args:
+        shell: the IPython shell.
+        configured: ``c.ResMagic.store``: None for the profile's file, ``""`` for none.
+    """
+
+    def __init__(self, shell: Any, configured: str | None) -> None:
+        self.shell = shell
+        self.configured = configured
+        self.open: list[_Open] = []
+        self._saved: tuple[Any, ...] = ()
+
+    @property
+    def default(self) -> str:
+        """The profile's store: ``profile_default/resmagic.sqlite`` (or this profile's)."""
+        location = getattr(getattr(self.shell, "profile_dir", None), "location", None)
+        return default_path(location)
+
+    def load(self) -> None:
+        """Point the recorder at this shell's store; say which cell the last kernel died in.
+
+        Only a kernel that knows its notebook (``__session__``) says so; without one the
+        dead kernel's rows are marked ``died`` silently (it may have been another program).
+        """
+        self._saved = (
+            settings.store,
+            recorder.context,
+            recorder.session_id,
+            recorder.notebook,
+            recorder.script,
+        )
+        if self.configured is None:
+            settings.store = self.default
+        else:
+            settings.update(store=self.configured)
+        kernel = getattr(self.shell, "kernel", None)
+        recorder.session_id = getattr(getattr(kernel, "session", None), "session", None)
+        recorder.notebook = self.shell.user_ns.get("__session__") or os.environ.get(
+            "JPY_SESSION_NAME"
+        )
+        recorder.script = False
+        recorder.context = self.current
+        if settings.store:
+            self._say_deaths()
+
+    def _say_deaths(self) -> None:
+        oom_kills = cgroup.oom_kills()
+        try:
+            deaths = recorder.deaths()
+        except Exception as exc:  # an unusable file must not stop %load_ext: no store
+            print(f"resmagic: run store off: cannot use {settings.store}: {exc}", file=sys.stderr)
+            _ = recorder.problem  # said here: not again after the first cell
+            settings.store = ""
+            recorder.writer()
+            return
+        if recorder.notebook is None:
+            return  # a terminal, or a kernel no frontend named: no "same notebook" to speak of
+        for death in deaths:
+            print(death.message(oom_kills))
+
+    def unload(self) -> None:
+        """Write what is queued, stop the writer, put the recorder back as it was."""
+        while self.open:
+            recorder.ended(self.open.pop().run)
+        recorder.close()
+        if self._saved:
+            (
+                settings.store,
+                recorder.context,
+                recorder.session_id,
+                recorder.notebook,
+                recorder.script,
+            ) = self._saved
+
+    # -- the runner's hooks ----------------------------------------------------------------
+
+    def opened(self, frame: Frame) -> None:
+        """A measured cell's scopes are open: its running row, and its last run looked up."""
+        if not settings.store:
+            return
+        run = self._cell(frame.info, frame.cell)
+        run.scope = ",".join(layer.magic for layer in frame.layers)
+        run.label = next(
+            (str(v) for layer in frame.layers if (v := getattr(layer.scope, "label", None))),
+            None,
+        )
+        read = next(
+            (layer.scope.readings for layer in frame.layers if isinstance(layer.scope, gpu_scope)),
+            host_reading,
+        )
+        recorder.started(run, read)
+        shown = any(layer.render is not None for layer in frame.layers)  # -q: nobody asks
+        scopes = [layer.magic for layer in frame.layers]
+        previous = recorder.previous(run, scopes) if shown else None
+        self.open.append(_Open(frame, run, previous))
+
+    def closed(self, frame: Frame) -> None:
+        """The cell's scopes have closed and reported: its running row goes."""
+        for i in range(len(self.open) - 1, -1, -1):
+            if self.open[i].frame is frame:
+                recorder.ended(self.open.pop(i).run)
+                break
+        problem = recorder.problem
+        if problem is not None:
+            print(f"resmagic: {problem} (said once)", file=sys.stderr)
+
+    def current(self) -> CellRun | None:
+        """The cell a report published now belongs to."""
+        if self.open:
+            return self.open[-1].run
+        return self._cell(None, running_cell(self.shell))
+
+    def _cell(self, info: Any, number: int | None) -> CellRun:
+        raw = getattr(info, "raw_cell", None)
+        cell_id = getattr(info, "cell_id", None)
+        if raw is None or cell_id is None:
+            parent = _parent(self.shell)
+            raw = raw if raw is not None else parent.get("content", {}).get("code")
+            cell_id = cell_id or parent.get("metadata", {}).get("cellId")
+        return CellRun(recorder.notebook, cell_id, number, code_sha(raw) if raw else None)
+
+    # -- "last time" -----------------------------------------------------------------------
+
+    def last_run(self, scope: str, timeout: float = 0.0) -> LastRun | None:
+        """The running cell's last run of ``scope`` (for a live view's ETA), if known yet.
+
+        ``timeout`` 0 never waits: None until the writer thread has looked it up.
+        """
+        entry = self.open[-1] if self.open else None
+        if entry is None or entry.previous is None:
+            return None
+        found = (
+            entry.previous.result(timeout)
+            if timeout <= 0
+            else recorder.wait(entry.previous, timeout)
+        )
+        return (found or {}).get(scope)
+
+    def last_time(self, report: Report, *, peak_from: str | None = None) -> str:
+        """`` · last time 12.3 s, peak 5.1 GiB`` for a report of a cell that ran before, else "".
+
+        ``peak_from``: the peak of that scope's last run instead (watch mode's one line).
+        """
+        entry = self.open[-1] if self.open else None
+        if entry is None or entry.previous is None:
+            return ""
+        found = recorder.wait(entry.previous) or {}
+        last = found.get(report.scope)
+        if last is None:
+            return ""
+        other = found.get(peak_from) if peak_from is not None else None
+        if other is not None and other.peak_bytes is not None:
+            last = dataclasses.replace(last, peak_bytes=other.peak_bytes, device=other.device)
+        return f" · {describe_last(last)}"
+
+
+def describe_last(last: LastRun) -> str:
+    """``last time 12.3 s, peak 5.1 GiB`` (``, interrupted`` when it did not end well)."""
+    text = f"last time {format_seconds(last.duration_s)}"
+    if last.peak_bytes is not None:
+        text += f", peak {format_bytes(last.peak_bytes)}"
+    return text if last.status == "ok" else f"{text}, {last.status}"
+
+
+def _parent(shell: Any) -> dict[str, Any]:
+    """The execute request being run (ipykernel), or {} (terminal IPython)."""
+    get_parent = getattr(shell, "get_parent", None)
+    try:
+        parent = get_parent() if get_parent is not None else None
+    except Exception:
+        return {}
+    return parent if isinstance(parent, dict) else {}

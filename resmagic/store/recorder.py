@@ -1,0 +1,295 @@
+"""The process's recorder: reports and running cells into the store ``settings.store`` names.
+
+:func:`resmagic.bus.publish` hands every report here while ``settings.store`` is set (in
+IPython the profile's store from ``%load_ext`` on; in a script only when asked). Nothing
+here touches SQLite on the caller's thread: every write is a job for the writer thread.
+The IPython layer tells the recorder which cell is running (:attr:`Recorder.context`) and
+when a measured cell starts and ends; while one runs, its live peak is written about once a
+second, so a kernel that dies leaves a row saying where and at how much.
+"""
+
+from __future__ import annotations
+
+import atexit
+import functools
+import os
+import sqlite3
+import sys
+import threading
+import uuid
+from collections.abc import Callable, Sequence
+from typing import TypeVar
+
+from resmagic.config import settings
+from resmagic.probes import cgroup, host
+from resmagic.probes.reading import DeviceMemory
+from resmagic.report import Report
+from resmagic.store import rows
+from resmagic.store.died import Death, mark_dead
+from resmagic.store.liveness import me
+from resmagic.store.query import LastRun, last_runs
+from resmagic.store.rows import CellRun, Session
+from resmagic.store.schema import connect
+from resmagic.store.writer import Pending, Writer
+
+__all__ = ["Recorder", "recorder"]
+
+T = TypeVar("T")
+_TRIM_EVERY = 50  # reports between two counts of the rows (and before every read)
+Reader = Callable[[], Sequence[DeviceMemory]]
+
+
+def host_reading() -> list[DeviceMemory]:
+    """The host row alone: what a running cell without ``gpu_scope`` is sampled by."""
+    return [host.read(peak=False)]
+
+
+class Recorder:
+    """Writes to the store ``settings.store`` names; follows the setting as it changes."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._writer: Writer | None = None
+        self._session: Session | None = None
+        self._running: dict[str, tuple[CellRun, Reader]] = {}
+        self.context: Callable[[], CellRun | None] = lambda: None
+        """The cell a report belongs to (the IPython layer sets it)."""
+        self.session_id: str | None = None
+        """The kernel's session id, else a fresh one per process."""
+        self.notebook: str | None = None
+        """The notebook path (ipykernel's ``__session__``); in a script, the script's."""
+        self.script = True
+        """False once the IPython layer has set :attr:`notebook` (maybe to None)."""
+        self._exit_registered = False
+        self._untrimmed = 0
+
+    # -- the writer for the current setting ------------------------------------------------
+
+    def writer(self) -> Writer | None:
+        """The writer of ``settings.store`` (opened, or reopened after a change); None: off."""
+        path = settings.store
+        current = self._writer
+        if current is not None and current.path == path:
+            return current
+        with self._lock:
+            if self._writer is not None and self._writer.path != path:
+                self._writer.close()
+                self._writer = None
+            if path and self._writer is None:
+                self._open(path)
+            return self._writer
+
+    def _open(self, path: str) -> None:
+        writer = Writer(
+            path,
+            tick=self._tick,
+            ticking=lambda: bool(self._running),
+            first=self._write_started,
+        )
+        self._session = Session(
+            self.session_id or uuid.uuid4().hex, me(), self._notebook(), _version()
+        )
+        writer.submit(rows.insert_session, self._session)
+        self._writer = writer
+        if not self._exit_registered:
+            # The thread is a daemon: commit what is queued, waiting at most a few seconds
+            # for another process's lock (a kernel asked to shut down must go).
+            atexit.register(self.close, 5.0)
+            self._exit_registered = True
+
+    def _notebook(self) -> str | None:
+        return _script() if self.script else self.notebook
+
+    @property
+    def session(self) -> Session | None:
+        """This process's session, once the store is open."""
+        return self._session
+
+    def _submit(self, job: Callable[[sqlite3.Connection], T]) -> Pending[T] | None:
+        writer = self.writer()
+        return writer.submit(job, result=True) if writer is not None else None
+
+    # -- what the bus and the IPython layer call -------------------------------------------
+
+    def record(self, report: Report) -> None:
+        """Queue ``report`` for the store, with the cell it ran in."""
+        run = self.context()
+        writer = self.writer()
+        if writer is not None and self._session is not None:
+            session = self._session
+            writer.submit(rows.insert_report, report, run, session)
+            self._untrimmed += 1
+            if self._untrimmed >= _TRIM_EVERY:
+                self._trim(writer)
+
+    def _trim(self, writer: Writer) -> None:
+        self._untrimmed = 0
+        limit = settings.store_limit
+        keep = self._session.session if self._session is not None else None
+        writer.submit(rows.trim, limit, keep)
+
+    def started(self, run: CellRun, read: Reader = host_reading) -> None:
+        """A measured cell started: its running row is written with the writer's next batch.
+
+        No job per cell: the writer writes the rows of the cells running then (a cell that
+        has ended by then needs none), and samples them while they run.
+        """
+        writer = self.writer()
+        if writer is None or self._session is None:
+            return
+        self._running[run.run] = (run, read)
+        writer.poke()
+
+    def ended(self, run: CellRun) -> None:
+        """The cell ended (its reports are queued already): its running row goes."""
+        writer = self._writer
+        if self._running.pop(run.run, None) is not None and writer is not None and run.written:
+            writer.submit(rows.end_running, run)
+
+    def _write_started(self, conn: sqlite3.Connection) -> None:
+        session = self._session
+        for run, read in list(self._running.values()):
+            if run.written or session is None:
+                continue
+            run.oom_kills = cgroup.oom_kills()
+            _sample(run, read)
+            rows.insert_running(conn, run, session.session)
+            run.written = True
+            # Set before looking: the cell's end either sees it written (and queues the
+            # delete) or has already left _running (and the row goes here).
+            if run.run not in self._running:
+                rows.end_running(conn, run)
+
+    def previous(self, run: CellRun, scopes: Sequence[str]) -> Pending[dict[str, LastRun]] | None:
+        """Look up, on the writer thread, each scope's last run of this cell (or code)."""
+
+        def look(conn: sqlite3.Connection) -> dict[str, LastRun]:
+            return last_runs(
+                conn,
+                scopes,
+                notebook=run.notebook,
+                cell_id=run.cell_id,
+                code_sha=run.code_sha,
+                before_run=run.run,
+            )
+
+        return self._submit(look)
+
+    def wait(self, pending: Pending[T], timeout: float = 1.0) -> T | None:
+        """``pending``'s result, asking the writer not to wait for more jobs first."""
+        if not pending.done:
+            writer = self._writer
+            if writer is not None:
+                writer.hurry()
+        return pending.result(timeout)
+
+    def deaths(self, timeout: float = 30.0) -> list[Death]:
+        """Mark this notebook's cells whose kernel died ``died``; what their rows said.
+
+        Raises:
+            sqlite3.Error, OSError: the store cannot be opened or written.
+        """
+        notebook = self._notebook()
+        pending = self._submit(functools.partial(mark_dead, notebook=notebook))
+        if pending is None:
+            return []
+        found = self.wait(pending, timeout)
+        if pending.error is not None:
+            raise pending.error
+        return found or []
+
+    def read(self, query: Callable[[sqlite3.Connection], T], path: str | None = None) -> T:
+        """Run ``query`` on a connection of its own, after what this process queued is written."""
+        path = path or settings.store
+        writer = self._writer
+        if writer is not None and writer.path == path:
+            self._trim(writer)
+            writer.flush()
+        # Reading never creates a store: a missing file reads as an empty one.
+        conn = connect(path if os.path.exists(path) else ":memory:")
+        try:
+            return query(conn)
+        finally:
+            conn.close()
+
+    @property
+    def problem(self) -> str | None:
+        """What went wrong writing, said once (then cleared)."""
+        writer = self._writer
+        if writer is None or writer.problem is None:
+            return None
+        text, writer.problem = writer.problem, None
+        return text
+
+    def flush(self, timeout: float = 30.0) -> bool:
+        """Wait until every queued write is committed."""
+        writer = self._writer
+        if writer is None:
+            return True
+        self._trim(writer)
+        return writer.flush(timeout)
+
+    def close(self, timeout: float = 30.0) -> None:
+        """Commit what is queued and stop the writer (at exit, at ``%unload_ext``)."""
+        with self._lock:
+            writer, self._writer = self._writer, None
+            running, self._running = list(self._running.values()), {}
+        if writer is not None:
+            for run, _ in running:  # still open at exit: not a kernel that died in it
+                if run.written:
+                    writer.submit(rows.end_running, run)
+            writer.close(timeout)
+
+    def _tick(self, conn: sqlite3.Connection) -> None:
+        for run, read in list(self._running.values()):
+            if run.written:
+                _sample(run, read)
+                rows.update_running(conn, run)
+
+    def _after_fork(self) -> None:
+        # A forked worker has no writer thread and is not the cell's kernel: start afresh.
+        self._lock = threading.Lock()
+        self._writer, self._session, self._running = None, None, {}
+        self.session_id = None
+
+
+def _sample(run: CellRun, read: Reader) -> None:
+    try:
+        readings = read()
+    except Exception:
+        return  # a probe failing mid-cell costs the live figure, never the row
+    for r in readings:
+        key = f"{r.name} {r.source}"
+        row = run.live.get(key)
+        used = max(r.used_bytes, r.peak_bytes or 0)
+        if row is None:
+            run.live[key] = {
+                "name": r.name,
+                "source": r.source,
+                "before_bytes": r.used_bytes,
+                "peak_bytes": used,
+                "after_bytes": r.used_bytes,
+                "total_bytes": r.total_bytes,
+                "limited": r.name == "host" and cgroup.limit_bytes() is not None,
+            }
+        else:
+            row["peak_bytes"] = max(row["peak_bytes"], used)
+            row["after_bytes"] = r.used_bytes
+
+
+def _script() -> str | None:
+    main = sys.argv[0] if sys.argv else ""
+    return os.path.abspath(main) if main and os.path.isfile(main) else None
+
+
+def _version() -> str:
+    from resmagic import __version__
+
+    return __version__
+
+
+recorder = Recorder()
+"""The process's one recorder."""
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=recorder._after_fork)

@@ -1,0 +1,196 @@
+"""What one row holds: a report, or a cell still running, with where and when it ran.
+
+The cell's code is never stored, only a hash of it (:func:`code_sha`). Device rows go in a
+JSON column, one object per device, so a report is one row however many devices it has.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import os
+import sqlite3
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from resmagic.report import Report
+from resmagic.store.liveness import Identity
+
+__all__ = ["CellRun", "Session", "code_sha", "insert_report", "insert_session"]
+
+_KNOWN = {"scope", "status", "duration_s", "started_at", "cell", "error", "devices", "notes"}
+
+
+_ids = itertools.count()
+_prefix = [os.getpid(), uuid.uuid4().hex[:12]]
+
+
+def new_id() -> str:
+    """A run id unique across processes: a random prefix per process, then a counter.
+
+    ``uuid4`` reads ``os.urandom`` each time: a system call that gives up the GIL on the
+    cell's path; the counter does not.
+    """
+    if _prefix[0] != os.getpid():  # a forked child: a prefix of its own
+        _prefix[:] = [os.getpid(), uuid.uuid4().hex[:12]]
+    return f"{_prefix[1]}{next(_ids):x}"
+
+
+def code_sha(code: str) -> str:
+    """A short, stable name for a cell's source: the first 16 hex digits of its SHA-256.
+
+    The same name watch mode's ``--log`` gives a cell (``code_sha256``).
+    """
+    return hashlib.sha256(code.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+
+
+@dataclass(frozen=True, slots=True)
+class Session:
+    """One process writing the store: a kernel, a terminal IPython, a script."""
+
+    session: str
+    identity: Identity
+    notebook: str | None
+    version: str
+
+
+@dataclass(slots=True)
+class CellRun:
+    """One run of one cell: its running row, and the reports it ends with share ``run``.
+
+    Attributes:
+        scope: the cell's scopes, e.g. ``"timed,gpu_scope"`` (what the running row says).
+        label: the first label or path among them, if any.
+        live: the devices sampled while it runs: name → before/peak/after/total bytes.
+        oom_kills: the container's OOM-kill counter when it started.
+        written: its running row is in the store (a cell that ends before the writer gets
+            to it never has one).
+    """
+
+    notebook: str | None
+    cell_id: str | None
+    cell: int | None
+    code_sha: str | None
+    scope: str = "cell"
+    label: str | None = None
+    started_at: float = field(default_factory=time.time)
+    run: str = field(default_factory=lambda: new_id())
+    live: dict[str, dict[str, Any]] = field(default_factory=dict)
+    oom_kills: int | None = None
+    written: bool = False
+
+
+def insert_session(conn: sqlite3.Connection, s: Session) -> None:
+    """Record the process (again: a row per session, replaced)."""
+    ident = s.identity
+    conn.execute(
+        "INSERT OR REPLACE INTO sessions VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        (
+            s.session,
+            ident.host,
+            ident.pid,
+            ident.boot,
+            ident.pid_start,
+            s.notebook,
+            time.time(),
+            s.version,
+        ),
+    )
+
+
+def insert_running(conn: sqlite3.Connection, run: CellRun, session: str) -> None:
+    """The row that says a cell is running (status ``running``), until it ends."""
+    conn.execute(
+        "INSERT INTO reports (run, session, notebook, cell_id, cell, code_sha, scope, label,"
+        " status, started_at, updated_at, devices, oom_kills)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'running', ?, ?, ?, ?)",
+        (
+            run.run,
+            session,
+            run.notebook,
+            run.cell_id,
+            run.cell,
+            run.code_sha,
+            run.scope,
+            run.label,
+            run.started_at,
+            time.time(),
+            _devices_json(run),
+            run.oom_kills,
+        ),
+    )
+
+
+def update_running(conn: sqlite3.Connection, run: CellRun) -> None:
+    """Write the running row's live peak and how long it has run so far."""
+    now = time.time()
+    conn.execute(
+        "UPDATE reports SET devices = ?, updated_at = ?, duration_s = ?"
+        " WHERE run = ? AND status = 'running'",
+        (_devices_json(run), now, now - run.started_at, run.run),
+    )
+
+
+def end_running(conn: sqlite3.Connection, run: CellRun) -> None:
+    """The cell ended: its running row goes (its reports carry the figures)."""
+    conn.execute("DELETE FROM reports WHERE run = ? AND status = 'running'", (run.run,))
+
+
+def insert_report(
+    conn: sqlite3.Connection, report: Report, run: CellRun | None, session: Session
+) -> None:
+    """One report as one row; ``run`` None: a report outside any measured cell (a script)."""
+    record = report.to_dict()
+    devices = record.get("devices")
+    holders = record.pop("holders", None)  # gpu_scope(held_by=...): name, kind, device, nbytes
+    extra = {k: v for k, v in record.items() if k not in _KNOWN}
+    label = extra.get("label") or extra.get("path") or None
+    conn.execute(
+        "INSERT INTO reports (run, session, notebook, cell_id, cell, code_sha, scope, label,"
+        " status, started_at, duration_s, updated_at, devices, holders, notes, extra, error)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (
+            run.run if run else new_id(),
+            session.session,
+            run.notebook if run else session.notebook,
+            run.cell_id if run else None,
+            report.cell if report.cell is not None else (run.cell if run else None),
+            run.code_sha if run else None,
+            report.scope,
+            label,
+            report.status,
+            report.started_at,
+            report.duration_s,
+            time.time(),
+            json.dumps(devices) if devices else None,
+            json.dumps(holders) if holders else None,
+            "; ".join(record.get("notes") or ()) or None,
+            json.dumps(extra) if extra else None,
+            report.error,
+        ),
+    )
+
+
+def _devices_json(run: CellRun) -> str | None:
+    return json.dumps(list(run.live.values())) if run.live else None
+
+
+def trim(conn: sqlite3.Connection, limit: int, keep_session: str | None = None) -> int:
+    """Drop the oldest finished rows beyond ``limit``, and sessions left with none; how many."""
+    (count,) = conn.execute("SELECT count(*) FROM reports WHERE status != 'running'").fetchone()
+    if count <= limit:
+        return 0
+    conn.execute(
+        "DELETE FROM reports WHERE id IN (SELECT id FROM reports WHERE status != 'running'"
+        " ORDER BY id LIMIT ?)",
+        (count - limit,),
+    )
+    conn.execute(
+        "DELETE FROM sessions WHERE session IS NOT ?"
+        " AND session NOT IN (SELECT session FROM reports)",
+        (keep_session,),
+    )
+    return int(count - limit)

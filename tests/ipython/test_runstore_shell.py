@@ -1,0 +1,132 @@
+"""The run store in an in-process IPython shell: last time, %resmagic runs, config, unload."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from IPython.core.error import UsageError
+
+from resmagic.config import settings
+from resmagic.store import runs
+from resmagic.store.recorder import recorder
+
+
+@pytest.fixture
+def store(ip: Any, tmp_path: Path) -> Iterator[Path]:
+    """The shell's store moved to a fresh file for the test, and put back afterwards."""
+    path = tmp_path / "shell.sqlite"
+    before = settings.store
+    ip.run_line_magic("resmagic", f"config store={path}")
+    yield path
+    settings.store = before
+    recorder.writer()
+
+
+def test_the_text_line_says_how_the_same_cell_did_last_time(
+    ip: Any, store: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ip.run_cell("%%timed again\nx = 1", store_history=True)
+    first = capsys.readouterr().out
+    ip.run_cell("%%timed again\nx = 1", store_history=True)
+    second = capsys.readouterr().out
+    assert "last time" not in first
+    assert second.startswith("timed  again  wall ")
+    assert "· last time " in second
+    assert second.count("\n") == 1  # on the report's own line
+
+
+def test_quiet_cells_are_stored_too(ip: Any, store: Path) -> None:
+    ip.run_cell("%%timed -q quiet\n%%gpu_scope -q host\nx = 1", store_history=True)
+    table = runs()
+    assert sorted(table["scope"]) == ["gpu_scope", "timed"]
+    assert set(table["label"].dropna()) == {"quiet"}
+
+
+def test_runs_command_has_help_and_refuses_a_bad_count(
+    ip: Any, store: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ip.run_line_magic("resmagic", "runs --help")
+    shown = capsys.readouterr().out
+    assert shown.startswith("usage: %resmagic runs [count]")
+    assert "resmagic.runs()" in shown
+    with pytest.raises(UsageError, match="positive number"):
+        ip.run_line_magic("resmagic", "runs zero")
+
+
+def test_config_store_on_is_this_profiles_file(
+    ip: Any, store: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ip.run_line_magic("resmagic", "config store=on")
+    assert settings.store == os.path.join(ip.profile_dir.location, "resmagic.sqlite")
+    ip.run_line_magic("resmagic", "config store=off")
+    assert settings.store == ""
+    ip.run_line_magic("resmagic", "status")
+    assert "  run store: off (limit " in capsys.readouterr().out
+
+
+def test_unload_writes_what_is_queued_and_reload_reopens(ip: Any, store: Path) -> None:
+    ip.run_cell("%%timed -q before-unload\n1", store_history=True)
+    ip.run_line_magic("unload_ext", "resmagic")
+    try:
+        assert settings.store == ""  # put back as before %load_ext: scripts' default
+        assert list(runs(path=str(store))["label"]) == ["before-unload"]
+    finally:
+        ip.run_line_magic("load_ext", "resmagic")
+    assert settings.store  # the profile's store again
+
+
+def test_a_watched_cells_line_says_last_time_with_its_peak(
+    ip: Any, store: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ip.run_line_magic("resmagic", "watch on --no-panel")
+    try:
+        ip.run_cell("watched = 1", store_history=True)
+        first = capsys.readouterr().out
+        ip.run_cell("watched = 1", store_history=True)
+        second = capsys.readouterr().out
+    finally:
+        ip.run_line_magic("resmagic", "watch off")
+    assert "last time" not in first
+    line = second.splitlines()[0]
+    assert " · last time " in line
+    assert ", peak " in line.split(" · last time ")[1]  # the cell's time, gpu_scope's peak
+
+
+def test_a_running_cell_can_ask_for_its_last_run(ip: Any, store: Path) -> None:
+    ask = (
+        "%%timed asking\n"
+        "hook = get_ipython().magics_manager.registry['ResMagics'].store\n"
+        "asked = hook.last_run('timed', timeout=5)"
+    )
+    ip.run_cell(ask, store_history=True)
+    assert ip.user_ns["asked"] is None
+    ip.run_cell(ask, store_history=True)
+    last = ip.user_ns["asked"]
+    assert last is not None
+    assert last.status == "ok"
+    assert last.duration_s > 0
+
+
+def test_an_unwritable_store_is_said_once_and_the_cells_run(
+    ip: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    before = settings.store
+    ip.run_line_magic("resmagic", f"config store={blocker / 'runs.sqlite'}")
+    try:
+        results = []
+        for i in range(4):
+            results.append(ip.run_cell(f"%%timed -q\n{i}", store_history=True))
+            recorder.flush()  # each cell's write has failed before the next cell ends
+        err = capsys.readouterr().err
+    finally:
+        settings.store = before
+        recorder.writer()
+    assert all(r.success for r in results)
+    assert err.count("could not write the run store") == 1
+    assert "(said once)" in err
