@@ -142,19 +142,9 @@ def run(magics: Any, args: list[str]) -> Any:
         msg = f"%resmagic: unknown command {' '.join(args)!r}; use one of: "
         msg += ", ".join(NAMES) + " (%resmagic help explains each)"
         raise UsageError(msg)
-    if any(arg in ("-h", "--help") for arg in args[1:]):  # `%resmagic runs --help`
-        print(_subparser(args[0]).format_help())
-        return None
     options = _PARSER.parse_args(args or ["status"])
     handler: Callable[[Any, argparse.Namespace], Any] = _HANDLERS[options.command]
     return handler(magics, options)
-
-
-def _subparser(name: str) -> argparse.ArgumentParser:
-    action = next(a for a in _PARSER._actions if isinstance(a, argparse._SubParsersAction))
-    found: argparse.ArgumentParser = action.choices[name]
-    found.formatter_class = argparse.HelpFormatter  # IPython's adds "::" and a second "%"
-    return found
 
 
 def _status(magics: Any, options: argparse.Namespace) -> None:
