@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from IPython.core.error import UsageError
 
 import resmagic
+from resmagic.ipython.layers import asks_help
 
 EXAMPLES = int(os.environ.get("RESMAGIC_FUZZ_EXAMPLES", "120"))
 
@@ -123,7 +124,7 @@ def test_option_line_runs_or_is_refused_before_the_body(ip: Any, sandbox: Path, 
             outcome = "refused"
         else:
             if ip.user_ns.get("ran_body") is not True:
-                assert "-h" in line or "--help" in line, f"{line!r}: neither ran nor refused"
+                assert asks_help(line), f"{line!r}: neither ran nor refused"
                 outcome = "help"
             else:
                 assert len(resmagic.history()) > reports
