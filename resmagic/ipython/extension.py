@@ -70,6 +70,7 @@ def load(ip: Any) -> None:
     store = StoreHook(ip, config.store)
     runner.on_open, runner.on_close = store.opened, store.closed
     magics.layers.last_time = store.last_time
+    magics.layers.last_run = store.last_run
     magics.store = store
     _loaded[id(ip)] = (magics, runner, store)
     store.load()

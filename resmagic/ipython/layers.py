@@ -62,6 +62,8 @@ class LayerFactory:
         self.magics = magics
         self.output = output
         self.last_time: LastTime | None = None
+        self.last_run: Callable[[str], Any] | None = None
+        """The run store's last run of a scope in the running cell (``LastRun`` or None)."""
         """`` · last time 12.3 s`` for a text line, from the run store (set at load)."""
 
     def _parse(self, magic: str, line: str) -> argparse.Namespace:
@@ -123,7 +125,16 @@ class LayerFactory:
         view = self.panel(scope, layer.magic)
         if view is not None:
             layer.start, layer.stop = view.start, view.stop
-            layer.render = lambda report: view.finish(view.summary(report, self.held(report)))
+
+            def render(report: Report) -> None:
+                view.finish(view.summary(report, [*self.last_line(report), *self.held(report)]))
+
+            layer.render = render
+
+    def last_line(self, report: Report) -> list[str]:
+        """``  last time 12.3 s, peak 5.1 GiB`` for a cell that ran before (the run store)."""
+        suffix = self.last_time(report) if self.last_time is not None else ""
+        return [f"  {suffix.removeprefix(' · ')}"] if suffix else []
 
     def panel(self, scope: scopes.gpu_scope, magic: str, delay: float | None = None) -> Any:
         """A live ``CellPanel`` for ``scope``, or None where no kernel can show one."""
@@ -131,7 +142,11 @@ class LayerFactory:
 
         if not panel.available(self.magics.shell):
             return None
-        return panel.CellPanel(scope, magic, _said, self.output, delay)
+        return panel.CellPanel(scope, magic, _said, self.output, delay, self._expected)
+
+    def _expected(self) -> float | None:
+        last = self.last_run("gpu_scope") if self.last_run is not None else None
+        return getattr(last, "duration_s", None)
 
     def _show_text(self, report: Report) -> None:
         text = render_report(report, _said)

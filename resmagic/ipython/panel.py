@@ -31,7 +31,7 @@ import importlib.util
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from IPython.display import DisplayHandle, display
@@ -110,6 +110,8 @@ class CellPanel:
             a plain display.
         delay: seconds into the cell before the live widget appears (None: one sample
             interval).
+        expected: how long the cell took last time, asked while it runs (the run store
+            answers once it has looked it up; None until then), for the progress bar.
     """
 
     def __init__(
@@ -119,10 +121,12 @@ class CellPanel:
         said: set[str] | None = None,
         output: ReportOutput | None = None,
         delay: float | None = None,
+        expected: Callable[[], float | None] | None = None,
     ):
         self.scope = scope
         self.magic = magic
         self.delay = delay
+        self.expected = expected
         self._said = said
         self._output = output
         self._lock = threading.Lock()
@@ -218,6 +222,8 @@ class CellPanel:
                 return  # the cell ended while this sample was taken
             try:
                 self._fold(view, readings)
+                if view.expected_s is None and self.expected is not None:
+                    view.expected_s = self.expected()
                 delay = settings.sample_interval if self.delay is None else self.delay
                 if self._widget is None and view.elapsed_s < delay:
                     # Also covers a sampler thread lingering from an earlier cell that

@@ -101,6 +101,8 @@ class PanelView:
     error: str | None = None
     notes: Sequence[str] = ()
     """Why a GPU source is missing; shown only while the panel has no GPU row."""
+    expected_s: float | None = None
+    """How long the cell took last time (the run store), for the progress bar; None: unknown."""
 
     def close(self, report: GpuReport) -> None:
         """End the view with the report: exact before/peak/after, status and duration."""
@@ -138,7 +140,7 @@ def render(view: PanelView, extra: str = "") -> str:
         f"<div class='rm-head'><b>{_e(view.magic)}</b> "
         f"<span class='rm-status' style='color:{colour}'>{_e(state)}</span> "
         f"<span class='rm-elapsed' style='{_MUTED}'>{_e(elapsed)}</span>"
-        f"{error if view.error else ''}</div>"
+        f"{error if view.error else ''}{_eta(view) if running else ''}</div>"
     )
     now = "live" if running else "after"
     cells = ["device", "", "before", now, "peak", *(["Δ"] if not running else []), "trend"]
@@ -157,6 +159,23 @@ def render(view: PanelView, extra: str = "") -> str:
         f"<div class='rm-panel' data-state='{state}' style='{_FONT};margin:2px 0'>"
         f"{head}<table class='rm-table' style='border-collapse:collapse;margin:0;border:none'>"
         f"<tr style='background:none'>{header}</tr>{rows}</table>{notes}{extra}</div>"
+    )
+
+
+def _eta(view: PanelView) -> str:
+    """A bar of the time so far against last time's, and what that leaves; "" when unknown."""
+    expected = view.expected_s
+    if not expected or expected <= 0:
+        return ""
+    done = min(view.elapsed_s / expected, 1.0) * 100
+    left = expected - view.elapsed_s
+    words = f"about {format_seconds(left)} left" if left > 0 else f"{format_seconds(-left)} over"
+    return (
+        f" <span class='rm-eta' data-expected='{expected:.3f}' style='{_MUTED}'>"
+        f"<span style='display:inline-block;vertical-align:middle;width:80px;height:6px;"
+        f"background:{_BAR_BG};border-radius:2px;overflow:hidden'><span style='display:block;"
+        f"width:{done:.1f}%;height:100%;background:{_PEAK}'></span></span>"
+        f" last time {_e(format_seconds(expected))}, {_e(words)}</span>"
     )
 
 

@@ -230,3 +230,24 @@ def test_a_kernel_the_oom_killer_took_is_named_with_the_limit(
     assert loaded.startswith("resmagic: the previous kernel died during cell 2 (grow), ")
     assert " of a 400 MiB limit, " in loaded
     assert loaded.rstrip().endswith("; the container's OOM killer fired")
+
+
+def test_the_panel_shows_progress_against_last_time(kernel: Kernel) -> None:
+    from tests.panelhtml import parse_panel
+
+    cell = "%%gpu_scope\nimport time\ntime.sleep(0.8)"
+    first = kernel.run(cell, cell_id="eta-cell")
+    assert "rm-eta" not in str(first.messages)  # never ran before: no bar
+    again = kernel.run(cell, cell_id="eta-cell")
+    live = [
+        m["content"]["data"]["state"]["value"]
+        for m in again.of_type("comm_msg")
+        if m["content"]["data"].get("state", {}).get("value")
+    ]
+    bars = [value for value in live if "rm-eta" in value]
+    assert bars, "no live update carried the progress bar"
+    expected = float(bars[-1].split("data-expected='")[1].split("'")[0])
+    assert 0.8 <= expected < 30  # the first run's duration
+    summary = [d for d in again.reports if "rm-panel" in d.get("text/html", "")][-1]
+    assert parse_panel(summary["text/html"])["state"] == "ok"
+    assert "last time" in summary["text/plain"]
