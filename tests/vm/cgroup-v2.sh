@@ -72,6 +72,11 @@ for m in \$(cat /lib/order); do insmod /lib/\$m; done
 mount -t 9p -o trans=virtio,version=9p2000.L,ro,msize=512000 hostroot /mnt
 mount -t proc proc /mnt/proc; mount -t sysfs sys /mnt/sys; mount -t devtmpfs dev /mnt/dev
 mount -t tmpfs tmp /mnt/tmp
+# The guest's /tmp is a fresh tmpfs: a checkout under the host's /tmp (a CI runner's, say)
+# comes in as an export of its own.
+if [ ! -e /mnt$ROOT/tests/vm/check_cgroup_v2.py ]; then
+    mkdir -p /mnt$ROOT && mount -t 9p -o trans=virtio,version=9p2000.L,ro,msize=512000 checkout /mnt$ROOT
+fi
 mount -t cgroup2 none /mnt/sys/fs/cgroup
 chroot /mnt /usr/bin/env -i PATH=/usr/bin:/bin HOME=/tmp PYTHONDONTWRITEBYTECODE=1 \
     $PY $ROOT/tests/vm/check_cgroup_v2.py $ROOT
@@ -88,6 +93,7 @@ boot() {  # boot KERNEL_DIR: the guest's console, in KERNEL_DIR/console.log
         -kernel "$(ls "$kdir"/boot/vmlinuz-*)" -initrd "$kdir/initrd.gz" -net none \
         -append "console=ttyS0 panic=-1 quiet" \
         -virtfs local,path=/,mount_tag=hostroot,security_model=none,readonly=on \
+        -virtfs "local,path=$ROOT,mount_tag=checkout,security_model=none,readonly=on" \
         > "$kdir/console.log" 2>&1 < /dev/null || true
 }
 
