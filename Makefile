@@ -4,7 +4,8 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: test lint unit notebooks demo bench compat clean gpu-wheels gpu-check cgroup-v2
+.PHONY: test lint unit notebooks demo bench compat clean gpu-wheels gpu-check cgroup-v2 \
+	labextension
 
 # torch==2.13.0 first: a CPU build that lies on disk here; installing it before the
 # project keeps pip from resolving `torch` to a multi-GB CUDA build.
@@ -15,17 +16,26 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e . --group test
 	touch $(STAMP)
 
+# The status bar item (labextension/, TypeScript): npm ci when package-lock.json changed,
+# tsc and jupyter-builder when a source did (a stamp: a no-op run takes well under a second),
+# the formatting unit test, then a link into the venv so its JupyterLab and Notebook 7 load
+# the build with no `jupyter lab build`, and the server extension enabled there. Node 20 and
+# npm from Debian (apt-get install nodejs npm).
+labextension: $(STAMP)
+	$(PY) labextension/build.py --link $(VENV)
+	cd labextension && npx --no-install vitest run --silent
+
 lint: $(STAMP)
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 	$(PY) -m mypy
 
-unit: $(STAMP)
+unit: labextension
 	$(PY) -m pytest
 
 NBVAL := --nbval notebooks/ --nbval-current-env --nbval-sanitize-with notebooks/nbval-sanitize.cfg
 
-notebooks: $(STAMP)
+notebooks: labextension
 	$(PY) -m pytest $(NBVAL)
 
 test: lint unit notebooks
@@ -106,4 +116,5 @@ gpu-check:
 	python3 benchmarks/gpu_check.py
 
 clean:
-	rm -rf $(VENV) $(BENCH_VENV) $(COMPAT_VENV) build .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(BENCH_VENV) $(COMPAT_VENV) build .pytest_cache .mypy_cache .ruff_cache \
+		labextension/node_modules labextension/lib labextension/dist

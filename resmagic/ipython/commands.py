@@ -291,6 +291,9 @@ def status_text(magics: Any = None) -> str:
     guard = getattr(magics, "guard", None)
     lines.append("  " + (guard.state() if guard is not None else "guard: off"))
     lines.extend(f"  {line}" for line in _sink_lines())
+    note = getattr(magics, "usage_note", None)
+    if note:
+        lines.append(f"  status bar: {note}")
     return "resmagic status\n" + "\n".join(lines)
 
 

@@ -16,6 +16,8 @@ from resmagic.ipython.header import HeaderTransformer
 from resmagic.ipython.magics import ResMagics
 from resmagic.ipython.runner import CellRunner
 from resmagic.ipython.runstore import StoreHook
+from resmagic.ipython.usage import UsageHandler
+from resmagic.ipython.usage import install as install_usage
 from resmagic.ipython.watch import SCOPES, WatchOptions
 from resmagic.sampler import sampler
 
@@ -54,6 +56,7 @@ class ResMagic(Configurable):
 
 
 _loaded: dict[int, tuple[ResMagics, CellRunner, StoreHook]] = {}
+_usage: dict[int, UsageHandler] = {}
 
 
 def load(ip: Any) -> None:
@@ -66,6 +69,9 @@ def load(ip: Any) -> None:
     runner.register()
     magics.output.register()
     bus.set_cell_provider(lambda: runner.cell)
+    usage, magics.usage_note = install_usage(ip)  # the status bar item's readings
+    if usage is not None:
+        _usage[id(ip)] = usage
     config = ResMagic(parent=ip)
     store = StoreHook(ip, config.store)
     runner.on_open, runner.on_close = store.opened, store.closed
@@ -102,6 +108,9 @@ def unload(ip: Any) -> None:
     if loaded is None:
         return
     magics, runner, store = loaded
+    usage = _usage.pop(id(ip), None)
+    if usage is not None:
+        usage.unregister()
     magics.watcher.stop()
     magics.guard.off()
     runner.unregister()

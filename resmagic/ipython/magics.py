@@ -56,6 +56,7 @@ class ResMagics(Magics):
         self.guard = CellGuard(shell)
         self.store: Any = None
         """The run store's hook (:class:`~resmagic.ipython.runstore.StoreHook`), once loaded."""
+        self.usage_note = ""  # why the status bar item gets (or lacks) readings; set at load
 
     # magic_arguments("%name"): IPython's usage line adds one "%", right only for line magics.
     @magic_arguments("%gpu_scope")

@@ -77,6 +77,22 @@ class PeakStack:
                     _fold(self._frames[index - 1], frame)
         return frame
 
+    def peek(self, frame: Peaks) -> Peaks:
+        """The peak of ``frame``'s scope so far, per device, without ending it (exact).
+
+        That is the most of ``frame``, of every scope opened above it, and of the counter
+        now: a scope above folds into the one below only when it ends.
+        """
+        with self._lock:
+            above = next((i for i, f in enumerate(self._frames) if f is frame), None)
+            if above is None:
+                return dict(frame)
+            out: Peaks = {}
+            for f in self._frames[above:]:
+                _fold(out, f)
+            _fold(out, self._read())
+        return out
+
     @property
     def depth(self) -> int:
         """Number of scopes currently open on this counter."""

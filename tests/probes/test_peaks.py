@@ -82,3 +82,17 @@ def test_host_peaks_nest_over_vmhwm() -> None:
     assert inner_peak - base >= 115 * MiB
     assert later_peak - base < 20 * MiB
     assert outer_peak >= inner_peak
+
+
+def test_peek_sees_an_open_scopes_peak_so_far_through_inner_resets(cuda: FakeTorch) -> None:
+    stack = peaks.torch_peaks
+    outer = stack.push()
+    spike(cuda.cuda, 0, 3 * GiB)
+    inner = stack.push()  # resets the counter: the 3 GiB lives in the outer frame now
+    spike(cuda.cuda, 0, 1 * GiB)
+    assert stack.peek(outer)["cuda:0"] == 3 * GiB
+    assert stack.peek(inner)["cuda:0"] == 1 * GiB
+    assert stack.depth == 2  # peeking ends nothing
+    stack.pop(inner)
+    assert stack.pop(outer)["cuda:0"] == 3 * GiB
+    assert stack.peek(outer)["cuda:0"] == 3 * GiB  # an ended frame answers its final peak

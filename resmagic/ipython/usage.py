@@ -1,0 +1,141 @@
+"""Answer the control channel's ``usage_request`` with a ``resmagic`` block (the status bar item).
+
+ipykernel (6.29 to 7.x) looks a control message's handler up in ``kernel.control_handlers``
+each time and awaits what it returns, on the control thread, so the request is answered while
+a cell runs. The replacement must be ``async``: a sync wrapper around ipykernel's coroutine
+returns it unawaited and nothing is sent. It sends ipykernel's own keys (``kernel_cpu``,
+``kernel_memory``, ``host_virtual_memory``, ...) plus ``resmagic``
+(:func:`resmagic.usage.snapshot`). Unloading puts ipykernel's handler back.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from resmagic.ipython.cell import running_cell
+from resmagic.usage import CellPeaks, snapshot
+
+__all__ = ["UsageHandler", "install"]
+
+Handler = Callable[[Any, Any, dict[str, Any]], Awaitable[None] | None]
+
+REQUEST = "usage_request"
+
+
+def _metric(kernel: Any, process: Any, name: str, attribute: str | None = None) -> float:
+    reader = getattr(kernel, "get_process_metric_value", None)
+    if reader is not None:
+        return float(reader(process, name, attribute))
+    try:  # an ipykernel without the helper: read it the same way
+        value = getattr(process, name)()
+        return float(getattr(value, attribute) if attribute else value)
+    except Exception:
+        return 0.0
+
+
+def usual_keys(kernel: Any) -> dict[str, Any]:
+    """The keys ipykernel's own ``usage_request`` answers with (its 7.4 handler's logic)."""
+    content: dict[str, Any] = {"hostname": socket.gethostname(), "pid": os.getpid()}
+    try:
+        import psutil
+    except ImportError:
+        content["cpu_count"] = os.cpu_count()
+        return content
+    me = psutil.Process()
+    known = getattr(kernel, "processes", {})
+    # The same Process objects from poll to poll: cpu_percent measures since the last call.
+    kernel.processes = known = {
+        p.pid: known.get(p.pid, p) for p in [me, *me.children(recursive=True)]
+    }
+    content["kernel_cpu"] = sum(_metric(kernel, p, "cpu_percent") for p in known.values())
+    kind = "pss" if hasattr(me.memory_full_info(), "pss") else "rss"
+    content["kernel_memory"] = sum(
+        _metric(kernel, p, "memory_full_info", kind) for p in known.values()
+    )
+    host_cpu = psutil.cpu_percent()
+    if host_cpu:  # the first call answers a meaningless 0.0
+        content["host_cpu_percent"] = host_cpu
+    content["cpu_count"] = psutil.cpu_count(logical=True)
+    content["host_virtual_memory"] = dict(psutil.virtual_memory()._asdict())
+    return content
+
+
+class UsageHandler:
+    """Our ``usage_request`` handler on one kernel, and the cell hooks that feed its peaks."""
+
+    def __init__(self, shell: Any, kernel: Any, original: Handler) -> None:
+        self.shell = shell
+        self.kernel = kernel
+        self.original = original
+        self.cells = CellPeaks()
+        self.active = True
+        self._depth = 0
+
+    async def __call__(self, stream: Any, ident: Any, parent: dict[str, Any]) -> None:
+        """Reply to one request; after unload, or if reading fails badly, ipykernel's reply."""
+        session = getattr(self.kernel, "session", None)
+        if not self.active or session is None:
+            result = self.original(stream, ident, parent)
+            if result is not None:
+                await result
+            return
+        content = usual_keys(self.kernel)
+        try:
+            content["resmagic"] = snapshot(self.cells)
+        except Exception as exc:  # never leave the frontend without an answer
+            content["resmagic"] = {"schema": 1, "error": f"{type(exc).__name__}: {exc}"}
+        session.send(stream, "usage_reply", content, parent, ident)
+
+    # -- the running cell ------------------------------------------------------------------
+
+    def pre_run_cell(self, info: Any) -> None:
+        """A top-level cell starts: open its peak frame (nested ``run_cell`` calls count in it)."""
+        self._depth += 1
+        if self._depth == 1:
+            number = running_cell(self.shell) if getattr(info, "store_history", False) else None
+            self.cells.start(number)
+
+    def post_run_cell(self, result: Any) -> None:
+        """The cell ended: its peaks stay in the replies until the next cell."""
+        self._depth = max(self._depth - 1, 0)
+        if self._depth == 0:
+            self.cells.end()
+
+    # -- install / restore -----------------------------------------------------------------
+
+    def register(self) -> None:
+        """Put the handler in ipykernel's table and the cell hooks on the shell."""
+        self.kernel.control_handlers[REQUEST] = self
+        self.shell.events.register("pre_run_cell", self.pre_run_cell)
+        self.shell.events.register("post_run_cell", self.post_run_cell)
+
+    def unregister(self) -> None:
+        """Put ipykernel's handler back (or, if someone wrapped ours, pass through to it)."""
+        self.active = False
+        handlers = self.kernel.control_handlers
+        if handlers.get(REQUEST) is self:
+            handlers[REQUEST] = self.original
+        for event, hook in (
+            ("pre_run_cell", self.pre_run_cell),
+            ("post_run_cell", self.post_run_cell),
+        ):
+            if hook in self.shell.events.callbacks[event]:
+                self.shell.events.unregister(event, hook)
+        self.cells.end()
+
+
+def install(shell: Any) -> tuple[UsageHandler | None, str]:
+    """Answer ``usage_request`` on ``shell``'s kernel; None and why not outside ipykernel."""
+    kernel = getattr(shell, "kernel", None)
+    handlers = getattr(kernel, "control_handlers", None)
+    if not isinstance(handlers, dict):
+        return None, "not in an ipykernel kernel: no usage_request to answer"
+    original = handlers.get(REQUEST)
+    if original is None:
+        return None, "this ipykernel has no usage_request (it came in ipykernel 6.11)"
+    handler = UsageHandler(shell, kernel, original)
+    handler.register()
+    return handler, "answering usage_request with a resmagic block"
