@@ -71,6 +71,35 @@ def test_the_wheel_has_one_version_the_typing_marker_and_no_tests(dist: Path) ->
     assert "Provides-Extra: test" not in text  # development tools are dependency groups
 
 
+def test_the_wheel_ships_the_built_lab_extension_and_enables_the_server_extension(
+    dist: Path,
+) -> None:
+    wheel = _one(dist, "resmagic-*.whl")
+    with zipfile.ZipFile(wheel) as archive:
+        names = archive.namelist()
+        data = f"resmagic-{resmagic.__version__}.data/data/"
+        lab = data + "share/jupyter/labextensions/resmagic/"
+        package = json.loads(archive.read(lab + "package.json"))
+        config = json.loads(
+            archive.read(data + "etc/jupyter/jupyter_server_config.d/resmagic.json")
+        )
+    assert package["name"] == "resmagic"
+    entry = package["jupyterlab"]["_build"]["load"]  # only a built extension has this
+    assert lab + entry in names
+    assert lab + "schemas/resmagic/plugin.json" in names
+    assert config == {"ServerApp": {"jpserver_extensions": {"resmagic.serverext": True}}}
+    assert not any("node_modules" in name or name.endswith(".stamp") for name in names)
+
+
+def test_the_sdist_carries_the_lab_extensions_sources_and_build(dist: Path) -> None:
+    sdist = _one(dist, "resmagic-*.tar.gz")
+    with tarfile.open(sdist) as archive:
+        names = {name.split("/", 1)[1] for name in archive.getnames() if "/" in name}
+    sources = {"setup.py", "labextension/package.json", "labextension/package-lock.json"}
+    assert sources | {"labextension/src/index.ts", "labextension/dist/.stamp"} <= names
+    assert not any(name.startswith("labextension/node_modules/") for name in names)
+
+
 @pytest.fixture(scope="module")
 def venv(dist: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A fresh venv with only the wheel (and its dependencies) and ipykernel in it."""
@@ -123,3 +152,9 @@ def test_the_installed_wheel_runs_a_magic_cell_in_a_kernel(kernel: Any, venv: Pa
     shown = [m["content"]["data"].get("text/plain", "") for m in outputs if "data" in m["content"]]
     assert "42" in shown
     assert any(s.startswith("timed  packaged  wall ") for s in shown)
+
+
+def test_the_installed_wheel_puts_both_extensions_where_jupyter_looks(venv: Path) -> None:
+    prefix = venv.parent.parent
+    assert (prefix / "share/jupyter/labextensions/resmagic/package.json").is_file()
+    assert (prefix / "etc/jupyter/jupyter_server_config.d/resmagic.json").is_file()

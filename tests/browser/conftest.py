@@ -1,6 +1,7 @@
 """A Jupyter server (JupyterLab or Notebook 7) on a random port and Debian's Chromium.
 
-Both are gone after every test. Tests that take ``lab`` run once per frontend.
+Both are gone after every test. Tests that take ``lab`` run once per frontend;
+``@pytest.mark.lab_args(...)`` adds options to the server's command line.
 """
 
 from __future__ import annotations
@@ -121,6 +122,8 @@ def lab(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Lab]:
 
     frontend: str = request.param
     _, quiet = FRONTENDS[frontend]
+    marker = request.node.get_closest_marker("lab_args")
+    extra = [str(arg) for arg in marker.args] if marker is not None else []
 
     root = tmp_path / "root"
     root.mkdir()
@@ -162,6 +165,7 @@ def lab(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Lab]:
         f"--ServerApp.root_dir={root}",
         f"--IdentityProvider.token={token}",
         *quiet,
+        *extra,
         "--allow-root",
     ]
     with log.open("wb") as out:
