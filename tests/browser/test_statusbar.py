@@ -110,7 +110,8 @@ def test_the_item_follows_a_running_cell_and_the_kernel_stays_busy(
 
     run_cell(page, 2)
     page.locator(f"{ITEM}[data-running='true']").wait_for()
-    states, seen = [], []
+    states: list[str] = []
+    seen: list[str] = []
     deadline = time.monotonic() + 90  # a bound on waiting, not an assertion
     while len(set(seen)) < 4 and time.monotonic() < deadline:
         states.append(kernel_state(page, lab.frontend))
