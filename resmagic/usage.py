@@ -9,6 +9,7 @@ raises: a source that fails gives no numbers and a note that says why.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import resmagic
@@ -56,7 +57,11 @@ class CellPeaks:
         assert self._frames is not None
         gpu, cpu = self._frames
         self._frames, self.running = None, False
-        self._last = {**peaks.torch_peaks.pop(gpu), **peaks.host_peaks.pop(cpu)}
+        # A scope may still be open above this frame (its post_run_cell hook runs after
+        # ours): peek folds in its peak so far, which pop alone would leave to the scope.
+        self._last = {**peaks.torch_peaks.peek(gpu), **peaks.host_peaks.peek(cpu)}
+        peaks.torch_peaks.pop(gpu)
+        peaks.host_peaks.pop(cpu)
 
     def live(self) -> tuple[int | None, bool, peaks.Peaks]:
         """(cell number, still running, peak per device name) of the running or last cell."""
@@ -68,7 +73,9 @@ class CellPeaks:
             return self.number, True, values
 
 
-def _guarded(source: str, notes: list[str], read: Any) -> list[DeviceMemory]:
+def _guarded(
+    source: str, notes: list[str], read: Callable[[], Iterable[DeviceMemory]]
+) -> list[DeviceMemory]:
     try:
         return list(read())
     except Exception as exc:  # a driver failing mid-read: no numbers, and why

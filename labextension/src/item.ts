@@ -44,7 +44,12 @@ export async function requestUsage(
     session: kernel.clientId,
     content: {}
   } as any);
-  const future = kernel.sendControlMessage(msg as any, true, true);
+  let future: Kernel.IControlFuture;
+  try {
+    future = kernel.sendControlMessage(msg as any, true, true);
+  } catch {
+    return null; // a dead or disposed kernel: nothing to show
+  }
   const done = future.done.catch(() => null); // disposed after a timeout: no answer
   let timer = 0;
   const timeout = new Promise<null>(resolve => {

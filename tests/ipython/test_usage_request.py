@@ -102,6 +102,20 @@ def test_a_new_cell_starts_its_own_peak(kernel: Kernel) -> None:
     assert usage(kernel)["resmagic"]["devices"][0]["peak"] == 1 * GiB
 
 
+NESTED = """%%gpu_scope --no-panel -q
+from resmagic import gpu_scope
+with gpu_scope():
+    fake.cuda.malloc(0, 3 << 30); fake.cuda.free(0, 3 << 30)
+with gpu_scope():  # resets the device's counter after the spike
+    pass"""
+
+
+def test_a_cells_peak_counts_scopes_still_open_when_the_cell_ends(kernel: Kernel) -> None:
+    kernel.run(FAKE_GPU_IN_KERNEL)
+    assert kernel.run(NESTED).status == "ok"
+    assert usage(kernel)["resmagic"]["devices"][0]["peak"] == 4 * GiB
+
+
 def test_the_handler_never_initialises_cuda(kernel: Kernel) -> None:
     code = FAKE_GPU_IN_KERNEL.replace("fake.cuda.init()", "").replace(
         "fake.cuda.malloc(0, 1 << 30)", ""
