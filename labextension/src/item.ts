@@ -109,6 +109,7 @@ export class UsageItem extends Widget {
       return;
     }
     this._pending = true;
+    this.node.dataset.pending = 'true';
     try {
       const content = await requestUsage(kernel);
       if (kernel === (this._context?.session?.kernel ?? null)) {
@@ -116,6 +117,7 @@ export class UsageItem extends Widget {
       }
     } finally {
       this._pending = false;
+      this.node.dataset.pending = 'false';
     }
   }
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import socket
+import threading
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -72,6 +73,8 @@ class UsageHandler:
         self.original = original
         self.cells = CellPeaks()
         self.active = True
+        self.hooked = False
+        self._lock = threading.Lock()
         self._depth = 0
 
     async def __call__(self, stream: Any, ident: Any, parent: dict[str, Any]) -> None:
@@ -82,6 +85,8 @@ class UsageHandler:
             if result is not None:
                 await result
             return
+        if not self.hooked:
+            self._hook()
         content = usual_keys(self.kernel)
         try:
             content["resmagic"] = snapshot(self.cells)
@@ -107,14 +112,24 @@ class UsageHandler:
     # -- install / restore -----------------------------------------------------------------
 
     def register(self) -> None:
-        """Put the handler in ipykernel's table and the cell hooks on the shell."""
+        """Put the handler in ipykernel's table (the cell hooks follow at the first request)."""
         self.kernel.control_handlers[REQUEST] = self
-        self.shell.events.register("pre_run_cell", self.pre_run_cell)
-        self.shell.events.register("post_run_cell", self.post_run_cell)
+
+    def _hook(self) -> None:
+        # Cells cost nothing until something asks: a session nobody watches never pays the
+        # ~40 us a cell of opening and closing its peak frame. The cell running when the
+        # first request comes has no peak (it started unwatched). IPython copies the list
+        # of callbacks before calling them, so appending from the control thread is safe.
+        with self._lock:
+            if self.active and not self.hooked:
+                self.shell.events.register("pre_run_cell", self.pre_run_cell)
+                self.shell.events.register("post_run_cell", self.post_run_cell)
+                self.hooked = True
 
     def unregister(self) -> None:
         """Put ipykernel's handler back (or, if someone wrapped ours, pass through to it)."""
-        self.active = False
+        with self._lock:
+            self.active = False
         handlers = self.kernel.control_handlers
         if handlers.get(REQUEST) is self:
             handlers[REQUEST] = self.original

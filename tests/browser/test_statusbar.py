@@ -132,13 +132,32 @@ def test_the_item_follows_a_running_cell_and_the_kernel_stays_busy(
     shot(page, lab, "statusbar-done")
 
 
-def test_a_kernel_without_resmagic_shows_the_grey_state(lab: Lab, browser: Any) -> None:
+VISIBILITY = """state => {
+  Object.defineProperty(document, 'visibilityState', {configurable: true, get: () => state});
+  document.dispatchEvent(new Event('visibilitychange'));
+}"""
+
+
+def test_a_kernel_without_resmagic_is_grey_and_a_hidden_page_asks_nothing(
+    lab: Lab, browser: Any
+) -> None:
     page = open_notebook(lab, browser, write_notebook(lab.root, "plain.ipynb", ["1 + 1"]))
     grey = page.locator(f"{ITEM}[data-state='grey']")
     grey.wait_for()
     assert grey.inner_text() == "GPU: no resmagic"
     assert "%load_ext resmagic" in (grey.get_attribute("title") or "")
     shot(page, lab, "statusbar-no-resmagic")
+
+    # A hidden page (a background tab) asks nothing; shown again, it asks at once.
+    page.evaluate(VISIBILITY, "hidden")
+    page.locator(f"{ITEM}[data-pending='false']").wait_for()
+    asked = item(page)["replies"]
+    time.sleep(5)  # two and a half intervals in which a visible item would have asked
+    assert item(page)["replies"] == asked
+    page.evaluate(VISIBILITY, "visible")
+    page.wait_for_function(
+        f"n => document.querySelector('{ITEM}').dataset.replies !== '{asked}'", arg=None
+    )
 
 
 def test_the_refresh_interval_is_a_setting_with_a_2_s_default(lab: Lab) -> None:

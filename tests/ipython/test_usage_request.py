@@ -54,9 +54,20 @@ def wait_for(path: Path) -> None:
 
 @pytest.fixture
 def kernel() -> Iterator[Kernel]:
+    """A kernel with resmagic loaded and asked once (a frontend asks at once, too)."""
     with Kernel() as k:
         assert k.run("%load_ext resmagic").status == "ok"
+        usage(k)
         yield k
+
+
+def test_cells_pay_nothing_until_something_asks() -> None:
+    with Kernel() as k:
+        k.run("%load_ext resmagic")
+        count = "len(get_ipython().events.callbacks['pre_run_cell'])"
+        before = k.value(count)
+        assert "resmagic" in usage(k)
+        assert k.value(count) == before + 1
 
 
 def test_the_reply_carries_the_running_cells_gpu_and_peak_during_the_cell(
