@@ -26,15 +26,16 @@ Handler = Callable[[Any, Any, dict[str, Any]], Awaitable[None] | None]
 REQUEST = "usage_request"
 
 
-def _metric(kernel: Any, process: Any, name: str, attribute: str | None = None) -> float:
+def _metric(kernel: Any, process: Any, name: str, attribute: str | None = None) -> Any:
+    """One psutil figure of one process, as ipykernel reads it (0 for a process gone)."""
     reader = getattr(kernel, "get_process_metric_value", None)
     if reader is not None:
-        return float(reader(process, name, attribute))
+        return reader(process, name, attribute)
     try:  # an ipykernel without the helper: read it the same way
         value = getattr(process, name)()
-        return float(getattr(value, attribute) if attribute else value)
+        return getattr(value, attribute) if attribute else value
     except Exception:
-        return 0.0
+        return 0
 
 
 def usual_keys(kernel: Any) -> dict[str, Any]:

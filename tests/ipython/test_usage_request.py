@@ -84,6 +84,8 @@ def test_the_reply_carries_the_running_cells_gpu_and_peak_during_the_cell(
     after = usage(kernel)["resmagic"]
 
     assert during.keys() >= USUAL
+    assert isinstance(during["kernel_memory"], int)  # bytes, as ipykernel sends them
+    assert during["host_virtual_memory"]["total"] > 0
     assert during["pid"] == kernel.km.provisioner.process.pid  # type: ignore[union-attr]
     block = during["resmagic"]
     assert block["schema"] == 1
