@@ -26,18 +26,6 @@ Handler = Callable[[Any, Any, dict[str, Any]], Awaitable[None] | None]
 REQUEST = "usage_request"
 
 
-def _metric(kernel: Any, process: Any, name: str, attribute: str | None = None) -> Any:
-    """One psutil figure of one process, as ipykernel reads it (0 for a process gone)."""
-    reader = getattr(kernel, "get_process_metric_value", None)
-    if reader is not None:
-        return reader(process, name, attribute)
-    try:  # an ipykernel without the helper: read it the same way
-        value = getattr(process, name)()
-        return getattr(value, attribute) if attribute else value
-    except Exception:
-        return 0
-
-
 def usual_keys(kernel: Any) -> dict[str, Any]:
     """The keys ipykernel's own ``usage_request`` answers with (its 7.4 handler's logic)."""
     content: dict[str, Any] = {"hostname": socket.gethostname(), "pid": os.getpid()}
@@ -52,11 +40,10 @@ def usual_keys(kernel: Any) -> dict[str, Any]:
     kernel.processes = known = {
         p.pid: known.get(p.pid, p) for p in [me, *me.children(recursive=True)]
     }
-    content["kernel_cpu"] = sum(_metric(kernel, p, "cpu_percent") for p in known.values())
+    metric = kernel.get_process_metric_value  # 0 for a process gone since the listing
+    content["kernel_cpu"] = sum(metric(p, "cpu_percent", None) for p in known.values())
     kind = "pss" if hasattr(me.memory_full_info(), "pss") else "rss"
-    content["kernel_memory"] = sum(
-        _metric(kernel, p, "memory_full_info", kind) for p in known.values()
-    )
+    content["kernel_memory"] = sum(metric(p, "memory_full_info", kind) for p in known.values())
     host_cpu = psutil.cpu_percent()
     if host_cpu:  # the first call answers a meaningless 0.0
         content["host_cpu_percent"] = host_cpu
