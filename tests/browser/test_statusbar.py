@@ -169,7 +169,8 @@ def test_the_refresh_interval_is_a_setting_with_a_2_s_default(lab: Lab) -> None:
 
 
 # The trap the server extension closes, shown with the frontend's own kernel connection: a
-# usage_request sent mid-cell, then the kernel's state as the page sees it once answered.
+# usage_request sent to an idle kernel (activity, as the server records it) and mid-cell
+# (the kernel's state as the page sees it once answered).
 SEND = """async () => {
   const kernel = window.jupyterapp.shell.currentWidget.sessionContext.session.kernel;
   const msg = {channel: 'control', content: {}, metadata: {}, parent_header: {}, buffers: [],
@@ -181,6 +182,27 @@ SEND = """async () => {
 }"""
 
 EXPOSE = "--LabApp.expose_app_in_browser=True"  # window.jupyterapp
+
+
+def last_activity(lab: Lab, notebook: str) -> str:
+    """The server's ``last_activity`` of ``notebook``'s kernel (what idle culling reads)."""
+    with urllib.request.urlopen(f"{lab.url}/api/sessions?token={lab.token}") as r:
+        (kernel,) = [s["kernel"] for s in json.load(r) if s["path"] == notebook]
+    return str(kernel["last_activity"])
+
+
+def settled_activity(lab: Lab, notebook: str) -> str:
+    """``last_activity`` once the page's start-up traffic (widgets' comms) has ended."""
+    seen = last_activity(lab, notebook)
+    for _ in range(30):
+        time.sleep(1)
+        now = last_activity(lab, notebook)
+        if now == seen:
+            break
+        seen = now
+    return seen
+
+
 WITHOUT = "--ServerApp.jpserver_extensions=resmagic.serverext=False"
 
 
@@ -192,7 +214,7 @@ WITHOUT = "--ServerApp.jpserver_extensions=resmagic.serverext=False"
         pytest.param("disabled", marks=pytest.mark.lab_args(EXPOSE, WITHOUT)),
     ],
 )
-def test_a_usage_request_mid_cell_flips_the_indicator_only_without_the_server_extension(
+def test_polls_flip_the_indicator_and_count_as_activity_only_without_the_server_extension(
     lab: Lab, extension: str, browser: Any, tmp_path: Path
 ) -> None:
     release = tmp_path / "release"
@@ -200,6 +222,20 @@ def test_a_usage_request_mid_cell_flips_the_indicator_only_without_the_server_ex
         f"import pathlib, time\nwhile not pathlib.Path({str(release)!r}).exists(): time.sleep(0.05)"
     )
     page = open_notebook(lab, browser, write_notebook(lab.root, "trap.ipynb", [wait]))
+    # An idle kernel: a poll must not count as activity either (idle culling goes by it).
+    if extension == "enabled":
+        before = settled_activity(lab, "trap.ipynb")
+        assert page.evaluate(SEND) == ["usage_reply", "idle"]
+        time.sleep(1)  # the server's activity watcher has seen the status by then
+        assert last_activity(lab, "trap.ipynb") == before
+    else:
+        before = last_activity(lab, "trap.ipynb")
+        assert page.evaluate(SEND) == ["usage_reply", "idle"]
+        deadline = time.monotonic() + 30
+        while last_activity(lab, "trap.ipynb") == before and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert last_activity(lab, "trap.ipynb") != before
+
     run_cell(page, 0)
     page.get_by_text(re.compile(r"^Python 3.* \| Busy$")).wait_for()
     try:
