@@ -221,7 +221,11 @@ def test_polls_flip_the_indicator_and_count_as_activity_only_without_the_server_
     wait = (
         f"import pathlib, time\nwhile not pathlib.Path({str(release)!r}).exists(): time.sleep(0.05)"
     )
-    page = open_notebook(lab, browser, write_notebook(lab.root, "trap.ipynb", [wait]))
+    cells = ["%load_ext resmagic", wait]
+    page = open_notebook(lab, browser, write_notebook(lab.root, "trap.ipynb", cells))
+    run_cell(page, 0)
+    wait_for_prompt(page, 0, 1)
+    page.locator(f"{ITEM}[data-state='ok']").wait_for()
     # An idle kernel: a poll must not count as activity either (idle culling goes by it).
     if extension == "enabled":
         before = settled_activity(lab, "trap.ipynb")
@@ -236,8 +240,11 @@ def test_polls_flip_the_indicator_and_count_as_activity_only_without_the_server_
             time.sleep(0.1)
         assert last_activity(lab, "trap.ipynb") != before
 
-    run_cell(page, 0)
+    run_cell(page, 1)
     page.get_by_text(re.compile(r"^Python 3.* \| Busy$")).wait_for()
+    # The item asks mid-cell only with the extension; without, it shows its last figures.
+    live = "[data-running='true']" if extension == "enabled" else "[data-stale='true']"
+    page.locator(ITEM + live).wait_for()
     try:
         reply_type, state = page.evaluate(SEND)
     finally:
