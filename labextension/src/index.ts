@@ -15,12 +15,14 @@ import { IStatusBar } from '@jupyterlab/statusbar';
 import { DisposableDelegate, IDisposable } from '@lumino/disposable';
 import { Signal } from '@lumino/signaling';
 
-import { UsageItem } from './item';
+import { UsageItem, pollsAreUntracked } from './item';
 
 const PLUGIN = 'resmagic:plugin';
 
 /** Every item on the page, so a changed setting reaches each. */
 class Items {
+  constructor(readonly untracked: boolean) {}
+
   add(item: UsageItem): void {
     item.interval = this.seconds;
     this._items.add(item);
@@ -37,7 +39,7 @@ class Items {
 }
 
 function inStatusBar(statusBar: IStatusBar, tracker: INotebookTracker, items: Items): void {
-  const item = new UsageItem();
+  const item = new UsageItem(items.untracked);
   items.add(item);
   const changed = new Signal<unknown, void>(tracker);
   const follow = (): void => {
@@ -59,7 +61,7 @@ class InToolbar implements DocumentRegistry.IWidgetExtension<NotebookPanel, INot
   constructor(private _items: Items) {}
 
   createNew(panel: NotebookPanel): IDisposable {
-    const item = new UsageItem();
+    const item = new UsageItem(this._items.untracked);
     this._items.add(item);
     item.context = panel.sessionContext;
     if (!panel.toolbar.insertBefore('kernelName', 'resmagic-gpu', item)) {
@@ -81,7 +83,7 @@ const plugin: JupyterFrontEndPlugin<void> = {
     statusBar: IStatusBar | null,
     settings: ISettingRegistry | null
   ) => {
-    const items = new Items();
+    const items = new Items(pollsAreUntracked(app.name, app.version));
     if (statusBar) {
       inStatusBar(statusBar, tracker, items);
     } else {

@@ -7,6 +7,7 @@ import { PageConfig } from '@jupyterlab/coreutils';
 import { Kernel, KernelMessage } from '@jupyterlab/services';
 import { Widget } from '@lumino/widgets';
 
+import { frontendSkipsUntracked, listUntracksUsage } from './compat';
 import { HIDDEN, IBlock, IView, view } from './format';
 
 /** How long a kernel may take to answer before the item counts it as not answering. */
@@ -14,22 +15,18 @@ const REPLY_TIMEOUT_MS = 5000;
 
 export const STALE =
   'The kernel is busy: these are its figures from the last idle moment. A request now ' +
-  'would show the kernel "Idle" mid-cell, because this server counts usage requests as ' +
-  'activity. Enable resmagic\'s server extension to see them live: ' +
-  'jupyter server extension enable resmagic.serverext';
+  'would show the kernel "Idle" mid-cell and count as activity. Live figures need ' +
+  'resmagic\'s server extension ' +
+  '(jupyter server extension enable resmagic.serverext) and JupyterLab 4.5 or Notebook 7.5.';
 
 /**
- * True when the server keeps `usage_request` off its tracked messages (resmagic's server
- * extension): then a poll during a cell neither flips the kernel indicator nor counts as
- * activity, and the item may poll a busy kernel.
+ * True when a poll during a cell neither flips the kernel indicator nor counts as activity:
+ * the server keeps `usage_request` off its tracked messages (resmagic's server extension)
+ * and this frontend skips the statuses of untracked messages (JupyterLab 4.5, Notebook 7.5).
  */
-export function pollsAreUntracked(): boolean {
-  try {
-    const types = JSON.parse(PageConfig.getOption('untracked_message_types') || '[]');
-    return Array.isArray(types) && types.includes('usage_request');
-  } catch {
-    return false;
-  }
+export function pollsAreUntracked(name: string, version: string): boolean {
+  const list = PageConfig.getOption('untracked_message_types');
+  return listUntracksUsage(list) && frontendSkipsUntracked(name, version);
 }
 
 /** One `usage_request`: the reply's content, or null when the kernel did not answer. */
@@ -66,10 +63,11 @@ export async function requestUsage(
 
 /** The status bar (or toolbar) item for one notebook's kernel. */
 export class UsageItem extends Widget {
-  constructor() {
+  /** `untracked`: polls may go to a busy kernel (see `pollsAreUntracked`). */
+  constructor(untracked: boolean) {
     super();
     this.addClass('rm-usage');
-    this._untracked = pollsAreUntracked();
+    this._untracked = untracked;
     document.addEventListener('visibilitychange', this._onVisibility);
     this._schedule();
     this._render();
