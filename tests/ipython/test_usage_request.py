@@ -6,7 +6,6 @@ a file the test writes, so "during the cell" is a fact, not a timing.
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from resmagic.probes import cgroup
+from tests.cgroups import child_cgroup, move
 from tests.fakes import FAKE_GPU_IN_KERNEL, GiB
 from tests.kernel import Kernel
 
@@ -156,20 +155,11 @@ def test_unload_puts_ipykernels_handler_back(kernel: Kernel) -> None:
 
 @pytest.fixture
 def limited_kernel() -> Iterator[tuple[Kernel, Path]]:
-    group = cgroup.own()
-    if group is None or group.version != 1 or not os.access(group.path, os.W_OK):
-        pytest.skip("needs a writable cgroup v1 memory hierarchy (root on this machine)")
-    path = Path(group.path) / f"resmagic-usage-{os.getpid()}"
-    path.mkdir()
-    try:
-        (path / "memory.limit_in_bytes").write_text(str(2 * GiB))
-        with Kernel() as k:
-            pid = k.value("__import__('os').getpid()")
-            (path / "cgroup.procs").write_text(str(pid))
-            k.run("%load_ext resmagic")
-            yield k, path
-    finally:
-        path.rmdir()
+    """A kernel moved into a child cgroup with a 2 GiB limit before resmagic loads."""
+    with child_cgroup(2 * GiB) as path, Kernel() as k:
+        move(path, k.value("__import__('os').getpid()"))
+        k.run("%load_ext resmagic")
+        yield k, path
 
 
 def test_the_container_row_is_the_kernels_cgroup(limited_kernel: tuple[Kernel, Path]) -> None:
