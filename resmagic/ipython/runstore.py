@@ -9,6 +9,7 @@ its reports when it ends; its text lines say how the same cell did last time.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import sys
 from dataclasses import dataclass
@@ -22,6 +23,7 @@ from resmagic.report import Report
 from resmagic.scopes.gpu import gpu_scope
 from resmagic.store.paths import default_path
 from resmagic.store.query import LastRun
+from resmagic.store.recent import Recent
 from resmagic.store.recorder import host_reading, recorder
 from resmagic.store.rows import CellRun, code_sha
 from resmagic.store.writer import Pending
@@ -35,6 +37,14 @@ class _Open:
     frame: Frame
     run: CellRun
     previous: Pending[dict[str, LastRun]] | None
+    cached: dict[str, LastRun] | None = None
+
+    def last(self) -> dict[str, LastRun]:
+        """What the cell did last time, as far as known now: never waits for the writer."""
+        if self.cached is not None:
+            return self.cached
+        pending = self.previous
+        return (pending.result(0) if pending is not None and pending.done else None) or {}
 
 
 class StoreHook:
@@ -49,6 +59,7 @@ class StoreHook:
         self.shell = shell
         self.configured = configured
         self.open: list[_Open] = []
+        self.recent = Recent()
         self._saved: tuple[Any, ...] = ()
 
     @property
@@ -83,6 +94,11 @@ class StoreHook:
         recorder.context = self.current
         if settings.store:
             self._say_deaths()
+            # Waited for here, once: the first cells after a restart then know last time
+            # without waiting themselves (a few ms for a notebook's 5,000 newest reports).
+            warm = recorder.lookup(functools.partial(self.recent.warm, notebook=recorder.notebook))
+            if warm is not None:
+                recorder.wait(warm, timeout=2.0)
 
     def _say_deaths(self) -> None:
         oom_kills = cgroup.oom_kills()
@@ -132,14 +148,18 @@ class StoreHook:
         recorder.started(run, read)
         shown = any(layer.render is not None for layer in frame.layers)  # -q: nobody asks
         scopes = [layer.magic for layer in frame.layers]
-        previous = recorder.previous(run, scopes) if shown else None
-        self.open.append(_Open(frame, run, previous))
+        cached = self.recent.get(run.cell_id, run.code_sha)
+        previous = recorder.previous(run, scopes) if shown and cached is None else None
+        self.open.append(_Open(frame, run, previous, cached))
 
     def closed(self, frame: Frame) -> None:
         """The cell's scopes have closed and reported: its running row goes."""
         for i in range(len(self.open) - 1, -1, -1):
             if self.open[i].frame is frame:
-                recorder.ended(self.open.pop(i).run)
+                run = self.open.pop(i).run
+                recorder.ended(run)
+                reports = [r for layer in frame.layers if (r := layer.scope.report) is not None]
+                self.recent.remember(run.cell_id, run.code_sha, reports)
                 break
         problem = recorder.problem
         if problem is not None:
@@ -162,20 +182,10 @@ class StoreHook:
 
     # -- "last time" -----------------------------------------------------------------------
 
-    def last_run(self, scope: str, timeout: float = 0.0) -> LastRun | None:
-        """The running cell's last run of ``scope`` (for a live view's ETA), if known yet.
-
-        ``timeout`` 0 never waits: None until the writer thread has looked it up.
-        """
+    def last_run(self, scope: str) -> LastRun | None:
+        """The running cell's last run of ``scope`` (for a live view's ETA), if known yet."""
         entry = self.open[-1] if self.open else None
-        if entry is None or entry.previous is None:
-            return None
-        found = (
-            entry.previous.result(timeout)
-            if timeout <= 0
-            else recorder.wait(entry.previous, timeout)
-        )
-        return (found or {}).get(scope)
+        return entry.last().get(scope) if entry is not None else None
 
     def last_time(self, report: Report, *, peak_from: str | None = None) -> str:
         """`` · last time 12.3 s, peak 5.1 GiB`` for a report of a cell that ran before, else "".
@@ -183,9 +193,9 @@ class StoreHook:
         ``peak_from``: the peak of that scope's last run instead (watch mode's one line).
         """
         entry = self.open[-1] if self.open else None
-        if entry is None or entry.previous is None:
+        if entry is None:
             return ""
-        found = recorder.wait(entry.previous) or {}
+        found = entry.last()
         last = found.get(report.scope)
         if last is None:
             return ""

@@ -105,6 +105,10 @@ class Recorder:
         """This process's session, once the store is open."""
         return self._session
 
+    def lookup(self, job: Callable[[sqlite3.Connection], T]) -> Pending[T] | None:
+        """Run ``job`` on the writer thread with its connection; its result, when done."""
+        return self._submit(job)
+
     def _submit(self, job: Callable[[sqlite3.Connection], T]) -> Pending[T] | None:
         writer = self.writer()
         return writer.submit(job, result=True) if writer is not None else None

@@ -100,7 +100,7 @@ def test_a_running_cell_can_ask_for_its_last_run(ip: Any, store: Path) -> None:
     ask = (
         "%%timed asking\n"
         "hook = get_ipython().magics_manager.registry['ResMagics'].store\n"
-        "asked = hook.last_run('timed', timeout=5)"
+        "asked = hook.last_run('timed')"
     )
     ip.run_cell(ask, store_history=True)
     assert ip.user_ns["asked"] is None

@@ -21,6 +21,7 @@ from IPython.core.interactiveshell import ExecutionInfo
 
 import resmagic
 from resmagic.ipython import extension
+from resmagic.store.recorder import recorder
 from tests.ipython.test_cell import _interrupt_after
 from tests.kernel import Kernel
 from tests.threads import settled_thread_count
@@ -48,6 +49,7 @@ def test_two_hundred_cells_one_report_each_with_the_right_status(
     ip = watching
     expected: dict[int, str] = {}
     ip.run_cell("warm_up = 1", store_history=True)  # first use opens the probes' /proc files
+    recorder.flush()  # and the run store's connection, on its writer thread
     fds = len(os.listdir("/proc/self/fd"))
     threads = settled_thread_count()
     handlers = len(logging.getLogger("experiment").handlers)
