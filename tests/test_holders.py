@@ -171,3 +171,15 @@ def test_an_oom_names_what_held_the_memory_before_the_reclaim(
     assert host.after_bytes - host.before_bytes < 64 << 20  # and the reclaim did free it
     frame = resmagic.history_frame()
     assert frame["holders"].iloc[-1].startswith("grow() local 'activations' of this error 256 MiB")
+
+
+@pytest.mark.gpu
+def test_a_real_cuda_tensor_is_named_against_the_allocator() -> None:
+    torch = pytest.importorskip("torch")
+    weights = torch.ones(1 << 20, device="cuda:0")  # 4 MiB
+    holders = who({"weights": weights}, device="cuda:0")
+    row = holders.rows[0]
+    assert (row.name, row.device) == ("weights", "cuda:0")
+    assert row.nbytes == weights.untyped_storage().nbytes()
+    assert holders.in_use["cuda:0"] == torch.cuda.memory_allocated(0)
+    assert holders.unreachable("cuda:0") == torch.cuda.memory_allocated(0) - row.nbytes

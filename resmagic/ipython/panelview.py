@@ -148,7 +148,9 @@ def render(view: PanelView, extra: str = "") -> str:
         f"<th title='{_e(_TITLES.get(c, ''))}' style='{_CELL};font-weight:normal;{_MUTED}'>{c}</th>"
         for c in cells
     )
-    rows = "".join(_row(row, running) for row in view.rows)
+    # A workers row only once the cell has child processes (the report drops it too).
+    shown = [row for row in view.rows if row.name != "workers" or row.peak > 0]
+    rows = "".join(_row(row, running) for row in shown)
     happened, reasons = host_notes(list(view.notes))
     notes = "".join(f"<div class='rm-note' style='{_MUTED}'>{_e(n)}</div>" for n in happened)
     # Like the text line: the reasons are for a panel with no GPU row at all, not for a
@@ -270,7 +272,8 @@ def _sparkline(series: Sequence[int], width: int = 96, height: int = 16) -> str:
         f"{i * step:.1f},{height - 1 - (v - low) / span * (height - 2):.1f}"
         for i, v in enumerate(series)
     )
-    scale = format_bytes(low) if low == high else f"{format_bytes(low)} to {format_bytes(high)}"
+    low_text, high_text = format_bytes(low), format_bytes(high)
+    scale = low_text if low_text == high_text else f"{low_text} to {high_text}"
     return (
         f"<svg width='{width}' height='{height}' style='vertical-align:middle'>"
         f"<polyline points='{points}' fill='none' stroke='{_PEAK}' stroke-width='1.5'/></svg>"

@@ -65,7 +65,7 @@ def run_cell(page: Any, index: int) -> None:
 
 def test_panel_is_live_in_the_browser_and_ends_with_the_report(lab: Lab, browser: Any) -> None:
     SHOTS.mkdir(parents=True, exist_ok=True)
-    page = browser.new_page(viewport={"width": 1100, "height": 800})
+    page = browser.new_page(viewport={"width": 1400, "height": 800})
     page.set_default_timeout(60_000)
     page.goto(lab.open_url(write_notebook(lab.root)))
     page.locator(".jp-Notebook .jp-Cell .cm-content").first.wait_for()
