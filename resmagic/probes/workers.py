@@ -37,8 +37,10 @@ _due = 0.0  # when the next re-read may start
 
 
 def _after_fork() -> None:
-    global _lock
+    global _lock, _listed
     _lock = threading.Lock()  # the parent's sampler may have held it
+    _tasks.clear()  # the parent's threads: this process lists its own
+    _listed = (0.0, 0)
     _shared.clear()
     for fd in _own.values():  # the parent's threads' files
         os.close(fd)
@@ -50,17 +52,35 @@ if hasattr(os, "register_at_fork"):
 
 
 _own: dict[str, int] = {}  # this process's threads -> their kept children file
+_tasks: list[str] = []  # the thread ids last listed
+_listed = (0.0, 0)  # when they were listed, and how many Python threads there were then
+_RELIST_S = 1.0  # the thread list is read again at most this often, or when threads change
+
+
+def _threads() -> list[str]:
+    """This process's thread ids: listed again only after a second or a Python thread change.
+
+    Listing ``/proc/self/task`` costs about 40 µs, twice per block; a thread native code
+    started in the last second is found at the next listing (the sampler's next second).
+    """
+    global _tasks, _listed
+    now, count = time.monotonic(), threading.active_count()
+    if now - _listed[0] < _RELIST_S and count == _listed[1] and _tasks:
+        return _tasks
+    try:
+        _tasks = os.listdir("/proc/self/task")
+    except OSError:
+        _tasks = []
+    _listed = (now, count)
+    return _tasks
 
 
 def _own_children() -> list[int]:
     # Sampled ten times a second: the threads' files stay open (a pread is ~1 µs, an open
     # ~10 µs); a thread that ended is dropped.
-    try:
-        tasks = os.listdir("/proc/self/task")
-    except OSError:
-        return []
     found: list[int] = []
     with _lock:
+        tasks = _threads()
         for gone in set(_own) - set(tasks):
             os.close(_own.pop(gone))
         for task in tasks:
