@@ -4,15 +4,14 @@ the cell runs. Screenshots go to build/screenshots (Notebook 7's prefixed ``note
 from __future__ import annotations
 
 import json
-import re
 import time
 from pathlib import Path
 from typing import Any
 
-import nbformat
 import pytest
 
 from tests.browser.conftest import Lab
+from tests.browser.pages import open_notebook, run_cell, write_notebook
 from tests.fakes import FAKE_GPU_IN_KERNEL
 
 pytestmark = pytest.mark.browser
@@ -45,42 +44,10 @@ RUNNING = ".rm-panel[data-state='running'] .rm-row[data-device='host']"
 DONE = ".rm-panel[data-state='ok'] .rm-row[data-device='host']"
 
 
-def write_notebook(root: Path) -> str:
-    book = nbformat.v4.new_notebook()
-    book.cells = [nbformat.v4.new_code_cell(source) for source in CELLS]
-    book.metadata["kernelspec"] = {
-        "name": "python3",
-        "display_name": "Python 3",
-        "language": "python",
-    }
-    nbformat.write(book, root / NOTEBOOK)
-    return NOTEBOOK
-
-
-def run_cell(page: Any, index: int) -> None:
-    """Put the cursor in cell ``index`` and run it (Shift+Enter), without waiting."""
-    page.locator(".jp-Notebook .jp-Cell").nth(index).locator(".cm-content").click()
-    page.keyboard.press("Shift+Enter")
-
-
 def test_panel_is_live_in_the_browser_and_ends_with_the_report(lab: Lab, browser: Any) -> None:
     SHOTS.mkdir(parents=True, exist_ok=True)
-    page = browser.new_page(viewport={"width": 1400, "height": 800})
-    page.set_default_timeout(60_000)
-    page.goto(lab.open_url(write_notebook(lab.root)))
-    page.locator(".jp-Notebook .jp-Cell .cm-content").first.wait_for()
-    # A cell run before the page is connected to its kernel is dropped, not queued: wait
-    # until the server has the kernel idle, then until the page says it is connected.
-    lab.wait_for_idle_kernel(NOTEBOOK)
-    if lab.frontend == "jupyterlab":
-        # "Python 3 (ipykernel) | Idle", or "Python 3 | Idle": the name depends on which
-        # kernelspec the server found first, which differs between root and other users.
-        page.get_by_text(re.compile(r"^Python 3.* \| Idle$")).wait_for()
-        no_news = page.get_by_role("button", name="No", exact=True)
-        if no_news.count():  # the news toast would cover outputs
-            no_news.click()
-    else:
-        page.locator(".jp-Notebook-ExecutionIndicator[data-status='idle']").wait_for()
+    name = write_notebook(lab.root, NOTEBOOK, CELLS)
+    page = open_notebook(lab, browser, name, viewport=(1400, 800))
 
     prefix = "" if lab.frontend == "jupyterlab" else f"{lab.frontend}7-"
     try:

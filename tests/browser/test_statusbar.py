@@ -14,10 +14,10 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-import nbformat
 import pytest
 
 from tests.browser.conftest import Lab
+from tests.browser.pages import open_notebook, run_cell, write_notebook
 from tests.fakes import FAKE_GPU_IN_KERNEL
 
 pytestmark = pytest.mark.browser
@@ -36,34 +36,7 @@ while not pathlib.Path({release!r}).exists() and time.monotonic() < deadline:
     time.sleep(0.05)"""
 
 
-def write_notebook(root: Path, name: str, cells: list[str]) -> str:
-    book = nbformat.v4.new_notebook()
-    book.cells = [nbformat.v4.new_code_cell(source) for source in cells]
-    book.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3"}
-    nbformat.write(book, root / name)
-    return name
-
-
-def open_notebook(lab: Lab, browser: Any, name: str) -> Any:
-    """A page with ``name`` open and its kernel connected and idle."""
-    page = browser.new_page(viewport={"width": 1200, "height": 560})
-    page.set_default_timeout(60_000)
-    page.goto(lab.open_url(name))
-    page.locator(".jp-Notebook .jp-Cell .cm-content").first.wait_for()
-    lab.wait_for_idle_kernel(name)
-    if lab.frontend == "jupyterlab":
-        page.get_by_text(re.compile(r"^Python 3.* \| Idle$")).wait_for()
-        no_news = page.get_by_role("button", name="No", exact=True)
-        if no_news.count():
-            no_news.click()
-    else:
-        page.locator(".jp-Notebook-ExecutionIndicator[data-status='idle']").wait_for()
-    return page
-
-
-def run_cell(page: Any, index: int) -> None:
-    page.locator(".jp-Notebook .jp-Cell").nth(index).locator(".cm-content").click()
-    page.keyboard.press("Shift+Enter")
+VIEWPORT = (1200, 560)
 
 
 def wait_for_prompt(page: Any, index: int, number: int) -> None:
@@ -100,7 +73,7 @@ def test_the_item_follows_a_running_cell_and_the_kernel_stays_busy(
 ) -> None:
     release = tmp_path / "release"
     cells = [FAKE_GPU_IN_KERNEL, "%load_ext resmagic", BUSY.format(release=str(release))]
-    page = open_notebook(lab, browser, write_notebook(lab.root, "gpu.ipynb", cells))
+    page = open_notebook(lab, browser, write_notebook(lab.root, "gpu.ipynb", cells), VIEWPORT)
     run_cell(page, 0)
     wait_for_prompt(page, 0, 1)
     run_cell(page, 1)
@@ -140,7 +113,7 @@ VISIBILITY = """state => {
 def test_a_kernel_without_resmagic_is_grey_and_a_hidden_page_asks_nothing(
     lab: Lab, browser: Any
 ) -> None:
-    page = open_notebook(lab, browser, write_notebook(lab.root, "plain.ipynb", ["1 + 1"]))
+    page = open_notebook(lab, browser, write_notebook(lab.root, "plain.ipynb", ["1 + 1"]), VIEWPORT)
     grey = page.locator(f"{ITEM}[data-state='grey']")
     grey.wait_for()
     assert grey.inner_text() == "GPU: no resmagic"
@@ -222,7 +195,7 @@ def test_polls_flip_the_indicator_and_count_as_activity_only_without_the_server_
         f"import pathlib, time\nwhile not pathlib.Path({str(release)!r}).exists(): time.sleep(0.05)"
     )
     cells = ["%load_ext resmagic", wait]
-    page = open_notebook(lab, browser, write_notebook(lab.root, "trap.ipynb", cells))
+    page = open_notebook(lab, browser, write_notebook(lab.root, "trap.ipynb", cells), VIEWPORT)
     run_cell(page, 0)
     wait_for_prompt(page, 0, 1)
     page.locator(f"{ITEM}[data-state='ok']").wait_for()

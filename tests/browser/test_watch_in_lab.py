@@ -18,7 +18,7 @@ import nbformat
 import pytest
 
 from tests.browser.conftest import Lab
-from tests.browser.test_panel_in_lab import run_cell
+from tests.browser.pages import open_notebook, run_cell, write_notebook
 
 pytestmark = pytest.mark.browser
 
@@ -42,30 +42,6 @@ del held""",
 LINE = re.compile(r"^\S+ (ms|µs|s), cpu \S+ \S+ · host \S+ → \S+ \S+ \(peak \S+, [+-]\S+\)")
 
 
-def write_notebook(root: Path) -> None:
-    book = nbformat.v4.new_notebook()
-    book.cells = [nbformat.v4.new_code_cell(source) for source in CELLS]
-    book.metadata["kernelspec"] = {
-        "name": "python3",
-        "display_name": "Python 3",
-        "language": "python",
-    }
-    nbformat.write(book, root / NOTEBOOK)
-
-
-def open_notebook(lab: Lab, browser: Any) -> Any:
-    page = browser.new_page(viewport={"width": 1400, "height": 800}, device_scale_factor=2)
-    page.set_default_timeout(60_000)
-    page.goto(lab.open_url(NOTEBOOK))
-    page.locator(".jp-Notebook .jp-Cell .cm-content").first.wait_for()
-    lab.wait_for_idle_kernel(NOTEBOOK)
-    page.get_by_text(re.compile(r"^Python 3.* \| Idle$")).wait_for()
-    no_news = page.get_by_role("button", name="No", exact=True)
-    if no_news.count():  # the news toast would cover outputs
-        no_news.click()
-    return page
-
-
 def cell(page: Any, index: int) -> Any:
     return page.locator(".jp-Notebook .jp-Cell").nth(index)
 
@@ -84,8 +60,8 @@ def output_index(page: Any, index: int, selector: str) -> int:
 @pytest.mark.parametrize("lab", ["jupyterlab"], indirect=True)
 def test_watch_line_and_panel(lab: Lab, browser: Any, theme: str) -> None:
     SHOTS.mkdir(parents=True, exist_ok=True)
-    write_notebook(lab.root)
-    page = open_notebook(lab, browser)
+    name = write_notebook(lab.root, NOTEBOOK, CELLS)
+    page = open_notebook(lab, browser, name, viewport=(1400, 800), scale=2)
     try:
         _check(page, lab, theme)
     finally:
