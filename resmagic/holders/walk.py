@@ -83,6 +83,11 @@ def who(
         walk.todo.append((value, name, "output cache" if name in ("_", "__", "___") else ""))
     _add_error_frames(walk, error)
     _bfs(walk)
+    return _result(walk, top, device)
+
+
+def _result(walk: _Walk, top: int | None, device: str | None) -> Holders:
+    """The walk's rows largest first (``top`` of them), with the totals of all of them."""
     rows = [
         Holder(name, kind, dev, nbytes, tuple(shared))
         for name, kind, dev, nbytes, shared in walk.found.values()

@@ -64,6 +64,19 @@ def parser() -> MagicArgumentParser:
     sub.add_parser("clear", help="forget the reports so far")
     config = sub.add_parser("config", help="show settings, or set KEY=VALUE ...")
     config.add_argument("pairs", nargs="*", metavar="KEY=VALUE")
+    _add_watch(sub)
+    _add_guard(sub)
+    who = sub.add_parser("who", help="which variables hold the memory, largest first")
+    who.add_argument("count", nargs="?", type=_positive, default=10, help="how many rows")
+    who.add_argument("--device", help="only this device: host, cuda:0, ...")
+    sub.add_parser("panel", help="a live table of this session's reports")
+    totals = sub.add_parser("timings", help="per-label totals of every timed run")
+    totals.add_argument("--clear", action="store_true", help="then forget them")
+    sub.add_parser("help", help="this text")
+    return top
+
+
+def _add_watch(sub: Any) -> None:
     watch = sub.add_parser(
         "watch",
         help="measure every cell; no argument: say whether it does",
@@ -76,6 +89,9 @@ def parser() -> MagicArgumentParser:
     watch.add_argument("--scopes", type=_scopes, default=SCOPES, help="e.g. gpu_scope,timed")
     watch.add_argument("--log", help="a JSON-lines file: one record per watched cell")
     watch.add_argument("--no-panel", dest="panel", action="store_false", help="text, no widget")
+
+
+def _add_guard(sub: Any) -> None:
     guard = sub.add_parser(
         "guard",
         help="stop a cell with MemoryLimitError before the container's OOM killer kills the"
@@ -93,30 +109,6 @@ def parser() -> MagicArgumentParser:
         help="the share of the container limit at which to stop, e.g. 85%% (default"
         f" {DEFAULT_AT * 100:.0f}%%)",
     )
-    who = sub.add_parser("who", help="which variables hold the memory, largest first")
-    who.add_argument("count", nargs="?", type=_positive, default=10, help="how many rows")
-    who.add_argument("--device", help="only this device: host, cuda:0, ...")
-    sub.add_parser("panel", help="a live table of this session's reports")
-    totals = sub.add_parser("timings", help="per-label totals of every timed run")
-    totals.add_argument("--clear", action="store_true", help="then forget them")
-    sub.add_parser("help", help="this text")
-    return top
-
-
-_PARSER = parser()
-NAMES = (
-    "status",
-    "history",
-    "runs",
-    "clear",
-    "config",
-    "watch",
-    "guard",
-    "who",
-    "panel",
-    "timings",
-    "help",
-)
 
 
 def _commands(top: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
@@ -130,7 +122,10 @@ def _commands(top: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser
     return {}
 
 
+_PARSER = parser()
 _COMMANDS = _commands(_PARSER)
+NAMES = tuple(_COMMANDS)
+"""Every ``%resmagic`` command, in the order ``%resmagic help`` lists them."""
 
 
 def run(magics: Any, args: list[str]) -> Any:

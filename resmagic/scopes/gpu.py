@@ -12,7 +12,6 @@ from typing import Any, Literal, get_args
 from resmagic.bus import current_cell
 from resmagic.errors import OptionError
 from resmagic.guard import Guard, parse_fraction
-from resmagic.holders import held_device
 from resmagic.probes import cgroup, sources, torch_cuda
 from resmagic.probes.devices import HOST, check_exists, parse_device
 from resmagic.probes.peaks import PeakCounter
@@ -23,8 +22,9 @@ from resmagic.sampler import Listener, Watch, sampler
 from resmagic.scopes.base import Scope
 from resmagic.scopes.outcome import (
     exact_workers,
+    holders_at_error,
+    holders_named,
     is_out_of_memory,
-    name_holders,
     oom_killed,
     shown,
     unguarded,
@@ -211,11 +211,7 @@ class gpu_scope(Scope["gpu_scope", GpuReport]):
         duration = time.perf_counter() - run.t0
         if run.guard is not None:
             run.guard.stop()  # first: it must not fire into the scope's own closing
-        holders = (
-            name_holders(self.held_by, None, exc)
-            if exc is not None and is_out_of_memory(exc)
-            else None
-        )
+        at_error = holders_at_error(self.held_by, exc)  # before the reclaim frees them
         reclaimed = exc is not None and self._should_reclaim(exc)
         if reclaimed and exc is not None:
             clear_frames(exc)
@@ -239,10 +235,7 @@ class gpu_scope(Scope["gpu_scope", GpuReport]):
             # add its own after value, which each row's peak already includes.
             run.watch.sample(notify=False, readings=after)
         rows = tuple(row for r in after if shown(row := self._row(r, run, exact)))
-        when: Literal["", "after", "error"] = "error" if holders is not None else ""
-        left = held_device(rows) if holders is None and self.held_by is not None else None
-        if left is not None:
-            holders, when = name_holders(self.held_by, left, None), "after"
+        holders, when = holders_named(self.held_by, rows, at_error)
         return GpuReport(
             **self.common(run.started_at, duration, exc),
             devices=rows,
@@ -251,8 +244,8 @@ class gpu_scope(Scope["gpu_scope", GpuReport]):
             + oom_killed(run.oom_kills)
             + unguarded(run.guard),
             reclaimed=reclaimed,
-            holders=holders or (),
-            holders_when=when if holders is not None else "",
+            holders=holders,
+            holders_when=when,
         )
 
     def _pop_peaks(self, run: _Run) -> dict[str, dict[str, int]]:

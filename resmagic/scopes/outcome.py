@@ -2,23 +2,50 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal
 
 from resmagic.guard import Guard
-from resmagic.holders import Holder, who
+from resmagic.holders import Holder, held_device, who
 from resmagic.probes import cgroup, torch_cuda, workers
 from resmagic.probes.reading import DeviceMemory
 from resmagic.report import DeviceReport
 
 __all__ = [
     "exact_workers",
+    "holders_at_error",
+    "holders_named",
     "is_out_of_memory",
     "name_holders",
     "oom_killed",
     "shown",
     "unguarded",
 ]
+
+
+def holders_at_error(
+    held_by: Mapping[str, Any] | None, exc: BaseException | None
+) -> tuple[Holder, ...] | None:
+    """At an out-of-memory error, the holders named from its frames (else None)."""
+    if exc is None or not is_out_of_memory(exc):
+        return None
+    return name_holders(held_by, None, exc)
+
+
+def holders_named(
+    held_by: Mapping[str, Any] | None,
+    rows: Sequence[DeviceReport],
+    at_error: tuple[Holder, ...] | None,
+) -> tuple[tuple[Holder, ...], Literal["", "after", "error"]]:
+    """A report's holders and when they were named: at the error, else what was left held.
+
+    ``""`` with no holders when neither applies (or nobody gave ``held_by``).
+    """
+    if at_error is not None:
+        return at_error, "error"
+    device = held_device(rows) if held_by is not None else None
+    left = name_holders(held_by, device, None) if device is not None else None
+    return (left, "after") if left is not None else ((), "")
 
 
 def name_holders(
