@@ -19,6 +19,7 @@ from resmagic.ipython.dashboard import dashboard
 from resmagic.ipython.text import HistoryTable
 from resmagic.ipython.watch import SCOPES, WatchOptions
 from resmagic.probes import cgroup, host, nvml, torch_cuda, workers
+from resmagic.redact import redact
 from resmagic.sampler import sampler
 from resmagic.totals import clear_timings, timings
 
@@ -319,4 +320,5 @@ def _sink_lines() -> list[str]:
         return ["sink: off"]
     from resmagic import sinks  # imported by setting sink=, so already loaded
 
-    return [f"sink {state.summary()}" for state in sinks.states()]
+    # The MLflow URI may carry a password: the status line is saved with the notebook.
+    return [redact(f"sink {state.summary()}") for state in sinks.states()]

@@ -133,7 +133,7 @@ class experiment_log(Scope[logging.Logger, LogReport]):
             f"experiment start: run {run_id}, pid {os.getpid()}",
             event="start",
             pid=os.getpid(),
-            argv=sys.argv[:3],
+            program=_program(),
         )
         if self.tee:
             for stream in ("stdout", "stderr"):
@@ -215,6 +215,16 @@ class experiment_log(Scope[logging.Logger, LogReport]):
             if getattr(sys, stream) is tee:
                 setattr(sys, stream, tee.original)
         run.tees.clear()
+
+
+def _program() -> str:
+    """The running program (``sys.argv[0]``), without its arguments.
+
+    Arguments can carry secrets (``--api-key ...``), and in a kernel they are ``-f`` and the
+    path of the kernel's connection file (reliability 2026-12-06 #11); the program alone
+    still says which script wrote the log.
+    """
+    return sys.argv[0] if sys.argv else ""
 
 
 def _ignore(report: Report) -> None:

@@ -86,6 +86,25 @@ class TestFile:
 
 
 class TestFormats:
+    def test_start_record_names_the_program_and_none_of_its_arguments(
+        self, tmp_path: Path, name: str, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        # Reliability 2026-12-06 #11: argv[:3] in a kernel is "-f" and the path of the
+        # kernel's connection file; a script's arguments may carry an API key.
+        launcher = "/venv/lib/python3/site-packages/ipykernel_launcher.py"
+        connection = str(tmp_path / "runtime" / "kernel-0b1c.json")
+        monkeypatch.setattr(sys, "argv", [launcher, "-f", connection, "--api-key", "s3cr3t"])
+        path = tmp_path / "run.jsonl"
+        with experiment_log(path, name=name, fmt="jsonl"):
+            pass
+        start = _jsonl(path)[0]
+        assert start["event"] == "start"
+        assert start["program"] == launcher
+        assert "argv" not in start
+        text = path.read_text()
+        assert connection not in text
+        assert "s3cr3t" not in text
+
     def test_text_format_lines_parse(self, tmp_path: Path, name: str) -> None:
         path = tmp_path / "run.log"
         scope = experiment_log(path, name=name)
