@@ -48,18 +48,21 @@ class _Run:
 class experiment_log(Scope[logging.Logger, LogReport]):
     """Attach a file handler to a logger for a block; yield the logger; always detach and close.
 
-    The log gets a start record (run id, pid, time), every record the block logs, a record
-    of the report of each other scope opened inside it in the same thread or task (a
-    stacked ``gpu_scope``, ``timed``; a thread's own log records that thread's scopes),
-    the exception with its traceback if the block raised, and an end record with the status
-    and duration. Each record is flushed as it is written, so a killed process keeps its log.
+    The log gets a start record (run id, pid, the program without its arguments, time),
+    every record the block logs, a record of the report of each other scope opened inside
+    it in the same thread or task (a stacked ``gpu_scope``, ``timed``; a thread's own log
+    records that thread's scopes), the exception with its traceback if the block raised, and
+    an end record with the status and duration. Each record is flushed as it is written, so
+    a killed process keeps its log.
     The logger does not propagate to the root logger while attached (no duplicate console
     lines); its level and propagation are restored afterwards.
 
     Args:
-        path: the log file; ``~`` is expanded, parent folders are created.
+        path: the log file; ``~`` is expanded, parent folders are created. A regular file
+            or one to create (``os.devnull`` throws the log away), not a device or FIFO.
         name: the logger's name (``logging.getLogger(name)``).
-        level: the lowest level written, a name (``"DEBUG"``) or a number.
+        level: the lowest level written, a name (``"DEBUG"``) or a number from 0 to 50 (or
+            one registered with ``logging.addLevelName``).
         fmt: ``"text"`` (one line per record) or ``"jsonl"`` (one JSON object per line).
         mode: ``"a"`` appends, ``"w"`` starts the file afresh.
         tee: also log every line the block prints to stdout and stderr.
