@@ -19,7 +19,8 @@ def file_kind(path: str) -> str | None:
     silently drops everything (reliability 2026-12-06 #9).
 
     Raises:
-        PathError: the path cannot even be looked at (a symlink loop, no permission).
+        PathError: the path cannot even be looked at (a symlink loop, no permission, a NUL
+            character).
     """
     try:
         mode = os.stat(path).st_mode
@@ -27,6 +28,9 @@ def file_kind(path: str) -> str | None:
         return None
     except OSError as exc:
         msg = f"cannot use {path!r}: {exc.strerror or exc}"
+        raise PathError(msg) from None
+    except ValueError:  # "embedded null byte": no file system takes the name
+        msg = f"cannot use {path!r}: a path cannot hold a NUL character"
         raise PathError(msg) from None
     if stat.S_ISREG(mode):
         return "file"

@@ -261,3 +261,8 @@ def test_connection_closed_every_time(db: Path, fd_count: Any) -> None:
             pass
     assert fd_count() <= before
     assert len(_rows(db)) == 100
+
+
+def test_a_path_with_a_nul_character_raises_path_error(tmp_path: Path) -> None:
+    with pytest.raises(PathError, match="NUL"):
+        db_transaction(f"{tmp_path}/a\x00b.db")

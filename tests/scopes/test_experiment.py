@@ -386,6 +386,10 @@ class TestBadInput:
         with pytest.raises(PathError, match="FIFO"):
             experiment_log(fifo)
 
+    def test_a_path_with_a_nul_character_raises_path_error(self, tmp_path: Path) -> None:
+        with pytest.raises(PathError, match="NUL"):
+            experiment_log(f"{tmp_path}/a\x00b.log")
+
     def test_devnull_throws_the_log_away(self, name: str) -> None:
         with experiment_log(os.devnull, name=name) as log:
             log.info("gone")
