@@ -59,7 +59,7 @@ class Watcher:
         """Measure every cell from the next one on; checks the options now (UsageError)."""
         for name, spec in options.specs():
             self.factory.build(name, **spec)  # build once to refuse bad options right away
-        if options.log:
+        if options.log is not None:  # `--log ''` is a mistake too, not "no log"
             _check_writable(options.log)
         self.options = options
         if self.on_start is not None:

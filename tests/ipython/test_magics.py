@@ -362,6 +362,7 @@ def test_devnull_log_runs_the_cell(ip: Any) -> None:
 
 
 BAD_COMMANDS = [
+    "watch on --log ''",
     "watch on --log {tmp}",
     "watch on --log {tmp}/afile/x.log",
     "watch on --log /dev/full",
