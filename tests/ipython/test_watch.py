@@ -272,13 +272,17 @@ def test_watch_leaves_underscore_and_out_as_plain_ipython_does(
     # only because the NameError's traceback ("Cell In[12]") happens to contain "12".
     # With watch on, test_output_quiet fails earlier on our report line, two cells fewer
     # run, and the traceback reads "Cell In[10]".
-    plain = _unders_after(ip)
-    ip.run_line_magic("resmagic", "watch on --no-panel")
     try:
-        watched = _unders_after(ip)
-    finally:
-        ip.run_line_magic("resmagic", "watch off")
-        ip.run_cell("pass", store_history=True)
+        plain = _unders_after(ip)
+        ip.run_line_magic("resmagic", "watch on --no-panel")
+        try:
+            watched = _unders_after(ip)
+        finally:
+            ip.run_line_magic("resmagic", "watch off")
+            ip.run_cell("pass", store_history=True)
+    finally:  # the shell is shared: give IPython back `_`s it updates again
+        hook = ip.displayhook
+        ip.push({"_": hook._, "__": hook.__, "___": hook.___}, interactive=False)
     capsys.readouterr()
     assert watched == plain
     assert plain[4][2] == "'<unset>'"  # after `del _`, `6+6`: plain IPython too
