@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
 from resmagic.holders.result import Holder
+from resmagic.redact import redact
 from resmagic.units import format_bytes, format_seconds
 
 __all__ = [
@@ -45,11 +46,15 @@ def status_of(exc: BaseException | None) -> Status:
 
 
 def describe_error(exc: BaseException | None) -> str | None:
-    """``"ZeroDivisionError: division by zero"``, shortened to one line of at most 200 chars."""
+    """``"ZeroDivisionError: division by zero"``, shortened to one line of at most 200 chars.
+
+    URI passwords and secret query values show as ``***`` (:func:`resmagic.redact.redact`):
+    this text goes to the run store, the sinks (MLflow's ``cell.N.error`` tag) and logs.
+    """
     if exc is None:
         return None
     text = str(exc).strip().splitlines()
-    line = f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
+    line = f"{type(exc).__name__}: {redact(text[0])}" if text else type(exc).__name__
     return line if len(line) <= 200 else line[:199] + "…"
 
 

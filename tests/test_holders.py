@@ -183,3 +183,18 @@ def test_a_real_cuda_tensor_is_named_against_the_allocator() -> None:
     assert row.nbytes == weights.untyped_storage().nbytes()
     assert holders.in_use["cuda:0"] == torch.cuda.memory_allocated(0)
     assert holders.unreachable("cuda:0") == torch.cuda.memory_allocated(0) - row.nbytes
+
+
+@pytest.mark.parametrize("device", ["bogus", "cuda:x", "tpu", "cuda:-1"])
+def test_who_refuses_a_device_that_names_none(device: str) -> None:
+    # Reliability 2026-12-06 #9: who(device="bogus") listed nothing instead of saying so.
+    from resmagic.errors import DeviceError
+
+    with pytest.raises(DeviceError, match="unknown device"):
+        resmagic.who({"block": bytearray(1 << 20)}, device=device)
+
+
+@pytest.mark.parametrize("device", ["host", "cpu", "HOST"])
+def test_who_reads_host_however_it_is_spelled(device: str) -> None:
+    rows = resmagic.who({"block": bytearray(1 << 20)}, device=device, top=None).rows
+    assert "block" in [row.name for row in rows]

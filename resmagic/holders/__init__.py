@@ -11,6 +11,6 @@ says so). Nothing here initialises CUDA.
 from __future__ import annotations
 
 from resmagic.holders.result import Holder, Holders, held_device
-from resmagic.holders.walk import who
+from resmagic.holders.walk import device_name, who
 
-__all__ = ["Holder", "Holders", "held_device", "who"]
+__all__ = ["Holder", "Holders", "device_name", "held_device", "who"]

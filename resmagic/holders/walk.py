@@ -11,8 +11,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from resmagic.holders.result import Holder, Holders
+from resmagic.probes.devices import HOST, parse_device
 
-__all__ = ["who"]
+__all__ = ["device_name", "who"]
 
 _HIDDEN = {"In", "Out", "_ih", "_oh", "_dh", "_i", "_ii", "_iii", "exit", "quit", "get_ipython"}
 _BIG_BYTES = 1 << 16  # smaller bytes objects are not worth a row
@@ -69,7 +70,12 @@ def who(
         budget_s: stop walking after this many seconds and say so.
         error: an exception being handled, whose frames are walked first (an out-of-memory
             error, before its frames are cleared); else the last error IPython kept.
+
+    Raises:
+        DeviceError: ``device`` names no device (``"bogus"``), before any walking.
     """
+    if device is not None:
+        device = device_name(device)
     if namespace is None:
         namespace = sys._getframe(1).f_globals
     walk = _Walk(budget_s, time.perf_counter() + budget_s)
@@ -91,15 +97,34 @@ def _result(walk: _Walk, top: int | None, device: str | None) -> Holders:
     rows = [
         Holder(name, kind, dev, nbytes, tuple(shared))
         for name, kind, dev, nbytes, shared in walk.found.values()
-        if device is None or dev == device
+        if _on(dev, device)
     ]
     rows.sort(key=lambda r: r.nbytes, reverse=True)
     named: dict[str, int] = {}
     for row in rows:
         named[row.device] = named.get(row.device, 0) + row.nbytes
     kept = tuple(rows[:top] if top is not None else rows)
-    in_use = {d: n for d, n in _in_use().items() if device is None or d == device}
+    in_use = {d: n for d, n in _in_use().items() if _on(d, device)}
     return Holders(kept, walk.stopped, walk.walked, named, in_use)
+
+
+def device_name(device: object) -> str:
+    """``"host"``, ``"cuda:N"`` or ``"cuda"`` (every GPU) for a device spec ``who`` takes.
+
+    Raises:
+        DeviceError: a spec that names no device (reliability 2026-12-06 #9: ``who
+            --device bogus`` listed nothing instead of saying so).
+    """
+    parsed = parse_device(device)
+    if parsed is None:
+        return "cuda"
+    return HOST if parsed == HOST else f"cuda:{parsed}"
+
+
+def _on(row_device: str, wanted: str | None) -> bool:
+    if wanted is None or row_device == wanted:
+        return True
+    return wanted == "cuda" and row_device.startswith("cuda:")
 
 
 def _in_use() -> dict[str, int]:

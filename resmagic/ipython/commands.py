@@ -14,10 +14,12 @@ from resmagic.bus import clear_history, history
 from resmagic.config import settings
 from resmagic.errors import ResmagicError
 from resmagic.guard import DEFAULT_AT, parse_fraction
+from resmagic.holders import device_name
 from resmagic.ipython.dashboard import dashboard
 from resmagic.ipython.text import HistoryTable
 from resmagic.ipython.watch import SCOPES, WatchOptions
 from resmagic.probes import cgroup, host, nvml, torch_cuda, workers
+from resmagic.redact import redact
 from resmagic.sampler import sampler
 from resmagic.totals import clear_timings, timings
 
@@ -36,7 +38,17 @@ def _scopes(text: str) -> tuple[str, ...]:
     if not names or any(name not in SCOPES for name in names):
         msg = f"takes a comma list of {', '.join(SCOPES)}; got {text!r}"
         raise argparse.ArgumentTypeError(msg)
+    if len(set(names)) < len(names):  # each would measure the cell twice, on one line
+        msg = f"names each scope once, e.g. gpu_scope,timed; got {text!r}"
+        raise argparse.ArgumentTypeError(msg)
     return names
+
+
+def _device(text: str) -> str:
+    try:
+        return device_name(text)
+    except ResmagicError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _share(text: str) -> float:
@@ -68,7 +80,9 @@ def parser() -> MagicArgumentParser:
     _add_guard(sub)
     who = sub.add_parser("who", help="which variables hold the memory, largest first")
     who.add_argument("count", nargs="?", type=_positive, default=10, help="how many rows")
-    who.add_argument("--device", help="only this device: host, cuda:0, ...")
+    who.add_argument(
+        "--device", type=_device, help="only this device: host, cuda:N (or N), or cuda (every GPU)"
+    )
     sub.add_parser("panel", help="a live table of this session's reports")
     totals = sub.add_parser("timings", help="per-label totals of every timed run")
     totals.add_argument("--clear", action="store_true", help="then forget them")
@@ -86,8 +100,17 @@ def _add_watch(sub: Any) -> None:
         " (%%resmagic config changes both).",
     )
     watch.add_argument("state", nargs="?", choices=("on", "off"))
-    watch.add_argument("--scopes", type=_scopes, default=SCOPES, help="e.g. gpu_scope,timed")
-    watch.add_argument("--log", help="a JSON-lines file: one record per watched cell")
+    watch.add_argument(
+        "--scopes",
+        type=_scopes,
+        default=SCOPES,
+        help="a comma list of gpu_scope and timed, each once (default: both)",
+    )
+    watch.add_argument(
+        "--log",
+        help="a JSON-lines file, one record per watched cell: a file or one to create (not a"
+        " folder, device or FIFO)",
+    )
     watch.add_argument("--no-panel", dest="panel", action="store_false", help="text, no widget")
 
 
@@ -297,4 +320,5 @@ def _sink_lines() -> list[str]:
         return ["sink: off"]
     from resmagic import sinks  # imported by setting sink=, so already loaded
 
-    return [f"sink {state.summary()}" for state in sinks.states()]
+    # The MLflow URI may carry a password: the status line is saved with the notebook.
+    return [redact(f"sink {state.summary()}") for state in sinks.states()]

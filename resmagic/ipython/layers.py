@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import argparse
 import functools
+import keyword
 import os
+import re
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -23,7 +25,16 @@ from resmagic.ipython.output import ReportOutput
 from resmagic.ipython.text import render_report
 from resmagic.report import GpuReport, Report
 
-__all__ = ["BINDS", "BUILDERS", "LayerFactory", "asks_help", "split_once"]
+__all__ = [
+    "BINDS",
+    "BIND_RULE",
+    "BUILDERS",
+    "IPYTHON_NAMES",
+    "LayerFactory",
+    "asks_help",
+    "bind_problem",
+    "split_once",
+]
 
 BUILDERS: dict[str, Callable[..., Any]] = {
     "gpu_scope": scopes.gpu_scope,
@@ -37,6 +48,17 @@ BINDS = {"experiment_log": "logger", "db_transaction": "cursor"}
 """The user-namespace name each scope's ``as`` value is bound to by default."""
 
 _said: set[str] = set()
+
+IPYTHON_NAMES = frozenset(
+    ("In", "Out", "get_ipython", "exit", "quit", "open", "_ih", "_oh", "_dh", "_exit_code")
+)
+"""Names IPython itself keeps in the user namespace; ``--as`` may not borrow them."""
+_IPYTHON_PATTERN = re.compile(r"_+|_i{1,3}|_i?\d+")  # _, __, ___, _i, _ii, _iii, _i7, _7
+BIND_RULE = (
+    "a Python name, not a keyword, not a __dunder__ name, and not one of IPython's own"
+    " (In, Out, get_ipython, exit, quit, open, _, __, ___, _N, _i, _iN, _ih, _oh, _dh)"
+)
+"""What ``--as NAME`` accepts, in words (the option's help says it)."""
 
 
 class LastTime(Protocol):
@@ -105,6 +127,9 @@ class LayerFactory:
         its ``as`` value is bound to) steer the magic. Watch mode and option lines both come
         here, so watch mode never writes options out as text to parse them again.
         """
+        if var is not None and (problem := bind_problem(var)):
+            msg = f"%%{magic} --as {var!r}: {problem}; e.g. --as {BINDS.get(magic, 'value')}2"
+            raise UsageError(msg)
         if magic == "gpu_scope":
             options.setdefault("held_by", self.magics.shell.user_ns)
         try:
@@ -185,6 +210,25 @@ class LayerFactory:
             return DollarFormatter().vformat(text, args=[], kwargs=self.magics.shell.user_ns)
         except Exception:
             return text
+
+
+def bind_problem(name: str) -> str | None:
+    """Why ``name`` cannot hold a cell's ``as`` value, or None when it can.
+
+    The name is bound for the cell and put back after it; one IPython relies on
+    (``get_ipython``, ``Out``, ``_``) would be wrong for the whole cell, and one that is no
+    Python name (``1abc``, ``a b``) could not be used in it at all (reliability 2026-12-06
+    #9).
+    """
+    if not name.isidentifier():
+        return "not a Python name"
+    if keyword.iskeyword(name):
+        return "a Python keyword"
+    if name in IPYTHON_NAMES or _IPYTHON_PATTERN.fullmatch(name):
+        return "a name IPython keeps in the namespace"
+    if name.startswith("__") and name.endswith("__"):
+        return "a __dunder__ name Python uses"
+    return None
 
 
 def split_once(line: str) -> tuple[str, ...]:

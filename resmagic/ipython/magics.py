@@ -31,9 +31,17 @@ from resmagic.ipython import commands
 from resmagic.ipython.cell import Layer, run_layers
 from resmagic.ipython.guarding import CellGuard
 from resmagic.ipython.header import read_header
-from resmagic.ipython.layers import BINDS, BUILDERS, LayerFactory, asks_help, split_once
+from resmagic.ipython.layers import (
+    BIND_RULE,
+    BINDS,
+    BUILDERS,
+    LayerFactory,
+    asks_help,
+    split_once,
+)
 from resmagic.ipython.output import ReportOutput
 from resmagic.ipython.watch import Watcher
+from resmagic.scopes.database import MAX_TIMEOUT_S
 from resmagic.scopes.gpu import RECLAIM
 
 __all__ = ["ResMagics"]
@@ -132,14 +140,26 @@ class ResMagics(Magics):
 
     @magic_arguments("%experiment_log")
     @kwds(argument_default=argparse.SUPPRESS)
-    @argument("path", help="The log file; ~ and relative paths work, folders are created.")
+    @argument(
+        "path",
+        help="The log file: a file, or one to create (not a folder, device or FIFO;"
+        " /dev/null throws the log away); ~ and relative paths work, folders are created.",
+    )
     @argument("--name", help="The logger's name (default: experiment).")
-    @argument("--level", help="Lowest level written: DEBUG, INFO (default), WARNING, ...")
+    @argument(
+        "--level",
+        help="Lowest level written: DEBUG, INFO (default), WARNING, ERROR, CRITICAL, a number"
+        " from 0 to 50, or a level name registered with logging.addLevelName.",
+    )
     @argument(
         "--format", dest="fmt", choices=("text", "jsonl"), help="Line format (default: text)."
     )
     @argument("--mode", choices=("a", "w"), help="a: append (default); w: start afresh.")
-    @argument("--as", dest="var", help="Name to bind the logger to in the cell (default: logger).")
+    @argument(
+        "--as",
+        dest="var",
+        help=f"Name to bind the logger to in the cell (default: logger): {BIND_RULE}.",
+    )
     @argument("--tee", action="store_true", help="Also log what the cell prints.")
     @_quiet
     @_help
@@ -161,9 +181,21 @@ class ResMagics(Magics):
 
     @magic_arguments("%db_transaction")
     @kwds(argument_default=argparse.SUPPRESS)
-    @argument("path", help="The SQLite file (created if missing) or :memory:.")
-    @argument("--as", dest="var", help="Name to bind the cursor to in the cell (default: cursor).")
-    @argument("--timeout", type=float, help="Seconds to wait for another connection's lock.")
+    @argument(
+        "path",
+        help="The SQLite file (created if missing; not a folder, device or FIFO) or :memory:.",
+    )
+    @argument(
+        "--as",
+        dest="var",
+        help=f"Name to bind the cursor to in the cell (default: cursor): {BIND_RULE}.",
+    )
+    @argument(
+        "--timeout",
+        type=float,
+        help="Seconds to wait for another connection's lock: from 0 to"
+        f" {MAX_TIMEOUT_S:.0f} (default: 5).",
+    )
     @_quiet
     @_help
     @output_can_be_silenced

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from IPython.core.error import UsageError
 
+from resmagic.errors import ResmagicError
 from resmagic.ipython.cell import Layer
 from resmagic.ipython.watchline import WatchOutput
 from resmagic.scopes.logfile import resolve_log_path
@@ -58,7 +59,7 @@ class Watcher:
         """Measure every cell from the next one on; checks the options now (UsageError)."""
         for name, spec in options.specs():
             self.factory.build(name, **spec)  # build once to refuse bad options right away
-        if options.log:
+        if options.log is not None:  # `--log ''` is a mistake too, not "no log"
             _check_writable(options.log)
         self.options = options
         if self.on_start is not None:
@@ -85,11 +86,16 @@ class Watcher:
 
 def _check_writable(path: str) -> None:
     # Opening the log is deferred to each cell; refuse an unopenable one now, not 100 times.
-    full = resolve_log_path(path)
+    # resolve_log_path refuses a folder, a device or a FIFO (opening one would hang here)
+    # with a PathError: a UsageError too, not a traceback (reliability 2026-12-06 #9).
     try:
+        full = resolve_log_path(path)
         os.makedirs(os.path.dirname(full), exist_ok=True)
         with open(full, "a", encoding="utf-8"):
             pass
+    except ResmagicError as exc:
+        msg = f"%resmagic watch --log: {exc}"
+        raise UsageError(msg) from None
     except OSError as exc:
         msg = f"%resmagic watch: cannot write the log {path!r}: {exc.strerror or exc}"
         raise UsageError(msg) from None

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import math
 import os
 import sqlite3
 import time
@@ -10,19 +12,28 @@ from dataclasses import dataclass
 from resmagic.errors import DatabaseLockedError, NotADatabaseError, OptionError, PathError
 from resmagic.report import TransactionReport
 from resmagic.scopes.base import Scope
+from resmagic.scopes.filekind import file_kind
 
-__all__ = ["db_transaction", "resolve_db_path"]
+__all__ = ["MAX_TIMEOUT_S", "db_transaction", "resolve_db_path"]
 
 _MAGIC = b"SQLite format 3\x00"
+MAX_TIMEOUT_S = 2_147_483.0
+"""The longest lock wait SQLite takes: its busy timeout is a C ``int`` of milliseconds.
+
+Python's ``sqlite3`` converts a larger value (or ``inf``) past that ``int``, and SQLite then
+waits not at all (reliability 2026-12-06 #9: ``timeout=inf`` gave up after 0.03 s)."""
 
 
 def resolve_db_path(path: str | os.PathLike[str]) -> str:
     """Expand ``~``, make ``path`` absolute, and check it can hold an SQLite database.
 
-    A missing file is fine (SQLite creates it); its folder must exist.
+    A missing file is fine (SQLite creates it); its folder must exist. An existing path
+    must be a regular file (a symlink to one is fine): a device (``/dev/null``), a FIFO or
+    a socket is refused here, before the block runs, not by ``disk I/O error`` at its end
+    (reliability 2026-12-06 #9).
 
     Raises:
-        PathError: a directory, or a missing folder.
+        PathError: a directory, a device, FIFO or socket, or a missing folder.
         NotADatabaseError: an existing, non-empty file that is not SQLite.
     """
     text = os.fspath(path)
@@ -40,17 +51,26 @@ def resolve_db_path(path: str | os.PathLike[str]) -> str:
     if not os.path.isdir(os.path.dirname(full)):
         msg = f"cannot create {text!r}: folder {os.path.dirname(full)!r} does not exist"
         raise PathError(msg)
-    if os.path.isfile(full):
-        try:
-            with open(full, "rb") as f:
-                head = f.read(len(_MAGIC))
-        except OSError as exc:
-            msg = f"cannot read {text!r}: {exc.strerror}"
-            raise PathError(msg) from exc
-        if head and head != _MAGIC:
-            msg = f"{text!r} is not an SQLite database (its header is {head[:16]!r})"
-            raise NotADatabaseError(msg)
+    kind = file_kind(full)
+    if kind is not None and kind != "file":
+        msg = f"{text!r} is {kind}, not a database file: give a file name, e.g. data.db"
+        raise PathError(msg)
+    if kind == "file":
+        _check_header(full, text)
     return full
+
+
+def _check_header(full: str, text: str) -> None:
+    """Refuse an existing, non-empty file that does not start as an SQLite database does."""
+    try:
+        with open(full, "rb") as f:
+            head = f.read(len(_MAGIC))
+    except OSError as exc:
+        msg = f"cannot read {text!r}: {exc.strerror}"
+        raise PathError(msg) from exc
+    if head and head != _MAGIC:
+        msg = f"{text!r} is not an SQLite database (its header is {head[:16]!r})"
+        raise NotADatabaseError(msg)
 
 
 @dataclass(slots=True)
@@ -71,11 +91,14 @@ class db_transaction(Scope[sqlite3.Cursor, TransactionReport]):
     back; the connection is always closed.
 
     Args:
-        path: the database file (created if missing) or ``":memory:"``.
-        timeout: seconds to wait for another connection's lock.
+        path: the database file (created if missing) or ``":memory:"``; not a device,
+            FIFO or folder.
+        timeout: seconds to wait for another connection's lock: a finite number from 0 to
+            :data:`MAX_TIMEOUT_S` (about 24.8 days, the longest SQLite can wait).
 
     Raises:
         PathError, NotADatabaseError: the path cannot hold a database.
+        OptionError: ``timeout`` is not a number of seconds SQLite can wait.
         DatabaseLockedError: (on entry) another connection held the lock past ``timeout``.
         TypeError: used as a decorator. The function would get no cursor, and a connection
             it opened itself would wait on the transaction's own lock.
@@ -91,10 +114,7 @@ class db_transaction(Scope[sqlite3.Cursor, TransactionReport]):
         super().__init__()
         self.path = resolve_db_path(path)
         self.display_path = os.fspath(path)
-        if not isinstance(timeout, (int, float)) or isinstance(timeout, bool) or timeout < 0:
-            msg = f"timeout must be a number of seconds >= 0, not {timeout!r}"
-            raise OptionError(msg)
-        self.timeout = float(timeout)
+        self.timeout = _timeout_s(timeout)
 
     def _open(self) -> tuple[_Run, sqlite3.Cursor]:
         # isolation_level=None: we issue BEGIN/COMMIT/ROLLBACK ourselves, nothing implicit.
@@ -146,3 +166,18 @@ class db_transaction(Scope[sqlite3.Cursor, TransactionReport]):
     def _after(self, run: _Run) -> None:
         if run.failure is not None:  # e.g. disk full at COMMIT: the block's work is lost
             raise run.failure
+
+
+def _timeout_s(timeout: object) -> float:
+    """``timeout`` as seconds SQLite can wait; :class:`OptionError` for nan, inf, < 0, huge."""
+    seconds = math.nan  # fails both comparisons below, as nan itself does
+    if isinstance(timeout, (int, float)) and not isinstance(timeout, bool):
+        with contextlib.suppress(OverflowError):  # an int past float's range
+            seconds = float(timeout)
+    if 0 <= seconds <= MAX_TIMEOUT_S:
+        return seconds
+    msg = (
+        f"timeout must be a number of seconds from 0 to {MAX_TIMEOUT_S:.0f} (about 24.8 days,"
+        f" the longest SQLite waits), not {timeout!r}"
+    )
+    raise OptionError(msg)

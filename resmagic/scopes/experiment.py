@@ -48,18 +48,21 @@ class _Run:
 class experiment_log(Scope[logging.Logger, LogReport]):
     """Attach a file handler to a logger for a block; yield the logger; always detach and close.
 
-    The log gets a start record (run id, pid, time), every record the block logs, a record
-    of the report of each other scope opened inside it in the same thread or task (a
-    stacked ``gpu_scope``, ``timed``; a thread's own log records that thread's scopes),
-    the exception with its traceback if the block raised, and an end record with the status
-    and duration. Each record is flushed as it is written, so a killed process keeps its log.
+    The log gets a start record (run id, pid, the program without its arguments, time),
+    every record the block logs, a record of the report of each other scope opened inside
+    it in the same thread or task (a stacked ``gpu_scope``, ``timed``; a thread's own log
+    records that thread's scopes), the exception with its traceback if the block raised, and
+    an end record with the status and duration. Each record is flushed as it is written, so
+    a killed process keeps its log.
     The logger does not propagate to the root logger while attached (no duplicate console
     lines); its level and propagation are restored afterwards.
 
     Args:
-        path: the log file; ``~`` is expanded, parent folders are created.
+        path: the log file; ``~`` is expanded, parent folders are created. A regular file
+            or one to create (``os.devnull`` throws the log away), not a device or FIFO.
         name: the logger's name (``logging.getLogger(name)``).
-        level: the lowest level written, a name (``"DEBUG"``) or a number.
+        level: the lowest level written, a name (``"DEBUG"``) or a number from 0 to 50 (or
+            one registered with ``logging.addLevelName``).
         fmt: ``"text"`` (one line per record) or ``"jsonl"`` (one JSON object per line).
         mode: ``"a"`` appends, ``"w"`` starts the file afresh.
         tee: also log every line the block prints to stdout and stderr.
@@ -133,7 +136,7 @@ class experiment_log(Scope[logging.Logger, LogReport]):
             f"experiment start: run {run_id}, pid {os.getpid()}",
             event="start",
             pid=os.getpid(),
-            argv=sys.argv[:3],
+            program=_program(),
         )
         if self.tee:
             for stream in ("stdout", "stderr"):
@@ -215,6 +218,16 @@ class experiment_log(Scope[logging.Logger, LogReport]):
             if getattr(sys, stream) is tee:
                 setattr(sys, stream, tee.original)
         run.tees.clear()
+
+
+def _program() -> str:
+    """The running program (``sys.argv[0]``), without its arguments.
+
+    Arguments can carry secrets (``--api-key ...``), and in a kernel they are ``-f`` and the
+    path of the kernel's connection file (reliability 2026-12-06 #11); the program alone
+    still says which script wrote the log.
+    """
+    return sys.argv[0] if sys.argv else ""
 
 
 def _ignore(report: Report) -> None:

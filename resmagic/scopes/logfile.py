@@ -13,6 +13,7 @@ from types import TracebackType
 from typing import Any, TextIO
 
 from resmagic.errors import OptionError, PathError
+from resmagic.scopes.filekind import file_kind
 
 __all__ = [
     "TEXT_FORMAT",
@@ -54,17 +55,28 @@ class JsonLinesFormatter(logging.Formatter):
 def resolve_log_path(path: str | os.PathLike[str]) -> str:
     """Expand ``~``, make ``path`` absolute against the working directory, and check it.
 
+    The path must be a regular file (a symlink to one is fine) or one that can be created;
+    ``os.devnull`` is also taken, to throw a log away on purpose. A device such as
+    ``/dev/full``, a FIFO (opening it hangs until a reader comes) or a socket is refused
+    here, before the block runs (reliability 2026-12-06 #9).
+
     Raises:
-        PathError: the path is empty, a directory, under a file, or not writable.
+        PathError: the path is empty, a directory, a device, FIFO or socket, under a file,
+            or not writable.
     """
     text = os.fspath(path)
     if not text.strip():
         msg = "the log path is empty: give a file name, e.g. runs/experiment.log"
         raise PathError(msg)
     full = os.path.abspath(os.path.expanduser(text))
-    if os.path.isdir(full):
+    kind = file_kind(full)
+    if kind == "a directory":
         example = os.path.join(text, "run.log")
         msg = f"{text!r} is a directory: give a file inside it, e.g. {example!r}"
+        raise PathError(msg)
+    if kind not in (None, "file") and full != os.devnull:
+        msg = f"{text!r} is {kind}, not a file a log can be written to; give a file name"
+        msg += ", e.g. runs/experiment.log"
         raise PathError(msg)
     parent = os.path.dirname(full)
     while not os.path.exists(parent):
@@ -170,16 +182,30 @@ def user_traceback(tb: TracebackType | None) -> TracebackType | None:
 
 
 def level_of(level: str | int) -> int:
-    """A logging level from a name (``"debug"``), a number or a numeric string."""
+    """A logging level from a name (``"debug"``), a number or a numeric string.
+
+    A number must be from 0 to 50 (``CRITICAL``) or one a library registered with
+    ``logging.addLevelName``: a level above every level in use drops every record the
+    block logs, silently (reliability 2026-12-06 #9: ``--level 99999999999999999999999``).
+
+    Raises:
+        OptionError: an unknown name, or a number no record can reach.
+    """
+    value: object = None
     if isinstance(level, int) and not isinstance(level, bool):
-        return level
-    if isinstance(level, str):
+        value = level
+    elif isinstance(level, str):
         text = level.strip().upper()
-        if text.isdigit():
-            return int(text)
-        value = logging.getLevelName(text)
-        if isinstance(value, int):
-            return value
+        # ASCII only ("²".isdigit() is True, int("²") raises); a long one is out of range.
+        digits = text.isascii() and text.isdigit() and len(text) <= 9
+        value = int(text) if digits else logging.getLevelName(text)
+    if isinstance(value, int) and (0 <= value <= logging.CRITICAL or _registered(value)):
+        return value
     names = "DEBUG, INFO, WARNING, ERROR, CRITICAL"
-    msg = f"unknown log level {level!r}: use one of {names} or a number"
+    msg = f"unknown log level {level!r}: use one of {names} or a number from 0 to 50"
     raise OptionError(msg)
+
+
+def _registered(value: int) -> bool:
+    """True when a name was given to level ``value`` (``logging.addLevelName``)."""
+    return value > 0 and not str(logging.getLevelName(value)).startswith("Level ")

@@ -20,6 +20,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+from resmagic.redact import redact
 from resmagic.report import LogReport, Report
 from resmagic.sinks.metrics import metrics_of, status_tags
 
@@ -69,8 +70,12 @@ class MlflowSink:
         self._steps = 0  # the step of a report from outside a cell (a script's n-th report)
 
     def describe(self) -> str:
-        """``"run 3f2a… at http://127.0.0.1:5000"``, or that no run exists yet."""
-        where = self._uri or "MLflow's default store"
+        """``"run 3f2a… at http://127.0.0.1:5000"``, or that no run exists yet.
+
+        The URI's password and secret query values show as ``***``
+        (:func:`resmagic.redact.redact`): this line lands in saved notebooks.
+        """
+        where = redact(self._uri) if self._uri else "MLflow's default store"
         if self.run_id is None:
             return f"no run yet, {where}"
         return f"run {self.run_id} at {where}"

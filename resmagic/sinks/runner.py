@@ -23,6 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from resmagic import bus
+from resmagic.redact import redact
 from resmagic.report import Report, describe_error
 from resmagic.sinks.base import Sink, SinkState, Slot
 
@@ -241,8 +242,8 @@ class SinkRunner:
             return
         with self._cond:
             lines, self._unsaid = self._unsaid, []
-        for line in lines:
-            print(f"resmagic: {line}", file=sys.stderr)
+        for line in lines:  # a tracker's error may quote its URI, password and all
+            print(f"resmagic: {redact(line)}", file=sys.stderr)
 
     def _after_fork(self) -> None:
         # A forked child (a DataLoader worker) has no sink thread and must not write into

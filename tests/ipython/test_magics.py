@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -254,3 +255,139 @@ def test_every_command_has_its_own_help(ip: Any, capsys: Any, command: str) -> N
     assert ip.run_line_magic("resmagic", f"{command} --help") is None
     out = capsys.readouterr().out
     assert f"%resmagic {command}" in out.splitlines()[2]
+
+
+# Reliability 2026-12-06 #9: option lines the fuzz found running the body (8eba587), each
+# refused now on both paths, with the body's side effect (ran_body) and the scope's (the log
+# or database file, a FIFO's bytes) absent.
+BAD_AS = [
+    "1abc",
+    "'a b'",
+    "get_ipython",
+    "exit",
+    "quit",
+    "open",
+    "In",
+    "Out",
+    "_",
+    "__",
+    "___",
+    "_i",
+    "_iii",
+    "_i3",
+    "_7",
+    "_ih",
+    "_oh",
+    "_dh",
+    "for",
+    "__name__",
+]
+BAD_CELL_LINES = [
+    *(f"%%experiment_log {{tmp}}/x.log --as {name}" for name in BAD_AS),
+    *(f"%%db_transaction {{tmp}}/t.db --as {name}" for name in ("1x", "Out", "get_ipython")),
+    "%%db_transaction --timeout nan {tmp}/t.db",
+    "%%db_transaction --timeout inf {tmp}/t.db",
+    "%%db_transaction --timeout -inf {tmp}/t.db",
+    "%%db_transaction --timeout 1e300 {tmp}/t.db",
+    "%%experiment_log {tmp}/x.log --level 99999999999999999999999",
+    "%%experiment_log {tmp}/x.log --level 51",
+    "%%db_transaction /dev/null",
+    "%%db_transaction {tmp}/fifo",
+    "%%experiment_log /dev/full",
+    "%%experiment_log {tmp}/fifo",
+]
+
+
+@pytest.fixture
+def fifo(tmp_path: Path) -> Iterator[Path]:
+    """A FIFO in tmp_path with a reader open: writing to it never blocks, bytes are seen."""
+    path = tmp_path / "fifo"
+    os.mkfifo(path)
+    reader = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    yield path
+    os.close(reader)
+
+
+def _nothing_made(tmp_path: Path, fifo: Path) -> None:
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fifo"], "the scope made a file"
+    with open(os.open(fifo, os.O_RDONLY | os.O_NONBLOCK), "rb") as pipe:
+        assert pipe.read() in (b"", None), "the scope wrote into the FIFO"
+
+
+@pytest.mark.parametrize("line", BAD_CELL_LINES)
+def test_bad_option_is_refused_before_the_body_when_called(
+    ip: Any, tmp_path: Path, fifo: Path, line: str
+) -> None:
+    magic, _, options = line.removeprefix("%%").partition(" ")
+    message = _refused(ip, magic, options.replace("{tmp}", str(tmp_path)))
+    assert f"%%{magic}" in message or "argument" in message
+    _nothing_made(tmp_path, fifo)
+
+
+@pytest.mark.parametrize("line", BAD_CELL_LINES)
+def test_bad_option_is_refused_before_the_body_in_a_cell(
+    ip: Any, tmp_path: Path, fifo: Path, line: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ip.user_ns.pop("ran_body", None)
+    result = ip.run_cell(f"{line.replace('{tmp}', str(tmp_path))}\n{BODY}", store_history=True)
+    assert isinstance(result.error_before_exec, UsageError), result
+    assert "ran_body" not in ip.user_ns, "the body ran although the magic refused it"
+    assert "UsageError" in capsys.readouterr().err  # one line, not a traceback
+    _nothing_made(tmp_path, fifo)
+
+
+def test_as_help_says_which_names_are_taken(ip: Any) -> None:
+    for magic in ("experiment_log", "db_transaction"):
+        doc = " ".join(ip.find_cell_magic(magic).__doc__.split())
+        assert "not a keyword, not a __dunder__ name, and not one of IPython's own" in doc
+    assert "from 0 to 2147483" in " ".join(ip.find_cell_magic("db_transaction").__doc__.split())
+    assert "from 0 to 50" in " ".join(ip.find_cell_magic("experiment_log").__doc__.split())
+
+
+@pytest.mark.parametrize("name", ["log", "_log", "match", "print", "été"])
+def test_as_takes_an_ordinary_name_and_puts_it_back(ip: Any, tmp_path: Path, name: str) -> None:
+    ip.user_ns[name] = "mine"
+    result = ip.run_cell(
+        f"%%experiment_log {tmp_path}/x.log --as {name} -q\nbound = {name}.name", True
+    )
+    assert result.success
+    assert ip.user_ns["bound"] == "experiment"
+    assert ip.user_ns.pop(name) == "mine"
+
+
+def test_devnull_log_runs_the_cell(ip: Any) -> None:
+    ip.user_ns.pop("ran_body", None)
+    assert ip.run_cell(f"%%experiment_log {os.devnull} -q\n{BODY}", True).success
+    assert ip.user_ns.pop("ran_body") is True
+
+
+BAD_COMMANDS = [
+    "watch on --log ''",
+    "watch on --log {tmp}",
+    "watch on --log {tmp}/afile/x.log",
+    "watch on --log /dev/full",
+    "watch on --log {tmp}/fifo",
+    "watch on --scopes timed,timed",
+    "watch on --scopes gpu_scope,timed,gpu_scope",
+    "who --device bogus",
+    "who --device cuda:x",
+    "who 3 --device tpu",
+]
+
+
+@pytest.mark.parametrize("line", BAD_COMMANDS)
+def test_bad_command_option_is_a_usage_error_and_changes_nothing(
+    ip: Any, tmp_path: Path, fifo: Path, line: str
+) -> None:
+    (tmp_path / "afile").write_text("a file, not a folder")
+    magics = ip.magics_manager.registry["ResMagics"]
+    assert not magics.watcher.active
+    with pytest.raises(UsageError):  # a PathError here would be a traceback in a notebook
+        ip.run_line_magic("resmagic", line.replace("{tmp}", str(tmp_path)))
+    assert not magics.watcher.active, "watch mode went on although the line was refused"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["afile", "fifo"]
+
+
+def test_who_takes_every_device_spelling(ip: Any) -> None:
+    for device in ("host", "cpu", "cuda", "cuda:0", "0"):
+        ip.run_line_magic("resmagic", f"who --device {device}")

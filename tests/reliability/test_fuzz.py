@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal
 
@@ -44,6 +45,9 @@ PATHS = st.sampled_from(
         "{tmp}/afile/under.log",  # parent is a file
         ":memory:",
         "",
+        "/dev/null",  # a log may throw records away; a database cannot live there
+        "/dev/full",  # a device: refused as a log or database (reliability 2026-12-06 #9)
+        "{tmp}/fifo",  # a FIFO: refused, never opened (writing would wait for a reader)
     ]
 )
 DEVICES = st.sampled_from(["cuda:-1", "cuda:99", "tpu", "cuda", "host", "cpu", "0", "7", "cuda:x"])
@@ -71,12 +75,19 @@ FLAGS = st.sampled_from(
         "--as",
         "--as v",
         "--as 1abc",
+        "--as 'a b'",
+        "--as get_ipython",
+        "--as _",
+        "--as In",
+        "--as for",
+        "--level 99999999999999999999999",
         "--tee",
         "--timeout",
         "--timeout 0.1",
         "--timeout -1",
         "--timeout nan",
         "--timeout inf",
+        "--timeout 1e300",
         "--bogus",
         "-x",
         "--",
@@ -93,11 +104,15 @@ def _all_handlers() -> int:
 
 
 @pytest.fixture
-def sandbox(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+def sandbox(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("HOME", str(tmp_path))
     (tmp_path / "afile").write_text("a file, not a folder")
-    return tmp_path
+    os.mkfifo(tmp_path / "fifo")
+    # A reader stays open: on code that opens the FIFO anyway the test fails, never hangs.
+    reader = os.open(tmp_path / "fifo", os.O_RDONLY | os.O_NONBLOCK)
+    yield tmp_path
+    os.close(reader)
 
 
 @pytest.mark.parametrize("magic", ["gpu_scope", "timed", "experiment_log", "db_transaction"])
@@ -134,3 +149,137 @@ def test_option_line_runs_or_is_refused_before_the_body(ip: Any, sandbox: Path, 
     seen: set[str] = set()
     check()
     assert {"ran", "refused"} <= seen, seen  # the strategy reaches both outcomes
+
+
+# Reliability 2026-12-06 #9: each of these ran the body on 8eba587. Whatever good options
+# stand beside one, in whatever order, the line is refused and the body does not run.
+BAD = {
+    "experiment_log": [
+        ("--as", "1abc"),
+        ("--as", "'a b'"),
+        ("--as", "get_ipython"),
+        ("--as", "_"),
+        ("--as", "_oh"),
+        ("--as", "Out"),
+        ("--as", "for"),
+        ("--level", "99999999999999999999999"),
+        ("--level", "51"),
+        ("", "/dev/full"),
+        ("", "{tmp}/fifo"),
+    ],
+    "db_transaction": [
+        ("--as", "get_ipython"),
+        ("--as", "1x"),
+        ("--timeout", "nan"),
+        ("--timeout", "inf"),
+        ("--timeout", "1e300"),
+        ("", "/dev/null"),
+        ("", "{tmp}/fifo"),
+    ],
+}
+GOOD = {
+    "experiment_log": [
+        ("", "{tmp}/ok.log"),
+        ("--as", "log"),
+        ("--level", "DEBUG"),
+        ("--format", "jsonl"),
+        ("--mode", "w"),
+        ("--name", "exp"),
+        ("--tee", ""),
+        ("-q", ""),
+    ],
+    "db_transaction": [("", "{tmp}/ok.db"), ("--as", "cur"), ("--timeout", "0.5"), ("-q", "")],
+}
+
+
+@st.composite
+def _bad_lines(draw: st.DrawFn, magic: str) -> str:
+    bad = draw(st.sampled_from(BAD[magic]))
+    # An option given twice takes its last value: leave out the good one the bad one names.
+    goods = [good for good in GOOD[magic] if good[0] != bad[0]]
+    chosen = draw(st.lists(st.sampled_from(goods), unique=True, max_size=len(goods)))
+    if bad[0] != "":
+        chosen.append(GOOD[magic][0])  # the path, unless the bad option is the path
+    parts = draw(st.permutations([*chosen, bad]))
+    return " ".join(" ".join(p for p in part if p) for part in parts)
+
+
+@pytest.mark.parametrize("magic", sorted(BAD))
+def test_a_bad_option_among_good_ones_is_refused_before_the_body(
+    ip: Any, sandbox: Path, magic: str
+) -> None:
+    @settings(
+        max_examples=EXAMPLES // 2,
+        deadline=None,
+        suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+    )
+    @given(line=_bad_lines(magic))
+    def check(line: str) -> None:
+        line = line.replace("{tmp}", str(sandbox))
+        ip.user_ns.pop("ran_body", None)
+        with pytest.raises(UsageError):
+            ip.run_cell_magic(magic, line, "ran_body = True")
+        assert "ran_body" not in ip.user_ns, f"refused {line!r} after the body ran"
+        made = sorted(p.name for p in sandbox.iterdir())
+        assert made == ["afile", "fifo"], f"{line!r} made {made}"
+
+    check()
+
+
+COMMAND_TOKENS = st.one_of(
+    WORDS,
+    BROKEN,
+    PATHS.map(lambda p: f"--log {p}"),
+    DEVICES.map(lambda d: f"--device {d}"),
+    st.sampled_from(
+        [
+            "on",
+            "off",
+            "--no-panel",
+            "--scopes timed",
+            "--scopes timed,timed",
+            "--scopes gpu_scope,timed,gpu_scope",
+            "--scopes ''",
+            "--scopes bogus",
+            "--device",
+            "--log",
+            "3",
+            "-1",
+            "--bogus",
+        ]
+    ),
+)
+COMMAND_LINES = st.tuples(
+    st.sampled_from(["watch on", "watch on", "watch", "who", "history", "timings", "status"]),
+    st.lists(COMMAND_TOKENS, max_size=4).map(" ".join),
+).map(" ".join)
+
+
+def test_resmagic_line_runs_or_is_a_usage_error(ip: Any, sandbox: Path) -> None:
+    magics = ip.magics_manager.registry["ResMagics"]
+
+    @settings(
+        max_examples=EXAMPLES,
+        deadline=None,
+        suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+    )
+    @given(line=COMMAND_LINES)
+    def check(line: str) -> None:
+        line = line.replace("{tmp}", str(sandbox))
+        try:
+            ip.run_line_magic("resmagic", line)
+        except UsageError:
+            assert not magics.watcher.active, f"{line!r} was refused but turned watch on"
+        else:
+            options = magics.watcher.options
+            if options is not None:
+                assert len(set(options.scopes)) == len(options.scopes), line
+                log = os.path.abspath(os.path.expanduser(options.log or os.devnull))
+                assert log == os.devnull or os.path.isfile(log), line
+        finally:
+            magics.watcher.stop()
+            seen.add(line.split()[0])
+
+    seen: set[str] = set()
+    check()
+    assert seen == {"watch", "who", "history", "timings", "status"}

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import gc
+import math
+import os
 import sqlite3
 import threading
 from collections.abc import Iterator
@@ -14,6 +16,7 @@ import pytest
 from resmagic import db_transaction
 from resmagic.errors import DatabaseLockedError, NotADatabaseError, OptionError, PathError
 from resmagic.report import TransactionReport
+from resmagic.scopes.database import MAX_TIMEOUT_S
 
 pytestmark = pytest.mark.usefixtures("fresh_history")
 
@@ -145,10 +148,55 @@ def test_unusable_path_raises_path_error(tmp_path: Path, make: Any, message: str
         db_transaction(make(tmp_path))
 
 
-@pytest.mark.parametrize("timeout", [-1, "5", True])
+@pytest.mark.parametrize(
+    "timeout",
+    [-1, "5", True, math.nan, math.inf, -math.inf, 1e300, 10**400, MAX_TIMEOUT_S + 1],
+)
 def test_bad_timeout_raises_option_error(db: Path, timeout: object) -> None:
-    with pytest.raises(OptionError, match="timeout must be a number of seconds >= 0"):
+    with pytest.raises(OptionError, match="timeout must be a number of seconds from 0 to"):
         db_transaction(db, timeout=timeout)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("timeout", [0, 0.5, MAX_TIMEOUT_S])
+def test_timeout_sqlite_can_wait_is_taken(db: Path, timeout: float) -> None:
+    assert db_transaction(db, timeout=timeout).timeout == timeout
+
+
+def test_largest_timeout_still_waits_for_a_lock(db: Path) -> None:
+    # Reliability 2026-12-06 #9: timeout=inf overflowed SQLite's int of milliseconds and it
+    # waited not at all. The largest accepted value must still wait: the lock is released
+    # by a thread after a moment, and the transaction goes through instead of failing.
+    holder = sqlite3.connect(db, isolation_level=None, check_same_thread=False)
+    holder.execute("begin immediate")
+    release = threading.Timer(0.3, holder.rollback)
+    release.start()
+    try:
+        with db_transaction(db, timeout=MAX_TIMEOUT_S) as cur:
+            cur.execute("insert into t values (1)")
+    finally:
+        release.join()
+        holder.close()
+    assert _rows(db) == [(1,)]
+
+
+@pytest.mark.parametrize("path", [os.devnull, "/dev/full", "/dev/zero"])
+def test_device_path_raises_path_error(path: str) -> None:
+    with pytest.raises(PathError, match="is a device, not a database file"):
+        db_transaction(path)
+
+
+def test_fifo_path_raises_path_error(tmp_path: Path) -> None:
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    with pytest.raises(PathError, match="FIFO"):
+        db_transaction(fifo)
+
+
+def test_symlink_to_a_database_file_is_taken(db: Path, tmp_path: Path) -> None:
+    link = tmp_path / "link.db"
+    link.symlink_to(db)
+    with db_transaction(link) as cur:
+        cur.execute("insert into t values (2)")
 
 
 @pytest.fixture
@@ -213,3 +261,8 @@ def test_connection_closed_every_time(db: Path, fd_count: Any) -> None:
             pass
     assert fd_count() <= before
     assert len(_rows(db)) == 100
+
+
+def test_a_path_with_a_nul_character_raises_path_error(tmp_path: Path) -> None:
+    with pytest.raises(PathError, match="NUL"):
+        db_transaction(f"{tmp_path}/a\x00b.db")

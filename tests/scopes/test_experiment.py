@@ -86,6 +86,25 @@ class TestFile:
 
 
 class TestFormats:
+    def test_start_record_names_the_program_and_none_of_its_arguments(
+        self, tmp_path: Path, name: str, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        # Reliability 2026-12-06 #11: argv[:3] in a kernel is "-f" and the path of the
+        # kernel's connection file; a script's arguments may carry an API key.
+        launcher = "/venv/lib/python3/site-packages/ipykernel_launcher.py"
+        connection = str(tmp_path / "runtime" / "kernel-0b1c.json")
+        monkeypatch.setattr(sys, "argv", [launcher, "-f", connection, "--api-key", "s3cr3t"])
+        path = tmp_path / "run.jsonl"
+        with experiment_log(path, name=name, fmt="jsonl"):
+            pass
+        start = _jsonl(path)[0]
+        assert start["event"] == "start"
+        assert start["program"] == launcher
+        assert "argv" not in start
+        text = path.read_text()
+        assert connection not in text
+        assert "s3cr3t" not in text
+
     def test_text_format_lines_parse(self, tmp_path: Path, name: str) -> None:
         path = tmp_path / "run.log"
         scope = experiment_log(path, name=name)
@@ -324,6 +343,11 @@ class TestBadInput:
             ({"mode": "x"}, "mode must be 'a' .* or 'w'"),
             ({"level": "LOUD"}, "unknown log level 'LOUD': use one of DEBUG"),
             ({"name": ""}, "name must be a non-empty logger name"),
+            ({"level": "99999999999999999999999"}, "a number from 0 to 50"),
+            ({"level": 10**30}, "a number from 0 to 50"),
+            ({"level": 51}, "a number from 0 to 50"),
+            ({"level": -5}, "a number from 0 to 50"),
+            ({"level": "²"}, "unknown log level"),
         ],
     )
     def test_bad_option_raises_option_error(
@@ -341,6 +365,35 @@ class TestBadInput:
         (tmp_path / "file").write_text("")
         with pytest.raises(PathError, match="is a file, not a directory"):
             experiment_log(tmp_path / "file" / "run.log")
+
+    @pytest.mark.parametrize("level", [0, 5, "50", "critical"])
+    def test_a_level_some_record_can_reach_is_taken(self, tmp_path: Path, level: Any) -> None:
+        assert experiment_log(tmp_path / "run.log", level=level).level <= logging.CRITICAL
+
+    def test_a_registered_level_above_critical_is_taken(self, tmp_path: Path) -> None:
+        logging.addLevelName(61, "RESMAGIC_TEST_FATAL")
+        assert experiment_log(tmp_path / "run.log", level="61").level == 61
+        assert experiment_log(tmp_path / "run.log", level="resmagic_test_fatal").level == 61
+
+    @pytest.mark.parametrize("path", ["/dev/full", "/dev/zero"])
+    def test_device_path_raises_path_error(self, path: str) -> None:
+        with pytest.raises(PathError, match="is a device, not a file a log can be written to"):
+            experiment_log(path)
+
+    def test_fifo_path_raises_path_error_instead_of_hanging(self, tmp_path: Path) -> None:
+        fifo = tmp_path / "pipe"
+        os.mkfifo(fifo)  # opening it to write would wait for a reader, forever
+        with pytest.raises(PathError, match="FIFO"):
+            experiment_log(fifo)
+
+    def test_a_path_with_a_nul_character_raises_path_error(self, tmp_path: Path) -> None:
+        with pytest.raises(PathError, match="NUL"):
+            experiment_log(f"{tmp_path}/a\x00b.log")
+
+    def test_devnull_throws_the_log_away(self, name: str) -> None:
+        with experiment_log(os.devnull, name=name) as log:
+            log.info("gone")
+        assert logging.getLogger(name).handlers == []
 
     def test_a_log_the_disk_refuses_on_entry_raises_path_error(self, tmp_path: Path) -> None:
         scope = experiment_log(tmp_path / "gone" / "run.log")  # fine when built

@@ -123,3 +123,32 @@ def test_a_bad_traitlet_is_said_and_the_extension_still_loads() -> None:
     loaded, err = _ipython(code)
     assert loaded is True
     assert "resmagic: c.ResMagic.sinks: unknown sink 'wandb'" in err
+
+
+def test_status_and_sink_warnings_never_show_the_tracking_uri_secrets(
+    ip: Any, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Reliability 2026-12-06 #10: %resmagic status printed MLFLOW_TRACKING_URI, password
+    # and all, into the notebook's saved output.
+    closed = _closed_port_uri().removeprefix("http://")
+    uri = f"http://alice:s3cr3t-pass@{closed}/mlflow?token=t0ken-value&page=1"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    try:
+        ip.run_line_magic("resmagic", "config sink=mlflow")
+        ip.run_cell(f"%%timed -q\nraise ValueError('{uri}')", store_history=True)
+        capsys.readouterr()  # IPython's own traceback of the cell shows what the user wrote
+        assert resmagic.sinks.flush(60)
+        ip.run_line_magic("resmagic", "status")
+        ip.run_cell("%%timed -q\npass", store_history=True)  # says the failure, once
+    finally:
+        resmagic.settings.update(sink="off")
+    said = capsys.readouterr()
+    shown = said.out + said.err
+    assert f"http://alice:***@{closed}/mlflow?token=***&page=1" in said.out
+    assert "resmagic: the mlflow sink failed" in said.err
+    assert "s3cr3t-pass" not in shown
+    assert "t0ken-value" not in shown
+    report = resmagic.history()[0]
+    assert report.error is not None
+    assert "s3cr3t-pass" not in report.error  # what the store and the error tag get

@@ -1,0 +1,58 @@
+"""Secrets out of any text resmagic shows or writes: URI passwords, tokens in query strings.
+
+One rule for every place a URI can surface: ``%resmagic status`` (the MLflow tracking URI),
+sink warnings, a report's error text (the run store, the MLflow ``cell.N.error`` tag, the
+watch log). ``MLFLOW_TRACKING_URI=https://alice:s3cr3t@host`` was printed as is into saved
+notebooks (reliability 2026-12-06 #10).
+"""
+
+from __future__ import annotations
+
+import re
+
+__all__ = ["MASK", "redact"]
+
+MASK = "***"
+"""What a secret is replaced by."""
+
+# scheme://user-info@ : the user-info ends at the last "@" before the path, query or end
+# (a password may hold an unescaped "@": all of it is masked).
+_USERINFO = re.compile(r"(?P<scheme>\b[A-Za-z][A-Za-z0-9+.\-]*://)(?P<info>[^/?#\s]*)@")
+# ?name=value or &name=value (also ;name=value), in a URI or a bare path such as urllib3's
+# "Max retries exceeded with url: /api?token=...".
+_PARAM = re.compile(r"(?P<lead>[?&;])(?P<name>[^=&;#\s]+)=(?P<value>[^&;#\s'\"]*)")
+_SECRET_NAME = re.compile(
+    r"token|key|secret|passw|pwd|sig|auth|credential|session|cookie|bearer|jwt",
+    re.IGNORECASE,
+)
+
+
+def redact(text: str) -> str:
+    """``text`` with the secrets of every URI in it replaced by ``***``.
+
+    - ``user:password@`` keeps the user and masks the password: ``https://alice:***@host``;
+      a user-info with no password is often a token by itself and is masked whole:
+      ``https://***@github.com``.
+    - The value of a query parameter whose name says it is secret (it contains ``token``,
+      ``key``, ``secret``, ``passw``, ``pwd``, ``sig``, ``auth``, ``credential``,
+      ``session``, ``cookie``, ``bearer`` or ``jwt``, in any case: ``access_token``,
+      ``api_key``, ``X-Amz-Signature``, ``sig``) is masked; other parameters stay.
+
+    Cheap on text with no ``://``, ``?``, ``&`` or ``;``: it is returned as is.
+    """
+    if "://" not in text and "=" not in text:
+        return text
+    text = _USERINFO.sub(_mask_userinfo, text)
+    return _PARAM.sub(_mask_param, text)
+
+
+def _mask_userinfo(match: re.Match[str]) -> str:
+    user, colon, _ = match["info"].partition(":")
+    kept = f"{user}:{MASK}" if colon and user else MASK
+    return f"{match['scheme']}{kept}@"
+
+
+def _mask_param(match: re.Match[str]) -> str:
+    if not _SECRET_NAME.search(match["name"]) or not match["value"]:
+        return match[0]
+    return f"{match['lead']}{match['name']}={MASK}"
