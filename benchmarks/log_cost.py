@@ -8,9 +8,11 @@ Each measurement runs in a fresh interpreter with ``PYTHONPATH`` set to the tree
 each is printed. Measured:
 
 - ``record``: one ``log.info("record %d lr=%g", i, 3e-4)`` inside ``experiment_log``, text
-  and JSON lines, ns per record over 20,000 records (a tight loop on the local disk);
+  and JSON lines, ns per record: the quickest of 20 batches of 1,000 (a tight loop on the
+  local disk);
 - ``watch --log``: a watched ``x = 1`` cell in an in-process IPython shell (``--no-panel
-  --scopes timed``), with ``--log`` minus without, µs per cell over 1,000 cells.
+  --scopes timed``), with ``--log`` minus without, µs per cell: the quickest of 10 batches
+  of 100 cells.
 """
 
 from __future__ import annotations
@@ -33,36 +35,41 @@ os.environ["IPYTHONDIR"] = os.path.join(folder, "ipython")
 import resmagic
 from resmagic import experiment_log
 out = {"tree": os.path.dirname(os.path.dirname(resmagic.__file__))}
+
+def best_batch(run, batches, size):
+    # The quickest batch: a shared machine preempts some batches, never makes one faster.
+    times = []
+    for _ in range(batches):
+        t0 = time.perf_counter_ns()
+        run(size)
+        times.append((time.perf_counter_ns() - t0) / size)
+    return min(times)
+
 for fmt in ("text", "jsonl"):
     path = os.path.join(folder, f"run-{fmt}.log")
     with experiment_log(path, fmt=fmt, name=f"bench-{fmt}") as log:
-        for i in range(2000):  # warm up: the file's first pages, the caches
-            log.info("record %d lr=%g", i, 3e-4)
-        t0 = time.perf_counter_ns()
-        for i in range(20000):
-            log.info("record %d lr=%g", i, 3e-4)
-        t1 = time.perf_counter_ns()
-    out[f"record {fmt} ns"] = (t1 - t0) / 20000
+        def records(n):
+            for i in range(n):
+                log.info("record %d lr=%g", i, 3e-4)
+        records(2000)  # warm up: the file's first pages, the caches
+        out[f"record {fmt} ns"] = best_batch(records, 20, 1000)
 from IPython.testing.globalipapp import start_ipython
 ip = start_ipython()
 ip.run_line_magic("load_ext", "resmagic")
 def per_cell(line):
     ip.run_line_magic("resmagic", line)
+    def cells(n):
+        for _ in range(n):
+            ip.run_cell("x = 1", store_history=True)
     with contextlib.redirect_stdout(io.StringIO()):
-        for _ in range(200):
-            ip.run_cell("x = 1", store_history=True)
-        t0 = time.perf_counter_ns()
-        for _ in range(1000):
-            ip.run_cell("x = 1", store_history=True)
-        t1 = time.perf_counter_ns()
+        cells(100)
+        best = best_batch(cells, 10, 100) / 1000
         ip.run_line_magic("resmagic", "watch off")
         ip.run_cell("pass", store_history=True)
-    return (t1 - t0) / 1000 / 1000
+    return best
 log = os.path.join(folder, "watch.jsonl")
-plain = per_cell("watch on --no-panel --scopes timed")
-logged = per_cell(f"watch on --no-panel --scopes timed --log {log}")
-out["watch cell us"] = plain
-out["watch --log cell us"] = logged
+out["watch cell us"] = per_cell("watch on --no-panel --scopes timed")
+out["watch --log cell us"] = per_cell(f"watch on --no-panel --scopes timed --log {log}")
 print(json.dumps(out))
 """
 
