@@ -12,9 +12,16 @@ boundary (measured: 9 of 300 kills of two threads writing 300 B and 3,000 B line
 that fits in a page is safe if it does not cross one, so a line that would cross the next
 page boundary starts on it instead: the line before it is padded with spaces up to the
 boundary (one ``pwrite`` inside the last page, which the kernel does not cut). Padding is
-trailing white space, which JSON allows and text readers ignore; it costs ``len(line) / 2``
-bytes on average for the ``len(line) / page`` share of lines that would cross. A line
-longer than a page can still be cut by a SIGKILL.
+trailing white space, which JSON allows and text readers ignore. It costs little for short
+lines (about ``len(line) / 2`` bytes for the ``len(line) / page`` share of lines that would
+cross; measured: 0.2 % for 186-byte JSON lines, 1.3 % for 96-byte text lines) and a page
+per line for lines over half a page.
+
+Limits: a line longer than a page can still be cut by a SIGKILL. The padding writes over
+the newline the file ends with, only when the file still ends where this process last wrote
+(threads in one process share that knowledge and a lock); another process appending to the
+same file in the microseconds between that check and the padding would lose the first bytes
+of its line.
 """
 
 from __future__ import annotations
