@@ -36,6 +36,10 @@ from dataclasses import dataclass, field
 __all__ = ["LineFile"]
 
 PAGE = mmap.PAGESIZE
+# POSIX closes the file in a child program; Windows has no O_CLOEXEC (nor pread/pwrite) and
+# needs O_BINARY to keep its newlines as written.
+_FLAGS = getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
+_CAN_PAD = hasattr(os, "pread") and hasattr(os, "pwrite")
 
 
 @dataclass(slots=True)
@@ -61,7 +65,8 @@ def _reset_locks() -> None:
         shared.lock = threading.Lock()
 
 
-os.register_at_fork(after_in_child=_reset_locks)
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_reset_locks)
 
 
 class LineFile:
@@ -90,7 +95,7 @@ class LineFile:
         self._open(os.O_TRUNC if mode == "w" else 0)
 
     def _open(self, extra: int) -> None:
-        flags = os.O_CREAT | os.O_APPEND | os.O_CLOEXEC | extra
+        flags = os.O_CREAT | os.O_APPEND | _FLAGS | extra
         try:  # read too: the padding looks at the last byte
             fd, readable = os.open(self.path, flags | os.O_RDWR, 0o666), True
         except PermissionError:  # a file we may write but not read: lines, but no padding
@@ -99,7 +104,7 @@ class LineFile:
             info = os.fstat(fd)
             self._regular = stat.S_ISREG(info.st_mode)
             # A device (/dev/full) or a pipe has no pages to pad and no end to cut back to.
-            if readable and self._regular:
+            if readable and self._regular and _CAN_PAD:
                 self._share((info.st_dev, info.st_ino), _end_line(fd, info.st_size))
         except BaseException:
             os.close(fd)
@@ -155,7 +160,7 @@ class LineFile:
         # pwrite on an O_APPEND descriptor appends on Linux, whatever the offset: the padding
         # goes through a second descriptor of the file's own.
         if self._pad_fd < 0:
-            self._pad_fd = os.open(self.path, os.O_WRONLY | os.O_CLOEXEC)
+            self._pad_fd = os.open(self.path, os.O_WRONLY | _FLAGS)
         return _pad_to_page(self._fd, self._pad_fd, end)
 
     def close(self) -> None:
