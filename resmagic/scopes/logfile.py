@@ -140,11 +140,15 @@ class LineHandler(logging.Handler):
 
     def close(self) -> None:
         """Close the file; never raises (a failure is kept in :attr:`close_error`)."""
+        # Under the handler's lock, as FileHandler does: a thread still writing a record must
+        # not write it to whatever file reuses the descriptor's number.
+        self.acquire()
         try:
             self.file.close()
         except OSError as exc:
             self.close_error = exc
         finally:
+            self.release()
             super().close()
 
 
