@@ -10,6 +10,8 @@ each is printed. Measured:
 - ``record``: one ``log.info("record %d lr=%g", i, 3e-4)`` inside ``experiment_log``, text
   and JSON lines, ns per record: the quickest of 20 batches of 1,000 (a tight loop on the
   local disk);
+- ``block``: an empty ``with experiment_log(path):`` block (open, start and end records,
+  close, report), µs: the quickest of 10 batches of 100;
 - ``watch --log``: a watched ``x = 1`` cell in an in-process IPython shell (``--no-panel
   --scopes timed``), with ``--log`` minus without, µs per cell: the quickest of 10 batches
   of 100 cells.
@@ -53,6 +55,12 @@ for fmt in ("text", "jsonl"):
                 log.info("record %d lr=%g", i, 3e-4)
         records(2000)  # warm up: the file's first pages, the caches
         out[f"record {fmt} ns"] = best_batch(records, 20, 1000)
+def blocks(n):
+    for _ in range(n):
+        with experiment_log(os.path.join(folder, "blocks.log"), name="bench-blocks"):
+            pass
+blocks(100)
+out["block us"] = best_batch(blocks, 10, 100) / 1000
 from IPython.testing.globalipapp import start_ipython
 ip = start_ipython()
 ip.run_line_magic("load_ext", "resmagic")
