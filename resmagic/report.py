@@ -198,7 +198,14 @@ class TimingReport(Report):
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class LogReport(Report):
-    """``experiment_log``'s report: where the log went and how many records it took."""
+    """``experiment_log``'s report: where the log went and how many records it took.
+
+    Attributes:
+        records: records written to the file, each a whole line.
+        lost: records the file refused (a full disk): none of them is in the file.
+        notes: what went wrong with the file, said once for the run, e.g.
+            ``"run.log: 480 of 500 records not written: [Errno 28] No space left on device"``.
+    """
 
     scope: ClassVar[str] = "experiment_log"
 
@@ -207,11 +214,14 @@ class LogReport(Report):
     run_id: str = ""
     fmt: str = "text"
     records: int = 0
+    lost: int = 0
+    notes: tuple[str, ...] = ()
 
     def _details(self) -> str:
         n = self.records
+        lost = f" ({self.lost} lost)" if self.lost else ""
         return (
-            f"{self.path}  {n} record{'s' * (n != 1)}  run {self.run_id}"
+            f"{self.path}  {n} record{'s' * (n != 1)}{lost}  run {self.run_id}"
             f"  {format_seconds(self.duration_s)}"
         )
 

@@ -291,7 +291,7 @@ def _watch_line(watcher: Any) -> str:
     if watcher.options is None:
         return "watch: off"
     options = watcher.options
-    log = f"; log {options.log}" if options.log else ""
+    log = f"; {watcher.log.describe()}" if watcher.log is not None else ""
     return f"watch: on ({', '.join(options.scopes)}{log})"
 
 

@@ -23,7 +23,7 @@ from resmagic.holders import Holders, held_device
 from resmagic.ipython.cell import Layer
 from resmagic.ipython.output import ReportOutput
 from resmagic.ipython.text import render_report
-from resmagic.report import GpuReport, Report
+from resmagic.report import GpuReport, LogReport, Report
 
 __all__ = [
     "BINDS",
@@ -139,6 +139,8 @@ class LayerFactory:
             raise UsageError(msg) from None
         layer = Layer(magic, scope, bind=var if var is not None else BINDS.get(magic))
         if quiet:
+            if isinstance(scope, scopes.experiment_log):
+                layer.render = self._show_notes
             return layer
         layer.render = self._show_text
         if isinstance(scope, scopes.gpu_scope) and panel:
@@ -180,6 +182,12 @@ class LayerFactory:
             text = first + self.last_time(report) + newline + rest
         text = "\n".join([text, *self.held(report)])
         self.output.show({"text/plain": text}, report.cell)
+
+    def _show_notes(self, report: Report) -> None:
+        """A quiet layer's report still says what its log lost (reliability 2026-12-06 #5)."""
+        if isinstance(report, LogReport) and report.notes:
+            text = "\n".join(f"{report.scope}: {note}" for note in report.notes)
+            self.output.show({"text/plain": text}, report.cell)
 
     def held(self, report: Report) -> list[str]:
         """The line naming what holds the memory (``held by: ...``), where the report has it.

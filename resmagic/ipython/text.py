@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from resmagic.probes.devices import HOST_ROWS, host_notes
-from resmagic.report import GpuReport, Report
+from resmagic.report import GpuReport, LogReport, Report
 from resmagic.units import format_bytes, format_seconds, format_table
 
 __all__ = ["HistoryTable", "render_report", "why_line"]
@@ -17,7 +17,8 @@ def render_report(report: Report, said: set[str] | None = None) -> str:
     """One line per report; a ``gpu_scope`` without GPU rows adds a second saying why.
 
     What happened in the container (an OOM kill, a guard with nothing to guard) is said on
-    a line of its own under every report it happened in.
+    a line of its own under every report it happened in; so are an experiment log's notes
+    (records a full disk refused).
 
     Args:
         report: the report to render.
@@ -28,6 +29,8 @@ def render_report(report: Report, said: set[str] | None = None) -> str:
     gpu_rows = isinstance(report, GpuReport) and any(
         d.name not in HOST_ROWS for d in report.devices
     )
+    if isinstance(report, LogReport):  # records a full disk refused (reliability #5)
+        return text + "".join(f"\n  {note}" for note in report.notes)
     if not isinstance(report, GpuReport):
         return text
     happened, reasons = host_notes(report.notes)

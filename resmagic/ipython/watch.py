@@ -18,6 +18,7 @@ from IPython.core.error import UsageError
 from resmagic.errors import ResmagicError
 from resmagic.ipython.cell import Layer
 from resmagic.ipython.watchline import WatchOutput
+from resmagic.ipython.watchlog import WatchLog
 from resmagic.scopes.logfile import resolve_log_path
 
 if TYPE_CHECKING:
@@ -47,6 +48,8 @@ class Watcher:
     def __init__(self, factory: LayerFactory) -> None:
         self.factory = factory
         self.options: WatchOptions | None = None
+        self.log: WatchLog | None = None
+        """The ``--log`` file of this watch, with its counts."""
         self.on_start: Callable[[], None] | None = None
         """Called when watch mode starts (the runner registers its cell hooks)."""
 
@@ -61,6 +64,7 @@ class Watcher:
             self.factory.build(name, **spec)  # build once to refuse bad options right away
         if options.log is not None:  # `--log ''` is a mistake too, not "no log"
             _check_writable(options.log)
+        self.log = WatchLog(resolve_log_path(options.log)) if options.log else None
         self.options = options
         if self.on_start is not None:
             self.on_start()
@@ -68,6 +72,7 @@ class Watcher:
     def stop(self) -> None:
         """Measure no new cell; the cell running now is still closed by ``post_run_cell``."""
         self.options = None
+        self.log = None
 
     def layers(self, code: str = "") -> list[Layer] | None:
         """Fresh layers for a new cell (``code``: its source), or None when watch is off.
@@ -79,8 +84,7 @@ class Watcher:
         if options is None:
             return None
         layers = [self.factory.build(name, quiet=True, **spec) for name, spec in options.specs()]
-        log = resolve_log_path(options.log) if options.log else None
-        WatchOutput(self.factory, layers, panel=options.panel, code=code, log=log)
+        WatchOutput(self.factory, layers, panel=options.panel, code=code, log=self.log)
         return layers
 
 

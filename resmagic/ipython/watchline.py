@@ -8,7 +8,6 @@ appends one JSON line (:func:`cell_record`).
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -23,6 +22,7 @@ from resmagic.units import format_seconds, scale_unit
 
 if TYPE_CHECKING:
     from resmagic.ipython.layers import LayerFactory
+    from resmagic.ipython.watchlog import WatchLog
 
 __all__ = ["WatchOutput", "cell_record", "code_hash", "compact_line", "worth_panel"]
 
@@ -105,7 +105,7 @@ class WatchOutput:
         layers: the cell's layers, built ``quiet``; their render callbacks are set here.
         panel: whether a kernel shows the live panel for a long cell.
         code: the cell's source, hashed for the log.
-        log: a JSON-lines file each cell appends one record to, or None.
+        log: the JSON-lines file each cell appends one record to, or None.
     """
 
     def __init__(
@@ -115,7 +115,7 @@ class WatchOutput:
         *,
         panel: bool,
         code: str,
-        log: str | None,
+        log: WatchLog | None,
     ) -> None:
         self.factory, self.code, self.log = factory, code, log
         self.gpu = next((lay for lay in layers if lay.magic == "gpu_scope"), None)
@@ -129,15 +129,14 @@ class WatchOutput:
             layers[-1].render = self.render  # renders run after every scope has closed
 
     def render(self, _last: Report) -> None:
-        """Show the cell's line (or its full panel) and append its log record."""
+        """Show the cell's line (or its full panel) and append its log record.
+
+        A log the disk refuses never costs the cell its line (reliability 2026-12-06 #6):
+        the first refusal is said under the line, later ones are counted.
+        """
         gpu = self._report(self.gpu, GpuReport)
         timing = self._report(self.timed, TimingReport)
-        if self.log is not None:
-            record = cell_record(gpu, timing, self.code)
-            if record is not None:
-                with open(self.log, "a", encoding="utf-8") as file:
-                    file.write(json.dumps(record) + "\n")
-        held = self.factory.held(gpu) if gpu is not None else []
+        held = [*(self.factory.held(gpu) if gpu is not None else []), *self._log(gpu, timing)]
         view = self.view
         if gpu is not None and view is not None and (view.shown or worth_panel(gpu)):
             extra = [timing.summary()] if timing is not None else []
@@ -153,6 +152,14 @@ class WatchOutput:
             lines += [note] if note else []
         cell = (timing or gpu).cell if (timing or gpu) is not None else None
         self.factory.output.show({"text/plain": "\n".join([*lines, *held])}, cell)
+
+    def _log(self, gpu: GpuReport | None, timing: TimingReport | None) -> list[str]:
+        """Append the cell's record to the ``--log`` file; the log's note, if it has one."""
+        if self.log is None:
+            return []
+        record = cell_record(gpu, timing, self.code)
+        note = self.log.append(record) if record is not None else None
+        return [f"  {note}"] if note else []
 
     def _last_time(self, report: Report | None) -> str:
         last_time = self.factory.last_time

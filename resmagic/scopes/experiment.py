@@ -17,6 +17,7 @@ from resmagic.scopes.base import Scope, listening
 from resmagic.scopes.logfile import (
     TEXT_FORMAT,
     JsonLinesFormatter,
+    LineHandler,
     RunContext,
     Tee,
     level_of,
@@ -36,7 +37,7 @@ class _Run:
     t0: float
     run_id: str
     logger: logging.Logger
-    handler: logging.Handler
+    handler: LineHandler
     context: RunContext
     saved: tuple[int, bool]
     record: Callable[[Report], None]
@@ -110,7 +111,7 @@ class experiment_log(Scope[logging.Logger, LogReport]):
     def _open(self) -> tuple[_Run, logging.Logger]:
         try:
             os.makedirs(os.path.dirname(self.path), exist_ok=True)
-            handler = logging.FileHandler(self.path, self.mode, encoding="utf-8")
+            handler = LineHandler(self.path, self.mode)  # whole lines (reliability #5)
         except OSError as exc:  # checked at construction, but the disk may disagree now
             msg = f"cannot open the log {self.path!r}: {exc.strerror or exc}"
             raise PathError(msg) from exc
@@ -180,14 +181,16 @@ class experiment_log(Scope[logging.Logger, LogReport]):
             run.logger.removeHandler(run.handler)
             run.logger.setLevel(level)
             run.logger.propagate = propagate
-            run.handler.close()
+            run.handler.close()  # never raises: a failure becomes a note
         return LogReport(
             **self.common(run.started_at, duration, run.ended),
             path=self.display_path,
             logger=self.name,
             run_id=run.run_id,
             fmt=self.fmt,
-            records=run.context.count,
+            records=run.handler.file.written,
+            lost=run.handler.file.lost,
+            notes=run.handler.notes(self.display_path),
         )
 
     def _record(self, run: _Run, report: Report) -> None:

@@ -14,10 +14,12 @@ from typing import Any, TextIO
 
 from resmagic.errors import OptionError, PathError
 from resmagic.scopes.filekind import file_kind
+from resmagic.scopes.linefile import LineFile
 
 __all__ = [
     "TEXT_FORMAT",
     "JsonLinesFormatter",
+    "LineHandler",
     "RunContext",
     "Tee",
     "level_of",
@@ -92,18 +94,74 @@ def resolve_log_path(path: str | os.PathLike[str]) -> str:
 
 
 class RunContext(logging.Filter):
-    """Stamps each record with the run id and counts the records that reach the file."""
+    """Stamps each record with the run id."""
 
     def __init__(self, run_id: str) -> None:
         super().__init__()
         self.run_id = run_id
-        self.count = 0
 
     def filter(self, record: logging.LogRecord) -> bool:
-        """Stamp and count ``record``; never drops one."""
+        """Stamp ``record``; never drops one."""
         record.run_id = self.run_id
-        self.count += 1
         return True
+
+
+class LineHandler(logging.Handler):
+    """A file handler that writes each record as one whole line, and counts the lost ones.
+
+    Reliability 2026-12-06 #5: logging's ``FileHandler`` buffers in Python, leaves a cut
+    line on a full disk, prints a ``--- Logging error ---`` traceback per record it could
+    not write and raises again from ``close()``. Here a record the file refuses is counted
+    in :attr:`file` (``lost``, ``error``) and said once by whoever reads the count. A
+    record that cannot be formatted (the caller's mistake) still goes to ``handleError``.
+
+    Raises:
+        OSError: the file cannot be opened.
+    """
+
+    def __init__(self, path: str, mode: str = "a") -> None:
+        super().__init__()
+        self.file = LineFile(path, mode)
+        self.close_error: OSError | None = None
+        """Why closing the file failed, if it did."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        """Append ``record`` as one line; a write the disk refuses is counted, not printed."""
+        try:
+            line = (self.format(record) + "\n").encode("utf-8", "backslashreplace")
+        except RecursionError:
+            raise
+        except Exception:
+            self.handleError(record)
+            return
+        self.file.append(line)
+
+    def notes(self, path: str) -> tuple[str, ...]:
+        """What went wrong with the file, one note per kind, e.g. records a full disk refused.
+
+        ``"run.log: 480 of 500 records not written: [Errno 28] No space left on device"``.
+        """
+        notes: list[str] = []
+        file = self.file
+        if file.lost:
+            total = file.written + file.lost
+            notes.append(f"{path}: {file.lost} of {total} records not written: {file.error}")
+        if self.close_error is not None:
+            notes.append(f"{path}: closing the log failed: {self.close_error}")
+        return tuple(notes)
+
+    def close(self) -> None:
+        """Close the file; never raises (a failure is kept in :attr:`close_error`)."""
+        # Under the handler's lock, as FileHandler does: a thread still writing a record must
+        # not write it to whatever file reuses the descriptor's number.
+        self.acquire()
+        try:
+            self.file.close()
+        except OSError as exc:
+            self.close_error = exc
+        finally:
+            self.release()
+            super().close()
 
 
 class Tee(io.TextIOBase):

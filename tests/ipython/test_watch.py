@@ -22,6 +22,7 @@ from IPython.core.interactiveshell import ExecutionInfo
 import resmagic
 from resmagic.ipython import extension
 from resmagic.store.recorder import recorder
+from tests.fulldisk import fill, small_tmpfs
 from tests.ipython.test_cell import _interrupt_after
 from tests.kernel import Kernel
 from tests.threads import settled_thread_count
@@ -286,3 +287,40 @@ def test_watch_leaves_underscore_and_out_as_plain_ipython_does(
     capsys.readouterr()
     assert watched == plain
     assert plain[4][2] == "'<unset>'"  # after `del _`, `6+6`: plain IPython too
+
+
+def test_watch_log_on_a_full_disk_keeps_every_cells_line_and_says_it_once(
+    ip: Any, tmp_path: Path, fresh_history: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Reliability 2026-12-06 #6: every cell's line was replaced by "could not render".
+    with small_tmpfs(tmp_path / "disk") as disk:
+        log = disk / "watch.jsonl"
+        ip.run_line_magic("resmagic", f"watch on --no-panel --log {log}")
+        try:
+            ip.run_cell("x = 0", store_history=True)
+            filler = fill(disk)
+            capsys.readouterr()
+            outputs = []
+            for i in range(30):
+                assert ip.run_cell(f"y = {i}", store_history=True).success
+                outputs.append(capsys.readouterr())
+            ip.run_line_magic("resmagic", "watch")
+            state = capsys.readouterr().out
+            filler.unlink()  # space comes back
+            ip.run_cell("z = 1", store_history=True)
+            after = capsys.readouterr().out
+        finally:
+            ip.run_line_magic("resmagic", "watch off")
+            ip.run_cell("pass", store_history=True)
+        records = [json.loads(line) for line in log.read_text().splitlines()]
+    for out in outputs:
+        assert "· host " in out.out, out  # the cell's own line
+        assert "could not render" not in out.out + out.err
+    said = [out.out for out in outputs if "watch --log:" in out.out]
+    assert len(said) == 1
+    assert f"a record could not be written to {log}: [Errno 28] No space left on device" in said[0]
+    lost = 32 - len(records)  # of x = 0, 30 cells and z = 1 (after the space came back)
+    assert 10 < lost <= 30
+    assert f"{lost} records not written: [Errno 28] No space left on device" in state
+    assert f"watch --log: writing again; {lost} records not written" in after
+    assert records[-1]["code_sha256"] == hashlib.sha256(b"z = 1").hexdigest()[:16]

@@ -18,6 +18,7 @@ from IPython.core.error import UsageError
 import resmagic
 from resmagic.probes import host
 from resmagic.report import GpuReport, LogReport
+from tests.fulldisk import PAGE, fill, small_tmpfs
 from tests.ipython.test_cell import _interrupt_after
 
 pytestmark = pytest.mark.usefixtures("fresh_history")
@@ -215,3 +216,30 @@ class TestThreads:
         assert threading.active_count() == 1 + sum(
             t.daemon for t in threading.enumerate() if t is not threading.main_thread()
         )
+
+
+class TestFullDisk:
+    """Reliability 2026-12-06 #5 in a shell: the cell keeps its outcome, the note is said once."""
+
+    BODY = "for i in range(500):\n    logger.info('record %d padding padding padding', i)"
+
+    @pytest.mark.parametrize("quiet", ["", " -q"])
+    def test_a_cell_logging_to_a_full_disk_succeeds_and_says_what_was_lost_once(
+        self, ip: Any, tmp_path: Path, capfd: pytest.CaptureFixture[str], quiet: str
+    ) -> None:
+        with small_tmpfs(tmp_path / "disk") as disk:
+            fill(disk, leave=PAGE)
+            capfd.readouterr()
+            log = disk / "run.log"
+            result = ip.run_cell(
+                f"%%experiment_log {log} --format jsonl{quiet}\n{self.BODY}", store_history=True
+            )
+        out, err = capfd.readouterr()
+        assert result.success, result.error_in_exec  # OSError at the block's exit before
+        report = resmagic.history()[-1]
+        assert isinstance(report, LogReport)
+        assert (report.status, report.records + report.lost) == ("ok", 502)
+        note = f"{report.lost} of 502 records not written: [Errno 28] No space left on device"
+        assert (out + err).count(note) == 1
+        assert "Logging error" not in out + err
+        assert _handlers() == 0

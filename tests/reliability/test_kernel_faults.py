@@ -17,12 +17,14 @@ pytestmark = pytest.mark.kernel
 
 def test_killed_kernel_keeps_every_record_written_before_the_kill(tmp_path: Path) -> None:
     log = tmp_path / "killed.log"
+    # Lines of 3,000 B: most would cross a page, where Linux may cut a write at a SIGKILL
+    # (reliability 2026-12-06 #10); tests/reliability/test_killed_writers.py kills 150 times.
     body = (
         "import threading, time\n"
         "def work(t):\n"
         "    i = 0\n"
         "    while True:\n"
-        "        logger.info('tick', extra={'worker': t, 'i': i, 'pad': 'y' * 300})\n"
+        "        logger.info('tick', extra={'worker': t, 'i': i, 'pad': 'y' * 3000})\n"
         "        i += 1\n"
         "for t in range(2):\n"
         "    threading.Thread(target=work, args=(t,), daemon=True).start()\n"
@@ -33,7 +35,7 @@ def test_killed_kernel_keeps_every_record_written_before_the_kill(tmp_path: Path
         kernel.run("%load_ext resmagic")
         kernel.start(f"%%experiment_log {log} --format jsonl\n{body}")
         deadline = time.monotonic() + 30
-        while (not log.exists() or log.stat().st_size < 2_000_000) and time.monotonic() < deadline:
+        while (not log.exists() or log.stat().st_size < 6_000_000) and time.monotonic() < deadline:
             time.sleep(0.05)
         pid = kernel.km.provisioner.process.pid  # type: ignore[union-attr]
         os.kill(pid, signal.SIGKILL)

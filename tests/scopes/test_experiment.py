@@ -15,9 +15,11 @@ from typing import Any
 
 import pytest
 
+import resmagic
 from resmagic import experiment_log, timed
 from resmagic.errors import OptionError, PathError
 from resmagic.report import LogReport
+from tests.fulldisk import PAGE, fill, small_tmpfs
 
 pytestmark = pytest.mark.usefixtures("fresh_history")
 
@@ -414,3 +416,83 @@ def test_a_teed_stdout_is_still_a_text_stream(tmp_path: Path) -> None:
         print("through the tee")
     assert seen == [True, True, True]
     assert "through the tee" in (tmp_path / "tee.log").read_text()
+
+
+class TestFullDisk:
+    """Reliability 2026-12-06 #5: a full disk is one note, not a failed cell and 482 tracebacks."""
+
+    def _log_500(self, path: Path | str, name: str) -> experiment_log:
+        scope = experiment_log(path, name=name, fmt="jsonl")
+        with scope as log:
+            for i in range(500):
+                log.info("record %d padding padding padding padding padding padding", i)
+        return scope
+
+    def test_a_full_disk_ends_the_block_ok_with_one_note_and_whole_lines(
+        self, tmp_path: Path, name: str, capfd: pytest.CaptureFixture[str]
+    ) -> None:
+        with small_tmpfs(tmp_path / "disk") as disk:
+            fill(disk, leave=PAGE)  # one page left: the first ~20 records fit
+            scope = self._log_500(disk / "run.log", name)  # raised OSError at exit before
+            lines = (disk / "run.log").read_bytes().split(b"\n")
+        assert lines[-1] == b"", "the file ends with a whole line"
+        records = [json.loads(line) for line in lines[:-1]]
+        report = _report(scope)
+        assert report.status == "ok"
+        assert resmagic.history()[-1] is report  # published, with its note
+        assert 0 < report.records == len(records) < 100
+        assert report.records + report.lost == 502  # start, 500, end
+        assert report.notes == (
+            f"{disk / 'run.log'}: {report.lost} of 502 records not written:"
+            " [Errno 28] No space left on device",
+        )
+        err = capfd.readouterr().err
+        assert "Logging error" not in err
+        assert err == ""
+        assert logging.getLogger(name).handlers == []
+
+    def test_a_line_longer_than_the_space_left_is_cut_back_not_left_half_written(
+        self, tmp_path: Path, name: str
+    ) -> None:
+        with small_tmpfs(tmp_path / "disk") as disk:
+            fill(disk, leave=2 * PAGE)
+            with experiment_log(disk / "big.log", name=name, fmt="jsonl") as log:
+                for i in range(20):
+                    log.info("big %d %s", i, "x" * 3 * PAGE)  # each spans pages
+            data = (disk / "big.log").read_bytes()
+        assert data.endswith(b"\n")
+        assert b"big" not in data  # the first big line filled the disk, then was cut back
+        assert [json.loads(line)["event"] for line in data.splitlines()] == ["start", "end"]
+        report = resmagic.history()[-1]
+        assert isinstance(report, LogReport)
+        assert (report.records, report.lost) == (2, 20)
+
+    def test_a_disk_with_no_room_at_all_ends_the_block_ok_with_every_record_counted_lost(
+        self, tmp_path: Path, name: str, capfd: pytest.CaptureFixture[str]
+    ) -> None:
+        # /dev/full was this test's disk until option checks refused devices as logs
+        # (reliability #9): a tmpfs filled to the last page refuses every write the same way.
+        with small_tmpfs(tmp_path / "disk") as disk:
+            fill(disk)
+            scope = self._log_500(disk / "run.log", name)
+            assert (disk / "run.log").read_bytes() == b""
+        report = _report(scope)
+        assert (report.status, report.records, report.lost) == ("ok", 0, 502)
+        assert report.notes == (
+            f"{disk / 'run.log'}: 502 of 502 records not written:"
+            " [Errno 28] No space left on device",
+        )
+        assert resmagic.history()[-1] is report
+        assert "Logging error" not in capfd.readouterr().err
+
+    def test_an_error_in_the_body_stays_that_error_on_a_full_disk(
+        self, tmp_path: Path, name: str
+    ) -> None:
+        with small_tmpfs(tmp_path / "disk") as disk:
+            fill(disk)
+            scope = experiment_log(disk / "run.log", name=name)
+            with pytest.raises(ZeroDivisionError), scope:
+                1 / 0  # noqa: B018
+        report = _report(scope)
+        assert (report.status, report.error) == ("error", "ZeroDivisionError: division by zero")
+        assert report.lost == 3  # start, the traceback record, end

@@ -70,8 +70,12 @@ def test_timed_is_named_by_its_label_with_wall_and_cpu_seconds() -> None:
 
 
 def test_log_and_transaction_reports_give_their_counts() -> None:
-    log = LogReport(status="ok", **BASE, path="x.log", logger="e", run_id="r", records=7)
-    assert metrics_of(log) == {"experiment_log.duration_s": 1.5, "experiment_log.records": 7}
+    log = LogReport(status="ok", **BASE, path="x.log", logger="e", run_id="r", records=7, lost=2)
+    assert metrics_of(log) == {
+        "experiment_log.duration_s": 1.5,
+        "experiment_log.records": 7,
+        "experiment_log.lost": 2,  # records a full disk refused: a tracker sees the loss too
+    }
     tx = TransactionReport(status="ok", **BASE, path="a.db", committed=True, changes=3)
     assert metrics_of(tx) == {"db_transaction.duration_s": 1.5, "db_transaction.changes": 3}
 

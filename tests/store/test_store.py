@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sqlite3
 import subprocess
@@ -13,7 +14,9 @@ from pathlib import Path
 import pytest
 
 import resmagic
+from resmagic.bus import publish
 from resmagic.config import settings
+from resmagic.report import LogReport
 from resmagic.store import runs
 from resmagic.store.died import Death, mark_dead
 from resmagic.store.liveness import Identity, alive, me
@@ -238,3 +241,14 @@ def test_holders_are_stored_and_read_back_as_in_history_frame(store: Path) -> No
     table = runs()
     assert "block 64.0 MiB" in table["holders"].iloc[-1]
     assert table["holders"].iloc[-1] == resmagic.history_frame()["holders"].iloc[-1]
+
+
+def test_a_logs_lost_records_and_its_note_are_stored_as_in_history_frame(store: Path) -> None:
+    note = "run.log: 480 of 500 records not written: [Errno 28] No space left on device"
+    report = LogReport(
+        status="ok", duration_s=0.1, started_at=time.time(), path="run.log", records=20
+    )
+    publish(dataclasses.replace(report, lost=480, notes=(note,)))
+    table, frame = runs(), resmagic.history_frame()
+    for column, value in (("notes", note), ("lost", 480), ("records", 20)):
+        assert table[column].iloc[-1] == value == frame[column].iloc[-1], column
