@@ -209,8 +209,7 @@ class Recorder:
         if writer is not None and writer.path == path:
             self._trim(writer)
             writer.flush()
-        # Reading never creates a store: a missing file reads as an empty one.
-        conn = connect(path if os.path.exists(path) else ":memory:")
+        conn = connect(path, create=False)  # a missing file reads as an empty store
         try:
             return query(conn)
         finally:

@@ -251,3 +251,28 @@ def test_the_panel_shows_progress_against_last_time(kernel: Kernel) -> None:
     summary = [d for d in again.reports if "rm-panel" in d.get("text/html", "")][-1]
     assert parse_panel(summary["text/html"])["state"] == "ok"
     assert "last time" in summary["text/plain"]
+
+
+def test_another_programs_database_at_the_profile_path_is_left_byte_identical(
+    profile: Path,
+) -> None:
+    path = _store(profile)
+    path.parent.mkdir(parents=True)
+    conn = sqlite3.connect(path)
+    conn.execute("CREATE TABLE reports (id INTEGER PRIMARY KEY, body TEXT)")
+    conn.execute("INSERT INTO reports (body) VALUES ('precious')")
+    conn.execute("PRAGMA user_version = 7")
+    conn.commit()
+    conn.close()
+    before = path.read_bytes(), path.stat().st_mtime_ns
+    with Kernel(env=_env(profile)) as k:
+        loaded = k.run("%load_ext resmagic")
+        said = "".join(m["content"]["text"] for m in loaded.of_type("stream"))
+        assert k.run("%%timed\n1").status == "ok"
+        assert "run store: off" in k.run("%resmagic status").stdout
+        again = k.run("%%timed\n2")
+    assert said.startswith(f"resmagic: run store off: {path} is an SQLite database that is not")
+    assert "%resmagic config store=" in said
+    assert not again.of_type("stream")  # said once, at load
+    assert (path.read_bytes(), path.stat().st_mtime_ns) == before
+    assert not [p for p in path.parent.iterdir() if p.name.startswith("resmagic.sqlite-")]
