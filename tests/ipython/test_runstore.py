@@ -253,6 +253,30 @@ def test_the_panel_shows_progress_against_last_time(kernel: Kernel) -> None:
     assert "last time" in summary["text/plain"]
 
 
+def test_a_kernel_oom_killed_before_its_first_sample_is_named_with_the_oom_killer(
+    profile: Path, small_cgroup: Path
+) -> None:
+    # reliability 2026-12-06 #4: OOM-killed early in a %%gpu_scope cell, the kernel left no
+    # trace. One allocation holds the GIL until the OOM killer fires: no writer batch runs.
+    with Kernel(env=_env(profile)) as first:
+        (small_cgroup / "cgroup.procs").write_text(str(first.pid))
+        first.run("%load_ext resmagic")
+        first.run("%%timed\n1", cell_id="warm")
+        first.start("%%gpu_scope --no-panel\nblock = b'x' * (600 << 20)", cell_id="at-once")
+        _wait_for(lambda: not first.km.is_alive(), timeout=120)
+    with Kernel(env=_env(profile)) as second:
+        (small_cgroup / "cgroup.procs").write_text(str(second.pid))
+        loaded = second.run("%load_ext resmagic").stdout
+        second.run("%unload_ext resmagic")
+    assert loaded == (
+        "resmagic: the previous kernel died during cell 3 (gpu_scope), before its first sample;"
+        " the container's OOM killer fired\n"
+    )
+    assert [(r["cell_id"], r["status"]) for r in _rows(profile, "status = 'died'")] == [
+        ("at-once", "died")
+    ]
+
+
 def test_another_programs_database_at_the_profile_path_is_left_byte_identical(
     profile: Path,
 ) -> None:
