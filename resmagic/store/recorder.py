@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import functools
 import os
 import sqlite3
 import sys
@@ -215,13 +214,17 @@ class Recorder:
         return pending.result(timeout)
 
     def deaths(self, timeout: float = 30.0) -> list[Death]:
-        """Mark this notebook's cells whose kernel died ``died``; what their rows said.
+        """Mark the cells this notebook's dead kernels died in ``died``; what each said.
 
         Raises:
+            PathError: the store's path holds something that is not a resmagic store.
             sqlite3.Error, OSError: the store cannot be opened or written.
         """
         notebook = self._notebook()
-        pending = self._submit(functools.partial(_mark_dead, notebook=notebook))
+        writer = self.writer()
+        if writer is None:
+            return []
+        pending = writer.submit(_mark_dead, notebook, writer.path, result=True)
         if pending is None:
             return []
         found = self.wait(pending, timeout)
@@ -292,10 +295,10 @@ class Recorder:
 
 
 def _mark_dead(
-    conn: sqlite3.Connection, notebook: str | None
+    conn: sqlite3.Connection, notebook: str | None, store: str
 ) -> tuple[list[Death], list[statefile.State]]:
-    path = conn.execute("PRAGMA database_list").fetchone()[2]
-    states = statefile.read_dead(path, alive) if path else []
+    """The deaths the dead kernels' pages (and rows) tell of; the pages now said all of."""
+    states = statefile.read_dead(store, alive)
     return mark_dead(conn, notebook, states), settled(states, notebook)
 
 
