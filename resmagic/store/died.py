@@ -18,10 +18,10 @@ from typing import Any
 
 from resmagic.store.liveness import Identity, alive
 from resmagic.store.rows import DIED, insert_died
-from resmagic.store.statefile import Open, State
+from resmagic.store.statefile import Open, State, read_dead
 from resmagic.units import format_bytes, format_seconds
 
-__all__ = ["Death", "mark_dead", "settled"]
+__all__ = ["Death", "dead_kernels", "mark_dead", "settled"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +100,14 @@ def mark_dead(
             continue
         deaths.append(_mark(conn, rid, cell, scope, label, started, updated, devices, ooms))
     return deaths
+
+
+def dead_kernels(
+    conn: sqlite3.Connection, notebook: str | None, store: str
+) -> tuple[list[Death], list[State]]:
+    """:func:`mark_dead` with the pages beside ``store``; and the pages now said all of."""
+    states = read_dead(store, alive)
+    return mark_dead(conn, notebook, states), settled(states, notebook)
 
 
 def settled(states: Sequence[State], notebook: str | None) -> list[State]:

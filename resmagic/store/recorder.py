@@ -24,9 +24,9 @@ from resmagic.config import settings
 from resmagic.probes import cgroup, host
 from resmagic.probes.reading import DeviceMemory
 from resmagic.report import Report
-from resmagic.store import rows, statefile
-from resmagic.store.died import Death, mark_dead, settled
-from resmagic.store.liveness import alive, me
+from resmagic.store import rows
+from resmagic.store.died import Death, dead_kernels
+from resmagic.store.liveness import me
 from resmagic.store.query import LastRun, last_runs
 from resmagic.store.rows import CellRun, Session
 from resmagic.store.schema import connect
@@ -224,7 +224,7 @@ class Recorder:
         writer = self.writer()
         if writer is None:
             return []
-        pending = writer.submit(_mark_dead, notebook, writer.path, result=True)
+        pending = writer.submit(dead_kernels, notebook, writer.path, result=True)
         if pending is None:
             return []
         found = self.wait(pending, timeout)
@@ -292,14 +292,6 @@ class Recorder:
         page, self._page = self._page, None
         if page is not None:
             page.close(remove=False)  # the parent's page: this process only drops its copy
-
-
-def _mark_dead(
-    conn: sqlite3.Connection, notebook: str | None, store: str
-) -> tuple[list[Death], list[statefile.State]]:
-    """The deaths the dead kernels' pages (and rows) tell of; the pages now said all of."""
-    states = statefile.read_dead(store, alive)
-    return mark_dead(conn, notebook, states), settled(states, notebook)
 
 
 def _sample(run: CellRun, read: Reader) -> None:
