@@ -77,9 +77,13 @@ def _convert(key: str, raw: object) -> int | float | str:
 
         return parse(raw)
     if key == "store":
+        from resmagic.store.files import usable
         from resmagic.store.paths import resolve
 
-        return resolve(str(raw))
+        path = resolve(str(raw))
+        if path:
+            usable(path)  # not a link, a device, a folder, another program's database
+        return path
     try:
         value: int | float
         if key in _INTEGERS:

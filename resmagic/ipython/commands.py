@@ -26,10 +26,13 @@ from resmagic.totals import clear_timings, timings
 __all__ = ["NAMES", "parser", "run"]
 
 
+_MOST = 10**9  # a count SQLite's LIMIT and a slice both take (reliability 2026-12-06 #8)
+
+
 def _positive(text: str) -> int:
-    if text.isdigit() and int(text) > 0:
+    if text.isascii() and text.isdigit() and 0 < int(text) <= _MOST:
         return int(text)
-    msg = f"takes one positive number (how many reports), not {text!r}"
+    msg = f"takes one positive number up to {_MOST} (how many reports), not {text!r}"
     raise argparse.ArgumentTypeError(msg)
 
 

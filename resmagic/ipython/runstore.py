@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from resmagic.config import settings
+from resmagic.errors import ResmagicError
 from resmagic.ipython.cell import running_cell
 from resmagic.ipython.runner import Frame
 from resmagic.probes import cgroup
@@ -81,10 +82,11 @@ class StoreHook:
             recorder.notebook,
             recorder.script,
         )
-        if self.configured is None:
-            settings.store = self.default
-        else:
-            settings.update(store=self.configured)
+        try:  # a link, a device, another program's database: refused before it is touched
+            settings.update(store=self.default if self.configured is None else self.configured)
+        except ResmagicError as exc:
+            print(f"resmagic: run store off: {exc}", file=sys.stderr)
+            settings.store = ""
         kernel = getattr(self.shell, "kernel", None)
         recorder.session_id = getattr(getattr(kernel, "session", None), "session", None)
         recorder.notebook = self.shell.user_ns.get("__session__") or os.environ.get(

@@ -11,7 +11,7 @@ second, so a kernel that dies leaves a row saying where and at how much.
 from __future__ import annotations
 
 import atexit
-import functools
+import contextlib
 import os
 import sqlite3
 import sys
@@ -25,11 +25,12 @@ from resmagic.probes import cgroup, host
 from resmagic.probes.reading import DeviceMemory
 from resmagic.report import Report
 from resmagic.store import rows
-from resmagic.store.died import Death, mark_dead
+from resmagic.store.died import Death, dead_kernels
 from resmagic.store.liveness import me
 from resmagic.store.query import LastRun, last_runs
 from resmagic.store.rows import CellRun, Session
 from resmagic.store.schema import connect
+from resmagic.store.statefile import StateFile
 from resmagic.store.writer import Pending, Writer
 
 __all__ = ["Recorder", "recorder"]
@@ -52,6 +53,8 @@ class Recorder:
         self._writer: Writer | None = None
         self._session: Session | None = None
         self._running: dict[str, tuple[CellRun, Reader]] = {}
+        self._page: StateFile | None = None  # which cells are open, on disk at once
+        self._oom_kills: int | None = None  # the counter as last read (off the cell path)
         self.context: Callable[[], CellRun | None] = lambda: None
         """The cell a report belongs to (the IPython layer sets it)."""
         self.session_id: str | None = None
@@ -75,6 +78,7 @@ class Recorder:
             if self._writer is not None and self._writer.path != path:
                 self._writer.close()
                 self._writer = None
+                self._close_page()
             if path and self._writer is None:
                 self._open(path)
             return self._writer
@@ -89,13 +93,27 @@ class Recorder:
         self._session = Session(
             self.session_id or uuid.uuid4().hex, me(), self._notebook(), _version()
         )
-        writer.submit(rows.insert_session, self._session)
         self._writer = writer
+        writer.submit(self._begin, self._session)
         if not self._exit_registered:
             # The thread is a daemon: commit what is queued, waiting at most a few seconds
             # for another process's lock (a kernel asked to shut down must go).
             atexit.register(self.close, 5.0)
             self._exit_registered = True
+
+    def _begin(self, conn: sqlite3.Connection, session: Session) -> None:
+        """The session's row, and its state file once the store has proved usable."""
+        rows.insert_session(conn, session)
+        writer = self._writer
+        if self._page is None and writer is not None and session is self._session:
+            self._oom_kills = cgroup.oom_kills()
+            running = [run for run, _ in list(self._running.values())]
+            self._page = StateFile.create(writer.path, session, running)
+
+    def _close_page(self) -> None:
+        page, self._page = self._page, None
+        if page is not None:
+            page.close()
 
     def _notebook(self) -> str | None:
         return _script() if self.script else self.notebook
@@ -142,12 +160,20 @@ class Recorder:
         if writer is None or self._session is None:
             return
         self._running[run.run] = (run, read)
+        page = self._page
+        if page is not None:  # the next kernel knows of it now, not after the writer's batch
+            page.started(run, self._oom_kills)
         writer.poke()
 
     def ended(self, run: CellRun) -> None:
         """The cell ended (its reports are queued already): its running row goes."""
         writer = self._writer
-        if self._running.pop(run.run, None) is not None and writer is not None and run.written:
+        if self._running.pop(run.run, None) is None:
+            return
+        page = self._page
+        if page is not None:  # ended, on disk before the cell's reply is sent
+            page.ended(run)
+        if writer is not None and run.written:
             writer.submit(rows.end_running, run)
 
     def _write_started(self, conn: sqlite3.Connection) -> None:
@@ -155,7 +181,7 @@ class Recorder:
         for run, read in list(self._running.values()):
             if run.written or session is None:
                 continue
-            run.oom_kills = cgroup.oom_kills()
+            run.oom_kills = self._oom_kills = cgroup.oom_kills()
             _sample(run, read)
             rows.insert_running(conn, run, session.session)
             run.written = True
@@ -188,19 +214,27 @@ class Recorder:
         return pending.result(timeout)
 
     def deaths(self, timeout: float = 30.0) -> list[Death]:
-        """Mark this notebook's cells whose kernel died ``died``; what their rows said.
+        """Mark the cells this notebook's dead kernels died in ``died``; what each said.
 
         Raises:
+            PathError: the store's path holds something that is not a resmagic store.
             sqlite3.Error, OSError: the store cannot be opened or written.
         """
         notebook = self._notebook()
-        pending = self._submit(functools.partial(mark_dead, notebook=notebook))
+        writer = self.writer()
+        if writer is None:
+            return []
+        pending = writer.submit(dead_kernels, notebook, writer.path, result=True)
         if pending is None:
             return []
         found = self.wait(pending, timeout)
         if pending.error is not None:
             raise pending.error
-        return found or []
+        deaths, done = found or ([], [])
+        for state in done:  # committed: the next kernel need not read them again
+            with contextlib.suppress(OSError):
+                os.unlink(state.path)
+        return deaths
 
     def read(self, query: Callable[[sqlite3.Connection], T], path: str | None = None) -> T:
         """Run ``query`` on a connection of its own, after what this process queued is written."""
@@ -209,8 +243,7 @@ class Recorder:
         if writer is not None and writer.path == path:
             self._trim(writer)
             writer.flush()
-        # Reading never creates a store: a missing file reads as an empty one.
-        conn = connect(path if os.path.exists(path) else ":memory:")
+        conn = connect(path, create=False)  # a missing file reads as an empty store
         try:
             return query(conn)
         finally:
@@ -243,6 +276,7 @@ class Recorder:
                 if run.written:
                     writer.submit(rows.end_running, run)
             writer.close(timeout)
+        self._close_page()  # after the commit: killed before it, the page still says so
 
     def _tick(self, conn: sqlite3.Connection) -> None:
         for run, read in list(self._running.values()):
@@ -255,6 +289,9 @@ class Recorder:
         self._lock = threading.Lock()
         self._writer, self._session, self._running = None, None, {}
         self.session_id = None
+        page, self._page = self._page, None
+        if page is not None:
+            page.close(remove=False)  # the parent's page: this process only drops its copy
 
 
 def _sample(run: CellRun, read: Reader) -> None:

@@ -8,8 +8,9 @@ of failing.
 
 from __future__ import annotations
 
-import os
 import sqlite3
+
+from resmagic.store import files
 
 __all__ = ["BUSY_TIMEOUT_S", "connect"]
 
@@ -55,15 +56,23 @@ CREATE INDEX IF NOT EXISTS reports_session ON reports (session);
 """
 
 
-def connect(path: str) -> sqlite3.Connection:
+def connect(path: str, *, create: bool = True) -> sqlite3.Connection:
     """A connection in autocommit mode (transactions are explicit), WAL, tables created.
 
+    The file is looked at before anything is written to it (:mod:`resmagic.store.files`):
+    a missing one is made 0600 (``create``; else an empty store in memory is read), an
+    empty one or a store is opened, anything else refused unchanged.
+
     Raises:
-        sqlite3.Error: the file cannot be opened or is not a database.
+        PathError: the path holds something that is not a resmagic store.
+        sqlite3.Error, OSError: the file cannot be made, opened or written.
     """
-    folder = os.path.dirname(path)
-    if folder:
-        os.makedirs(folder, exist_ok=True)
+    kind = files.examine(path) if path != ":memory:" else "empty"
+    if kind == "missing" and not create:
+        path = ":memory:"  # reading never creates a store: a missing file reads as empty
+    elif kind == "missing":
+        files.create(path)
+        kind = files.examine(path)  # ours, or what another kernel made meanwhile
     conn = sqlite3.connect(
         path, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False
     )
@@ -72,10 +81,21 @@ def connect(path: str) -> sqlite3.Connection:
         if conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
             conn.execute("PRAGMA journal_mode = WAL")
         conn.execute("PRAGMA synchronous = NORMAL")
-        if conn.execute("PRAGMA user_version").fetchone()[0] < 1:
-            # Two kernels may both get here: the second waits, then creates nothing.
-            conn.executescript("BEGIN IMMEDIATE;" + _SCHEMA + "PRAGMA user_version = 1; COMMIT;")
+        if kind != "store":
+            _adopt(conn, path)
     except BaseException:
         conn.close()
         raise
     return conn
+
+
+def _adopt(conn: sqlite3.Connection, path: str) -> None:
+    """Tables and the application id for an empty file or a store an older version made."""
+    # Two kernels may both get here: the second waits, then creates nothing new.
+    conn.executescript(
+        "BEGIN IMMEDIATE;"
+        + _SCHEMA
+        + f"PRAGMA application_id = {files.APPLICATION_ID}; PRAGMA user_version = 1; COMMIT;"
+    )
+    if path != ":memory:":
+        files.make_private(path)  # one made before stores were 0600 becomes so, once

@@ -251,3 +251,52 @@ def test_the_panel_shows_progress_against_last_time(kernel: Kernel) -> None:
     summary = [d for d in again.reports if "rm-panel" in d.get("text/html", "")][-1]
     assert parse_panel(summary["text/html"])["state"] == "ok"
     assert "last time" in summary["text/plain"]
+
+
+def test_a_kernel_oom_killed_before_its_first_sample_is_named_with_the_oom_killer(
+    profile: Path, small_cgroup: Path
+) -> None:
+    # reliability 2026-12-06 #4: OOM-killed early in a %%gpu_scope cell, the kernel left no
+    # trace. One allocation holds the GIL until the OOM killer fires: no writer batch runs.
+    with Kernel(env=_env(profile)) as first:
+        (small_cgroup / "cgroup.procs").write_text(str(first.pid))
+        first.run("%load_ext resmagic")
+        first.run("%%timed\n1", cell_id="warm")
+        first.start("%%gpu_scope --no-panel\nblock = b'x' * (600 << 20)", cell_id="at-once")
+        _wait_for(lambda: not first.km.is_alive(), timeout=120)
+    with Kernel(env=_env(profile)) as second:
+        (small_cgroup / "cgroup.procs").write_text(str(second.pid))
+        loaded = second.run("%load_ext resmagic").stdout
+        second.run("%unload_ext resmagic")
+    # Usually "before its first sample"; a writer batch that got in before the allocation
+    # gives figures instead. Either way the cell is named, and the OOM killer.
+    assert loaded.startswith("resmagic: the previous kernel died during cell 3 (gpu_scope), ")
+    assert loaded.rstrip().endswith("; the container's OOM killer fired")
+    assert [(r["cell_id"], r["status"]) for r in _rows(profile, "status = 'died'")] == [
+        ("at-once", "died")
+    ]
+
+
+def test_another_programs_database_at_the_profile_path_is_left_byte_identical(
+    profile: Path,
+) -> None:
+    path = _store(profile)
+    path.parent.mkdir(parents=True)
+    conn = sqlite3.connect(path)
+    conn.execute("CREATE TABLE reports (id INTEGER PRIMARY KEY, body TEXT)")
+    conn.execute("INSERT INTO reports (body) VALUES ('precious')")
+    conn.execute("PRAGMA user_version = 7")
+    conn.commit()
+    conn.close()
+    before = path.read_bytes(), path.stat().st_mtime_ns
+    with Kernel(env=_env(profile)) as k:
+        loaded = k.run("%load_ext resmagic")
+        said = "".join(m["content"]["text"] for m in loaded.of_type("stream"))
+        assert k.run("%%timed\n1").status == "ok"
+        assert "run store: off" in k.run("%resmagic status").stdout
+        again = k.run("%%timed\n2")
+    assert said.startswith(f"resmagic: run store off: {path} is an SQLite database that is not")
+    assert "%resmagic config store=" in said
+    assert not again.of_type("stream")  # said once, at load
+    assert (path.read_bytes(), path.stat().st_mtime_ns) == before
+    assert not [p for p in path.parent.iterdir() if p.name.startswith("resmagic.sqlite-")]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -117,7 +118,9 @@ def test_an_unwritable_store_is_said_once_and_the_cells_run(
     blocker = tmp_path / "a-file"
     blocker.write_text("not a folder")
     before = settings.store
-    ip.run_line_magic("resmagic", f"config store={blocker / 'runs.sqlite'}")
+    # Set as a script may (%resmagic config refuses this path before anything is written).
+    settings.store = str(blocker / "runs.sqlite")
+    recorder.writer()
     try:
         results = []
         for i in range(4):
@@ -130,3 +133,55 @@ def test_an_unwritable_store_is_said_once_and_the_cells_run(
     assert all(r.success for r in results)
     assert err.count("could not write the run store") == 1
     assert "(said once)" in err
+
+
+def _refused(ip: Any, path: Path | str, match: str) -> None:
+    """``%resmagic config store=path`` is a UsageError, and the store stays as it was."""
+    before = settings.store
+    try:
+        with pytest.raises(UsageError, match=match):
+            ip.run_line_magic("resmagic", f"config store={path}")
+        assert settings.store == before
+    finally:
+        settings.store = before
+        recorder.writer()
+
+
+@pytest.mark.parametrize("user_version", [0, 7])
+def test_config_refuses_another_programs_database_and_leaves_it_byte_identical(
+    ip: Any, tmp_path: Path, user_version: int
+) -> None:
+    path = tmp_path / "results.db"
+    conn = sqlite3.connect(path)  # journal_mode delete, as most programs leave theirs
+    conn.execute("CREATE TABLE results (loss REAL)")
+    conn.execute("INSERT INTO results VALUES (0.1)")
+    conn.execute(f"PRAGMA user_version = {user_version}")
+    conn.commit()
+    conn.close()
+    before = path.read_bytes(), path.stat().st_mtime_ns
+    _refused(ip, path, "not a resmagic run store .*%resmagic config store=")
+    assert (path.read_bytes(), path.stat().st_mtime_ns) == before
+    assert [p.name for p in tmp_path.iterdir()] == ["results.db"]  # no -wal, -shm, -kernels
+
+
+@pytest.mark.parametrize("kind", ["/dev/null", "a folder", "a fifo", "a link", "a dangling link"])
+def test_config_refuses_a_store_path_that_is_not_a_plain_file(
+    ip: Any, tmp_path: Path, kind: str
+) -> None:
+    target = tmp_path / "target"
+    path = {"/dev/null": Path("/dev/null"), "a folder": tmp_path}.get(kind, tmp_path / "runs")
+    if kind == "a fifo":
+        os.mkfifo(path)
+    if kind == "a link":
+        target.write_text("mine")
+    if "link" in kind:
+        path.symlink_to(target)
+    _refused(ip, path, "store|link")
+    assert not target.exists() if kind == "a dangling link" else True
+    if kind == "a link":
+        assert target.read_text() == "mine"
+
+
+def test_runs_refuses_a_count_too_large_for_the_store(ip: Any, store: Path) -> None:
+    with pytest.raises(UsageError, match="positive number up to"):
+        ip.run_line_magic("resmagic", "runs 99999999999999999999")

@@ -5,12 +5,13 @@ from __future__ import annotations
 import json
 import os
 import signal
+import sqlite3
 import time
 from pathlib import Path
 
 import pytest
 
-from tests.kernel import Kernel
+from tests.kernel import Execution, Kernel
 
 pytestmark = pytest.mark.kernel
 
@@ -92,3 +93,70 @@ def test_interrupted_stacked_cell_leaves_no_thread_or_handler(tmp_path: Path) ->
         assert len(ends) == 1
         assert "interrupted" in ends[0]
         assert kernel.run("%%timed -q\n1 + 1").status == "ok"
+
+
+def _store_env(profile: Path) -> dict[str, str]:
+    return {**os.environ, "IPYTHONDIR": str(profile), "JPY_SESSION_NAME": "work/kill.ipynb"}
+
+
+def _said(run: Execution) -> str:
+    return "".join(m["content"]["text"] for m in run.of_type("stream"))
+
+
+def _statuses(profile: Path) -> list[tuple[str | None, str]]:
+    conn = sqlite3.connect(profile / "profile_default" / "resmagic.sqlite")
+    try:
+        return conn.execute("SELECT cell_id, status FROM reports ORDER BY id").fetchall()
+    finally:
+        conn.close()
+
+
+def test_a_kernel_killed_just_after_a_cells_reply_is_not_said_to_have_died_in_it(
+    tmp_path: Path,
+) -> None:
+    # reliability 2026-12-06 #4: the cell's running row outlived it by the store's gather
+    # window, and the next kernel named the finished cell (58 of 105 kills).
+    profile = tmp_path / "ipython"
+    for attempt in range(2):
+        kernel = Kernel(env=_store_env(profile))
+        try:
+            loaded = kernel.run("%load_ext resmagic")
+            assert "died" not in _said(loaded)
+            # Long enough that the running row is committed while the cell runs.
+            done = kernel.run("%%timed\nimport time\ntime.sleep(0.5)", cell_id=f"ran-{attempt}")
+            assert done.status == "ok"
+            os.kill(kernel.pid, signal.SIGKILL)  # the reply is in: the cell had ended
+        finally:
+            kernel.close()
+    with Kernel(env=_store_env(profile)) as last:
+        loaded = last.run("%load_ext resmagic")
+        assert "died" not in _said(loaded)
+        assert last.run("%unload_ext resmagic").status == "ok"
+    statuses = _statuses(profile)
+    assert [s for s in statuses if s[1] in ("died", "running")] == []
+
+
+def test_a_kernel_killed_as_a_cell_starts_is_named_by_the_next_one(tmp_path: Path) -> None:
+    # reliability 2026-12-06 #4: a cell killed before the writer's first batch left no trace.
+    profile, started = tmp_path / "ipython", tmp_path / "started"
+    kernel = Kernel(env=_store_env(profile))
+    try:
+        kernel.run("%load_ext resmagic")
+        kernel.run("%%timed\n1", cell_id="warm")
+        kernel.start(
+            f"%%gpu_scope --no-panel\nimport time\nopen({str(started)!r}, 'w').close()\n"
+            "time.sleep(60)",
+            cell_id="doomed",
+        )
+        deadline = time.monotonic() + 60
+        while not started.exists():
+            assert time.monotonic() < deadline, "the cell never started"
+            time.sleep(0.005)
+        os.kill(kernel.pid, signal.SIGKILL)
+    finally:
+        kernel.close()
+    with Kernel(env=_store_env(profile)) as second:
+        loaded = second.run("%load_ext resmagic")
+        assert loaded.stdout.startswith("resmagic: the previous kernel died during cell 3 (")
+        assert second.run("%unload_ext resmagic").status == "ok"
+    assert ("doomed", "died") in _statuses(profile)
