@@ -237,7 +237,8 @@ REPLAYS: list[tuple[str, str, str]] = [
 
 def _swap(owner: Any, name: str, value: Any) -> Callable[[], None]:
     """Set ``owner.name`` to ``value``; returns what puts it back."""
-    old = getattr(owner, name)
+    # A class's own entry (a staticmethod stays one), a module's attribute.
+    old = owner.__dict__[name] if isinstance(owner, type) else getattr(owner, name)
     setattr(owner, name, value)
     return lambda: setattr(owner, name, old)
 
