@@ -11,6 +11,8 @@ Parts, each in a fresh interpreter (``--part`` runs one here):
   inside a function replayed alone (ContextVar, lock, deque, dataclass init), the cProfile
   listing per block, and ablations (a step swapped for a no-op, the block timed again);
 - ``clocks``: what each clock costs here (``process_time`` is a syscall);
+- ``floors``: what a lean ``timed`` could cost, sketched beside codetiming
+  (benchmarks/floors.py);
 - ``shell``: a ``%%timed`` cell and watch-mode cells in an in-process IPython shell
   (benchmarks/profile_shell.py);
 - ``load``: ``%load_ext resmagic``: ``-X importtime``, and which modules a first cell uses
@@ -410,14 +412,16 @@ def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--part", choices=["library", "clocks", "shell", "load"], action="append")
+    parser.add_argument(
+        "--part", choices=["library", "clocks", "floors", "shell", "load"], action="append"
+    )
     parser.add_argument("--rounds", type=int, default=200)
     parser.add_argument(
         "--against", metavar="REF", help="profile the resmagic of this git ref instead"
     )
     parser.add_argument("--blocks", type=int, default=2000, help="blocks per cProfile listing")
     args = parser.parse_args()
-    parts = args.part or ["library", "clocks", "shell", "load"]
+    parts = args.part or ["library", "clocks", "floors", "shell", "load"]
     env = None
     if args.against:
         import compileall
@@ -441,6 +445,10 @@ def main() -> int:
         run_library(args.rounds, args.blocks)
     elif part == "clocks":
         run_clocks(args.rounds)
+    elif part == "floors":
+        import floors
+
+        floors.main(args.rounds)
     elif part == "shell":
         import profile_shell
 

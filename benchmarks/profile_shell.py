@@ -209,7 +209,10 @@ def main(rounds: int) -> None:
         )
         print(render_tree(rows, whole[label] * 1e6))
         print()
+    # The hooks registered while patched hold the wrappers: register them afresh, unwrapped.
+    shell.run_line_magic("unload_ext", "resmagic")
     tracer.unpatch()
+    shell.run_line_magic("load_ext", "resmagic")
     for label, before, src in VARIANTS:
         if label == "bare cell" or label.startswith("%%noop") or label == "%%timed -q":
             continue
