@@ -152,6 +152,18 @@ VARIANTS: list[tuple[str, str, str]] = [
     ("sketch: decorator, wall, totals (call)", SKETCHES, "f_wall()"),
     ("bare function call", SKETCHES, "f_bare()"),
     (
+        "TimingReport(...): frozen dataclass, keywords",
+        "from resmagic.report import TimingReport",
+        "TimingReport(status='ok', duration_s=1.0, started_at=1.0, cell=None, error=None,"
+        " label='x', wall_s=1.0, cpu_s=1.0, cuda_synced=False)",
+    ),
+    (
+        "the same nine fields: a __slots__ class, positional",
+        SKETCHES,
+        "SlotsReport('ok', 1.0, 1.0, None, None, 'x', 1.0, 1.0, False)",
+    ),
+    ("the same nine fields: a tuple", "", "('ok', 1.0, 1.0, None, None, 'x', 1.0, 1.0, False)"),
+    (
         "threading.Lock with-block (a lock per run)",
         "import threading\nlock = threading.Lock()",
         "with lock: pass",
