@@ -85,15 +85,19 @@ $(BENCH_STAMP): pyproject.toml
 	$(BENCH_PY) -m pip install --quiet --no-deps ipyexperiments==0.1.29
 	touch $(BENCH_STAMP)
 
-# Not part of `make test`: prints the tables and rewrites docs/benchmarks.md (~5 min, 2 cores).
+# Not part of `make test`: prints the tables and rewrites docs/benchmarks.md (~6 min, 2 cores).
 # resmagic's own cells are timed again, in the same run, as of BENCH_BEFORE (main before the
 # benchmark's fixes) and with the proposed patches in benchmarks/ applied.
 BENCH_BEFORE ?= b912d9d
+# Table 6 (the library form, benchmarks/library.py) is compared with the base of the hot-path
+# work of issue 26 instead.
+LIBRARY_BEFORE ?= 8eba587
 BENCH_PATCHES := $(wildcard benchmarks/proposed-*.patch)
 
 bench: $(BENCH_STAMP)
 	$(BENCH_PY) benchmarks/run.py --write docs/benchmarks.md --json build/benchmarks.json \
-		--before $(BENCH_BEFORE) $(addprefix --patch ,$(BENCH_PATCHES))
+		--before $(BENCH_BEFORE) --library-before $(LIBRARY_BEFORE) \
+		$(addprefix --patch ,$(BENCH_PATCHES))
 
 # The GPU machine (Python 3.12, CUDA torch, nvidia-ml-py, no network) lacks IPython and the
 # kernel: `make gpu-wheels` here puts what it needs, and a wheel of resmagic, in

@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import library
 from kernel import Kernel, export, patched
 from machine import git, machine
 from parse import parse_peak, parse_time
@@ -184,9 +185,13 @@ def _side_by_side(
 
 
 def run_all(
-    plan: Plan, only: set[str] | None, before: str | None = None, patches: list[str] | None = None
+    plan: Plan,
+    only: set[str] | None,
+    before: str | None = None,
+    patches: list[str] | None = None,
+    library_before: str | None = None,
 ) -> dict[str, Any]:
-    """Measure every session (or those in ``only``; "load" for the load times): the raw results."""
+    """Measure every session (or those in ``only``; "load", "library"): the raw results."""
     compile_resmagic()
     started = time.monotonic()
     load_start = list(os.getloadavg())  # other work on this machine shows up as noise
@@ -211,6 +216,11 @@ def run_all(
         results["sessions"].append(mine)
     if only is None or "load" in only:
         results["load"] = measure_loads(plan, workdir)
+    if only is None or "library" in only:
+        # Its own "before" (the base of the hot-path work), and the same patches.
+        lib_trees = other_trees(library_before, patches or [])
+        lib_plan = library.QUICK if plan.reps < Plan.reps else library.LibraryPlan()
+        results["library"] = library.measure(lib_plan, [("this tree", None), *lib_trees])
     results["elapsed_s"] = time.monotonic() - started
     results["load_average"] = {"start": load_start, "end": list(os.getloadavg())}
     return results

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import statistics
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +37,15 @@ def raw_section(results: dict[str, Any]) -> str:
     lines += ["", "Load:", ""]
     for name, runs in results.get("load", {}).items():
         lines.append(f"- {name}: {json.dumps(runs)}")
+    lib = results.get("library")
+    if lib:
+        lines += ["", "Library form (table 6), µs per block: rounds, median, min, max:", ""]
+        for label, tree in lib["trees"].items():
+            for name, rounds in tree["seconds"].items():
+                lines.append(
+                    f"- {label} / `{name}`: {len(rounds)} rounds, {statistics.median(rounds) * 1e6:.3f},"
+                    f" {min(rounds) * 1e6:.3f}, {max(rounds) * 1e6:.3f}"
+                )
     return "\n".join(lines)
 
 
@@ -70,6 +80,14 @@ from what they print, resmagic's read from `resmagic.history()[-1]`. The "before
 "with the proposed patches" columns time resmagic as of that commit and with
 `benchmarks/proposed-*.patch` applied (each put first on the kernel's PYTHONPATH); every
 version compared gets two kernels, alternating with the others, half the rounds in each.
+
+Table 6 (`benchmarks/library.py`) times the library form in plain interpreters (no IPython,
+no run store, as in a script): each block in a tight loop, every variant in one process in
+many short rounds (~1 ms each) whose order rotates, three fresh interpreters per tree,
+alternating trees; `gpu_scope` runs in interpreters of its own (its sampler thread lingers
+after each block). A figure is the median over rounds of the mean per block, beside the
+10th percentile (the rounds the machine left alone); `@timed` rows are net of a bare call
+of the same round. Its "before" is `--library-before` (the base of the hot-path work).
 """
 
 

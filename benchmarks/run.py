@@ -1,6 +1,7 @@
 """resmagic side by side with the tools users would pick instead, in real ipykernels.
 
     python benchmarks/run.py [--write docs/benchmarks.md] [--json FILE] [--before REF] [--patch FILE]
+                             [--library-before REF]
 
 One run measures, each tool in a fresh kernel of this interpreter:
 
@@ -9,12 +10,16 @@ One run measures, each tool in a fresh kernel of this interpreter:
 2. ``%load_ext`` time per tool and whether it imported torch;
 3. peak fidelity: what each memory tool reports for cells holding a 400 MiB array;
 4. time fidelity: what each tool reports for ``time.sleep(0.2)``;
-5. the CPU cost of resmagic's sampler thread at 10 Hz and 20 Hz.
+5. the CPU cost of resmagic's sampler thread at 10 Hz and 20 Hz;
+6. the library form per block (``with timed(): pass``, ``with gpu_scope(): pass``) beside
+   ``codetiming`` and ``contexttimer`` and the raw reads under it, in fresh interpreters
+   (benchmarks/library.py).
 
 It prints markdown tables and, with ``--write``, regenerates docs/benchmarks.md (with the
 machine, the versions and the raw numbers); ``benchmarks/notes.md`` is copied in as the
 "profile and fixes" section. ``--before REF`` and ``--patch FILE`` time resmagic's own
-sessions again, as of a git ref and with proposed patches applied, in the same run.
+sessions again, as of a git ref and with proposed patches applied, in the same run;
+``--library-before REF`` gives table 6 a "before" of its own (default: ``--before``).
 """
 
 from __future__ import annotations
@@ -51,17 +56,28 @@ def main(argv: list[str] | None = None) -> int:
         metavar="FILE",
         help="also time this tree with this patch applied (repeatable; one column for all)",
     )
+    parser.add_argument(
+        "--library-before",
+        metavar="REF",
+        help="the ref table 6 (the library form) is compared with; default: --before",
+    )
     parser.add_argument("--render", metavar="FILE", help="render a saved --json, measure nothing")
     parser.add_argument("--quick", action="store_true", help="fewer rounds, for trying the script")
     parser.add_argument(
-        "--only", help="comma list of sessions (resmagic, ipython-autotime, ..., load)"
+        "--only", help="comma list of sessions (resmagic, ipython-autotime, ..., load, library)"
     )
     args = parser.parse_args(argv)
     if args.render:
         results = json.loads(Path(args.render).read_text())
     else:
         only = set(args.only.split(",")) if args.only else None
-        results = run_all(QUICK if args.quick else Plan(), only, args.before, args.patch)
+        results = run_all(
+            QUICK if args.quick else Plan(),
+            only,
+            args.before,
+            args.patch,
+            library_before=args.library_before or args.before,
+        )
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(results, indent=1) + "\n")

@@ -1,4 +1,4 @@
-"""The five markdown tables of a run's results: overhead, load time, peak, time, sampler cost.
+"""The markdown tables of a run's results: overhead, load time, peak, time, sampler, library.
 
 Pure functions of the raw results (``run_all``'s dict, or a saved ``--json``).
 """
@@ -9,6 +9,7 @@ import statistics
 from dataclasses import dataclass
 from typing import Any
 
+import library
 from plan import ARRAY_BYTES, COMPARED, HOLDS, LOADS, LONG_LABEL, MIB, SLEEP
 
 
@@ -217,8 +218,23 @@ def sampler_table(results: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def library_section(results: dict[str, Any]) -> list[str]:
+    """Table 6 and its notes, where the run measured the library form."""
+    lib = results.get("library")
+    if not lib:
+        return []
+    return [
+        "",
+        "## 6. The library form, per block (fresh interpreters, no IPython)",
+        "",
+        library.table(lib),
+        "",
+        library.notes(lib),
+    ]
+
+
 def tables(results: dict[str, Any]) -> str:
-    """The five tables under their headings: what ``run.py`` prints."""
+    """The tables under their headings: what ``run.py`` prints."""
     parts = [
         "## 1. Per-cell overhead over a bare cell",
         "",
@@ -240,5 +256,6 @@ def tables(results: dict[str, Any]) -> str:
         "## 5. Sampler cost (resmagic's sampler thread reading host memory)",
         "",
         sampler_table(results),
+        *library_section(results),
     ]
     return "\n".join(parts)
