@@ -111,6 +111,19 @@ class experiment_log(Scope[logging.Logger, LogReport]):
         except OSError as exc:  # checked at construction, but the disk may disagree now
             msg = f"cannot open the log {self.path!r}: {exc.strerror or exc}"
             raise PathError(msg) from exc
+        run: _Run | None = None
+        try:
+            run = self._new_run(handler)
+            self._attach(run)
+        except BaseException:  # not open yet, so nobody else would undo it (reliability #3)
+            if run is None:
+                handler.close()
+            else:
+                self._detach(run)
+            raise
+        return run, run.logger
+
+    def _new_run(self, handler: logging.Handler) -> _Run:
         run_id = f"{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
         context = RunContext(run_id)
         handler.addFilter(context)
@@ -119,18 +132,22 @@ class experiment_log(Scope[logging.Logger, LogReport]):
         )
         logger = logging.getLogger(self.name)
         saved = (logger.level, logger.propagate)
-        logger.setLevel(self.level)
-        logger.propagate = self.propagate
-        logger.addHandler(handler)
         run = _Run(
             time.time(), time.perf_counter(), run_id, logger, handler, context, saved, _ignore
         )
         run.record = lambda report: self._record(run, report)
+        return run
+
+    def _attach(self, run: _Run) -> None:
+        """Put the run's handler, level, listener and tees in place; writes the start record."""
+        run.logger.setLevel(self.level)
+        run.logger.propagate = self.propagate
+        run.logger.addHandler(run.handler)
         listening(run.record, True)
         self._emit(
             run,
             logging.INFO,
-            f"experiment start: run {run_id}, pid {os.getpid()}",
+            f"experiment start: run {run.run_id}, pid {os.getpid()}",
             event="start",
             pid=os.getpid(),
             argv=sys.argv[:3],
@@ -138,9 +155,20 @@ class experiment_log(Scope[logging.Logger, LogReport]):
         if self.tee:
             for stream in ("stdout", "stderr"):
                 tee = Tee(getattr(sys, stream), self._tee_logger(run, stream))
+                run.tees.append((stream, tee))  # first: _untee restores only what it finds
                 setattr(sys, stream, tee)
-                run.tees.append((stream, tee))
-        return run, logger
+
+    def _detach(self, run: _Run) -> None:
+        """Undo whatever part of :meth:`_attach` was done, and close the handler."""
+        run.finished = True
+        try:
+            self._untee(run)
+        finally:
+            listening(run.record, False)
+            run.logger.removeHandler(run.handler)
+            run.logger.setLevel(run.saved[0])
+            run.logger.propagate = run.saved[1]
+            run.handler.close()
 
     def _close(self, run: _Run, exc: BaseException | None) -> LogReport:
         self._untee(run)

@@ -1,0 +1,152 @@
+"""Ctrl-C never lands halfway through opening or closing a scope: it is held back, then raised.
+
+A ``KeyboardInterrupt`` arrives between any two bytecodes of the main thread: between a
+handler added and the run that remembers it, or at the first instruction of ``__exit__``,
+before any ``try`` of ours can catch it. Either way the scope stays half open for good (a
+logging handler, a sampler watch, a peak frame; reliability 2026-12-06 #3). As trio does,
+resmagic puts its own SIGINT handler in place of Python's default while a scope may open or
+close, and lets the handler look at the frame it interrupts: inside one of the functions
+marked with :func:`protect` (or anything they call) it only notes the interrupt; anywhere
+else it does what Python's default does, raising ``KeyboardInterrupt`` right there. The
+outermost protected function raises the noted interrupt when its work is done
+(:func:`leave`, :func:`take`).
+
+Only the main thread receives signals, and only Python's own default handler is replaced:
+a program or framework that installed its own (asyncio's runner, ipykernel's async cells)
+keeps it, and scopes then open and close as they did before. A Ctrl-C that was held back
+for more than ``FORCE_AFTER_S`` lets the next one through at once, so a close that hangs (a
+driver call that never returns) can still be broken.
+"""
+
+from __future__ import annotations
+
+import _signal  # type: ignore[import-not-found]  # the C module; typeshed has no stub
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable
+from types import FrameType
+from typing import Any, TypeVar
+
+__all__ = ["FORCE_AFTER_S", "hold", "holding", "leave", "protect", "state", "take"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+FORCE_AFTER_S = 1.0
+"""After a Ctrl-C has been held back this long, the next one interrupts whatever runs."""
+
+_MAIN = threading.main_thread().ident
+_protected: set[object] = set()  # code objects of the functions marked with protect()
+
+
+class _State:
+    """The handler's state; changed only on the main thread (signal handlers run there)."""
+
+    holds = 0
+    """How many holds are open; the handler is ours while this is above 0."""
+    previous: Any = None
+    """The handler ours replaced (Python's default)."""
+    noted_at: float | None = None
+    """When a held-back Ctrl-C first arrived (None: none is held back)."""
+
+
+_state = _State()
+state = _state
+"""The handler's state, for a hot path to test ``state.noted_at is None`` without a call."""
+
+
+def protect(func: F) -> F:
+    """Mark ``func``: a Ctrl-C that arrives while it (or anything it calls) runs is held back."""
+    _protected.add(func.__code__)
+    return func
+
+
+def _inside_protected(frame: FrameType | None) -> bool:
+    while frame is not None:
+        if frame.f_code in _protected:
+            return True
+        frame = frame.f_back
+    return False
+
+
+def _on_sigint(signum: int, frame: FrameType | None) -> None:
+    """Note a Ctrl-C inside protected code; elsewhere do what the replaced handler does."""
+    if _inside_protected(frame):
+        now = time.monotonic()
+        if _state.noted_at is None:
+            _state.noted_at = now
+            return
+        if now - _state.noted_at < FORCE_AFTER_S:
+            return
+        _state.noted_at = None  # held back too long: the user insists, let this one through
+    previous = _state.previous
+    if callable(previous):
+        previous(signum, frame)
+    else:  # never replaced anything but Python's default; act as it does
+        raise KeyboardInterrupt
+
+
+def hold() -> bool:
+    """Hold Ctrl-C back inside protected functions until :func:`release`; True if held.
+
+    On the main thread, with Python's default SIGINT handler (or ours) in place, puts ours
+    there (the first hold) or counts one more hold. Elsewhere does nothing and returns False:
+    other threads receive no signals, and a handler the program installed stays its own.
+    A Ctrl-C that arrived just before is raised here, before anything was held.
+    """
+    if threading.get_ident() != _MAIN:
+        return False
+    if _state.holds:
+        _state.holds += 1
+        return True
+    current = _signal.getsignal(signal.SIGINT)
+    if current is _on_sigint:  # left in place by a program that restored what it found
+        _state.holds = 1
+        return True
+    if current is not _signal.default_int_handler:
+        return False
+    try:
+        # _signal, not signal: the wrapper converts the result to an enum in Python code,
+        # where a Ctrl-C would lose the handler it returns.
+        _state.previous = _signal.signal(signal.SIGINT, _on_sigint)
+    except ValueError:  # not the main interpreter
+        return False
+    _state.holds = 1
+    return True
+
+
+def leave(held: bool) -> bool:
+    """Undo one :func:`hold` that returned ``held``; True if the caller must raise Ctrl-C now.
+
+    The last hold puts the old handler back (a handler someone installed meanwhile stays).
+    Called at the end of a protected function that holds or not: it answers as
+    :func:`take` does, before the handler changes, so a Ctrl-C that arrives once the old
+    handler is back (raised there, at once) never leaves a held-back one behind.
+    """
+    deliver = take(2)
+    if held:
+        _state.holds -= 1
+        if _state.holds == 0 and _signal.getsignal(signal.SIGINT) is _on_sigint:
+            _signal.signal(signal.SIGINT, _state.previous)
+    return deliver
+
+
+def take(depth: int = 1) -> bool:
+    """Whether the protected function calling this should raise a held-back Ctrl-C now.
+
+    True (and the interrupt is forgotten) only in the outermost protected function of the
+    main thread: an inner one leaves it to the function that called it. ``depth``: how many
+    calls of resmagic's lie between the protected function and this one.
+    """
+    if _state.noted_at is None:
+        return False
+    if threading.get_ident() != _MAIN or _inside_protected(sys._getframe(depth + 1)):
+        return False
+    _state.noted_at = None
+    return True
+
+
+def holding() -> int:
+    """How many holds are open (0: Python's handler is in place); for tests and status."""
+    return _state.holds
