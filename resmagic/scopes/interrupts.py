@@ -21,15 +21,27 @@ driver call that never returns) can still be broken.
 from __future__ import annotations
 
 import _signal  # type: ignore[import-not-found]  # the C module; typeshed has no stub
+import functools
 import signal
 import sys
 import threading
 import time
 from collections.abc import Callable
-from types import FrameType
+from contextlib import AbstractContextManager
+from types import FrameType, TracebackType
 from typing import Any, TypeVar
 
-__all__ = ["FORCE_AFTER_S", "hold", "holding", "leave", "protect", "state", "take"]
+__all__ = [
+    "FORCE_AFTER_S",
+    "around",
+    "held_back",
+    "hold",
+    "holding",
+    "leave",
+    "protect",
+    "state",
+    "take",
+]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -60,6 +72,33 @@ def protect(func: F) -> F:
     """Mark ``func``: a Ctrl-C that arrives while it (or anything it calls) runs is held back."""
     _protected.add(func.__code__)
     return func
+
+
+def held_back(
+    then: Callable[..., None] | None = None,
+) -> Callable[[F], F]:
+    """Run the decorated function with Ctrl-C held back; one held back is raised at its end.
+
+    For code that others call at their own time (IPython's hooks): the function holds the
+    interrupt back itself (:func:`hold`), and is protected. ``then``, if given, is called
+    with the function's arguments instead of raising (a caller that would swallow it).
+    """
+
+    def decorate(func: F) -> F:
+        @functools.wraps(func)
+        def run(*args: Any, **kwargs: Any) -> Any:
+            held = hold()
+            try:
+                return func(*args, **kwargs)
+            finally:
+                if leave(held):
+                    if then is None:
+                        raise KeyboardInterrupt  # held back while it ran: raise it now
+                    then(*args, **kwargs)
+
+        return protect(run)  # type: ignore[return-value]  # wraps keeps F's signature
+
+    return decorate
 
 
 def _inside_protected(frame: FrameType | None) -> bool:
@@ -150,3 +189,45 @@ def take(depth: int = 1) -> bool:
 def holding() -> int:
     """How many holds are open (0: Python's handler is in place); for tests and status."""
     return _state.holds
+
+
+class around:
+    """Enter ``cm`` with Ctrl-C held back from its ``__enter__`` until its ``__exit__`` ends.
+
+    What :class:`~resmagic.scopes.base.Scope` does for itself, for a context manager that
+    opens scopes (the layers of a cell run by our magic): a Ctrl-C that arrives while it
+    enters closes it again and is raised from the ``with`` line; one that arrives while it
+    exits is raised once it has.
+    """
+
+    def __init__(self, cm: AbstractContextManager[Any]) -> None:
+        self.cm = cm
+        self.held = False
+
+    @protect
+    def __enter__(self) -> Any:
+        self.held = hold()
+        try:
+            value = self.cm.__enter__()
+        except BaseException as exc:
+            if leave(self.held):  # held back while it failed to enter: raise both
+                raise KeyboardInterrupt from exc
+            raise
+        if _state.noted_at is not None and take():
+            interrupt = KeyboardInterrupt()
+            self.__exit__(KeyboardInterrupt, interrupt, None)
+            raise interrupt
+        return value
+
+    @protect
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool | None:
+        try:
+            return self.cm.__exit__(exc_type, exc, tb)
+        finally:
+            if leave(self.held) and not isinstance(exc, KeyboardInterrupt):
+                raise KeyboardInterrupt  # held back while it closed: raise it now
