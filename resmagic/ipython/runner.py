@@ -34,7 +34,7 @@ from IPython.core.error import InputRejected, UsageError
 from resmagic.ipython.cell import Layer, inside, running_cell
 from resmagic.ipython.header import HeaderTransformer
 from resmagic.ipython.output import ReportOutput
-from resmagic.scopes.interrupts import held_back
+from resmagic.scopes.interrupts import held_back, state
 
 __all__ = ["CellRunner", "Frame", "ScopeRefusedError", "Watching"]
 
@@ -202,7 +202,7 @@ class CellRunner:
         if layers:
             self._want_ast_hook()
 
-    @held_back()  # raised after the scopes opened: post_run_cell closes them with it
+    @held_back()
     def visit(self, node: ast.Module) -> ast.Module:
         """IPython's AST hook: enter the running cell's scopes right before its body runs."""
         pending = self.header.pending
@@ -230,6 +230,9 @@ class CellRunner:
             raise ScopeRefusedError(msg) from None
         frame.scopes = scopes
         _tell(self.on_open, frame)
+        if state.noted_at is not None:  # a Ctrl-C held back while they opened: close them
+            self._close(frame, KeyboardInterrupt(), None)  # again; held_back raises it
+            frame.scopes = None
         return node
 
     def _fail_cell(self, result: Any) -> None:
@@ -247,11 +250,8 @@ class CellRunner:
             if self.frames:
                 self._close_top(_interrupted(), None)
             return
-        info = getattr(result, "info", None)
-        for depth in range(len(self.frames) - 1, -1, -1):
-            if self.frames[depth].info is info:
-                break
-        else:
+        depth = self._depth_of(getattr(result, "info", None))
+        if depth is None:
             return
         while len(self.frames) > depth + 1:
             self._close_top(_interrupted(), None)
@@ -264,6 +264,21 @@ class CellRunner:
             self._disarm_if_idle()
 
     # -- helpers ---------------------------------------------------------------------------
+
+    def _depth_of(self, info: Any) -> int | None:
+        """Where the frame of the cell with ``info`` is on the stack (None: not there)."""
+        for depth in range(len(self.frames) - 1, -1, -1):
+            if self.frames[depth].info is info:
+                return depth
+        # A KeyboardInterrupt that escaped IPython's runner (one the AST hook raised) gets a
+        # new ExecutionInfo of the same cell: the innermost frame is that cell's.
+        top = self.frames[-1].info if self.frames else None
+        same = ("raw_cell", "store_history", "silent")
+        if top is None or info is None:
+            return None
+        if all(getattr(top, a, None) == getattr(info, a, None) for a in same):
+            return len(self.frames) - 1
+        return None
 
     def _watches(self, raw: str) -> bool:
         # Never inside a cell watch mode already measures (a %%capture body is part of it),

@@ -22,7 +22,7 @@ from weakref import ref
 
 from resmagic.bus import current_cell, publish
 from resmagic.report import Report, describe_error, status_of
-from resmagic.scopes.interrupts import hold, leave, protect, state, take
+from resmagic.scopes.interrupts import due, hold, protect, release, state
 
 __all__ = ["Scope", "enclosing_listeners", "listening"]
 
@@ -81,28 +81,38 @@ class Scope(Generic[T, R]):
     def __enter__(self) -> T:
         # Ctrl-C is held back from here until __exit__ has closed the run: it could land
         # between an open and the record of the run, or on __exit__'s first instruction,
-        # before any try (reliability 2026-12-06 #3; see scopes/interrupts.py).
+        # before any try (reliability 2026-12-06 #3). A protected function ends with a
+        # test of state.noted_at after its last call (see scopes/interrupts.py).
         held = self.defers_interrupts and hold()
         try:
             run, value, listeners = self._start()
         except BaseException as exc:
-            if leave(held):  # a Ctrl-C held back while it failed to open: raise both
-                raise KeyboardInterrupt from exc
+            try:
+                release(held)
+            except KeyboardInterrupt:
+                state.noted_at = None
+                raise
+            if state.noted_at is not None and due():
+                state.noted_at = None
+                raise KeyboardInterrupt from exc  # held back while it failed to open
             raise
         stack = _open_runs.get()
         while stack and stack[-1][0]() is None:
-            stack = stack[:-1]  # a timed block whose __exit__ a Ctrl-C skipped (see __exit__)
+            stack = stack[:-1]  # a timed block whose __exit__ a Ctrl-C skipped (see there)
         try:
             _open_runs.set((*stack, (ref(self), run, listeners, held)))
         except BaseException as exc:  # Ctrl-C at that call's end, where nothing is held back
             _open_runs.set(stack)
             self._stop(run, listeners, exc)
-            leave(held)
+            release(held)
             raise
         self.open_runs += 1  # no call between the record and the return: nothing can land
-        if state.noted_at is not None and take():
+        if state.noted_at is not None and due():
             interrupt = KeyboardInterrupt()  # it arrived while opening: close, then raise it
-            self.__exit__(KeyboardInterrupt, interrupt, None)
+            try:
+                self.__exit__(KeyboardInterrupt, interrupt, None)
+            finally:
+                state.noted_at = None  # also when a new Ctrl-C is raised as it returns
             raise interrupt
         return value
 
@@ -129,13 +139,17 @@ class Scope(Generic[T, R]):
         try:
             self._stop(run, listeners, exc)
         finally:
-            # (The first two tests spare timed's hot path a call.)
-            if (
-                (held or state.noted_at is not None)
-                and leave(held)
-                and not isinstance(exc, KeyboardInterrupt)
-            ):
-                raise KeyboardInterrupt  # held back while the scope closed: raise it now
+            if held:
+                try:
+                    release(held)
+                except KeyboardInterrupt:
+                    state.noted_at = None
+                    raise
+            if state.noted_at is not None and due():
+                merged = isinstance(exc, KeyboardInterrupt)  # the block's own stands for it
+                state.noted_at = None
+                if not merged:
+                    raise KeyboardInterrupt  # held back while the scope closed: raise it now
 
     def _find(self, stack: _Stack) -> tuple[Any, tuple[Listener, ...], bool, _Stack]:
         """This scope's innermost run in ``stack``, and the stack without it."""
@@ -243,9 +257,12 @@ class _Running(Generic[T, R]):
         run, value, listeners = self.scope._start()
         self._state = (run, listeners)
         self.scope.open_runs += 1
-        if state.noted_at is not None and take():
+        if state.noted_at is not None and due():
             interrupt = KeyboardInterrupt()  # it arrived while opening: close, then raise it
-            self.__exit__(KeyboardInterrupt, interrupt, None)
+            try:
+                self.__exit__(KeyboardInterrupt, interrupt, None)
+            finally:
+                state.noted_at = None  # also when a new Ctrl-C is raised as it returns
             raise interrupt
         return value
 
@@ -259,5 +276,8 @@ class _Running(Generic[T, R]):
         try:
             self.scope._stop(state_[0], state_[1], exc_info[1])
         finally:
-            if take() and not isinstance(exc_info[1], KeyboardInterrupt):
-                raise KeyboardInterrupt  # held back while the scope closed: raise it now
+            if state.noted_at is not None and due():
+                merged = isinstance(exc_info[1], KeyboardInterrupt)
+                state.noted_at = None
+                if not merged:
+                    raise KeyboardInterrupt  # held back while the scope closed: raise it now
