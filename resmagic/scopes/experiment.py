@@ -169,6 +169,7 @@ class experiment_log(Scope[logging.Logger, LogReport]):
             run.logger.setLevel(run.saved[0])
             run.logger.propagate = run.saved[1]
             run.handler.close()
+            run.handler = _CLOSED  # see _close
 
     def _close(self, run: _Run, exc: BaseException | None) -> LogReport:
         self._untee(run)
@@ -184,7 +185,15 @@ class experiment_log(Scope[logging.Logger, LogReport]):
                     exc_info=(type(exc), exc, user_traceback(exc.__traceback__)),
                 )
         run.ended = exc
-        return self._end(run)
+        try:
+            return self._end(run)
+        finally:
+            # Let the closed handler go here, where Ctrl-C is held back: logging's weakref
+            # callback for it takes logging's lock in 3.11's `acquire(); try:` pattern, and
+            # a Ctrl-C there (on whichever main-thread line drops the last reference, or
+            # the cyclic collector's) leaves that lock held: the next thread that logs
+            # hangs (reliability 2026-12-06 #3, seen once in ~25 random-SIGINT runs).
+            run.handler = _CLOSED
 
     def _end(self, run: _Run) -> LogReport:
         duration = time.perf_counter() - run.t0
@@ -243,6 +252,10 @@ class experiment_log(Scope[logging.Logger, LogReport]):
             if getattr(sys, stream) is tee:
                 setattr(sys, stream, tee.original)
         run.tees.clear()
+
+
+_CLOSED = logging.NullHandler()
+"""Stands for a run's handler once closed (a late record from a stray tee goes nowhere)."""
 
 
 def _ignore(report: Report) -> None:

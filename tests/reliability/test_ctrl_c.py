@@ -392,3 +392,140 @@ def test_ctrl_c_while_a_cells_log_closes_fails_the_cell_after_its_body(
     assert _fds_on(tmp_path) == 0
     assert [r.status for r in resmagic.history()] == ["ok"]
     assert _events(log) == ["start", "end"]
+
+
+# -- a real kernel ------------------------------------------------------------------------------
+
+LEFT_IN_KERNEL = """
+import json, logging, signal, sys
+from resmagic.ipython import extension
+from resmagic.probes import peaks
+from resmagic.sampler import sampler
+from resmagic.scopes import base
+try:
+    from resmagic.scopes.interrupts import state
+    noted = state.noted_at is not None
+except ImportError:
+    noted = False
+runner = extension._loaded[id(get_ipython())][1]
+print(json.dumps({
+    "experiment handlers": len(logging.getLogger("experiment").handlers),
+    "context listeners": len(base._listeners.get()),
+    "open runs": len(base._open_runs.get()),
+    "sampler watches": sampler.watches,
+    "host peak frames": peaks.host_peaks.depth,
+    "container peak frames": peaks.container_peaks.depth,
+    "teed streams": sum(type(s).__name__ == "Tee" for s in (sys.stdout, sys.stderr)),
+    "cells with open scopes": sum(f.scopes is not None for f in runner.frames),
+    "Ctrl-C held back": int(noted),
+}))
+"""
+
+
+def _left_in(kernel: Any) -> dict[str, int]:
+    import json
+
+    run = kernel.run(LEFT_IN_KERNEL)
+    assert run.status == "ok", run.error
+    left: dict[str, int] = json.loads(run.stdout)
+    return left
+
+
+@pytest.mark.kernel
+def test_a_kernel_interrupted_while_a_cells_log_opens_runs_no_body_and_keeps_nothing(
+    tmp_path: Path,
+) -> None:
+    """A real SIGINT (raise_signal in the kernel) lands while the AST hook opens the cell's log."""
+    from tests.kernel import Kernel
+
+    log = tmp_path / "kernel-open.jsonl"
+    attack = (
+        "import logging, signal\n"
+        "_factory = logging.getLogRecordFactory()\n"
+        "_sent = []\n"
+        "def _sigint_at_start(*args, **kwargs):\n"
+        "    record = _factory(*args, **kwargs)\n"
+        "    if not _sent and str(record.msg).startswith('experiment start'):\n"
+        "        _sent.append(1)\n"
+        "        signal.raise_signal(signal.SIGINT)\n"
+        "    return record\n"
+        "logging.setLogRecordFactory(_sigint_at_start)\n"
+    )
+    with Kernel(cwd=str(tmp_path)) as kernel:
+        assert kernel.run("%load_ext resmagic").status == "ok"
+        assert kernel.run(attack).status == "ok"
+        run = kernel.run(f"%%experiment_log {log} --format jsonl --tee\nran_the_body = True")
+        assert run.status == "error"
+        assert run.error is not None
+        assert run.error["ename"] == "KeyboardInterrupt"
+        assert kernel.run("print('ran_the_body' in globals(), _sent)").stdout == "False [1]\n"
+        left = _left_in(kernel)
+    assert left == dict.fromkeys(left, 0)
+    assert _events(log) == ["start", "interrupted", "end"]
+
+
+# ipykernel 7.4 itself exits (status 0, "KeyboardInterrupt caught in kernel" and then
+# nothing) under interrupts every few milliseconds, with or without resmagic: a
+# KeyboardInterrupt raised while its message handler awaits escapes its event loop. So the
+# kernel is interrupted once per cell, at a moment the cell shows: a log record factory
+# prints a marker, then sleeps, as the log's start (or end) record is made.
+
+MARK_IN_LOG_RECORDS = """
+import logging, time
+_factory = logging.getLogRecordFactory()
+def _mark(*args, _prefix=[], **kwargs):
+    record = _factory(*args, **kwargs)
+    if _prefix and str(record.msg).startswith(_prefix[0]):
+        _prefix.clear()
+        print('marker', flush=True)
+        time.sleep(1)  # the interrupt lands in here, inside resmagic's open or close
+    return record
+logging.setLogRecordFactory(_mark)
+"""
+
+
+def _interrupt_at_marker(kernel: Any, code: str) -> Any:
+    """Run ``code``; call ``km.interrupt_kernel()`` once its output says ``marker``."""
+    msg_id = kernel.kc.execute(code, stop_on_error=False)
+    while True:
+        msg = kernel.kc.get_iopub_msg(timeout=60)
+        if msg["parent_header"].get("msg_id") != msg_id:
+            continue
+        if msg["msg_type"] == "stream" and "marker" in msg["content"]["text"]:
+            kernel.km.interrupt_kernel()
+            break
+    return kernel.collect(msg_id)
+
+
+@pytest.mark.kernel
+@pytest.mark.parametrize("where", ["opening", "closing"])
+def test_a_kernel_interrupt_while_a_cells_scopes_open_or_close_keeps_nothing(
+    where: str, tmp_path: Path
+) -> None:
+    from tests.kernel import Kernel
+
+    log = tmp_path / "kernel.jsonl"
+    header = f"%%experiment_log {log} --format jsonl --tee\n%%gpu_scope host --no-panel -q\n"
+    with Kernel(cwd=str(tmp_path)) as kernel:
+        assert kernel.run("%load_ext resmagic").status == "ok"
+        assert kernel.run(MARK_IN_LOG_RECORDS).status == "ok"
+        # opening: in the AST hook; closing: in post_run_cell, after the body.
+        prefix = "experiment start" if where == "opening" else "experiment end"
+        assert kernel.run(f"_mark.__kwdefaults__['_prefix'].append({prefix!r})").status == "ok"
+        run = _interrupt_at_marker(kernel, header + "ran_the_body = True")
+        assert run.error is not None
+        assert run.error["ename"] == "KeyboardInterrupt"
+        ran = kernel.run("print('ran_the_body' in globals())").stdout.strip()
+        statuses = kernel.run(
+            "import resmagic; print(sorted(r.status for r in resmagic.history()))"
+        ).stdout.strip()
+        left = _left_in(kernel)
+    assert left == dict.fromkeys(left, 0)
+    if where == "opening":
+        assert ran == "False"
+        assert statuses == "['interrupted', 'interrupted']"
+    else:
+        assert ran == "True"
+        assert statuses == "['ok', 'ok']"  # the body had finished; the interrupt fails the cell
+    assert _events(log)[0] == "start"
+    assert _events(log)[-1] == "end"
