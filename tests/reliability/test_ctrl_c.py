@@ -478,7 +478,7 @@ def _mark(*args, _prefix=[], **kwargs):
     if _prefix and str(record.msg).startswith(_prefix[0]):
         _prefix.clear()
         print('marker', flush=True)
-        time.sleep(1)  # the interrupt lands in here, inside resmagic's open or close
+        time.sleep(2)  # the interrupt lands in here, inside resmagic's open or close
     return record
 logging.setLogRecordFactory(_mark)
 """
