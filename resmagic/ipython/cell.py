@@ -29,6 +29,7 @@ from resmagic.errors import ResmagicError
 from resmagic.report import Report
 from resmagic.scopes.base import Scope
 from resmagic.scopes.experiment import experiment_log
+from resmagic.scopes.interrupts import around
 
 __all__ = [
     "Layer",
@@ -137,7 +138,8 @@ def run_layers(
     """
     __tracebackhide__ = True
     code = compile_body(shell, body, line_offset)
-    with inside(shell, layers):
+    # Ctrl-C held back while the layers open and close (reliability 2026-12-06 #3).
+    with around(inside(shell, layers)):
         return code.run(shell)
 
 

@@ -34,6 +34,7 @@ from IPython.core.error import InputRejected, UsageError
 from resmagic.ipython.cell import Layer, inside, running_cell
 from resmagic.ipython.header import HeaderTransformer
 from resmagic.ipython.output import ReportOutput
+from resmagic.scopes.interrupts import held_back, state
 
 __all__ = ["CellRunner", "Frame", "ScopeRefusedError", "Watching"]
 
@@ -70,6 +71,8 @@ class Frame:
     watched: bool
     scopes: AbstractContextManager[None] | None = field(default=None, repr=False)
     opened: bool = False
+    interrupted: bool = False
+    """A Ctrl-C arrived while ``pre_run_cell`` pushed the frame: the AST hook raises it."""
 
 
 class CellRunner:
@@ -111,6 +114,10 @@ class CellRunner:
         if self.watcher.active:
             self.arm()
 
+    # Every hook and unregister() hold Ctrl-C back, so one that arrives there never leaves a
+    # scope half open or half closed (reliability 2026-12-06 #3).
+
+    @held_back()
     def unregister(self) -> None:
         """Close what is open (as interrupted) and remove every hook of ours."""
         while self.frames:
@@ -165,6 +172,14 @@ class CellRunner:
         """``In[n]`` of the innermost running cell (reports carry it)."""
         return self.frames[-1].cell if self.frames else running_cell(self.shell)
 
+    def _interrupt_cell(self, info: Any) -> None:
+        # A Ctrl-C raised from pre_run_cell would be shown by IPython, and the cell would
+        # run: the AST hook raises it instead, before the body.
+        if self.frames:
+            self.frames[-1].interrupted = True
+            self._want_ast_hook()
+
+    @held_back(then=_interrupt_cell)
     def pre_run_cell(self, info: Any) -> None:
         """Push this cell's frame: its own header's layers, else watch mode's, else none."""
         if getattr(info, "store_history", False):
@@ -187,6 +202,7 @@ class CellRunner:
         if layers:
             self._want_ast_hook()
 
+    @held_back()
     def visit(self, node: ast.Module) -> ast.Module:
         """IPython's AST hook: enter the running cell's scopes right before its body runs."""
         pending = self.header.pending
@@ -198,6 +214,9 @@ class CellRunner:
             return pending.as_magic_call()
         self._leave_ast_hooks()
         frame = self.frames[-1] if self.frames else None
+        if frame is not None and frame.interrupted:
+            frame.interrupted = False
+            raise KeyboardInterrupt  # it arrived as the cell started (see pre_run_cell)
         if frame is None or frame.opened or not frame.layers:
             return node
         frame.opened = True
@@ -211,19 +230,28 @@ class CellRunner:
             raise ScopeRefusedError(msg) from None
         frame.scopes = scopes
         _tell(self.on_open, frame)
+        if state.noted_at is not None:  # a Ctrl-C held back while they opened: close them
+            self._close(frame, KeyboardInterrupt(), None)  # again; held_back raises it
+            frame.scopes = None
         return node
 
+    def _fail_cell(self, result: Any) -> None:
+        # A Ctrl-C raised from post_run_cell would only be shown: fail the cell as a Ctrl-C
+        # in IPython's own code after the body does.
+        interrupt = KeyboardInterrupt()
+        if result is not None and result.error_in_exec is None:
+            result.error_in_exec = interrupt
+        self.shell.showtraceback((KeyboardInterrupt, interrupt, None))
+
+    @held_back(then=_fail_cell)
     def post_run_cell(self, result: Any) -> None:
         """Close the cell's frame (and any above it, as interrupted) with its outcome."""
         if result is None:  # ipykernel: the cell's task was cancelled
             if self.frames:
                 self._close_top(_interrupted(), None)
             return
-        info = getattr(result, "info", None)
-        for depth in range(len(self.frames) - 1, -1, -1):
-            if self.frames[depth].info is info:
-                break
-        else:
+        depth = self._depth_of(getattr(result, "info", None))
+        if depth is None:
             return
         while len(self.frames) > depth + 1:
             self._close_top(_interrupted(), None)
@@ -236,6 +264,21 @@ class CellRunner:
             self._disarm_if_idle()
 
     # -- helpers ---------------------------------------------------------------------------
+
+    def _depth_of(self, info: Any) -> int | None:
+        """Where the frame of the cell with ``info`` is on the stack (None: not there)."""
+        for depth in range(len(self.frames) - 1, -1, -1):
+            if self.frames[depth].info is info:
+                return depth
+        # A KeyboardInterrupt that escaped IPython's runner (one the AST hook raised) gets a
+        # new ExecutionInfo of the same cell: the innermost frame is that cell's.
+        top = self.frames[-1].info if self.frames else None
+        same = ("raw_cell", "store_history", "silent")
+        if top is None or info is None:
+            return None
+        if all(getattr(top, a, None) == getattr(info, a, None) for a in same):
+            return len(self.frames) - 1
+        return None
 
     def _watches(self, raw: str) -> bool:
         # Never inside a cell watch mode already measures (a %%capture body is part of it),

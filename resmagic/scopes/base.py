@@ -18,9 +18,11 @@ from collections.abc import Callable
 from contextvars import ContextVar
 from types import TracebackType
 from typing import Any, Generic, TypeVar, cast
+from weakref import ref
 
 from resmagic.bus import current_cell, publish
 from resmagic.report import Report, describe_error, status_of
+from resmagic.scopes.interrupts import due, hold, protect, release, state
 
 __all__ = ["Scope", "enclosing_listeners", "listening"]
 
@@ -30,11 +32,10 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 Listener = Callable[[Report], None]
 
-# (id of the scope, its run, the listeners it reports to), innermost last; immutable, so a
-# thread or task that changes it changes only its own copy.
-_open_runs: ContextVar[tuple[tuple[int, Any, tuple[Listener, ...]], ...]] = ContextVar(
-    "resmagic_open_runs", default=()
-)
+# (the scope, weakly, its run, the listeners it reports to, whether it holds Ctrl-C back),
+# innermost last; immutable, so a thread or task that changes it changes only its own copy.
+_Stack = tuple[tuple["ref[Scope[Any, Any]]", Any, tuple[Listener, ...], bool], ...]
+_open_runs: ContextVar[_Stack] = ContextVar("resmagic_open_runs", default=())
 _listeners: ContextVar[tuple[Listener, ...]] = ContextVar("resmagic_listeners", default=())
 
 
@@ -66,45 +67,113 @@ class Scope(Generic[T, R]):
     decorates = True
     """Whether the scope can wrap a function (a subclass says why not by setting False)."""
 
+    defers_interrupts = True
+    """Whether a ``with`` block holds Ctrl-C back while the scope opens and closes (see
+    :mod:`resmagic.scopes.interrupts`); a scope whose open and close change nothing outside
+    its run may decline, for speed."""
+
     def __init__(self) -> None:
         self.report = None
         self.open_runs = 0
         """How many runs of this object are open now, in any thread or task."""
 
+    @protect
     def __enter__(self) -> T:
-        run, value, listeners = self._start()
-        _open_runs.set((*_open_runs.get(), (id(self), run, listeners)))
+        # Ctrl-C is held back from here until __exit__ has closed the run: it could land
+        # between an open and the record of the run, or on __exit__'s first instruction,
+        # before any try (reliability 2026-12-06 #3). A protected function ends with a
+        # test of state.noted_at after its last call (see scopes/interrupts.py).
+        held = self.defers_interrupts and hold()
+        try:
+            run, value, listeners = self._start()
+        except BaseException as exc:
+            try:
+                release(held)
+            except KeyboardInterrupt:
+                state.noted_at = None
+                raise
+            if state.noted_at is not None and due():
+                state.noted_at = None
+                raise KeyboardInterrupt from exc  # held back while it failed to open
+            raise
+        stack = _open_runs.get()
+        while stack and stack[-1][0]() is None:
+            stack = stack[:-1]  # a timed block whose __exit__ a Ctrl-C skipped (see there)
+        try:
+            _open_runs.set((*stack, (ref(self), run, listeners, held)))
+        except BaseException as exc:  # Ctrl-C at that call's end, where nothing is held back
+            _open_runs.set(stack)
+            self._stop(run, listeners, exc)
+            release(held)
+            raise
+        self.open_runs += 1  # no call between the record and the return: nothing can land
+        if state.noted_at is not None and due():
+            interrupt = KeyboardInterrupt()  # it arrived while opening: close, then raise it
+            try:
+                self.__exit__(KeyboardInterrupt, interrupt, None)
+            finally:
+                state.noted_at = None  # also when a new Ctrl-C is raised as it returns
+            raise interrupt
         return value
 
+    @protect
     def __exit__(
         self,
         exc_type: type[BaseException] | None,
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        # Where no Ctrl-C is held back (timed, for speed), one that arrives as the block ends
+        # is raised on this method's first instruction, before any line of it runs: the run
+        # stays in the stack, harmless, and the next scope entered in this thread or task
+        # drops it once this object is gone. From get() on, nothing can leave it open.
         stack = _open_runs.get()
-        for i in range(len(stack) - 1, -1, -1):
-            if stack[i][0] == id(self):
-                _, run, listeners = stack[i]
-                _open_runs.set(stack[:i] + stack[i + 1 :])
-                break
+        top = stack[-1] if stack else None
+        if top is not None and top[0]() is self:
+            _, run, listeners, held = top
+            rest = stack[:-1]
         else:
-            msg = f"{type(self).__name__} is not open in this thread or task"
-            raise RuntimeError(msg)
-        self._stop(run, listeners, exc)
+            run, listeners, held, rest = self._find(stack)
+        self.open_runs -= 1
+        _open_runs.set(rest)  # forgotten before it closes: a Ctrl-C costs the report at most
+        try:
+            self._stop(run, listeners, exc)
+        finally:
+            if held:
+                try:
+                    release(held)
+                except KeyboardInterrupt:
+                    state.noted_at = None
+                    raise
+            if state.noted_at is not None and due():
+                merged = isinstance(exc, KeyboardInterrupt)  # the block's own stands for it
+                state.noted_at = None
+                if not merged:
+                    raise KeyboardInterrupt  # held back while the scope closed: raise it now
+
+    def _find(self, stack: _Stack) -> tuple[Any, tuple[Listener, ...], bool, _Stack]:
+        """This scope's innermost run in ``stack``, and the stack without it."""
+        for i in range(len(stack) - 1, -1, -1):
+            if stack[i][0]() is self:
+                _, run, listeners, held = stack[i]
+                return run, listeners, held, stack[:i] + stack[i + 1 :]
+        msg = f"{type(self).__name__} is not open in this thread or task"
+        raise RuntimeError(msg)
 
     def running(self) -> _Running[T, R]:
-        """One run as its own context manager, to enter in one place and exit in another."""
+        """One run as its own context manager, to enter in one place and exit in another.
+
+        Ctrl-C is not held back for it: whoever enters it and exits it does that around
+        both (:func:`~resmagic.scopes.interrupts.hold`), as the cell runner does.
+        """
         return _Running(self)
 
     def _start(self) -> tuple[Any, T, tuple[Listener, ...]]:
         listeners = enclosing_listeners()
         run, value = self._open()
-        self.open_runs += 1
         return run, cast("T", value), listeners
 
     def _stop(self, run: Any, listeners: tuple[Listener, ...], exc: BaseException | None) -> None:
-        self.open_runs -= 1
         report = self._close(run, exc)
         self._finish(report, listeners)
         self._after(run)
@@ -180,14 +249,35 @@ class _Running(Generic[T, R]):
         self.scope = scope
         self._state: tuple[Any, tuple[Listener, ...]] | None = None
 
+    @protect
     def __enter__(self) -> T:
+        # Whoever enters and exits a run in different places holds Ctrl-C back around both
+        # (the cell runner does, in IPython's hooks): a Ctrl-C that lands on the return of
+        # _start() would lose the run.
         run, value, listeners = self.scope._start()
         self._state = (run, listeners)
+        self.scope.open_runs += 1
+        if state.noted_at is not None and due():
+            interrupt = KeyboardInterrupt()  # it arrived while opening: close, then raise it
+            try:
+                self.__exit__(KeyboardInterrupt, interrupt, None)
+            finally:
+                state.noted_at = None  # also when a new Ctrl-C is raised as it returns
+            raise interrupt
         return value
 
+    @protect
     def __exit__(self, *exc_info: Any) -> None:
-        state, self._state = self._state, None
-        if state is None:
+        state_, self._state = self._state, None
+        if state_ is None:
             msg = "this run was never entered, or has closed already"
             raise RuntimeError(msg)
-        self.scope._stop(state[0], state[1], exc_info[1])
+        self.scope.open_runs -= 1
+        try:
+            self.scope._stop(state_[0], state_[1], exc_info[1])
+        finally:
+            if state.noted_at is not None and due():
+                merged = isinstance(exc_info[1], KeyboardInterrupt)
+                state.noted_at = None
+                if not merged:
+                    raise KeyboardInterrupt  # held back while the scope closed: raise it now

@@ -137,8 +137,12 @@ class db_transaction(Scope[sqlite3.Cursor, TransactionReport]):
         except BaseException:
             connection.close()
             raise
-        run = _Run(time.time(), time.perf_counter(), connection, connection.total_changes)
-        return run, connection.cursor()
+        try:
+            run = _Run(time.time(), time.perf_counter(), connection, connection.total_changes)
+            return run, connection.cursor()
+        except BaseException:  # not open yet, so nobody else would undo it (reliability #3)
+            connection.close()  # SQLite rolls the transaction back as it closes
+            raise
 
     def _close(self, run: _Run, exc: BaseException | None) -> TransactionReport:
         connection = run.connection

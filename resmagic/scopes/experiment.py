@@ -37,7 +37,7 @@ class _Run:
     t0: float
     run_id: str
     logger: logging.Logger
-    handler: LineHandler
+    handler: LineHandler | logging.NullHandler  # the null one once closed (see _close)
     context: RunContext
     saved: tuple[int, bool]
     record: Callable[[Report], None]
@@ -115,6 +115,19 @@ class experiment_log(Scope[logging.Logger, LogReport]):
         except OSError as exc:  # checked at construction, but the disk may disagree now
             msg = f"cannot open the log {self.path!r}: {exc.strerror or exc}"
             raise PathError(msg) from exc
+        run: _Run | None = None
+        try:
+            run = self._new_run(handler)
+            self._attach(run)
+        except BaseException:  # not open yet, so nobody else would undo it (reliability #3)
+            if run is None:
+                handler.close()
+            else:
+                self._detach(run)
+            raise
+        return run, run.logger
+
+    def _new_run(self, handler: LineHandler) -> _Run:
         run_id = f"{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
         context = RunContext(run_id)
         handler.addFilter(context)
@@ -123,18 +136,22 @@ class experiment_log(Scope[logging.Logger, LogReport]):
         )
         logger = logging.getLogger(self.name)
         saved = (logger.level, logger.propagate)
-        logger.setLevel(self.level)
-        logger.propagate = self.propagate
-        logger.addHandler(handler)
         run = _Run(
             time.time(), time.perf_counter(), run_id, logger, handler, context, saved, _ignore
         )
         run.record = lambda report: self._record(run, report)
+        return run
+
+    def _attach(self, run: _Run) -> None:
+        """Put the run's handler, level, listener and tees in place; writes the start record."""
+        run.logger.setLevel(self.level)
+        run.logger.propagate = self.propagate
+        run.logger.addHandler(run.handler)
         listening(run.record, True)
         self._emit(
             run,
             logging.INFO,
-            f"experiment start: run {run_id}, pid {os.getpid()}",
+            f"experiment start: run {run.run_id}, pid {os.getpid()}",
             event="start",
             pid=os.getpid(),
             program=_program(),
@@ -142,9 +159,21 @@ class experiment_log(Scope[logging.Logger, LogReport]):
         if self.tee:
             for stream in ("stdout", "stderr"):
                 tee = Tee(getattr(sys, stream), self._tee_logger(run, stream))
+                run.tees.append((stream, tee))  # first: _untee restores only what it finds
                 setattr(sys, stream, tee)
-                run.tees.append((stream, tee))
-        return run, logger
+
+    def _detach(self, run: _Run) -> None:
+        """Undo whatever part of :meth:`_attach` was done, and close the handler."""
+        run.finished = True
+        try:
+            self._untee(run)
+        finally:
+            listening(run.record, False)
+            run.logger.removeHandler(run.handler)
+            run.logger.setLevel(run.saved[0])
+            run.logger.propagate = run.saved[1]
+            run.handler.close()
+            run.handler = _CLOSED  # see _close
 
     def _close(self, run: _Run, exc: BaseException | None) -> LogReport:
         self._untee(run)
@@ -160,11 +189,23 @@ class experiment_log(Scope[logging.Logger, LogReport]):
                     exc_info=(type(exc), exc, user_traceback(exc.__traceback__)),
                 )
         run.ended = exc
-        return self._end(run)
+        try:
+            return self._end(run)
+        finally:
+            # Let the closed handler go here, where Ctrl-C is held back: logging's weakref
+            # callback for it takes logging's lock in 3.11's `acquire(); try:` pattern, and
+            # a Ctrl-C there (on whichever main-thread line drops the last reference, or
+            # the cyclic collector's) leaves that lock held: the next thread that logs
+            # hangs (reliability 2026-12-06 #3, seen once in ~25 random-SIGINT runs).
+            run.handler = _CLOSED
 
     def _end(self, run: _Run) -> LogReport:
         duration = time.perf_counter() - run.t0
         status = status_of(run.ended)
+        handler = run.handler
+        if not isinstance(handler, LineHandler):
+            msg = "this experiment_log run has closed already"
+            raise RuntimeError(msg)
         try:
             self._emit(
                 run,
@@ -178,19 +219,19 @@ class experiment_log(Scope[logging.Logger, LogReport]):
             run.finished = True
             listening(run.record, False)
             level, propagate = run.saved
-            run.logger.removeHandler(run.handler)
+            run.logger.removeHandler(handler)
             run.logger.setLevel(level)
             run.logger.propagate = propagate
-            run.handler.close()  # never raises: a failure becomes a note
+            handler.close()  # never raises: a failure becomes a note
         return LogReport(
             **self.common(run.started_at, duration, run.ended),
             path=self.display_path,
             logger=self.name,
             run_id=run.run_id,
             fmt=self.fmt,
-            records=run.handler.file.written,
-            lost=run.handler.file.lost,
-            notes=run.handler.notes(self.display_path),
+            records=handler.file.written,
+            lost=handler.file.lost,
+            notes=handler.notes(self.display_path),
         )
 
     def _record(self, run: _Run, report: Report) -> None:
@@ -231,6 +272,10 @@ def _program() -> str:
     still says which script wrote the log.
     """
     return sys.argv[0] if sys.argv else ""
+
+
+_CLOSED = logging.NullHandler()
+"""Stands for a run's handler once closed (a late record from a stray tee goes nowhere)."""
 
 
 def _ignore(report: Report) -> None:

@@ -184,28 +184,48 @@ class gpu_scope(Scope["gpu_scope", GpuReport]):
         if self.empty_cache:
             torch_cuda.empty_cache()
         before = {(r.name, r.source): r for r in self._read_from(self._probes, failures)}
-        frames = {}
+        run = _Run(time.time(), gc_t0, before, {}, None, cgroup.oom_kills(), failures)
+        try:
+            self._attach(run)
+        except BaseException:  # not open yet, so nobody else would undo it (reliability #3)
+            self._detach(run)
+            raise
+        # With gc=True the collections count: the user asked for them, they take the time.
+        if not self.gc:
+            run.t0 = time.perf_counter()
+        self._latest = run
+        return run, self
+
+    def _attach(self, run: _Run) -> None:
+        """Push the run's peak frames, add its sampler watch, start its guard."""
         for probe in self._probes:
             counter = probe.counter
             if counter is not None:
-                frames[probe.source] = (counter, counter.push())
+                run.frames[probe.source] = (counter, counter.push())
         # What only sampling can give a peak for: NVML rows, workers, host RSS where VmHWM
         # cannot be reset, and the container (only the outermost scope has its counter).
-        sampled = tuple(p for p in self._probes if p.source not in frames or p is sources.CONTAINER)
-        watch = None
+        sampled = tuple(
+            p for p in self._probes if p.source not in run.frames or p is sources.CONTAINER
+        )
         if self._listeners:
-            watch = sampler.add(Watch(partial(self._read_from, self._probes, failures), self._tell))
+            read = partial(self._read_from, self._probes, run.failures)
+            run.watch = sampler.add(Watch(read, self._tell))
         elif any(p.present() for p in sampled):
-            watch = sampler.add(Watch(partial(self._read_from, sampled, failures)))
-        # With gc=True the collections count: the user asked for them, they take the time.
-        t0 = gc_t0 if self.gc else time.perf_counter()
-        run = _Run(time.time(), t0, before, frames, watch, cgroup.oom_kills(), failures)
+            run.watch = sampler.add(Watch(partial(self._read_from, sampled, run.failures)))
         if self.guard is not None:
             cell = current_cell()
             run.guard = Guard(self.guard, cell="the block" if cell is None else f"cell {cell}")
             run.guard.start()
-        self._latest = run
-        return run, self
+
+    def _detach(self, run: _Run) -> None:
+        """Undo whatever part of :meth:`_attach` was done."""
+        try:
+            if run.guard is not None:
+                run.guard.stop()
+            self._pop_peaks(run)
+        finally:
+            if run.watch is not None:
+                sampler.remove(run.watch)
 
     def _close(self, run: _Run, exc: BaseException | None) -> GpuReport:
         duration = time.perf_counter() - run.t0

@@ -105,8 +105,17 @@ class LineFile:
             self._regular = stat.S_ISREG(info.st_mode)
             # A device (/dev/full) or a pipe has no pages to pad and no end to cut back to.
             if readable and self._regular and _CAN_PAD:
+                # pwrite on an O_APPEND descriptor appends on Linux, whatever the offset: the
+                # padding goes through a second descriptor, opened now with the file, not
+                # lazily on the first line that needs it: lines are written in the block's
+                # body, where a Ctrl-C between os.open and the assignment would leak it
+                # (reliability 2026-12-06 #3); scopes open where Ctrl-C is held back.
+                self._pad_fd = os.open(self.path, os.O_WRONLY | _FLAGS)
                 self._share((info.st_dev, info.st_ino), _end_line(fd, info.st_size))
         except BaseException:
+            if self._pad_fd >= 0:
+                os.close(self._pad_fd)
+                self._pad_fd = -1
             os.close(fd)
             raise
         self._fd = fd
@@ -157,10 +166,6 @@ class LineFile:
         shared.end += len(line)
 
     def _pad(self, end: int) -> int:
-        # pwrite on an O_APPEND descriptor appends on Linux, whatever the offset: the padding
-        # goes through a second descriptor of the file's own.
-        if self._pad_fd < 0:
-            self._pad_fd = os.open(self.path, os.O_WRONLY | _FLAGS)
         return _pad_to_page(self._fd, self._pad_fd, end)
 
     def close(self) -> None:
