@@ -1,0 +1,84 @@
+"""The fallback: ``PyThreadState_SetAsyncExc``, sent only where it will land safely if it can.
+
+For a thread other than the main one up to Python 3.11 (no way to run code in it), for the
+main thread while a debugger or coverage traces it, and where ``sys.monitoring`` has no tool
+id left. CPython raises an asynchronous exception at the thread's next eval-breaker check.
+The sampler looks at the thread while it holds the GIL: a thread that gave the GIL up at an
+eval-breaker check is parked exactly where the exception will be raised. Where that is the
+start of a call made from a safe line of the user's code (``RESUME``: the exception comes
+out of the call before it did anything) or the end of a loop body in the user's code
+(``JUMP_BACKWARD``), the exception is sent, and lands there (Python 3.11 and later).
+
+Elsewhere (the thread is inside a C call, often in I/O) it waits, until the guard relaxes the
+stop (the working set is past halfway to the limit): then it is sent if the user's line
+nearest to where the thread is stands at a safe point, and lands
+where the thread next checks, which may be a few bytecodes on, after a C call such as
+``lock.acquire()`` and before its ``try:``, or inside the library that line called, which
+may swallow it (the guard sends another at the next sample). That is Ctrl-C's own hazard
+(reliability 2026-12-06 #2), and what this path keeps.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import dis
+import sys
+from types import FrameType
+
+from resmagic.delivery import pending
+from resmagic.delivery.where import CLEANUP_NAMES, is_user_code
+
+__all__ = ["arm", "withdraw"]
+
+_sent: dict[int, type[BaseException]] = {}  # thread -> the exception CPython now holds for it
+
+
+_RESUME = dis.opmap.get("RESUME", -1)
+_JUMP_BACKWARD = dis.opmap.get("JUMP_BACKWARD", -1)
+
+
+def arm(thread: int) -> bool:
+    """Send the waiting exception if it will land at a safe point; True if it was sent.
+
+    Whether the thread handles an exception cannot be seen from here: that check is lost.
+    """
+    stop = pending.waiting.get(thread)
+    frame = sys._current_frames().get(thread)
+    if stop is None or frame is None:
+        return False
+    judged = _parked(frame)
+    if judged is None and stop.callbacks:
+        judged = frame
+        while judged is not None and not is_user_code(judged.f_code):
+            judged = judged.f_back  # the user's line that called the library it is in
+    if judged is None or not pending.claim_at(judged, stop, thread, handling=False):
+        return False
+    _sent[thread] = stop.exc
+    _set_async_exc(thread, stop.exc)
+    return True
+
+
+def _parked(frame: FrameType) -> FrameType | None:
+    """The frame whose line a raise at ``frame``'s position would come from, if exactly known."""
+    if sys.version_info < (3, 11):
+        return None
+    code, at = frame.f_code.co_code, frame.f_lasti
+    if not 0 <= at < len(code) - 1:
+        return None
+    if code[at] == _RESUME and code[at + 1] == 0 and frame.f_code.co_name not in CLEANUP_NAMES:
+        return frame.f_back  # raised as the call starts: it comes out of the caller's line
+    if code[at] == _JUMP_BACKWARD:
+        return frame  # raised at the end of the loop body, before the next pass
+    return None
+
+
+def withdraw(thread: int, exc: type[BaseException]) -> None:
+    """Take back ``exc`` if CPython holds it for ``thread`` and has not raised it yet."""
+    if _sent.pop(thread, None) is exc:
+        _set_async_exc(thread, None)  # a no-op once it was raised
+
+
+def _set_async_exc(thread: int, exc: type[BaseException] | None) -> None:
+    ctypes.pythonapi.PyThreadState_SetAsyncExc(
+        ctypes.c_ulong(thread), ctypes.py_object(exc) if exc is not None else None
+    )
