@@ -24,7 +24,7 @@ import threading
 from types import FrameType
 
 from resmagic import delivery
-from resmagic.delivery.where import is_framework_code, is_user_code
+from resmagic.delivery.where import FRAMEWORK, frame_kind, is_user_frame
 from resmagic.errors import MemoryLimitError, OptionError
 from resmagic.probes import cgroup
 from resmagic.probes.reading import DeviceMemory
@@ -159,6 +159,6 @@ class Guard:
 def _block_frame() -> FrameType | None:
     """The user's frame the guarded block runs in (its ``with``), or None (a cell's guard)."""
     frame: FrameType | None = sys._getframe(2)
-    while frame is not None and is_framework_code(frame.f_code):
+    while frame is not None and frame_kind(frame) == FRAMEWORK:
         frame = frame.f_back
-    return frame if frame is not None and is_user_code(frame.f_code) else None
+    return frame if frame is not None and is_user_frame(frame) else None

@@ -26,7 +26,7 @@ import sys
 from types import FrameType
 
 from resmagic.delivery import pending
-from resmagic.delivery.where import CLEANUP_NAMES, is_user_code
+from resmagic.delivery.where import CLEANUP_NAMES, is_user_frame
 
 __all__ = ["arm", "withdraw"]
 
@@ -49,7 +49,7 @@ def arm(thread: int) -> bool:
     judged = _parked(frame)
     if judged is None and stop.callbacks:
         judged = frame
-        while judged is not None and not is_user_code(judged.f_code):
+        while judged is not None and not is_user_frame(judged):
             judged = judged.f_back  # the user's line that called the library it is in
     if judged is None or not pending.claim_at(judged, stop, thread, handling=False):
         return False

@@ -31,7 +31,7 @@ from types import FrameType
 from typing import Any
 
 from resmagic.delivery import pending
-from resmagic.delivery.where import is_user_code
+from resmagic.delivery.where import is_user_frame
 
 __all__ = ["arm", "disarm", "foreign"]
 
@@ -98,7 +98,7 @@ def _on_call(frame: FrameType, event: str, arg: Any) -> Trace | None:
     if threading.get_ident() not in pending.waiting:
         _uninstall()
         return None
-    return _on_line if is_user_code(frame.f_code) else None
+    return _on_line if is_user_frame(frame) else None
 
 
 def _on_line(frame: FrameType, event: str, arg: Any) -> Trace | None:

@@ -18,7 +18,15 @@ from types import CodeType, FrameType
 
 from resmagic.delivery.lines import cleanup_lines
 
-__all__ = ["CLEANUP_NAMES", "is_framework_code", "is_user_code", "safe_point"]
+__all__ = [
+    "CLEANUP_NAMES",
+    "FRAMEWORK",
+    "LIBRARY",
+    "USER",
+    "frame_kind",
+    "is_user_frame",
+    "safe_point",
+]
 
 # Code an exception must never land in, by package, wherever it is installed (a development
 # checkout is not under site-packages).
@@ -35,7 +43,8 @@ CLEANUP_NAMES = frozenset({"__exit__", "__aexit__", "__del__"})
 """Functions that clean up: never stopped, nor anything they call."""
 _LIBRARY_FOLDERS = frozenset({"site-packages", "dist-packages"})
 
-_USER, _LIBRARY, _FRAMEWORK = "user", "library", "framework"
+USER, LIBRARY, FRAMEWORK = "user", "library", "framework"
+_GENERATED = "generated"
 _kinds: dict[str, str] = {}  # file name -> its kind
 _library_roots: tuple[str, ...] | None = None
 
@@ -62,32 +71,42 @@ def safe_point(
         callbacks: also deliver into the user's code that a library called.
     """
     code = frame.f_code
-    if handling or _kind(code) != _USER or frame.f_lineno in cleanup_lines(code):
+    if handling or frame_kind(frame) != USER or frame.f_lineno in cleanup_lines(code):
         return False
     caller: FrameType | None = frame
     while caller is not None:
         code = caller.f_code
         if code.co_name in CLEANUP_NAMES:
             return False
-        kind = _kind(code)
-        if kind == _USER and caller is not frame and caller.f_lineno in cleanup_lines(code):
+        kind = frame_kind(caller)
+        if kind == USER and caller is not frame and caller.f_lineno in cleanup_lines(code):
             return False  # your own function called from a finally body or a with's exit
-        if caller is anchor or kind == _FRAMEWORK:
+        if caller is anchor or kind == FRAMEWORK:
             return True
-        if kind == _LIBRARY and not callbacks:
+        if kind == LIBRARY and not callbacks:
             return False
         caller = caller.f_back
     return True
 
 
-def is_user_code(code: CodeType) -> bool:
-    """True for the user's own code: a cell, a script, a module outside the libraries."""
-    return _kind(code) == _USER
+def is_user_frame(frame: FrameType) -> bool:
+    """True for a frame of the user's own code: a cell, a script, a module outside libraries."""
+    return frame_kind(frame) == USER
 
 
-def is_framework_code(code: CodeType) -> bool:
-    """True for IPython's, the kernel's and resmagic's own code."""
-    return _kind(code) == _FRAMEWORK
+def frame_kind(frame: FrameType) -> str:
+    """:data:`USER`, :data:`LIBRARY` or :data:`FRAMEWORK`, by the file of the frame's code.
+
+    Code made at run time (``<string>``: a dataclass's ``__init__``, a namedtuple's) is of the
+    kind of the code that runs it; at the bottom of the stack (``python -c``) it is the user's.
+    """
+    caller: FrameType | None = frame
+    while caller is not None:
+        kind = _kind(caller.f_code)
+        if kind != _GENERATED:
+            return kind
+        caller = caller.f_back
+    return USER
 
 
 def _kind(code: CodeType) -> str:
@@ -99,14 +118,18 @@ def _kind(code: CodeType) -> str:
 
 
 def _kind_of_file(filename: str) -> str:
-    if filename.startswith("<"):  # <ipython-input-3-…>, <string>, <stdin>; not <frozen os>
-        return _LIBRARY if filename.startswith("<frozen") else _USER
+    if filename.startswith(("<ipython-input-", "<stdin>")):  # a terminal IPython's cell
+        return USER
+    if filename.startswith("<frozen "):
+        return LIBRARY
+    if filename.startswith("<"):
+        return _GENERATED
     path = os.path.realpath(filename)
     if path.startswith(_framework()):
-        return _FRAMEWORK
+        return FRAMEWORK
     if _LIBRARY_FOLDERS.intersection(path.split(os.sep)) or path.startswith(_libraries()):
-        return _LIBRARY
-    return _USER
+        return LIBRARY
+    return USER
 
 
 def _libraries() -> tuple[str, ...]:
