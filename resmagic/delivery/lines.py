@@ -11,20 +11,21 @@ and never disagrees with what runs (reliability 2026-12-06 #2):
 - every line of code that only an exception reaches (``except`` and ``finally`` bodies, the
   exit of ``with`` and ``async with``; the normal-path copy of a ``finally`` body carries the
   same lines);
-- the line that sets up a handler before the handler covers it (the ``try:`` line: a
-  ``SETUP_*`` instruction up to 3.10, the instruction just before a protected range from 3.11);
+- the line that sets up a handler before the handler covers it: the ``try:`` line (a
+  ``SETUP_*`` instruction up to 3.10; from 3.11 a ``NOP`` just before the protected range);
 - every line that starts with a ``NOP`` (``try:``, ``pass``, ``else:``): the compiler leaves
   instructions that cannot raise out of the protected ranges, so a ``try`` body of only
-  ``pass`` is no protection at all. Such a line does nothing; waiting for the next costs nothing.
+  ``pass`` is no protection at all. Such a line does nothing; waiting for the next costs
+  nothing. (Where ``try:`` shares its line with the body, the ``NOP`` is gone and the line
+  starts inside the protected range.)
 
-Marking a line that is in fact harmless only makes the stop wait for the next line.
+Marking a line that is in fact harmless only makes the stop wait for the next line (code
+reached only through a handler, after a ``try`` body that always raises, counts too).
 """
 
 from __future__ import annotations
 
 import dis
-import itertools
-import sys
 import weakref
 from types import CodeType
 
@@ -73,13 +74,6 @@ def _find(code: CodeType) -> frozenset[int]:
     nops = {ins.offset for ins in instructions if ins.opname == "NOP"}
     unsafe.update(line for start, _end, line in code.co_lines() if start in nops)
     unsafe.update(line_at.get(ins.offset) for ins in instructions if ins.opname in _SETUP)
-    if sys.version_info >= (3, 11):
-        starts = {entry.start for entry in dis.Bytecode(code).exception_entries}
-        unsafe.update(
-            line_at.get(ins.offset)
-            for ins, after in itertools.pairwise(instructions)
-            if after.offset in starts
-        )
     return frozenset(line for line in unsafe if line is not None)
 
 

@@ -21,11 +21,11 @@ Where another trace function is already set (a debugger, coverage), it is left a
 from __future__ import annotations
 
 import _thread
+import atexit
 import collections
 import ctypes
 import functools
 import sys
-import threading
 from collections.abc import Callable, Generator
 from types import FrameType
 from typing import Any
@@ -73,7 +73,7 @@ def _install(_arg: object) -> int:
     # Python function once the trace is set (see arm()).
     global foreign, _queued
     try:
-        if threading.get_ident() not in pending.waiting:
+        if _thread.get_ident() not in pending.waiting:
             return 0
         current = sys.gettrace()
         foreign = current is not None and current is not _on_call
@@ -95,14 +95,14 @@ def _install(_arg: object) -> int:
 
 
 def _on_call(frame: FrameType, event: str, arg: Any) -> Trace | None:
-    if threading.get_ident() not in pending.waiting:
+    if _thread.get_ident() not in pending.waiting:
         _uninstall()
         return None
     return _on_line if is_user_frame(frame) else None
 
 
 def _on_line(frame: FrameType, event: str, arg: Any) -> Trace | None:
-    thread = threading.get_ident()
+    thread = _thread.get_ident()
     stop = pending.waiting.get(thread)
     if stop is None:
         _uninstall()
@@ -144,6 +144,8 @@ def _exhausted() -> Generator[None, None, None]:
 _spent = _exhausted()
 for _ in _spent:
     pass
+
+atexit.register(_uninstall)  # a stop still waiting as the interpreter ends: trace no more
 
 _install_call = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p)(_install)
 _add_pending_call = ctypes.pythonapi.Py_AddPendingCall

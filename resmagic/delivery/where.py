@@ -97,14 +97,20 @@ def is_user_frame(frame: FrameType) -> bool:
 def frame_kind(frame: FrameType) -> str:
     """:data:`USER`, :data:`LIBRARY` or :data:`FRAMEWORK`, by the file of the frame's code.
 
-    Code made at run time (``<string>``: a dataclass's ``__init__``, a namedtuple's) is of the
-    kind of the code that runs it; at the bottom of the stack (``python -c``) it is the user's.
+    Code made at run time (``<string>``: a dataclass's ``__init__``) is of the kind of the
+    module it was made for (its globals' ``__file__``); ``python -c`` and ``exec`` in
+    ``__main__`` are the user's; anything else, of the kind of the code that runs it.
     """
     caller: FrameType | None = frame
     while caller is not None:
         kind = _kind(caller.f_code)
         if kind != _GENERATED:
             return kind
+        made_for = caller.f_globals.get("__file__")
+        if isinstance(made_for, str):
+            return _kind_of_file(made_for)
+        if caller.f_globals.get("__name__") == "__main__":
+            return USER
         caller = caller.f_back
     return USER
 
