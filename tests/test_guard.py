@@ -112,7 +112,7 @@ def test_memory_limit_error_is_a_memory_error() -> None:
 # process, 5 MiB a step, 1000 records a step, sampled every 20 ms: about 30 samples from the
 # guard's 50% to the limit, so only a lost stop lets the OOM killer in.
 TRAINING = """
-import json, logging, sys, threading, traceback
+import json, logging, sys, threading, time, traceback
 sys.stdin.readline()
 from resmagic import gpu_scope, settings
 from resmagic.errors import MemoryLimitError
@@ -131,6 +131,7 @@ def train():
         with gpu_scope("host", guard="50%"):
             for step in range(200):
                 held.append(bytearray(b"x") * (5 << 20))
+                time.sleep(PAUSE)
                 for batch in range(1000):
                     STEP
     except MemoryLimitError as exc:
@@ -166,8 +167,14 @@ class Bar:
 
 
 def _training(step: str, *, setup: str = "", in_thread: bool = False) -> str:
+    # In another thread (up to 3.11) the stop is sent as Ctrl-C is, once the thread is seen at
+    # a point where it will land safely, or past halfway to the limit: a step of 10 ms leaves
+    # the sampler ~15 looks, where a busy step of 2 ms (2 GB/s) left it 3 and lost under load.
     return (
-        TRAINING.replace("SETUP", setup).replace("STEP", step).replace("IN_THREAD", str(in_thread))
+        TRAINING.replace("SETUP", setup)
+        .replace("STEP", step)
+        .replace("IN_THREAD", str(in_thread))
+        .replace("PAUSE", "0.008" if in_thread else "0")
     )
 
 
