@@ -3,11 +3,13 @@
 Not in a library: the standard library and site-packages catch ``Exception`` in many places
 (``logging.Handler.emit`` hands every error to ``handleError``, which prints ``--- Logging
 error ---`` and carries on), so an exception landing there is lost and the loop goes on
-(reliability 2026-12-06 #1). Not in IPython's, the kernel's or resmagic's own code: it would
-break a cell's bookkeeping, not the cell. Not on a line that would skip a cleanup
-(:mod:`resmagic.delivery.lines`), not while any frame on the stack is cleaning up (an
-``__exit__``, a ``__del__``, a caller on such a line), and not while the thread handles an
-exception: a second exception in an ``except`` block would cut its handling short.
+(reliability 2026-12-06 #1); nor in the user's code that a library called back (a logging
+``Formatter``, a ``forward`` under ``model(x)``), unless the stop is relaxed. Not in IPython's,
+the kernel's or resmagic's own code: it would break a cell's bookkeeping, not the cell. Not
+on a line that would skip a cleanup (:mod:`resmagic.delivery.lines`), not while any frame on
+the stack is cleaning up (an ``__exit__``, a ``__del__``, a caller on such a line), and not
+while the thread handles an exception: a second exception in an ``except`` block would cut
+its handling short.
 """
 
 from __future__ import annotations
