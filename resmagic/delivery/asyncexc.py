@@ -5,17 +5,17 @@ main thread while a debugger or coverage traces it, and where ``sys.monitoring``
 id left. CPython raises an asynchronous exception at the thread's next eval-breaker check.
 The sampler looks at the thread while it holds the GIL: a thread that gave the GIL up at an
 eval-breaker check is parked exactly where the exception will be raised. Where that is the
-start of a call made from a safe line of the user's code (``RESUME``: the exception comes
-out of the call before it did anything) or the end of a loop body in the user's code
-(``JUMP_BACKWARD``), the exception is sent, and lands there (Python 3.11 and later).
+start of a call made from a safe line of the user's code (the exception comes out of the call
+before it did anything), the end of a loop body in the user's code (3.11 and later) or a safe
+line start of it (3.10), the exception is sent, and lands there.
 
 Elsewhere (the thread is inside a C call, often in I/O) it waits, until the guard relaxes the
 stop (the working set is past halfway to the limit): then it is sent if the user's line
-nearest to where the thread is stands at a safe point, and lands
-where the thread next checks, which may be a few bytecodes on, after a C call such as
-``lock.acquire()`` and before its ``try:``, or inside the library that line called, which
-may swallow it (the guard sends another at the next sample). That is Ctrl-C's own hazard
-(reliability 2026-12-06 #2), and what this path keeps.
+nearest to where the thread is stands at a safe point, and lands where the thread next
+checks, which may be a few bytecodes on, after a C call such as ``lock.acquire()`` and before
+its ``try:``, or inside the library that line called, which may swallow it (the guard sends
+another at the next sample). That is Ctrl-C's own hazard (reliability 2026-12-06 #2), and
+what this path keeps.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from __future__ import annotations
 import ctypes
 import dis
 import sys
-from types import FrameType
+from types import CodeType, FrameType
 
 from resmagic.delivery import pending
 from resmagic.delivery.where import CLEANUP_NAMES, is_user_frame
@@ -31,8 +31,6 @@ from resmagic.delivery.where import CLEANUP_NAMES, is_user_frame
 __all__ = ["arm", "withdraw"]
 
 _sent: dict[int, type[BaseException]] = {}  # thread -> the exception CPython now holds for it
-
-
 _RESUME = dis.opmap.get("RESUME", -1)
 _JUMP_BACKWARD = dis.opmap.get("JUMP_BACKWARD", -1)
 
@@ -46,36 +44,49 @@ def arm(thread: int) -> bool:
     frame = sys._current_frames().get(thread)
     if stop is None or frame is None:
         return False
-    judged = _parked(frame)
+    judged, line = _parked(frame)
     if judged is None and stop.callbacks:
         judged = frame
         while judged is not None and not is_user_frame(judged):
             judged = judged.f_back  # the user's line that called the library it is in
-    if judged is None or not pending.claim_at(judged, stop, thread, handling=False):
+    if judged is None or not pending.claim_at(judged, stop, thread, handling=False, line=line):
         return False
     _sent[thread] = stop.exc
     _set_async_exc(thread, stop.exc)
     return True
 
 
-def _parked(frame: FrameType) -> FrameType | None:
-    """The frame whose line a raise at ``frame``'s position would come from, if exactly known."""
-    if sys.version_info < (3, 11):
-        return None
-    code, at = frame.f_code.co_code, frame.f_lasti
-    if not 0 <= at < len(code) - 1:
-        return None
-    if code[at] == _RESUME and code[at + 1] == 0 and frame.f_code.co_name not in CLEANUP_NAMES:
-        return frame.f_back  # raised as the call starts: it comes out of the caller's line
-    if code[at] == _JUMP_BACKWARD:
-        return frame  # raised at the end of the loop body, before the next pass
-    return None
-
-
 def withdraw(thread: int, exc: type[BaseException]) -> None:
     """Take back ``exc`` if CPython holds it for ``thread`` and has not raised it yet."""
     if _sent.pop(thread, None) is exc:
         _set_async_exc(thread, None)  # a no-op once it was raised
+
+
+def _parked(frame: FrameType) -> tuple[FrameType | None, int | None]:
+    """The frame (and line) a raise at ``frame``'s position comes from, where exactly known."""
+    code, at = frame.f_code.co_code, frame.f_lasti
+    if sys.version_info < (3, 11):
+        # Up to 3.10 the check comes before the next instruction.
+        if at < 0:
+            return frame.f_back, None  # at the start of the call: out of the caller's line
+        line = _line_starting_at(frame.f_code, at + 2)
+        return (frame, line) if line is not None else (None, None)
+    if not 0 <= at < len(code) - 1:
+        return None, None
+    if code[at] == _RESUME and code[at + 1] == 0 and frame.f_code.co_name not in CLEANUP_NAMES:
+        return frame.f_back, None  # at the start of the call: out of the caller's line
+    if code[at] == _JUMP_BACKWARD:
+        return frame, None  # at the end of the loop body, before the next pass
+    return None, None
+
+
+def _line_starting_at(code: CodeType, offset: int) -> int | None:
+    previous = None
+    for start, _end, line in code.co_lines():
+        if start == offset:
+            return line if line != previous else None
+        previous = line
+    return None
 
 
 def _set_async_exc(thread: int, exc: type[BaseException] | None) -> None:

@@ -1,4 +1,4 @@
-"""Delivery into the main thread up to Python 3.11: a pending call installs a line trace.
+"""Delivery into the main thread (up to Python 3.11): a pending call installs a line trace.
 
 ``PyThreadState_SetAsyncExc`` raises at the thread's next eval-breaker check, which in
 CPython 3.11 comes right after a C call returns: after ``lock.acquire()`` and before the
@@ -82,6 +82,7 @@ def _install(_arg: object) -> int:
         frame: FrameType | None = sys._getframe(1)
         while frame is not None:
             frame.f_trace = _on_line
+            frame.f_trace_opcodes = False  # left on by an earlier stop caught in this frame
             _traced.append(frame)
             frame = frame.f_back
         sys.settrace(_on_call)
@@ -109,6 +110,12 @@ def _on_line(frame: FrameType, event: str, arg: Any) -> Trace | None:
         return None
     if event != "line" or not pending.claim_at(frame, stop, thread):
         return _on_line
+    if sys.version_info >= (3, 12):
+        # (Only where sys.monitoring had no tool id.) 3.12 calls the opcode trace a few
+        # instructions late, past the line start: raise from here, a frame more in the
+        # traceback.
+        _uninstall()
+        raise stop.exc()
     _uninstall(keep=frame)
     # The trace function for this line's first opcode, called right after this one returns:
     # it raises from C, so the traceback ends at the user's line, not in here.

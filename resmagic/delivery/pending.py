@@ -48,15 +48,24 @@ def claim(thread: int, stop: Stop) -> bool:
     return taken is stop
 
 
-def claim_at(frame: FrameType, stop: Stop, thread: int, *, handling: bool | None = None) -> bool:
+def claim_at(
+    frame: FrameType,
+    stop: Stop,
+    thread: int,
+    *,
+    handling: bool | None = None,
+    line: int | None = None,
+) -> bool:
     """Claim ``stop`` if ``frame`` (the thread's innermost) is a safe point for it now.
 
     ``handling`` defaults to whether the calling thread handles an exception (the caller runs
-    in ``thread``, from a trace or monitoring callback).
+    in ``thread``, from a trace or monitoring callback); ``line``, to ``frame``'s.
     """
     if handling is None:
         handling = sys.exc_info()[0] is not None
-    safe = safe_point(frame, handling=handling, anchor=stop.anchor, callbacks=stop.callbacks)
+    safe = safe_point(
+        frame, handling=handling, anchor=stop.anchor, callbacks=stop.callbacks, line=line
+    )
     return safe and claim(thread, stop)
 
 

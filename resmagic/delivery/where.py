@@ -57,6 +57,7 @@ def safe_point(
     handling: bool,
     anchor: FrameType | None = None,
     callbacks: bool = False,
+    line: int | None = None,
 ) -> bool:
     """True when an exception raised now, at the start of ``frame``'s line, is safe to raise.
 
@@ -71,9 +72,11 @@ def safe_point(
         handling: the thread is handling an exception (``sys.exc_info()`` is set).
         anchor: the frame the block runs in, if it is the user's.
         callbacks: also deliver into the user's code that a library called.
+        line: the line of ``frame`` the exception would be raised at (default: its current).
     """
     code = frame.f_code
-    if handling or frame_kind(frame) != USER or frame.f_lineno in cleanup_lines(code):
+    line = frame.f_lineno if line is None else line
+    if handling or frame_kind(frame) != USER or line in cleanup_lines(code):
         return False
     caller: FrameType | None = frame
     while caller is not None:
