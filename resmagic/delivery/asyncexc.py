@@ -9,13 +9,12 @@ start of a call made from a safe line of the user's code (the exception comes ou
 before it did anything), the end of a loop body in the user's code (3.11 and later) or a safe
 line start of it (3.10), the exception is sent, and lands there.
 
-Elsewhere (the thread is inside a C call, often in I/O) it waits, until the guard relaxes the
-stop (the working set is past halfway to the limit): then it is sent if the user's line
-nearest to where the thread is stands at a safe point, and lands where the thread next
-checks, which may be a few bytecodes on, after a C call such as ``lock.acquire()`` and before
-its ``try:``, or inside the library that line called, which may swallow it (the guard sends
-another at the next sample). That is Ctrl-C's own hazard (reliability 2026-12-06 #2), and
-what this path keeps.
+Elsewhere (the thread is inside a C call, often in I/O: a loop that logs to a file) it waits
+one sample; from the next on it is sent if the user's line nearest to where the thread is
+stands at a safe point, and lands where the thread next checks, which may be a few bytecodes
+on: after a C call such as ``lock.acquire()`` and before its ``try:``, or inside the library
+that line called, which may swallow it (the guard sends another at the next sample). That
+is Ctrl-C's own hazard (reliability 2026-12-06 #2), and what this path keeps.
 """
 
 from __future__ import annotations
@@ -45,7 +44,8 @@ def arm(thread: int) -> bool:
     if stop is None or frame is None:
         return False
     judged, line = _parked(frame)
-    if judged is None and stop.callbacks:
+    stop.looks += 1
+    if judged is None and (stop.callbacks or stop.looks > 1):
         judged = frame
         while judged is not None and not is_user_frame(judged):
             judged = judged.f_back  # the user's line that called the library it is in

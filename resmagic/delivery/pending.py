@@ -25,7 +25,7 @@ class Stop:
             the stop may land in the user's code that runs above it.
     """
 
-    __slots__ = ("anchor", "callbacks", "exc")
+    __slots__ = ("anchor", "callbacks", "exc", "looks")
 
     def __init__(self, exc: type[BaseException], anchor: FrameType | None = None) -> None:
         self.exc = exc
@@ -33,6 +33,8 @@ class Stop:
         self.callbacks = False
         """Relaxed: also into the user's code that a library calls back (a ``forward``, a
         callback), and by the fallback from the user's line nearest to the thread."""
+        self.looks = 0
+        """How many samples the fallback (:mod:`.asyncexc`) has looked at the thread."""
 
 
 waiting: dict[int, Stop] = {}
