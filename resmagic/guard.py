@@ -24,9 +24,7 @@ import threading
 import time
 from types import FrameType
 
-from resmagic import delivery
 from resmagic.config import settings
-from resmagic.delivery.where import FRAMEWORK, frame_kind, is_user_frame
 from resmagic.errors import MemoryLimitError, OptionError
 from resmagic.probes import cgroup
 from resmagic.probes.reading import DeviceMemory
@@ -100,7 +98,7 @@ class Guard:
             self.threshold_bytes = start + (limit - start) // 2
         self._seen = (time.monotonic(), start)
         self.thread = threading.get_ident()
-        self._anchor = _block_frame()
+        self._anchor = _block_frame(sys._getframe(1))
         with _lock:
             _on.setdefault(self.thread, []).append(self)
         self._watch = sampler.add(Watch(self.check))
@@ -119,6 +117,8 @@ class Guard:
             if not guards:
                 _on.pop(self.thread, None)
             if self._sent is not None:
+                from resmagic import delivery
+
                 delivery.withdraw(self.thread, self._sent)  # a no-op once it was raised
         self._anchor = None
 
@@ -130,6 +130,8 @@ class Guard:
         if used < self.threshold_bytes:
             self._sample_sooner(used)
             return []
+        from resmagic import delivery  # on first use: `import resmagic` does not pay for it
+
         with _lock:
             if self not in _on.get(self.thread, []):
                 return []  # stopped meanwhile
@@ -175,9 +177,11 @@ class Guard:
         return type("MemoryLimitError", (MemoryLimitError,), attrs)
 
 
-def _block_frame() -> FrameType | None:
+def _block_frame(caller: FrameType) -> FrameType | None:
     """The user's frame the guarded block runs in (its ``with``), or None (a cell's guard)."""
-    frame: FrameType | None = sys._getframe(2)
+    from resmagic.delivery.where import FRAMEWORK, frame_kind, is_user_frame
+
+    frame: FrameType | None = caller
     while frame is not None and frame_kind(frame) == FRAMEWORK:
         frame = frame.f_back
     return frame if frame is not None and is_user_frame(frame) else None

@@ -21,7 +21,7 @@ from __future__ import annotations
 import threading
 from types import FrameType
 
-from resmagic.delivery import asyncexc, linetrace, monitor, pending
+from resmagic.delivery import pending
 
 __all__ = ["rearm", "relax", "send", "waiting", "withdraw"]
 
@@ -51,6 +51,8 @@ def rearm(thread: int) -> None:
     """Arm the delivery of the exception waiting for ``thread`` again (the fallback looks again)."""
     if thread not in pending.waiting:
         return
+    from resmagic.delivery import asyncexc, linetrace, monitor  # only once a stop is sent
+
     if monitor.arm():
         return
     if thread == threading.main_thread().ident and linetrace.arm():
@@ -69,6 +71,8 @@ def withdraw(thread: int, exc: type[BaseException]) -> None:
         stop = pending.waiting.get(thread)
         if stop is not None and stop.exc is exc:
             del pending.waiting[thread]
+    from resmagic.delivery import asyncexc, linetrace
+
     asyncexc.withdraw(thread, exc)
     if thread == threading.get_ident() == threading.main_thread().ident:
         linetrace.disarm()
