@@ -85,12 +85,17 @@ def test_a_guarded_cell_that_logs_every_step_stops_and_the_kernel_answers() -> N
         assert kernel.run("%load_ext resmagic").status == "ok"
         assert kernel.run("%resmagic config sample_interval=0.02").status == "ok"
         assert "resmagic guard on" in kernel.run("%resmagic guard on --at 50%").stdout
-        run = kernel.run(LOGGING_LOOP, timeout=60)
-        assert run.error is not None, run.reply
-        assert run.error["ename"] == "MemoryLimitError"
-        assert not [m for m in run.of_type("stream") if "Logging error" in m["content"]["text"]]
-        # The traceback ends in the cell, at the loop's line, not in logging or resmagic.
-        assert "logging/__init__.py" not in "\n".join(run.error["traceback"])
+        # Three times: 8eba587 stopped about one such cell in six (the stop sometimes came
+        # outside logging's emit) and was OOM-killed in the others.
+        for _ in range(3):
+            run = kernel.run(LOGGING_LOOP, timeout=60)
+            assert run.error is not None, run.reply
+            assert run.error["ename"] == "MemoryLimitError"
+            logged = [m for m in run.of_type("stream") if "Logging error" in m["content"]["text"]]
+            assert logged == []
+            # The traceback ends in the cell, at the loop's line, not in logging or resmagic.
+            assert "logging/__init__.py" not in "\n".join(run.error["traceback"])
+            assert 0 < kernel.value("len(held)") < 60
+            assert kernel.run("del held").status == "ok"
         assert kernel.run("after = 1 + 1").status == "ok"
         assert kernel.value("after") == 2
-        assert 0 < kernel.value("len(held)") < 60
