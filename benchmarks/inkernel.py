@@ -188,7 +188,7 @@ def stage_times(n: int) -> str:
     """Microseconds per call of each stage of a ``%%timed`` / ``%%gpu_scope`` cell, and of watch mode."""
     import timeit
 
-    from resmagic.ipython import cell as cell_mod
+    from resmagic.ipython.cells import stack as cell_mod
 
     ip = get_ipython()
     magics: Any = ip.magics_manager.registry["ResMagics"]
@@ -232,7 +232,7 @@ def stage_times(n: int) -> str:
 
 def _parse_stages(ip: Any, magics: Any, magic: str, line: str, per: Any) -> dict[str, float]:
     """The option line's costs: split, the header transformer, the layer built from it."""
-    from resmagic.ipython import layers as layers_mod
+    from resmagic.ipython.cells import options as layers_mod
 
     return {
         "split_once(line)": per(lambda: layers_mod.split_once(line)),

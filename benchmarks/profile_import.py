@@ -179,10 +179,10 @@ import sys
 sys.path.insert(0, {here!r})
 import resmagic.ipython.extension as ext
 from tracer import Tracer, tree_rows
-import resmagic.ipython.runstore as runstore, resmagic.ipython.usage as usage
+import resmagic.ipython.runstore as runstore, resmagic.ipython.usage_request as usage
 from resmagic.ipython.magics import ResMagics
-from resmagic.ipython.runner import CellRunner
-from resmagic.ipython.output import ReportOutput
+from resmagic.ipython.cells.runner import CellRunner
+from resmagic.ipython.views.output import ReportOutput
 from resmagic.store.recorder import Recorder
 t = Tracer()
 t.calibrate()

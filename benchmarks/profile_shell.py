@@ -51,16 +51,16 @@ def patch_shell(t: Tracer) -> None:
     from IPython.core.interactiveshell import InteractiveShell
 
     import resmagic.bus as bus
-    import resmagic.ipython.cell as cell
-    import resmagic.ipython.layers as layers
-    import resmagic.ipython.runner as runner
+    import resmagic.ipython.cells.options as layers
+    import resmagic.ipython.cells.runner as runner
+    import resmagic.ipython.cells.stack as cell
     import resmagic.ipython.runstore as runstore
+    import resmagic.ipython.views.watch_line as watchline
     import resmagic.ipython.watch as watch
-    import resmagic.ipython.watchline as watchline
     import resmagic.scopes.base as base
     import resmagic.store.recorder as recorder
-    from resmagic.ipython.header import HeaderTransformer
-    from resmagic.ipython.output import ReportOutput
+    from resmagic.ipython.cells.header import HeaderTransformer
+    from resmagic.ipython.views.output import ReportOutput
     from resmagic.store.recent import Recent
 
     t.patch(InteractiveShell, "run_cell", "IPython: run_cell (the whole cell)")

@@ -15,8 +15,8 @@ from resmagic.config import settings
 from resmagic.errors import ResmagicError
 from resmagic.guard import DEFAULT_AT, parse_fraction
 from resmagic.holders import device_name
-from resmagic.ipython.dashboard import dashboard
-from resmagic.ipython.text import HistoryTable
+from resmagic.ipython.views.live_table import dashboard
+from resmagic.ipython.views.text import HistoryTable
 from resmagic.ipython.watch import SCOPES, WatchOptions
 from resmagic.probes import cgroup, host, nvml, torch_cuda, workers
 from resmagic.redact import redact
@@ -178,7 +178,7 @@ def _history(magics: Any, options: argparse.Namespace) -> HistoryTable:
 
 
 def _runs(magics: Any, options: argparse.Namespace) -> Any:
-    from resmagic.ipython.runstable import RunsTable
+    from resmagic.ipython.views.runs_table import RunsTable
     from resmagic.store.query import recent
     from resmagic.store.recorder import recorder
 

@@ -11,13 +11,13 @@ from traitlets.config import Configurable
 from resmagic import bus
 from resmagic.config import settings
 from resmagic.errors import OptionError
-from resmagic.ipython.dashboard import dashboard
-from resmagic.ipython.header import HeaderTransformer
+from resmagic.ipython.cells.header import HeaderTransformer
+from resmagic.ipython.cells.runner import CellRunner
 from resmagic.ipython.magics import ResMagics
-from resmagic.ipython.runner import CellRunner
 from resmagic.ipython.runstore import StoreHook
-from resmagic.ipython.usage import UsageHandler
-from resmagic.ipython.usage import install as install_usage
+from resmagic.ipython.usage_request import UsageHandler
+from resmagic.ipython.usage_request import install as install_usage
+from resmagic.ipython.views.live_table import dashboard
 from resmagic.ipython.watch import SCOPES, WatchOptions
 from resmagic.sampler import sampler
 
@@ -125,7 +125,7 @@ def unload(ip: Any) -> None:
             if getattr(table.get(name), "__self__", None) is magics:
                 del table[name]
     dashboard.close()
-    panel = sys.modules.get("resmagic.ipython.panel")
+    panel = sys.modules.get("resmagic.ipython.views.cell_panel")
     if panel is not None:  # imported only once a panel was shown
         panel.close_all()
     sampler.shutdown()

@@ -2,12 +2,12 @@
 
 In a cell IPython runs, our ``%%`` lines never reach these methods: the header transformer
 builds their layers with :meth:`ResMagics.layer` and IPython runs the body itself
-(:mod:`resmagic.ipython.runner`). A method is called when IPython hands it the body: from code
+(:mod:`resmagic.ipython.cells.runner`). A method is called when IPython hands it the body: from code
 (``get_ipython().run_cell_magic(...)``), under ``%%time``, or for ``--help``; it then peels
 any further resmagic lines stacked under it and runs the body with
-:func:`resmagic.ipython.cell.run_layers`. Option ``dest`` names equal the scope's keyword-only
-parameters and unset options are left out, so every default lives once, in the scope's
-signature.
+:func:`resmagic.ipython.cells.stack.run_layers`. Option ``dest`` names equal the scope's
+keyword-only parameters and unset options are left out, so every default lives once, in the
+scope's signature.
 """
 
 from __future__ import annotations
@@ -28,10 +28,8 @@ from IPython.core.magic import (
 from IPython.core.magic_arguments import argument, kwds, magic_arguments
 
 from resmagic.ipython import commands
-from resmagic.ipython.cell import Layer, run_layers
-from resmagic.ipython.guarding import CellGuard
-from resmagic.ipython.header import read_header
-from resmagic.ipython.layers import (
+from resmagic.ipython.cells.header import read_header
+from resmagic.ipython.cells.options import (
     BIND_RULE,
     BINDS,
     BUILDERS,
@@ -39,7 +37,9 @@ from resmagic.ipython.layers import (
     asks_help,
     split_once,
 )
-from resmagic.ipython.output import ReportOutput
+from resmagic.ipython.cells.stack import Layer, run_layers
+from resmagic.ipython.guarding import CellGuard
+from resmagic.ipython.views.output import ReportOutput
 from resmagic.ipython.watch import Watcher
 from resmagic.scopes.database import MAX_TIMEOUT_S
 from resmagic.scopes.gpu import RECLAIM

@@ -1,6 +1,6 @@
 """Watch mode: every cell measured, no magic needed.
 
-The runner (:mod:`resmagic.ipython.runner`) asks :meth:`Watcher.layers` for each new cell and
+The runner (:mod:`resmagic.ipython.cells.runner`) asks :meth:`Watcher.layers` for each new cell and
 opens them exactly as it opens a magic cell's own layers. A cell with a resmagic magic of
 its own is left to that magic (never measured twice), and so is a cell run inside a watched
 cell (a ``%%capture`` body is part of the cell that captures it).
@@ -16,13 +16,13 @@ from typing import TYPE_CHECKING, Any
 from IPython.core.error import UsageError
 
 from resmagic.errors import ResmagicError
-from resmagic.ipython.cell import Layer
-from resmagic.ipython.watchline import WatchOutput
-from resmagic.ipython.watchlog import WatchLog
+from resmagic.ipython.cells.stack import Layer
+from resmagic.ipython.views.watch_line import WatchOutput
+from resmagic.ipython.views.watch_log import WatchLog
 from resmagic.scopes.logfile import resolve_log_path
 
 if TYPE_CHECKING:
-    from resmagic.ipython.layers import LayerFactory
+    from resmagic.ipython.cells.options import LayerFactory
 
 __all__ = ["SCOPES", "WatchOptions", "Watcher"]
 

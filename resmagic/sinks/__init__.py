@@ -5,7 +5,7 @@
 from one background thread; ``sink="off"`` sends what is queued, ends the run and stops. A
 tracker is an optional extra (``pip install 'resmagic[mlflow]'``) and is imported on that
 thread only. A slow or unreachable tracker never slows or fails a cell: see
-:mod:`resmagic.sinks.runner`.
+:mod:`resmagic.sinks.thread`.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import importlib.util
 import sys
 
 from resmagic.errors import OptionError
-from resmagic.sinks.runner import EXIT_TIMEOUT_S, Sink, SinkState, runner
+from resmagic.sinks.thread import EXIT_TIMEOUT_S, Sink, SinkState, runner
 
 __all__ = ["NAMES", "context", "flush", "parse", "states", "use"]
 

@@ -138,7 +138,7 @@ class TestOutput:
     def test_gpu_scope_without_gpu_says_why_once(
         self, ip: Any, capsys: pytest.CaptureFixture[str]
     ) -> None:
-        from resmagic.ipython import layers
+        from resmagic.ipython.cells import options as layers
 
         layers._said.clear()
         ip.run_cell("%%gpu_scope --no-panel\npass", store_history=True)

@@ -23,7 +23,7 @@ import resmagic
 from resmagic.ipython import extension
 from resmagic.store.recorder import recorder
 from tests.fulldisk import fill, small_tmpfs
-from tests.ipython.test_cell import _interrupt_after
+from tests.ipython.cells.test_stack import _interrupt_after
 from tests.kernel import Kernel
 from tests.threads import settled_thread_count
 

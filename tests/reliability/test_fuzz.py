@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from IPython.core.error import UsageError
 
 import resmagic
-from resmagic.ipython.layers import asks_help
+from resmagic.ipython.cells.options import asks_help
 
 EXAMPLES = int(os.environ.get("RESMAGIC_FUZZ_EXAMPLES", "120"))
 

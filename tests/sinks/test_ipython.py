@@ -15,7 +15,7 @@ import pytest
 from IPython.core.error import UsageError
 
 import resmagic
-from resmagic.sinks.runner import runner
+from resmagic.sinks.thread import runner
 
 pytestmark = pytest.mark.usefixtures("fresh_history")
 

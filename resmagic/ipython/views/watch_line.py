@@ -12,8 +12,8 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from resmagic.config import settings
-from resmagic.ipython.cell import Layer
-from resmagic.ipython.text import why_line
+from resmagic.ipython.cells.stack import Layer
+from resmagic.ipython.views.text import why_line
 from resmagic.probes.devices import HOST_ROWS, host_notes
 from resmagic.report import DeviceReport, GpuReport, Report, TimingReport
 from resmagic.scopes.gpu import gpu_scope
@@ -21,8 +21,8 @@ from resmagic.store.rows import code_sha
 from resmagic.units import format_seconds, scale_unit
 
 if TYPE_CHECKING:
-    from resmagic.ipython.layers import LayerFactory
-    from resmagic.ipython.watchlog import WatchLog
+    from resmagic.ipython.cells.options import LayerFactory
+    from resmagic.ipython.views.watch_log import WatchLog
 
 __all__ = ["WatchOutput", "cell_record", "code_hash", "compact_line", "worth_panel"]
 

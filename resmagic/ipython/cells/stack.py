@@ -1,7 +1,7 @@
 """The layers of a cell, entered as one stack; and the body runner for a magic called directly.
 
 Cells run by IPython (top-level and nested ``run_cell``) get their scopes from
-:mod:`resmagic.ipython.runner`, which enters :func:`inside` around IPython's own execution.
+:mod:`resmagic.ipython.cells.runner`, which enters :func:`inside` around IPython's own execution.
 Where our magic method itself gets the body (``get_ipython().run_cell_magic(...)`` from code,
 our magic under ``%%time``) :func:`run_layers` runs it the way ``%%time`` does: transform,
 parse, exec all but the last statement, eval the last expression and return it. The source is

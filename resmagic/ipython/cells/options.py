@@ -20,9 +20,9 @@ from IPython.utils.text import DollarFormatter
 from resmagic import scopes
 from resmagic.errors import ResmagicError
 from resmagic.holders import Holders, held_device
-from resmagic.ipython.cell import Layer
-from resmagic.ipython.output import ReportOutput
-from resmagic.ipython.text import render_report
+from resmagic.ipython.cells.stack import Layer
+from resmagic.ipython.views.output import ReportOutput
+from resmagic.ipython.views.text import render_report
 from resmagic.report import GpuReport, LogReport, Report
 
 __all__ = [
@@ -165,7 +165,9 @@ class LayerFactory:
 
     def panel(self, scope: scopes.gpu_scope, magic: str, delay: float | None = None) -> Any:
         """A live ``CellPanel`` for ``scope``, or None where no kernel can show one."""
-        from resmagic.ipython import panel  # ipywidgets loads with the first panel
+        from resmagic.ipython.views import (
+            cell_panel as panel,  # ipywidgets loads with the first panel
+        )
 
         if not panel.available(self.magics.shell):
             return None

@@ -2,7 +2,7 @@
 
 One path for magic cells and watch mode. For each cell:
 
-1. IPython transforms it; :class:`~resmagic.ipython.header.HeaderTransformer` hides our
+1. IPython transforms it; :class:`~resmagic.ipython.cells.header.HeaderTransformer` hides our
    ``%%`` lines and builds their layers (bad options: ``UsageError``, nothing runs).
 2. ``pre_run_cell`` pushes a :class:`Frame` with those layers, or watch mode's.
 3. IPython parses the cell and runs its AST transformers: ours (:meth:`CellRunner.visit`)
@@ -16,7 +16,7 @@ One path for magic cells and watch mode. For each cell:
 Where IPython transforms a cell but runs it without the cell events (``%%time`` over our
 magic, a silent cell), :meth:`CellRunner.visit` finds the header still pending and turns the
 AST back into the ``run_cell_magic`` call IPython would have made: the magic method then
-runs the body itself (:func:`resmagic.ipython.cell.run_layers`).
+runs the body itself (:func:`resmagic.ipython.cells.stack.run_layers`).
 """
 
 from __future__ import annotations
@@ -31,9 +31,9 @@ from typing import Any, Protocol
 
 from IPython.core.error import InputRejected, UsageError
 
-from resmagic.ipython.cell import Layer, inside, running_cell
-from resmagic.ipython.header import HeaderTransformer
-from resmagic.ipython.output import ReportOutput
+from resmagic.ipython.cells.header import HeaderTransformer
+from resmagic.ipython.cells.stack import Layer, inside, running_cell
+from resmagic.ipython.views.output import ReportOutput
 from resmagic.scopes.interrupts import held_back, state
 
 __all__ = ["CellRunner", "Frame", "ScopeRefusedError", "Watching"]

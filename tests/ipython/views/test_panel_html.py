@@ -4,7 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from resmagic.ipython.panelview import MAX_POINTS, PanelRow, PanelView, held, render, rows_from
+from resmagic.ipython.views.panel_html import (
+    MAX_POINTS,
+    PanelRow,
+    PanelView,
+    held,
+    render,
+    rows_from,
+)
 from resmagic.probes.reading import DeviceMemory
 from resmagic.report import GpuReport
 from tests.panelhtml import parse_panel
@@ -104,8 +111,8 @@ def test_no_gpu_line_only_when_there_is_no_gpu_row() -> None:
 
 def test_what_happened_in_the_container_is_said_beside_a_gpu_row() -> None:
     # Built by hand: a GPU row and an OOM-kill note, which only a real GPU run would give.
-    from resmagic.ipython.panelview import PanelView, render
-    from resmagic.ipython.text import render_report
+    from resmagic.ipython.views.panel_html import PanelView, render
+    from resmagic.ipython.views.text import render_report
     from resmagic.report import DeviceReport, GpuReport
 
     killed = "container: the OOM killer killed a process in this cgroup during the block"

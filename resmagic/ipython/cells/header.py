@@ -6,7 +6,7 @@ of itself (``%%timed`` → ``# %%timed``), so IPython runs the body itself and l
 stay the user's. When another cell magic follows (``%%bash``, ``%%capture``) our lines are
 removed instead: IPython recognises a cell magic only on line 1. Bad options raise
 ``UsageError`` here, before anything runs. The layers it built wait in :attr:`pending` for
-the cell's ``pre_run_cell`` (see :mod:`resmagic.ipython.runner`).
+the cell's ``pre_run_cell`` (see :mod:`resmagic.ipython.cells.runner`).
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ from typing import Any
 
 from IPython.core.error import UsageError
 
-from resmagic.ipython.cell import Layer
-from resmagic.ipython.layers import asks_help
+from resmagic.ipython.cells.options import asks_help
+from resmagic.ipython.cells.stack import Layer
 
 __all__ = ["Header", "HeaderTransformer", "header_of", "read_header"]
 

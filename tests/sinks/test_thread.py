@@ -12,7 +12,7 @@ import pytest
 
 from resmagic import bus
 from resmagic.report import TimingReport
-from resmagic.sinks.runner import SinkRunner, SinkState
+from resmagic.sinks.thread import SinkRunner, SinkState
 from tests.reports import timing_report
 from tests.sinks.sinks import Blocking, Failing, Recording
 
@@ -149,7 +149,7 @@ def _run_script(out: Path, body: str) -> list[str]:
     head = f"""
         import os, time
         import resmagic
-        from resmagic.sinks.runner import runner
+        from resmagic.sinks.thread import runner
 
         class File:
             name = "file"
