@@ -12,6 +12,7 @@ from __future__ import annotations
 import sys
 from typing import Any
 
+from resmagic._version import __version__
 from resmagic.bus import clear_history, history, history_frame
 from resmagic.config import settings
 from resmagic.report import (
@@ -25,8 +26,6 @@ from resmagic.report import (
 from resmagic.scopes import db_transaction, experiment_log, gpu_scope, timed
 from resmagic.store import runs
 from resmagic.totals import clear_timings, timings
-
-__version__ = "0.1.0"
 
 __all__ = [
     "DeviceReport",

@@ -12,7 +12,7 @@ import threading
 from collections.abc import Callable, Iterable
 from typing import Any
 
-import resmagic
+from resmagic._version import __version__
 from resmagic.probes import cgroup, host, nvml, peaks, torch_cuda
 from resmagic.probes.reading import DeviceMemory
 from resmagic.probes.sources import describe_failure
@@ -139,7 +139,7 @@ def snapshot(cells: CellPeaks) -> Json:
     rows = _guarded(host.SOURCE, notes, lambda: [host.read(peak=False)])
     return {
         "schema": SCHEMA,
-        "version": resmagic.__version__,
+        "version": __version__,
         "cell": {"number": number, "running": running},
         "devices": devices,
         "host": {

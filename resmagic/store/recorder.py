@@ -20,6 +20,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from typing import TypeVar
 
+from resmagic._version import __version__
 from resmagic.config import settings
 from resmagic.probes import cgroup, host
 from resmagic.probes.reading import DeviceMemory
@@ -91,7 +92,7 @@ class Recorder:
             first=self._write_started,
         )
         self._session = Session(
-            self.session_id or uuid.uuid4().hex, me(), self._notebook(), _version()
+            self.session_id or uuid.uuid4().hex, me(), self._notebook(), __version__
         )
         self._writer = writer
         writer.submit(self._begin, self._session)
@@ -321,12 +322,6 @@ def _sample(run: CellRun, read: Reader) -> None:
 def _script() -> str | None:
     main = sys.argv[0] if sys.argv else ""
     return os.path.abspath(main) if main and os.path.isfile(main) else None
-
-
-def _version() -> str:
-    from resmagic import __version__
-
-    return __version__
 
 
 recorder = Recorder()
