@@ -26,6 +26,7 @@ from resmagic.report import (
 from resmagic.scopes import db_transaction, experiment_log, gpu_scope, timed
 from resmagic.store import runs
 from resmagic.totals import clear_timings, timings
+from resmagic.wiring import wire
 
 __all__ = [
     "DeviceReport",
@@ -50,6 +51,8 @@ __all__ = [
     "unload_ipython_extension",
     "who",
 ]
+
+wire()  # the store into the bus, the sinks and the store's path into the settings
 
 
 def who(*args: Any, **kwargs: Any) -> Any:

@@ -1,9 +1,13 @@
-"""The session's reports: the history, the bus that carries them to sinks, the cell number.
+"""The session's reports: the history, the bus that carries them on, the cell number.
 
 Every published report is appended to :func:`history` (bounded by
-``settings.history_limit``) and handed to each subscriber (the dashboard, a user's
-callback), then to the listeners of that report alone (the experiment logs its scope was
-opened in).
+``settings.history_limit``), handed to the run store's slot while ``settings.store`` is set,
+to each subscriber (the sink thread, the live table, a user's callback), then to the
+listeners of that report alone (the experiment logs its scope was opened in).
+
+The bus knows none of them: the slots and the subscriber list are filled from above
+(:mod:`resmagic.wiring` plugs the store in, the IPython layer the cell number), as IPython's
+``EventManager`` never imports what registers with it.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ __all__ = [
     "holders_cell",
     "publish",
     "set_cell_provider",
+    "set_store",
     "subscribe",
 ]
 
@@ -36,6 +41,18 @@ _lock = threading.Lock()
 _history: deque[Report] = deque()
 _subscribers: list[Callable[[Report], None]] = []
 _cell_provider: Callable[[], int | None] | None = None
+_store: Callable[[Report], None] | None = None
+
+
+def set_store(store: Callable[[Report], None] | None) -> None:
+    """Fill the run store's slot: called first with every report while ``settings.store`` is set.
+
+    A slot, not a subscriber: the store hears a report before anyone else, only while the
+    setting names a file, and its failure has a warning of its own (:mod:`resmagic.wiring`
+    fills it).
+    """
+    global _store
+    _store = store
 
 
 def set_cell_provider(provider: Callable[[], int | None] | None) -> None:
@@ -71,10 +88,11 @@ def publish(report: Report, listeners: Sequence[Callable[[Report], None]] = ()) 
 
 
 def _to_store(report: Report) -> None:
+    store = _store
+    if store is None:
+        return
     try:
-        from resmagic.store.recorder import recorder  # sqlite3 loads with the first report
-
-        recorder.record(report)
+        store(report)
     except Exception as exc:  # the store must never fail the scope that published
         warnings.warn(f"resmagic: the run store failed: {exc!r}", RuntimeWarning, stacklevel=3)
 

@@ -12,37 +12,37 @@ from __future__ import annotations
 
 import importlib.util
 import sys
+from collections.abc import Mapping
 
 from resmagic.errors import OptionError
-from resmagic.sinks.thread import EXIT_TIMEOUT_S, Sink, SinkState, runner
+from resmagic.sinks.base import SinkFactory
+from resmagic.sinks.thread import EXIT_TIMEOUT_S, SinkState, runner
 
-__all__ = ["NAMES", "context", "flush", "parse", "states", "use"]
-
-NAMES = ("mlflow",)
-"""The sinks there are, by the name ``sink=`` takes."""
+__all__ = ["context", "flush", "parse", "states", "use"]
 
 context: dict[str, str] = {}
 """What the IPython layer knows of the session for the sinks' tags: ``notebook``."""
 
 
-def parse(value: object) -> str:
-    """``"off"`` or a comma list of known sink names, cleaned; :class:`OptionError` otherwise."""
+def parse(value: object, known: Mapping[str, SinkFactory]) -> str:
+    """``"off"`` or a comma list of ``known`` sink names, cleaned; else :class:`OptionError`."""
     text = str(value).strip().lower()
     if text in ("", "off", "none"):
         return "off"
     names = list(dict.fromkeys(name.strip() for name in text.split(",") if name.strip()))
-    unknown = [name for name in names if name not in NAMES]
+    unknown = [name for name in names if name not in known]
     if unknown:
-        msg = f"unknown sink {unknown[0]!r}: known sinks are {', '.join(NAMES)}, or off"
+        msg = f"unknown sink {unknown[0]!r}: known sinks are {', '.join(known)}, or off"
         msg += " (e.g. sink=mlflow)"
         raise OptionError(msg)
     return ",".join(names)
 
 
-def use(value: str) -> str:
+def use(value: str, known: Mapping[str, SinkFactory]) -> str:
     """Run exactly the sinks ``value`` names (``"off"``: none); returns what runs now.
 
-    A sink whose package is not installed is said once, on stderr, and not started.
+    ``known`` makes each by name (:data:`resmagic.wiring.SINKS`). A sink whose package is
+    not installed is said once, on stderr, and not started.
     """
     wanted = [] if value == "off" else value.split(",")
     for name in runner.names():
@@ -52,21 +52,16 @@ def use(value: str) -> str:
     for name in wanted:
         if name in running:
             continue
-        if importlib.util.find_spec(name) is None:  # looks on sys.path; imports nothing
+        package, make = known[name]
+        if package is not None and importlib.util.find_spec(package) is None:  # imports nothing
             print(
-                f"resmagic: sink={name} needs the {name} package: pip install "
-                f"'resmagic[{name}]'; no reports are sent to {name}",
+                f"resmagic: sink={name} needs the {package} package: pip install "
+                f"'resmagic[{package}]'; no reports are sent to {name}",
                 file=sys.stderr,
             )
             continue
-        runner.add(_make(name))
+        runner.add(make(context.get("notebook")))
     return ",".join(runner.names()) or "off"
-
-
-def _make(name: str) -> Sink:
-    from resmagic.sinks.mlflow import MlflowSink  # the only one so far (NAMES)
-
-    return MlflowSink(notebook=context.get("notebook"))
 
 
 def states() -> list[SinkState]:

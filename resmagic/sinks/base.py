@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
 from resmagic.report import Report
 
-__all__ = ["Sink", "SinkState", "Slot"]
+__all__ = ["Sink", "SinkFactory", "SinkState", "Slot"]
 
 
 class Sink(Protocol):
@@ -24,6 +24,12 @@ class Sink(Protocol):
 
     def describe(self) -> str:
         """Where the reports go, for ``%resmagic status`` (e.g. a run id and a URI)."""
+
+
+SinkFactory = tuple[str | None, Callable[[str | None], Sink]]
+"""How a sink is made: (the package it needs, looked for before it starts, or None; a
+function of the notebook's path, None in a script, that returns the sink). The wiring's
+table (:data:`resmagic.wiring.SINKS`) holds one per sink name."""
 
 
 @dataclass(frozen=True, slots=True)
