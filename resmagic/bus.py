@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from resmagic.config import settings
 from resmagic.report import Report
-from resmagic.units import format_bytes
+from resmagic.tidy import as_frame, holders_cell, tidy_rows
 
 if TYPE_CHECKING:
     import pandas
@@ -30,7 +30,6 @@ __all__ = [
     "current_cell",
     "history",
     "history_frame",
-    "holders_cell",
     "publish",
     "set_cell_provider",
     "set_store",
@@ -128,11 +127,6 @@ def clear_history() -> None:
         _history.clear()
 
 
-def holders_cell(holders: Sequence[dict[str, Any]]) -> str:
-    """A report's holders as one readable cell: ``"opt.state 768 MiB; Out[9] 120 MiB"``."""
-    return "; ".join(f"{h['name']} {format_bytes(h['nbytes'])}" for h in holders)
-
-
 def history_frame() -> pandas.DataFrame:
     """The history as a pandas DataFrame: one row per report and device (tidy form).
 
@@ -151,22 +145,10 @@ def history_frame() -> pandas.DataFrame:
     rows: list[dict[str, Any]] = []
     for report in history():
         record = report.to_dict()
-        devices = record.pop("devices", None) or [None]
+        devices = record.pop("devices", None)
         if "notes" in record:
             record["notes"] = "; ".join(record["notes"])
         if "holders" in record:
             record["holders"] = holders_cell(record["holders"])
-        for device in devices:
-            row = dict(record)
-            if device is not None:
-                row["device"] = device.pop("name")
-                row.update(device)
-            rows.append(row)
-    frame = pandas.DataFrame(rows)
-    if frame.empty:
-        return frame
-    frame["started_at"] = pandas.to_datetime(frame["started_at"], unit="s", utc=True)
-    for column in [c for c in frame.columns if c.endswith("_bytes")] + ["cell"]:
-        if column in frame.columns:
-            frame[column] = frame[column].astype("Int64")
-    return frame
+        rows += tidy_rows(record, devices)
+    return as_frame(pandas, rows)

@@ -7,29 +7,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from resmagic.config import settings
+from resmagic.report import Holder
 from resmagic.units import format_bytes, format_table
 
 __all__ = ["Holder", "Holders", "held_device"]
-
-
-@dataclass(frozen=True, slots=True)
-class Holder:
-    """One storage and the name it was found under.
-
-    Attributes:
-        name: what a user can type or recognise, e.g. ``model.fc.weight.grad``, ``Out[7]``.
-        kind: parameter, buffer, gradient, optimizer state, activation, tensor, numpy array,
-            bytes, output cache, traceback frame.
-        device: ``"host"`` or ``"cuda:N"``.
-        nbytes: the storage's size, counted once however many names reach it.
-        shared_with: the other names that reach the same storage (views, tied weights).
-    """
-
-    name: str
-    kind: str
-    device: str
-    nbytes: int
-    shared_with: tuple[str, ...] = ()
 
 
 _REST = {
