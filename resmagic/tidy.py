@@ -32,7 +32,7 @@ def tidy_rows(
     row with no device columns. ``limited`` (a running row's flag) is not a column.
     """
     out = []
-    each: Sequence[dict[str, Any] | None] = devices or [None]
+    each: list[dict[str, Any] | None] = list(devices) if devices else [None]
     for device in each:
         row = dict(record)
         if device is not None:
