@@ -18,7 +18,7 @@ from resmagic.holders import device_name
 from resmagic.ipython.views.live_table import dashboard
 from resmagic.ipython.views.text import HistoryTable
 from resmagic.ipython.watch import SCOPES, WatchOptions
-from resmagic.probes import cgroup, host, nvml, torch_cuda, workers
+from resmagic.probes.table import PROBES
 from resmagic.redact import redact
 from resmagic.sampler import sampler
 from resmagic.totals import clear_timings, timings
@@ -300,8 +300,7 @@ def _watch_line(watcher: Any) -> str:
 
 def status_text(magics: Any = None) -> str:
     """What each probe can measure here, why not where it cannot, and the sampler's state."""
-    probes = (host.status(), workers.status(), cgroup.status(), torch_cuda.status(), nvml.status())
-    lines = [f"  {probe}" for probe in probes]
+    lines = [f"  {probe.status()}" for probe in PROBES]
     state = "running" if sampler.running else "stopped"
     lines.append(f"  sampler: {state}, every {settings.sample_interval:g} s")
     lines.append(f"  history: {len(history())} reports (limit {settings.history_limit})")
