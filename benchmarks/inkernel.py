@@ -199,7 +199,7 @@ def stage_times(n: int) -> str:
 
     def scopes(magic: str, line: str) -> Any:
         def go() -> None:
-            with cell_mod.inside(ip, [magics.layers.layer(magic, line)]):
+            with cell_mod.inside(ip, [magics.session.factory.layer(magic, line)]):
                 pass
 
         return go
@@ -212,7 +212,7 @@ def stage_times(n: int) -> str:
         ("gpu_scope", ""),
     ):
         key = f"%%{magic} {line}".strip()
-        layer = magics.layers.layer(magic, line)
+        layer = magics.session.factory.layer(magic, line)
         out[key] = {
             **_parse_stages(ip, magics, magic, line, per),
             "_prepare(): peel + help check + layer": per(
@@ -239,7 +239,9 @@ def _parse_stages(ip: Any, magics: Any, magic: str, line: str, per: Any) -> dict
         "header transformer (our line to a comment, layer built)": per(
             lambda: _hide_header(ip, f"%%{magic} {line}".strip())
         ),
-        "layer(): split + argparse + build scope": per(lambda: magics.layers.layer(magic, line)),
+        "layer(): split + argparse + build scope": per(
+            lambda: magics.session.factory.layer(magic, line)
+        ),
     }
 
 

@@ -17,8 +17,8 @@ from typing import Any
 
 from resmagic.config import settings
 from resmagic.errors import ResmagicError
+from resmagic.ipython.cell_number import running_cell
 from resmagic.ipython.cells.runner import Frame
-from resmagic.ipython.cells.stack import running_cell
 from resmagic.probes import cgroup
 from resmagic.report import Report
 from resmagic.scopes.gpu import gpu_scope

@@ -16,7 +16,7 @@ import threading
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from resmagic.ipython.cells.stack import running_cell
+from resmagic.ipython.cell_number import running_cell
 from resmagic.snapshot import CellPeaks, snapshot
 
 __all__ = ["UsageHandler", "install"]

@@ -15,7 +15,6 @@ import ast
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from IPython.core.error import UsageError
 
@@ -93,19 +92,25 @@ class HeaderTransformer:
     Args:
         ours: True for a magic name that is ours in this shell now.
         build: builds the layer of one ``(magic, options)`` line; raises ``UsageError``.
+        expand: what IPython does to a magic's first line (``{var}``), for our lines.
+        on_pending: called when a header starts waiting for its cell (the runner arms its
+            hooks).
     """
 
     has_side_effects = True  # IPython's completeness check must not build scopes
 
     def __init__(
-        self, ours: Callable[[str], bool], build: Callable[[str, str], Layer], expand: Any
+        self,
+        ours: Callable[[str], bool],
+        build: Callable[[str, str], Layer],
+        expand: Callable[[str], str],
+        on_pending: Callable[[], None] | None = None,
     ) -> None:
         self.ours = ours
         self.build = build
         self.expand = expand
+        self.on_pending = on_pending
         self.pending: Header | None = None
-        self.on_pending: Callable[[], None] | None = None
-        """Called when a header starts waiting for its cell (the runner arms its hooks)."""
 
     def __call__(self, lines: list[str]) -> list[str]:
         """Hide our header from IPython; every other cell passes through untouched."""
