@@ -48,9 +48,9 @@ class MemoryLimitError(MemoryError):
     """The memory guard stopped a cell before the container's OOM killer would have.
 
     A ``MemoryError``, so ``except MemoryError`` and ``gpu_scope``'s out-of-memory reclaim
-    treat it as one. The guard raises it in the running thread as a class, not an instance
-    (the only way CPython delivers an exception into another thread), so each firing makes
-    a subclass of this one whose attributes carry what was measured.
+    treat it as one. The guard raises it in the running thread by calling a class with no
+    arguments (the way CPython delivers an exception into another thread), so each stop
+    makes a subclass of this one whose attributes carry what was measured.
 
     Attributes:
         limit_bytes: the container's memory limit.

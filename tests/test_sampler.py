@@ -254,3 +254,17 @@ def test_a_forked_child_samples_with_its_own_thread() -> None:
     os.waitpid(pid, 0)
     sampler.remove(parent)
     assert answer == "1", "the child's sampler did not sample with a thread of its own"
+
+
+def test_a_watch_that_asks_for_the_next_sample_sooner_gets_it(fresh: Sampler) -> None:
+    # An interval of an hour: only soon() can bring the samples the test waits for.
+    settings.sample_interval = 3600.0
+    ticks = Ticks()
+
+    def read() -> list[DeviceMemory]:
+        fresh.soon(0.001)  # as a guard does, from the sampler thread
+        return _host()
+
+    fresh.soon(0.001)
+    fresh.add(Watch(read, ticks))
+    assert all(ticks.semaphore.acquire(timeout=WAIT) for _ in range(3))

@@ -35,6 +35,11 @@ class CellGuard:
         if self.at is None:
             self.shell.events.register("pre_run_cell", self.pre_run_cell)
             self.shell.events.register("post_run_cell", self.post_run_cell)
+            # The cell's guard stops first, before the other post_run_cell callbacks (the
+            # cell's scopes closing, the reports they publish to a user's subscriber): a stop
+            # still waiting must never land in that bookkeeping.
+            after = self.shell.events.callbacks["post_run_cell"]
+            after.insert(0, after.pop())
         self.at = at
         return (
             f"resmagic guard on: a cell whose container working set passes {at:.0%} of the"
