@@ -8,7 +8,7 @@ from resmagic.ipython.views.panel_html import (
     MAX_POINTS,
     PanelRow,
     PanelView,
-    held,
+    left_allocated,
     render,
     rows_from,
 )
@@ -67,8 +67,8 @@ def test_closing_takes_the_reports_exact_values() -> None:
 
 
 def test_held_memory_is_marked() -> None:
-    assert held(100 * MiB, 130 * MiB, 8 << 30)
-    assert not held(100 * MiB, 100 * MiB + 4096, 8 << 30)
+    assert left_allocated(100 * MiB, 130 * MiB, 8 << 30)
+    assert not left_allocated(100 * MiB, 100 * MiB + 4096, 8 << 30)
     view = PanelView("gpu_scope", rows_from([reading(100 * MiB)]))
     view.close(report(100 * MiB, 400 * MiB, 130 * MiB))
     assert "data-held='true'" in render(view)
