@@ -13,7 +13,9 @@ the function that makes it (CONTRIBUTING.md, "Adding a sink").
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import importlib
+from collections.abc import Callable
+from typing import TYPE_CHECKING, cast
 
 from resmagic import bus, config
 from resmagic.report import Report
@@ -24,14 +26,17 @@ if TYPE_CHECKING:
 __all__ = ["SINKS", "wire"]
 
 
-def _mlflow(notebook: str | None) -> Sink:
-    from resmagic.sinks.mlflow import MlflowSink
+def later(module: str, name: str) -> Callable[[str | None], Sink]:
+    """A maker of ``module.name(notebook=...)`` that imports ``module`` only when it makes one."""
 
-    return MlflowSink(notebook=notebook)
+    def make(notebook: str | None) -> Sink:
+        return cast("Sink", getattr(importlib.import_module(module), name)(notebook=notebook))
+
+    return make
 
 
 SINKS: dict[str, SinkFactory] = {
-    "mlflow": ("mlflow", _mlflow),
+    "mlflow": ("mlflow", later("resmagic.sinks.mlflow", "MlflowSink")),
 }
 """Each sink by the name ``sink=`` takes: (the package it needs, or None; what makes it)."""
 
