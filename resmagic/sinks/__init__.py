@@ -16,7 +16,7 @@ from collections.abc import Mapping
 
 from resmagic.errors import OptionError
 from resmagic.sinks.base import SinkFactory
-from resmagic.sinks.thread import EXIT_TIMEOUT_S, SinkState, runner
+from resmagic.sinks.thread import EXIT_TIMEOUT_S, SinkState, sink_thread
 
 __all__ = ["context", "flush", "parse", "states", "use"]
 
@@ -45,10 +45,10 @@ def use(value: str, known: Mapping[str, SinkFactory]) -> str:
     not installed is said once, on stderr, and not started.
     """
     wanted = [] if value == "off" else value.split(",")
-    for name in runner.names():
+    for name in sink_thread.names():
         if name not in wanted:
-            runner.remove(name)
-    running = runner.names()
+            sink_thread.remove(name)
+    running = sink_thread.names()
     for name in wanted:
         if name in running:
             continue
@@ -60,15 +60,15 @@ def use(value: str, known: Mapping[str, SinkFactory]) -> str:
                 file=sys.stderr,
             )
             continue
-        runner.add(make(context.get("notebook")))
-    return ",".join(runner.names()) or "off"
+        sink_thread.add(make(context.get("notebook")))
+    return ",".join(sink_thread.names()) or "off"
 
 
 def states() -> list[SinkState]:
     """Each running sink's counts: sent, queued, dropped, failures."""
-    return runner.states()
+    return sink_thread.states()
 
 
 def flush(timeout: float = EXIT_TIMEOUT_S) -> bool:
     """Wait until every report so far was handed to the sinks, at most ``timeout`` seconds."""
-    return runner.flush(timeout)
+    return sink_thread.flush(timeout)

@@ -1,4 +1,4 @@
-"""What a sink is, and the counts the runner keeps of each."""
+"""What a sink is, and the counts the sink thread keeps of each."""
 
 from __future__ import annotations
 
@@ -36,7 +36,7 @@ table (:data:`resmagic.wiring.SINKS`) holds one per sink name."""
 class SinkState:
     """One sink's counts, in reports.
 
-    ``queued`` (waiting or being sent) and ``dropped`` are the runner's, shared by its sinks;
+    ``queued`` (waiting or being sent) and ``dropped`` are the sink thread's, shared by its sinks;
     ``failures`` counts the reports of sends that raised.
     """
 
