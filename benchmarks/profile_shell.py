@@ -85,7 +85,7 @@ def patch_shell(t: Tracer) -> None:
     t.patch(base._Running, "__exit__", "exit one layer's scope")
     t.patch(cell, "_render", "render every layer's report")
     t.patch(notes.Notes, "show_text", "text report (%%timed)")
-    t.patch(layers, "render_report", "render_report (summary text)")
+    t.patch(notes, "render_report", "render_report (summary text)")
     t.patch(notes.Notes, "holder_lines", "held-by line")
     t.patch(ReportOutput, "show", "output.show (print / display)")
     t.patch(ReportOutput, "reset", "output.reset")
