@@ -25,10 +25,13 @@ labextension: $(STAMP)
 	$(PY) labextension/build.py --link $(VENV)
 	cd labextension && npx --no-install vitest run --silent
 
+# importlinter: the layers contract in pyproject.toml ([tool.importlinter]): no import that
+# points up, no circle, function-local imports included.
 lint: $(STAMP)
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 	$(PY) -m mypy
+	$(PY) -c 'import sys; from importlinter.cli import lint_imports_command as lint; sys.exit(lint())'
 
 unit: labextension
 	$(PY) -m pytest

@@ -188,7 +188,7 @@ def stage_times(n: int) -> str:
     """Microseconds per call of each stage of a ``%%timed`` / ``%%gpu_scope`` cell, and of watch mode."""
     import timeit
 
-    from resmagic.ipython import cell as cell_mod
+    from resmagic.ipython.cells import stack as cell_mod
 
     ip = get_ipython()
     magics: Any = ip.magics_manager.registry["ResMagics"]
@@ -199,7 +199,7 @@ def stage_times(n: int) -> str:
 
     def scopes(magic: str, line: str) -> Any:
         def go() -> None:
-            with cell_mod.inside(ip, [magics.layers.layer(magic, line)]):
+            with cell_mod.inside(ip, [magics.session.factory.layer(magic, line)]):
                 pass
 
         return go
@@ -212,7 +212,7 @@ def stage_times(n: int) -> str:
         ("gpu_scope", ""),
     ):
         key = f"%%{magic} {line}".strip()
-        layer = magics.layers.layer(magic, line)
+        layer = magics.session.factory.layer(magic, line)
         out[key] = {
             **_parse_stages(ip, magics, magic, line, per),
             "_prepare(): peel + help check + layer": per(
@@ -232,14 +232,16 @@ def stage_times(n: int) -> str:
 
 def _parse_stages(ip: Any, magics: Any, magic: str, line: str, per: Any) -> dict[str, float]:
     """The option line's costs: split, the header transformer, the layer built from it."""
-    from resmagic.ipython import layers as layers_mod
+    from resmagic.ipython.cells import options as layers_mod
 
     return {
         "split_once(line)": per(lambda: layers_mod.split_once(line)),
         "header transformer (our line to a comment, layer built)": per(
             lambda: _hide_header(ip, f"%%{magic} {line}".strip())
         ),
-        "layer(): split + argparse + build scope": per(lambda: magics.layers.layer(magic, line)),
+        "layer(): split + argparse + build scope": per(
+            lambda: magics.session.factory.layer(magic, line)
+        ),
     }
 
 

@@ -179,23 +179,23 @@ import sys
 sys.path.insert(0, {here!r})
 import resmagic.ipython.extension as ext
 from tracer import Tracer, tree_rows
-import resmagic.ipython.runstore as runstore, resmagic.ipython.usage as usage
+import resmagic.ipython.runstore as runstore, resmagic.ipython.session as session
 from resmagic.ipython.magics import ResMagics
-from resmagic.ipython.runner import CellRunner
-from resmagic.ipython.output import ReportOutput
+from resmagic.ipython.cells.runner import CellRunner
+from resmagic.ipython.views.output import ReportOutput
 from resmagic.store.recorder import Recorder
 t = Tracer()
 t.calibrate()
 t.patch(ext, "load", "load()")
-t.patch(ext, "ResMagics", "ResMagics(shell) (magics, output, layers, watcher, guard)")
+t.patch(ext, "Session", "Session(shell) (output, store hook, notes, layers, watcher, guard, runner)")
+t.patch(ext, "ResMagics", "ResMagics(shell, session)")
 t.patch(type(shell), "register_magics", "shell.register_magics")
-t.patch(ext, "HeaderTransformer", "HeaderTransformer(...)")
-t.patch(ext, "CellRunner", "CellRunner(...)")
+t.patch(session, "CellRunner", "CellRunner(...) (and its header transformer)")
 t.patch(CellRunner, "register", "runner.register (header transformer in place)")
 t.patch(ReportOutput, "register", "output.register (display hook / wrap system)")
-t.patch(ext, "install_usage", "install usage_request handler")
+t.patch(session, "install", "install usage_request handler")
 t.patch(ext, "ResMagic", "ResMagic(parent=shell) (traitlets config)")
-t.patch(ext, "StoreHook", "StoreHook(...)")
+t.patch(session, "StoreHook", "StoreHook(...)")
 t.patch(runstore.StoreHook, "load", "store.load")
 t.patch(runstore.StoreHook, "_say_deaths", "store: mark dead kernels' cells (waits for the writer)")
 t.patch(Recorder, "deaths", "recorder.deaths")

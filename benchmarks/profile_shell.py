@@ -51,16 +51,16 @@ def patch_shell(t: Tracer) -> None:
     from IPython.core.interactiveshell import InteractiveShell
 
     import resmagic.bus as bus
-    import resmagic.ipython.cell as cell
-    import resmagic.ipython.layers as layers
-    import resmagic.ipython.runner as runner
+    import resmagic.ipython.cells.options as layers
+    import resmagic.ipython.cells.runner as runner
+    import resmagic.ipython.cells.stack as cell
     import resmagic.ipython.runstore as runstore
+    import resmagic.ipython.views.notes as notes
     import resmagic.ipython.watch as watch
-    import resmagic.ipython.watchline as watchline
     import resmagic.scopes.base as base
     import resmagic.store.recorder as recorder
-    from resmagic.ipython.header import HeaderTransformer
-    from resmagic.ipython.output import ReportOutput
+    from resmagic.ipython.cells.header import HeaderTransformer
+    from resmagic.ipython.views.output import ReportOutput
     from resmagic.store.recent import Recent
 
     t.patch(InteractiveShell, "run_cell", "IPython: run_cell (the whole cell)")
@@ -84,9 +84,9 @@ def patch_shell(t: Tracer) -> None:
     t.patch(cell, "_enter", "enter one layer's scope")
     t.patch(base._Running, "__exit__", "exit one layer's scope")
     t.patch(cell, "_render", "render every layer's report")
-    t.patch(layers.LayerFactory, "_show_text", "text report (%%timed)")
-    t.patch(layers, "render_report", "render_report (summary text)")
-    t.patch(layers.LayerFactory, "held", "held-by line")
+    t.patch(notes.Notes, "show_text", "text report (%%timed)")
+    t.patch(notes, "render_report", "render_report (summary text)")
+    t.patch(notes.Notes, "holder_lines", "held-by line")
     t.patch(ReportOutput, "show", "output.show (print / display)")
     t.patch(ReportOutput, "reset", "output.reset")
     t.patch(ReportOutput, "cell_ended", "output.cell_ended")
@@ -104,10 +104,10 @@ def patch_shell(t: Tracer) -> None:
     t.patch(recorder.Recorder, "writer", "recorder.writer")
     t.patch(bus, "_to_store", "bus: to the store")
     t.patch(watch.Watcher, "layers", "watch: layers for the cell")
-    t.patch(watchline.WatchOutput, "__init__", "watch: WatchOutput (panel, render hook)")
-    t.patch(watchline.WatchOutput, "render", "watch: render the compact line")
-    t.patch(watchline, "compact_line", "watch: compact_line")
-    t.patch(layers.LayerFactory, "panel", "panel available? (imports ipywidgets check)")
+    t.patch(watch.WatchOutput, "__init__", "watch: WatchOutput (panel, render hook)")
+    t.patch(watch.WatchOutput, "render", "watch: render the compact line")
+    t.patch(watch, "compact_line", "watch: compact_line")
+    t.patch(notes.Notes, "panel", "panel available? (imports ipywidgets check)")
 
 
 def _cells(shell: Any, src: str, n: int) -> float:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import sys
 from typing import Any
 
+from resmagic._version import __version__
 from resmagic.bus import clear_history, history, history_frame
 from resmagic.config import settings
 from resmagic.report import (
@@ -25,8 +26,7 @@ from resmagic.report import (
 from resmagic.scopes import db_transaction, experiment_log, gpu_scope, timed
 from resmagic.store import runs
 from resmagic.totals import clear_timings, timings
-
-__version__ = "0.1.0"
+from resmagic.wiring import wire
 
 __all__ = [
     "DeviceReport",
@@ -51,6 +51,8 @@ __all__ = [
     "unload_ipython_extension",
     "who",
 ]
+
+wire()  # the store into the bus, the sinks and the store's path into the settings
 
 
 def who(*args: Any, **kwargs: Any) -> Any:

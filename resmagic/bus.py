@@ -1,9 +1,13 @@
-"""The session's reports: the history, the bus that carries them to sinks, the cell number.
+"""The session's reports: the history, the bus that carries them on, the cell number.
 
 Every published report is appended to :func:`history` (bounded by
-``settings.history_limit``) and handed to each subscriber (the dashboard, a user's
-callback), then to the listeners of that report alone (the experiment logs its scope was
-opened in).
+``settings.history_limit``), handed to the run store's slot while ``settings.store`` is set,
+to each subscriber (the sink thread, the live table, a user's callback), then to the
+listeners of that report alone (the experiment logs its scope was opened in).
+
+The bus knows none of them: the slots and the subscriber list are filled from above
+(:mod:`resmagic.wiring` plugs the store in, the IPython layer the cell number), as IPython's
+``EventManager`` never imports what registers with it.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from resmagic.config import settings
 from resmagic.report import Report
-from resmagic.units import format_bytes
+from resmagic.tidy import as_frame, holders_cell, tidy_rows
 
 if TYPE_CHECKING:
     import pandas
@@ -26,9 +30,9 @@ __all__ = [
     "current_cell",
     "history",
     "history_frame",
-    "holders_cell",
     "publish",
     "set_cell_provider",
+    "set_store",
     "subscribe",
 ]
 
@@ -36,6 +40,18 @@ _lock = threading.Lock()
 _history: deque[Report] = deque()
 _subscribers: list[Callable[[Report], None]] = []
 _cell_provider: Callable[[], int | None] | None = None
+_store: Callable[[Report], None] | None = None
+
+
+def set_store(store: Callable[[Report], None] | None) -> None:
+    """Fill the run store's slot: called first with every report while ``settings.store`` is set.
+
+    A slot, not a subscriber: the store hears a report before anyone else, only while the
+    setting names a file, and its failure has a warning of its own (:mod:`resmagic.wiring`
+    fills it).
+    """
+    global _store
+    _store = store
 
 
 def set_cell_provider(provider: Callable[[], int | None] | None) -> None:
@@ -71,10 +87,11 @@ def publish(report: Report, listeners: Sequence[Callable[[Report], None]] = ()) 
 
 
 def _to_store(report: Report) -> None:
+    store = _store
+    if store is None:
+        return
     try:
-        from resmagic.store.recorder import recorder  # sqlite3 loads with the first report
-
-        recorder.record(report)
+        store(report)
     except Exception as exc:  # the store must never fail the scope that published
         warnings.warn(f"resmagic: the run store failed: {exc!r}", RuntimeWarning, stacklevel=3)
 
@@ -110,11 +127,6 @@ def clear_history() -> None:
         _history.clear()
 
 
-def holders_cell(holders: Sequence[dict[str, Any]]) -> str:
-    """A report's holders as one readable cell: ``"opt.state 768 MiB; Out[9] 120 MiB"``."""
-    return "; ".join(f"{h['name']} {format_bytes(h['nbytes'])}" for h in holders)
-
-
 def history_frame() -> pandas.DataFrame:
     """The history as a pandas DataFrame: one row per report and device (tidy form).
 
@@ -133,22 +145,10 @@ def history_frame() -> pandas.DataFrame:
     rows: list[dict[str, Any]] = []
     for report in history():
         record = report.to_dict()
-        devices = record.pop("devices", None) or [None]
+        devices = record.pop("devices", None)
         if "notes" in record:
             record["notes"] = "; ".join(record["notes"])
         if "holders" in record:
             record["holders"] = holders_cell(record["holders"])
-        for device in devices:
-            row = dict(record)
-            if device is not None:
-                row["device"] = device.pop("name")
-                row.update(device)
-            rows.append(row)
-    frame = pandas.DataFrame(rows)
-    if frame.empty:
-        return frame
-    frame["started_at"] = pandas.to_datetime(frame["started_at"], unit="s", utc=True)
-    for column in [c for c in frame.columns if c.endswith("_bytes")] + ["cell"]:
-        if column in frame.columns:
-            frame[column] = frame[column].astype("Int64")
-    return frame
+        rows += tidy_rows(record, devices)
+    return as_frame(pandas, rows)

@@ -1,13 +1,42 @@
-"""Process-wide settings, changed in code or with ``%resmagic config key=value``."""
+"""Process-wide settings, changed in code or with ``%resmagic config key=value``.
+
+Values only: this module imports nothing above it. A setting whose owner lives higher up
+(``sink=``: the sinks; ``store=``: the run store's path rules) is plugged in by that owner's
+wiring (:mod:`resmagic.wiring`) through :func:`register`: a converter that checks and cleans
+a value, and a hook told when the process-wide :data:`settings` take a new one.
+"""
 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from resmagic.errors import OptionError
 
-__all__ = ["Settings", "settings"]
+__all__ = ["Converter", "OnSet", "Settings", "register", "settings"]
+
+Converter = Callable[[object], object]
+"""Checks and cleans a raw value (a string from ``%resmagic config``); raises ``OptionError``."""
+
+OnSet = Callable[[object], object]
+"""Told the new value of the process-wide settings; returns the value that holds now."""
+
+_converters: dict[str, Converter] = {}
+_on_set: dict[str, OnSet] = {}
+
+
+def register(key: str, *, convert: Converter | None = None, on_set: OnSet | None = None) -> None:
+    """Plug in the owner of setting ``key``: its converter and its on-set hook.
+
+    The converter checks every instance's values (a private ``Settings()`` too); the hook
+    runs only when the process-wide :data:`settings` take a new value, after every value of
+    the update is set.
+    """
+    if convert is not None:
+        _converters[key] = convert
+    if on_set is not None:
+        _on_set[key] = on_set
 
 
 @dataclass
@@ -56,10 +85,12 @@ class Settings:
         # All or nothing: a refused value leaves the settings as they were.
         for key, value in converted.items():
             setattr(self, key, value)
-        if "sink" in converted and self is settings:  # a private Settings() is only values
-            from resmagic import sinks  # loads (without any tracker) only when asked for
-
-            self.sink = sinks.use(self.sink)
+        if self is not settings:  # a private Settings() is only values
+            return
+        for key in converted:
+            hook = _on_set.get(key)
+            if hook is not None:
+                setattr(self, key, hook(getattr(self, key)))
 
 
 # The lowest value of each integer setting, and the range of each seconds setting.
@@ -71,19 +102,10 @@ _SECONDS = {
 }
 
 
-def _convert(key: str, raw: object) -> int | float | str:
-    if key == "sink":
-        from resmagic.sinks import parse
-
-        return parse(raw)
-    if key == "store":
-        from resmagic.store.files import usable
-        from resmagic.store.paths import resolve
-
-        path = resolve(str(raw))
-        if path:
-            usable(path)  # not a link, a device, a folder, another program's database
-        return path
+def _convert(key: str, raw: object) -> object:
+    convert = _converters.get(key)
+    if convert is not None:
+        return convert(raw)
     try:
         value: int | float
         if key in _INTEGERS:

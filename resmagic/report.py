@@ -11,13 +11,13 @@ import sys
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
-from resmagic.holders.result import Holder
 from resmagic.redact import redact
 from resmagic.units import format_bytes, format_seconds
 
 __all__ = [
     "DeviceReport",
     "GpuReport",
+    "Holder",
     "LogReport",
     "Report",
     "Status",
@@ -56,6 +56,26 @@ def describe_error(exc: BaseException | None) -> str | None:
     text = str(exc).strip().splitlines()
     line = f"{type(exc).__name__}: {redact(text[0])}" if text else type(exc).__name__
     return line if len(line) <= 200 else line[:199] + "…"
+
+
+@dataclass(frozen=True, slots=True)
+class Holder:
+    """One storage and the name it was found under (a report's ``holders``; ``resmagic.who()``).
+
+    Attributes:
+        name: what a user can type or recognise, e.g. ``model.fc.weight.grad``, ``Out[7]``.
+        kind: parameter, buffer, gradient, optimizer state, activation, tensor, numpy array,
+            bytes, output cache, traceback frame.
+        device: ``"host"`` or ``"cuda:N"``.
+        nbytes: the storage's size, counted once however many names reach it.
+        shared_with: the other names that reach the same storage (views, tied weights).
+    """
+
+    name: str
+    kind: str
+    device: str
+    nbytes: int
+    shared_with: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -240,6 +260,3 @@ class TransactionReport(Report):
         outcome = f"committed {self.changes} change" if self.committed else "rolled back"
         plural = "s" if self.committed and self.changes != 1 else ""
         return f"{self.path}  {outcome}{plural}  {format_seconds(self.duration_s)}"
-
-
-# --- the bus and the history ------------------------------------------------------------

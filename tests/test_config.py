@@ -58,7 +58,7 @@ def test_option_error_is_a_value_error() -> None:
 
 
 def test_sink_is_cleaned_and_a_private_settings_starts_nothing() -> None:
-    from resmagic.sinks.runner import runner
+    from resmagic.sinks.thread import sink_thread as runner
 
     s = Settings()
     s.update(sink=" MLflow, mlflow ")

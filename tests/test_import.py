@@ -64,7 +64,7 @@ def test_scopes_run_without_ipython_or_heavy_modules() -> None:
 
 
 _SHELL_WITH_SINK = _shell("c.ResMagic.sinks = ['mlflow']") + (
-    "import resmagic\nassert resmagic.sinks.runner.names() == ['mlflow']\n"
+    "import resmagic\nassert resmagic.sinks.sink_thread.names() == ['mlflow']\n"
 )
 
 

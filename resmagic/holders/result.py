@@ -7,29 +7,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from resmagic.config import settings
+from resmagic.probes.table import WIDE_SOURCES
+from resmagic.report import Holder
 from resmagic.units import format_bytes, format_table
 
 __all__ = ["Holder", "Holders", "held_device"]
-
-
-@dataclass(frozen=True, slots=True)
-class Holder:
-    """One storage and the name it was found under.
-
-    Attributes:
-        name: what a user can type or recognise, e.g. ``model.fc.weight.grad``, ``Out[7]``.
-        kind: parameter, buffer, gradient, optimizer state, activation, tensor, numpy array,
-            bytes, output cache, traceback frame.
-        device: ``"host"`` or ``"cuda:N"``.
-        nbytes: the storage's size, counted once however many names reach it.
-        shared_with: the other names that reach the same storage (views, tied weights).
-    """
-
-    name: str
-    kind: str
-    device: str
-    nbytes: int
-    shared_with: tuple[str, ...] = ()
 
 
 _REST = {
@@ -41,8 +23,9 @@ _REST = {
 def held_device(rows: Sequence[Any]) -> str | None:
     """The device on which a block left more than ``settings.held_mib`` held, if any.
 
-    ``rows`` are a report's ``DeviceReport`` rows; NVML rows (device-wide) and the
-    ``workers`` and ``container`` rows (other processes' memory) never count.
+    ``rows`` are a report's ``DeviceReport`` rows; rows of a wide source, which counts
+    other processes' memory too (NVML's device-wide rows, ``workers``, ``container``),
+    never count.
     The threshold is ``held_mib`` MiB, or 5 % of the device if that is less.
     """
     limit = settings.held_mib << 20
@@ -51,7 +34,7 @@ def held_device(rows: Sequence[Any]) -> str | None:
     for row in rows:
         total = row.total_bytes or 0
         threshold = min(limit, total // 20) if total else limit
-        mine = row.source != "NVML" and row.name not in ("workers", "container")
+        mine = row.source not in WIDE_SOURCES
         if mine and row.delta_bytes > threshold:
             return str(row.name)
     return None

@@ -15,12 +15,11 @@ from resmagic.config import settings
 from resmagic.errors import ResmagicError
 from resmagic.guard import DEFAULT_AT, parse_fraction
 from resmagic.holders import device_name
-from resmagic.ipython.dashboard import dashboard
-from resmagic.ipython.text import HistoryTable
+from resmagic.ipython.session import Session
+from resmagic.ipython.status import status_text, watch_line
+from resmagic.ipython.views.live_table import live_table
+from resmagic.ipython.views.text import HistoryTable
 from resmagic.ipython.watch import SCOPES, WatchOptions
-from resmagic.probes import cgroup, host, nvml, torch_cuda, workers
-from resmagic.redact import redact
-from resmagic.sampler import sampler
 from resmagic.totals import clear_timings, timings
 
 __all__ = ["NAMES", "parser", "run"]
@@ -154,8 +153,11 @@ NAMES = tuple(_COMMANDS)
 """Every ``%resmagic`` command, in the order ``%resmagic help`` lists them."""
 
 
-def run(magics: Any, args: list[str]) -> Any:
-    """Run ``%resmagic ARGS``; returns what the cell should display, if anything."""
+def run(session: Session, args: list[str], doc: str = "") -> Any:
+    """Run ``%resmagic ARGS`` in ``session``; returns what the cell should display, if anything.
+
+    ``doc`` is what ``%resmagic help`` prints (the line magic's docstring).
+    """
     if len(args) > 1 and args[0] in _COMMANDS and {"-h", "--help"} & set(args[1:]):
         print(_COMMANDS[args[0]].format_help().rstrip())  # `%resmagic watch --help`
         return None
@@ -164,21 +166,28 @@ def run(magics: Any, args: list[str]) -> Any:
         msg += ", ".join(NAMES) + " (%resmagic help explains each)"
         raise UsageError(msg)
     options = _PARSER.parse_args(args or ["status"])
-    handler: Callable[[Any, argparse.Namespace], Any] = _HANDLERS[options.command]
-    return handler(magics, options)
+    if options.command == "help":
+        print(inspect.cleandoc(doc))
+        return None
+    handler: Handler = _HANDLERS[options.command]
+    return handler(session, options)
 
 
-def _status(magics: Any, options: argparse.Namespace) -> None:
-    print(status_text(magics))
+Handler = Callable[[Session, argparse.Namespace], Any]
+"""One command: the session it runs in, its parsed options; what the cell displays."""
 
 
-def _history(magics: Any, options: argparse.Namespace) -> HistoryTable:
+def _status(session: Session, options: argparse.Namespace) -> None:
+    print(status_text(session))
+
+
+def _history(session: Session, options: argparse.Namespace) -> HistoryTable:
     reports = history()
     return HistoryTable(reports[-options.count :] if options.count else reports)
 
 
-def _runs(magics: Any, options: argparse.Namespace) -> Any:
-    from resmagic.ipython.runstable import RunsTable
+def _runs(session: Session, options: argparse.Namespace) -> Any:
+    from resmagic.ipython.views.runs_table import RunsTable
     from resmagic.store.query import recent
     from resmagic.store.recorder import recorder
 
@@ -186,35 +195,34 @@ def _runs(magics: Any, options: argparse.Namespace) -> Any:
         print("the run store is off: %resmagic config store=on turns it on")
         return None
     stored = recorder.read(lambda conn: recent(conn, options.count))
-    session = recorder.session.session if recorder.session is not None else None
-    return RunsTable(stored, session)
+    this = recorder.session.session if recorder.session is not None else None
+    return RunsTable(stored, this)
 
 
-def _clear(magics: Any, options: argparse.Namespace) -> None:
+def _clear(session: Session, options: argparse.Namespace) -> None:
     n = len(history())
     clear_history()
     print(f"cleared {n} report{'s' * (n != 1)}")
 
 
-def _watch(magics: Any, options: argparse.Namespace) -> None:
-    watcher = magics.watcher
+def _watch(session: Session, options: argparse.Namespace) -> None:
     if options.state is None:
-        print(_watch_line(watcher))
+        print(watch_line(session.watcher))
         return
     if options.state == "off":
-        watcher.stop()
+        session.watcher.stop()
         print("resmagic watch off")
         return
     watch = WatchOptions(options.scopes, options.log, options.panel)
-    watcher.start(watch)
+    session.watch(watch)
     names = ", ".join(watch.scopes) + (
         f"; one JSON line per cell in {watch.log}" if watch.log else ""
     )
     print(f"resmagic watch on: every cell from the next one runs inside {names}")
 
 
-def _guard(magics: Any, options: argparse.Namespace) -> None:
-    guard = magics.guard
+def _guard(session: Session, options: argparse.Namespace) -> None:
+    guard = session.guard
     if options.state is None:
         print(guard.state())
     elif options.state == "off":
@@ -224,28 +232,28 @@ def _guard(magics: Any, options: argparse.Namespace) -> None:
         print(guard.on(options.at))
 
 
-def _who(magics: Any, options: argparse.Namespace) -> Any:
+def _who(session: Session, options: argparse.Namespace) -> Any:
     from resmagic.holders import who  # the walk loads only when asked for
 
-    return who(magics.shell.user_ns, top=options.count, device=options.device)
+    return who(session.shell.user_ns, top=options.count, device=options.device)
 
 
-def _panel(magics: Any, options: argparse.Namespace) -> Any:
-    if getattr(magics.shell, "kernel", None) is not None:
-        dashboard.show(magics.shell)
+def _panel(session: Session, options: argparse.Namespace) -> Any:
+    if getattr(session.shell, "kernel", None) is not None:
+        live_table.show(session.shell)
         return None
     print("the live table needs a Jupyter kernel; the history so far:")
     return HistoryTable(history())
 
 
-def _timings(magics: Any, options: argparse.Namespace) -> Any:
+def _timings(session: Session, options: argparse.Namespace) -> Any:
     table = timings()
     if options.clear:
         clear_timings()
     return table
 
 
-def _config(magics: Any, options: argparse.Namespace) -> None:
+def _config(session: Session, options: argparse.Namespace) -> None:
     if not options.pairs:
         for key, value in vars(settings).items():
             print(f"{key}={value}")
@@ -257,9 +265,8 @@ def _config(magics: Any, options: argparse.Namespace) -> None:
             msg = f"%resmagic config takes KEY=VALUE pairs, e.g. sample_interval=0.05; got {pair!r}"
             raise UsageError(msg)
         values[key.strip()] = value.strip()
-    hook = getattr(magics, "store", None)
-    if hook is not None and values.get("store", "").lower() in ("on", "default", "true", "1"):
-        values["store"] = hook.default  # this profile's file, not only profile_default's
+    if values.get("store", "").lower() in ("on", "default", "true", "1"):
+        values["store"] = session.store.default  # this profile's file, not only the default's
     try:
         settings.update(**values)
     except ResmagicError as exc:
@@ -271,11 +278,7 @@ def _config(magics: Any, options: argparse.Namespace) -> None:
         recorder.writer()  # open the new file now, or stop writing the old one
 
 
-def _help(magics: Any, options: argparse.Namespace) -> None:
-    print(inspect.cleandoc(magics.resmagic.__doc__ or ""))
-
-
-_HANDLERS: dict[str, Callable[[Any, argparse.Namespace], Any]] = {
+_HANDLERS: dict[str, Handler] = {
     "status": _status,
     "history": _history,
     "runs": _runs,
@@ -286,42 +289,4 @@ _HANDLERS: dict[str, Callable[[Any, argparse.Namespace], Any]] = {
     "who": _who,
     "panel": _panel,
     "timings": _timings,
-    "help": _help,
 }
-
-
-def _watch_line(watcher: Any) -> str:
-    if watcher.options is None:
-        return "watch: off"
-    options = watcher.options
-    log = f"; {watcher.log.describe()}" if watcher.log is not None else ""
-    return f"watch: on ({', '.join(options.scopes)}{log})"
-
-
-def status_text(magics: Any = None) -> str:
-    """What each probe can measure here, why not where it cannot, and the sampler's state."""
-    probes = (host.status(), workers.status(), cgroup.status(), torch_cuda.status(), nvml.status())
-    lines = [f"  {probe}" for probe in probes]
-    state = "running" if sampler.running else "stopped"
-    lines.append(f"  sampler: {state}, every {settings.sample_interval:g} s")
-    lines.append(f"  history: {len(history())} reports (limit {settings.history_limit})")
-    store = settings.store or "off"
-    lines.append(f"  run store: {store} (limit {settings.store_limit} reports)")
-    watcher = getattr(magics, "watcher", None)
-    lines.append("  " + (_watch_line(watcher) if watcher is not None else "watch: off"))
-    guard = getattr(magics, "guard", None)
-    lines.append("  " + (guard.state() if guard is not None else "guard: off"))
-    lines.extend(f"  {line}" for line in _sink_lines())
-    note = getattr(magics, "usage_note", None)
-    if note:
-        lines.append(f"  status bar: {note}")
-    return "resmagic status\n" + "\n".join(lines)
-
-
-def _sink_lines() -> list[str]:
-    if settings.sink == "off":
-        return ["sink: off"]
-    from resmagic import sinks  # imported by setting sink=, so already loaded
-
-    # The MLflow URI may carry a password: the status line is saved with the notebook.
-    return [redact(f"sink {state.summary()}") for state in sinks.states()]

@@ -1,4 +1,9 @@
-"""Loading registers the magics and hooks; unloading undoes exactly that."""
+"""Loading builds one session per shell and registers its magics; unloading undoes exactly that.
+
+The :class:`~resmagic.ipython.session.Session` builds the shell's objects; this module adds
+what spans shells: the traitlets config, the magics' registration, the bus's cell number,
+the sinks, and what unload stops for the whole process (the sampler, the live table).
+"""
 
 from __future__ import annotations
 
@@ -11,13 +16,9 @@ from traitlets.config import Configurable
 from resmagic import bus
 from resmagic.config import settings
 from resmagic.errors import OptionError
-from resmagic.ipython.dashboard import dashboard
-from resmagic.ipython.header import HeaderTransformer
 from resmagic.ipython.magics import ResMagics
-from resmagic.ipython.runner import CellRunner
-from resmagic.ipython.runstore import StoreHook
-from resmagic.ipython.usage import UsageHandler
-from resmagic.ipython.usage import install as install_usage
+from resmagic.ipython.session import Session
+from resmagic.ipython.views.live_table import live_table
 from resmagic.ipython.watch import SCOPES, WatchOptions
 from resmagic.sampler import sampler
 
@@ -55,36 +56,25 @@ class ResMagic(Configurable):
     ).tag(config=True)
 
 
-_loaded: dict[int, tuple[ResMagics, CellRunner, StoreHook]] = {}
-_usage: dict[int, UsageHandler] = {}
+_sessions: dict[int, tuple[Session, ResMagics]] = {}
 
 
 def load(ip: Any) -> None:
     """Register the magics on ``ip``, the cell runner's hooks, and watch mode if configured."""
-    magics = ResMagics(ip)
-    ip.register_magics(magics)
-    header = HeaderTransformer(magics.owns, magics.layers.layer, magics.layers.expand)
-    runner = CellRunner(ip, header, magics.watcher, magics.output)
-    magics.watcher.on_start = runner.arm
-    runner.register()
-    magics.output.register()
-    bus.set_cell_provider(lambda: runner.cell)
-    usage, magics.usage_note = install_usage(ip)  # the status bar item's readings
-    if usage is not None:
-        _usage[id(ip)] = usage
     config = ResMagic(parent=ip)
-    store = StoreHook(ip, config.store)
-    runner.on_open, runner.on_close = store.opened, store.closed
-    magics.layers.last_time = store.last_time
-    magics.layers.last_run = store.last_run
-    magics.store = store
-    _loaded[id(ip)] = (magics, runner, store)
-    store.load()
+    session = Session(ip, ResMagics.parsers(), config.store)
+    magics = ResMagics(ip, session)
+    ip.register_magics(magics)
+    # Process-wide, so the last shell loaded is the one reports take their cell from
+    # (CONTRIBUTING.md, "Per-shell and process-wide state").
+    bus.set_cell_provider(lambda: session.cell)
+    _sessions[id(ip)] = (session, magics)
+    session.load()
     if config.watch:
         options = WatchOptions(
             tuple(config.watch_scopes), config.watch_log or None, config.watch_panel
         )
-        magics.watcher.start(options)
+        session.watch(options)
     _start_sinks(ip, config.sinks)
 
 
@@ -104,18 +94,11 @@ def _start_sinks(ip: Any, names: list[str]) -> None:
 
 def unload(ip: Any) -> None:
     """Remove our magics (only if still ours), hooks and watch mode; stop the sampler and sinks."""
-    loaded = _loaded.pop(id(ip), None)
+    loaded = _sessions.pop(id(ip), None)
     if loaded is None:
         return
-    magics, runner, store = loaded
-    usage = _usage.pop(id(ip), None)
-    if usage is not None:
-        usage.unregister()
-    magics.watcher.stop()
-    magics.guard.off()
-    runner.unregister()
-    store.unload()
-    magics.output.unregister()
+    session, magics = loaded
+    session.unload()
     manager = ip.magics_manager
     if manager.registry.get(type(magics).__name__) is magics:
         del manager.registry[type(magics).__name__]
@@ -124,8 +107,8 @@ def unload(ip: Any) -> None:
         for name in names:
             if getattr(table.get(name), "__self__", None) is magics:
                 del table[name]
-    dashboard.close()
-    panel = sys.modules.get("resmagic.ipython.panel")
+    live_table.close()
+    panel = sys.modules.get("resmagic.ipython.views.cell_panel")
     if panel is not None:  # imported only once a panel was shown
         panel.close_all()
     sampler.shutdown()

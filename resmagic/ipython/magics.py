@@ -2,12 +2,12 @@
 
 In a cell IPython runs, our ``%%`` lines never reach these methods: the header transformer
 builds their layers with :meth:`ResMagics.layer` and IPython runs the body itself
-(:mod:`resmagic.ipython.runner`). A method is called when IPython hands it the body: from code
+(:mod:`resmagic.ipython.cells.runner`). A method is called when IPython hands it the body: from code
 (``get_ipython().run_cell_magic(...)``), under ``%%time``, or for ``--help``; it then peels
 any further resmagic lines stacked under it and runs the body with
-:func:`resmagic.ipython.cell.run_layers`. Option ``dest`` names equal the scope's keyword-only
-parameters and unset options are left out, so every default lives once, in the scope's
-signature.
+:func:`resmagic.ipython.cells.stack.run_layers`. Option ``dest`` names equal the scope's
+keyword-only parameters and unset options are left out, so every default lives once, in the
+scope's signature.
 """
 
 from __future__ import annotations
@@ -28,19 +28,10 @@ from IPython.core.magic import (
 from IPython.core.magic_arguments import argument, kwds, magic_arguments
 
 from resmagic.ipython import commands
-from resmagic.ipython.cell import Layer, run_layers
-from resmagic.ipython.guarding import CellGuard
-from resmagic.ipython.header import read_header
-from resmagic.ipython.layers import (
-    BIND_RULE,
-    BINDS,
-    BUILDERS,
-    LayerFactory,
-    asks_help,
-    split_once,
-)
-from resmagic.ipython.output import ReportOutput
-from resmagic.ipython.watch import Watcher
+from resmagic.ipython.cells.header import read_header
+from resmagic.ipython.cells.options import BIND_RULE, BINDS, BUILDERS, asks_help, split_once
+from resmagic.ipython.cells.stack import Layer, run_layers
+from resmagic.ipython.session import Session
 from resmagic.scopes.database import MAX_TIMEOUT_S
 from resmagic.scopes.gpu import RECLAIM
 
@@ -56,15 +47,15 @@ class ResMagics(Magics):
 
     builders: ClassVar[dict[str, Callable[..., Any]]] = BUILDERS
 
-    def __init__(self, shell: InteractiveShell | None = None, **kwargs: Any) -> None:
+    def __init__(self, shell: InteractiveShell, session: Session, **kwargs: Any) -> None:
         super().__init__(shell, **kwargs)
-        self.output = ReportOutput(shell)
-        self.layers = LayerFactory(self, self.output)
-        self.watcher = Watcher(self.layers)
-        self.guard = CellGuard(shell)
-        self.store: Any = None
-        """The run store's hook (:class:`~resmagic.ipython.runstore.StoreHook`), once loaded."""
-        self.usage_note = ""  # why the status bar item gets (or lacks) readings; set at load
+        self.session = session
+        """This shell's resmagic: the layer factory, watch mode, the guard, the store."""
+
+    @classmethod
+    def parsers(cls) -> dict[str, argparse.ArgumentParser]:
+        """Each cell magic's option parser, by magic name (read off the class, no instance)."""
+        return {name: getattr(cls, name).parser for name in BUILDERS}
 
     # magic_arguments("%name"): IPython's usage line adds one "%", right only for line magics.
     @magic_arguments("%gpu_scope")
@@ -258,7 +249,7 @@ class ResMagics(Magics):
         except ValueError as exc:
             msg = f"%resmagic: cannot read {line!r}: {exc}; check the quotes"
             raise UsageError(msg) from None
-        return commands.run(self, tokens)
+        return commands.run(self.session, tokens, doc=_RESMAGIC_DOC)
 
     # -- the shared path -------------------------------------------------------------------
 
@@ -286,21 +277,21 @@ class ResMagics(Magics):
         # The lines under the first, read exactly as the header transformer reads them.
         more = read_header([text.strip() for text in lines], self.builders.__contains__)
         stacked = [(magic, line, bind)]
-        stacked += [(name, self.layers.expand(text), BINDS.get(name)) for name, text in more]
+        factory = self.session.factory
+        stacked += [(name, factory.expand(text), BINDS.get(name)) for name, text in more]
         lines = lines[len(more) :]
         asked = [name for name, text, _ in stacked if asks_help(text)]
         for name in asked:
             print(getattr(self, name).parser.format_help())
         if asked:
             return None
-        layers = [self.layers.layer(name, text, default) for name, text, default in stacked]
+        layers = [factory.layer(name, text, default) for name, text, default in stacked]
         body = "\n".join(lines)
         if not body.strip():
             msg = f"%%{layers[-1].magic} needs code under it: the cell body is empty"
             raise UsageError(msg)
         return layers, body, len(layers)
 
-    def owns(self, magic: str) -> bool:
-        """True when ``%%magic`` is one of ours and still registered to this object."""
-        method = self._shell.magics_manager.magics["cell"].get(magic)
-        return magic in self.builders and getattr(method, "__self__", None) is self
+
+_RESMAGIC_DOC = ResMagics.__dict__["resmagic"].__doc__ or ""
+"""What ``%resmagic help`` prints: the line magic's own docstring."""

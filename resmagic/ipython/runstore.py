@@ -17,16 +17,17 @@ from typing import Any
 
 from resmagic.config import settings
 from resmagic.errors import ResmagicError
-from resmagic.ipython.cell import running_cell
-from resmagic.ipython.runner import Frame
+from resmagic.ipython.cell_number import running_cell
+from resmagic.ipython.cells.runner import Frame
 from resmagic.probes import cgroup
 from resmagic.report import Report
 from resmagic.scopes.gpu import gpu_scope
 from resmagic.store.paths import default_path
 from resmagic.store.query import LastRun
 from resmagic.store.recent import Recent
-from resmagic.store.recorder import host_reading, recorder
+from resmagic.store.recorder import recorder
 from resmagic.store.rows import CellRun, code_sha
+from resmagic.store.running import host_reading
 from resmagic.store.writer import Pending
 from resmagic.units import format_bytes, format_seconds
 

@@ -1,6 +1,6 @@
 """Watch mode: every cell measured, no magic needed.
 
-The runner (:mod:`resmagic.ipython.runner`) asks :meth:`Watcher.layers` for each new cell and
+The runner (:mod:`resmagic.ipython.cells.runner`) asks :meth:`Watcher.layers` for each new cell and
 opens them exactly as it opens a magic cell's own layers. A cell with a resmagic magic of
 its own is left to that magic (never measured twice), and so is a cell run inside a watched
 cell (a ``%%capture`` body is part of the cell that captures it).
@@ -9,22 +9,29 @@ cell (a ``%%capture`` body is part of the cell that captures it).
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from IPython.core.error import UsageError
 
+from resmagic.config import settings
 from resmagic.errors import ResmagicError
-from resmagic.ipython.cell import Layer
-from resmagic.ipython.watchline import WatchOutput
-from resmagic.ipython.watchlog import WatchLog
+from resmagic.ipython.cells.options import LayerFactory
+from resmagic.ipython.cells.stack import Layer
+from resmagic.ipython.views.notes import Notes
+from resmagic.ipython.views.text import why_line
+from resmagic.ipython.views.watch_line import cell_record, compact_line, rows_of, worth_panel
+from resmagic.ipython.views.watch_log import WatchLog
+from resmagic.probes.devices import HOST_ROWS, host_notes
+from resmagic.report import GpuReport, Report, TimingReport
+from resmagic.scopes.gpu import gpu_scope
 from resmagic.scopes.logfile import resolve_log_path
 
 if TYPE_CHECKING:
-    from resmagic.ipython.layers import LayerFactory
+    from resmagic.ipython.views.cell_panel import CellPanel
 
-__all__ = ["SCOPES", "WatchOptions", "Watcher"]
+__all__ = ["SCOPES", "WatchOptions", "WatchOutput", "Watcher"]
 
 SCOPES = ("gpu_scope", "timed")
 
@@ -43,15 +50,19 @@ class WatchOptions:
 
 
 class Watcher:
-    """Which layers every new cell of one shell runs inside, while watch mode is on."""
+    """Which layers every new cell of one shell runs inside, while watch mode is on.
 
-    def __init__(self, factory: LayerFactory) -> None:
+    Args:
+        factory: builds each cell's layers.
+        notes: shows their reports (one line, or the full panel).
+    """
+
+    def __init__(self, factory: LayerFactory, notes: Notes) -> None:
         self.factory = factory
+        self.notes = notes
         self.options: WatchOptions | None = None
         self.log: WatchLog | None = None
         """The ``--log`` file of this watch, with its counts."""
-        self.on_start: Callable[[], None] | None = None
-        """Called when watch mode starts (the runner registers its cell hooks)."""
 
     @property
     def active(self) -> bool:
@@ -59,15 +70,17 @@ class Watcher:
         return self.options is not None
 
     def start(self, options: WatchOptions) -> None:
-        """Measure every cell from the next one on; checks the options now (UsageError)."""
+        """Measure every cell from the next one on; checks the options now (UsageError).
+
+        The cell runner must then be armed (:meth:`resmagic.ipython.session.Session.watch`
+        does both).
+        """
         for name, spec in options.specs():
             self.factory.build(name, **spec)  # build once to refuse bad options right away
         if options.log is not None:  # `--log ''` is a mistake too, not "no log"
             _check_writable(options.log)
         self.log = WatchLog(resolve_log_path(options.log)) if options.log else None
         self.options = options
-        if self.on_start is not None:
-            self.on_start()
 
     def stop(self) -> None:
         """Measure no new cell; the cell running now is still closed by ``post_run_cell``."""
@@ -84,8 +97,84 @@ class Watcher:
         if options is None:
             return None
         layers = [self.factory.build(name, quiet=True, **spec) for name, spec in options.specs()]
-        WatchOutput(self.factory, layers, panel=options.panel, code=code, log=self.log)
+        WatchOutput(self.notes, layers, panel=options.panel, code=code, log=self.log)
         return layers
+
+
+class WatchOutput:
+    """Gives the layers of one watched cell a single output (and one log line).
+
+    Args:
+        notes: makes the panel and the ``held by`` lines, and shows the output.
+        layers: the cell's layers, built ``quiet``; their render callbacks are set here.
+        panel: whether a kernel shows the live panel for a long cell.
+        code: the cell's source, hashed for the log.
+        log: the JSON-lines file each cell appends one record to, or None.
+    """
+
+    def __init__(
+        self,
+        notes: Notes,
+        layers: Sequence[Layer],
+        *,
+        panel: bool,
+        code: str,
+        log: WatchLog | None,
+    ) -> None:
+        self.notes, self.code, self.log = notes, code, log
+        self.gpu = next((lay for lay in layers if lay.magic == "gpu_scope"), None)
+        self.timed = next((lay for lay in layers if lay.magic == "timed"), None)
+        self.view: CellPanel | None = None
+        if self.gpu is not None and isinstance(self.gpu.scope, gpu_scope) and panel:
+            self.view = notes.panel(self.gpu.scope, "watch", delay=settings.watch_panel_s)
+            if self.view is not None:
+                self.gpu.start, self.gpu.stop = self.view.start, self.view.stop
+        if layers:
+            layers[-1].render = self.render  # renders run after every scope has closed
+
+    def render(self, _last: Report) -> None:
+        """Show the cell's line (or its full panel) and append its log record.
+
+        A log the disk refuses never costs the cell its line (reliability 2026-12-06 #6):
+        the first refusal is said under the line, later ones are counted.
+        """
+        gpu = self._report(self.gpu, GpuReport)
+        timing = self._report(self.timed, TimingReport)
+        held = [*(self.notes.holder_lines(gpu) if gpu is not None else []), *self._log(gpu, timing)]
+        view = self.view
+        if gpu is not None and view is not None and (view.shown or worth_panel(gpu)):
+            extra = [timing.summary()] if timing is not None else []
+            view.finish(view.summary(gpu, [*extra, *held]))
+            return
+        if view is not None:
+            view.finish(None)
+        lines = [compact_line(gpu, timing) + self._last_time(timing or gpu)]
+        happened, reasons = host_notes(gpu.notes if gpu is not None else ())
+        lines += [f"  {note}" for note in happened]
+        if gpu is not None and reasons and all(r.name in HOST_ROWS for r in rows_of(gpu)):
+            note = self.notes.say_once(why_line(reasons))
+            lines += [note] if note else []
+        cell = (timing or gpu).cell if (timing or gpu) is not None else None
+        self.notes.output.show({"text/plain": "\n".join([*lines, *held])}, cell)
+
+    def _log(self, gpu: GpuReport | None, timing: TimingReport | None) -> list[str]:
+        """Append the cell's record to the ``--log`` file; the log's note, if it has one."""
+        if self.log is None:
+            return []
+        record = cell_record(gpu, timing, self.code)
+        note = self.log.append(record) if record is not None else None
+        return [f"  {note}"] if note else []
+
+    def _last_time(self, report: Report | None) -> str:
+        last_time = self.notes.last_time
+        if report is None or last_time is None:
+            return ""
+        return last_time(report, peak_from="gpu_scope")  # the cell's time, gpu_scope's peak
+
+    @staticmethod
+    def _report(layer: Layer | None, kind: type[Any]) -> Any:
+        report = layer.scope.report if layer is not None else None
+        return report if isinstance(report, kind) else None
 
 
 def _check_writable(path: str) -> None:

@@ -6,14 +6,14 @@ Answers from torch if it is imported, else NVML, and never creates a CUDA contex
 from __future__ import annotations
 
 from resmagic.errors import DeviceError
-from resmagic.probes import nvml, torch_cuda
+from resmagic.probes import table
 
 __all__ = ["HOST", "HOST_ROWS", "check_exists", "host_notes", "parse_device"]
 
 HOST = "host"
 """The device spec for host memory only."""
 
-HOST_ROWS = (HOST, "workers", "container")
+HOST_ROWS = table.HOST_ROWS
 """The rows of host memory: this process, its child processes, its cgroup (not GPUs)."""
 
 
@@ -59,13 +59,11 @@ def parse_device(device: object) -> int | str | None:
 
 def _gpu_count() -> tuple[int, str]:
     """How many CUDA devices this process sees, without creating a context, and why not."""
-    count = torch_cuda.visible_count()
-    if count:
-        return count, ""
-    visible = nvml.visible()
-    if visible:
-        return len(visible), ""
-    return 0, f"{torch_cuda.status()}; {nvml.status()}"
+    for probe in table.GPU:  # the first that sees any (torch's count, then NVML's)
+        count = probe.visible()
+        if count:
+            return count, ""
+    return 0, "; ".join(str(probe.status()) for probe in table.GPU)
 
 
 def check_exists(index: int) -> None:

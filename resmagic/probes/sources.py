@@ -1,76 +1,35 @@
-"""One protocol for the memory sources, so a scope reads them in a loop.
+"""The five built-in memory sources as :class:`~resmagic.probes.probe.Probe` objects.
 
-Each :class:`Probe` names its source, holds its exact peak counter (or none: its peak is
-sampled), says in words whether it works here, and reads the devices a scope wants without
-ever raising: a driver that fails mid-read ("GPU is lost") gives no rows and says why.
+Each adapts one probe module (``host``, ``workers``, ``cgroup``, ``torch_cuda``, ``nvml``) to
+the protocol; :data:`resmagic.probes.table.PROBES` lists them in the order they are shown.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Protocol
-
 from resmagic.probes import cgroup, host, nvml, peaks, torch_cuda, workers
-from resmagic.probes.peaks import PeakCounter
+from resmagic.probes.peaks import PeakCounter, PeakStack
+from resmagic.probes.probe import Kind, Probe, Wants, guarded
 from resmagic.probes.reading import DeviceMemory, ProbeStatus
 
-__all__ = [
-    "ALLOCATOR",
-    "CONTAINER",
-    "HOST",
-    "NVML",
-    "WORKERS",
-    "Probe",
-    "Wants",
-    "describe_failure",
-]
-
-Wants = Callable[[int], bool]
-"""Whether a scope measures the GPU of this CUDA index."""
+__all__ = ["ALLOCATOR", "CONTAINER", "HOST", "NVML", "WORKERS"]
 
 
-def describe_failure(source: str, exc: BaseException) -> str:
-    """``"NVML: reading failed (NVMLError: GPU is lost)"``: a note for the report."""
-    text = str(exc).strip().splitlines()
-    detail = f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
-    return f"{source}: reading failed ({detail})"
-
-
-class Probe(Protocol):
-    """A memory source as a scope sees it."""
-
-    source: str
-    """Who says so: ``"RSS"``, ``"torch allocator"``, ``"NVML"``."""
+class _HostLike:
+    kind: Kind = "host"
+    wide = True  # other processes' memory too, but for the host row itself
 
     @property
-    def counter(self) -> PeakCounter | None:
-        """The exact peak counter here, or None: this source's peak is sampled."""
-        ...
+    def peak_stack(self) -> PeakStack | None:
+        return None
 
-    def present(self) -> bool:
-        """True when a read may give rows now (the host always; a GPU source when ready)."""
-        ...
-
-    def status(self) -> ProbeStatus:
-        """Whether the source works here and, if not, why, in words."""
-        ...
-
-    def read(self, wants: Wants, *, peak: bool = True) -> tuple[list[DeviceMemory], str | None]:
-        """Rows for the wanted devices, and None, or no rows and what failed; never raises."""
-        ...
+    def visible(self) -> int:
+        return 0
 
 
-def _guarded(
-    source: str, read: Callable[[], list[DeviceMemory]]
-) -> tuple[list[DeviceMemory], str | None]:
-    try:
-        return read(), None
-    except Exception as exc:
-        return [], describe_failure(source, exc)
-
-
-class _Host:
+class _Host(_HostLike):
     source = host.SOURCE
+    row: str | None = "host"
+    wide = False
 
     @property
     def counter(self) -> PeakCounter | None:
@@ -79,15 +38,20 @@ class _Host:
     def present(self) -> bool:
         return True
 
+    @property
+    def peak_stack(self) -> PeakStack | None:
+        return peaks.host_peaks
+
     def status(self) -> ProbeStatus:
         return host.status()
 
     def read(self, wants: Wants, *, peak: bool = True) -> tuple[list[DeviceMemory], str | None]:
-        return _guarded(self.source, lambda: [host.read(peak=peak)])
+        return guarded(self.source, lambda: [host.read(peak=peak)])
 
 
-class _Workers:
+class _Workers(_HostLike):
     source = workers.SOURCE
+    row: str | None = workers.NAME
 
     @property
     def counter(self) -> PeakCounter | None:
@@ -100,11 +64,12 @@ class _Workers:
         return workers.status()
 
     def read(self, wants: Wants, *, peak: bool = True) -> tuple[list[DeviceMemory], str | None]:
-        return _guarded(self.source, lambda: [workers.read()])
+        return guarded(self.source, lambda: [workers.read()])
 
 
-class _Container:
+class _Container(_HostLike):
     source = cgroup.SOURCE
+    row: str | None = cgroup.NAME
 
     @property
     def counter(self) -> PeakCounter | None:
@@ -117,18 +82,28 @@ class _Container:
         return cgroup.status()
 
     def read(self, wants: Wants, *, peak: bool = True) -> tuple[list[DeviceMemory], str | None]:
-        return _guarded(self.source, cgroup.read)
+        return guarded(self.source, cgroup.read)
 
 
 class _Allocator:
     source = torch_cuda.SOURCE
+    kind: Kind = "gpu"
+    row: str | None = None
+    wide = False  # this process's tensors and cache only
 
     @property
     def counter(self) -> PeakCounter | None:
         return peaks.torch_peaks
 
+    @property
+    def peak_stack(self) -> PeakStack | None:
+        return peaks.torch_peaks
+
     def present(self) -> bool:
         return torch_cuda.ready()
+
+    def visible(self) -> int:
+        return torch_cuda.visible_count()
 
     def status(self) -> ProbeStatus:
         return torch_cuda.status()
@@ -137,30 +112,36 @@ class _Allocator:
         if not torch_cuda.ready():
             return [], None
         count = torch_cuda.device_count
-        return _guarded(
+        return guarded(
             self.source, lambda: [torch_cuda.read(i) for i in range(count()) if wants(i)]
         )
 
 
-def _allocator_rows(wants: Wants) -> list[DeviceMemory]:
-    return [torch_cuda.read(i) for i in range(torch_cuda.device_count()) if wants(i)]
-
-
 class _Nvml:
     source = nvml.SOURCE
+    kind: Kind = "gpu"
+    row: str | None = None
+    wide = True  # device-wide: every process on the GPU
 
     @property
     def counter(self) -> PeakCounter | None:
         return None  # NVML has no peak: the sampler's maximum, labelled sampled
 
+    @property
+    def peak_stack(self) -> PeakStack | None:
+        return None
+
     def present(self) -> bool:
         return bool(nvml.visible())
+
+    def visible(self) -> int:
+        return len(nvml.visible())
 
     def status(self) -> ProbeStatus:
         return nvml.status()
 
     def read(self, wants: Wants, *, peak: bool = True) -> tuple[list[DeviceMemory], str | None]:
-        return _guarded(
+        return guarded(
             self.source, lambda: [nvml.read(d) for d in nvml.visible() if wants(d.cuda_index)]
         )
 

@@ -12,11 +12,11 @@ from typing import Any, Literal, get_args
 from resmagic.bus import current_cell
 from resmagic.errors import OptionError
 from resmagic.guard import Guard, parse_fraction
-from resmagic.probes import cgroup, sources, torch_cuda
+from resmagic.probes import cgroup, table, torch_cuda
 from resmagic.probes.devices import HOST, check_exists, parse_device
-from resmagic.probes.peaks import PeakCounter
+from resmagic.probes.peaks import OuterPeak, PeakCounter
+from resmagic.probes.probe import Probe
 from resmagic.probes.reading import DeviceMemory
-from resmagic.probes.sources import Probe
 from resmagic.report import DeviceReport, GpuReport, describe_error
 from resmagic.sampler import Listener, Watch, sampler
 from resmagic.scopes.base import Scope
@@ -37,8 +37,8 @@ Reclaim = Literal["oom", "always", "never"]
 RECLAIM: tuple[Reclaim, ...] = get_args(Reclaim)
 """The values ``reclaim`` takes (the magic's ``--reclaim`` choices too)."""
 
-_HOST_PROBES = (sources.HOST, sources.WORKERS, sources.CONTAINER)
-_GPU_PROBES = (sources.ALLOCATOR, sources.NVML)
+_HOST_PROBES = table.HOST_LIKE
+_GPU_PROBES = table.GPU
 
 
 @dataclass(slots=True)
@@ -205,7 +205,9 @@ class gpu_scope(Scope["gpu_scope", GpuReport]):
         # What only sampling can give a peak for: NVML rows, workers, host RSS where VmHWM
         # cannot be reset, and the container (only the outermost scope has its counter).
         sampled = tuple(
-            p for p in self._probes if p.source not in run.frames or p is sources.CONTAINER
+            p
+            for p in self._probes
+            if p.source not in run.frames or isinstance(run.frames[p.source][0], OuterPeak)
         )
         if self._listeners:
             read = partial(self._read_from, self._probes, run.failures)

@@ -1,14 +1,14 @@
-"""What a sink is, and the counts the runner keeps of each."""
+"""What a sink is, and the counts the sink thread keeps of each."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
 from resmagic.report import Report
 
-__all__ = ["Sink", "SinkState", "Slot"]
+__all__ = ["Sink", "SinkFactory", "SinkState", "Slot"]
 
 
 class Sink(Protocol):
@@ -26,11 +26,17 @@ class Sink(Protocol):
         """Where the reports go, for ``%resmagic status`` (e.g. a run id and a URI)."""
 
 
+SinkFactory = tuple[str | None, Callable[[str | None], Sink]]
+"""How a sink is made: (the package it needs, looked for before it starts, or None; a
+function of the notebook's path, None in a script, that returns the sink). The wiring's
+table (:data:`resmagic.wiring.SINKS`) holds one per sink name."""
+
+
 @dataclass(frozen=True, slots=True)
 class SinkState:
     """One sink's counts, in reports.
 
-    ``queued`` (waiting or being sent) and ``dropped`` are the runner's, shared by its sinks;
+    ``queued`` (waiting or being sent) and ``dropped`` are the sink thread's, shared by its sinks;
     ``failures`` counts the reports of sends that raised.
     """
 

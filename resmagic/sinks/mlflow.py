@@ -20,6 +20,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+from resmagic._version import __version__
 from resmagic.redact import redact
 from resmagic.report import LogReport, Report
 from resmagic.sinks.metrics import metrics_of, status_tags
@@ -31,8 +32,6 @@ ARTIFACT_DIR = "experiment_log"  # where each closed experiment_log file goes in
 
 def session_tags(notebook: str | None) -> dict[str, str]:
     """The run's tags: notebook (or script), host, user, pid, resmagic's version."""
-    from resmagic import __version__
-
     source = notebook or (os.path.abspath(sys.argv[0]) if sys.argv and sys.argv[0] else "")
     tags = {
         "resmagic.host": socket.gethostname(),

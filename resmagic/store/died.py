@@ -17,11 +17,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from resmagic.store.liveness import Identity, alive
-from resmagic.store.rows import DIED, insert_died
+from resmagic.store.rows import DIED
 from resmagic.store.statefile import Open, State, read_dead
 from resmagic.units import format_bytes, format_seconds
 
-__all__ = ["Death", "dead_kernels", "mark_dead", "settled"]
+__all__ = ["Death", "dead_kernels", "insert_died", "mark_dead", "settled"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,3 +163,43 @@ def _mark(
         (seconds, time.time(), DIED, rid),
     )
     return Death(cell, scope, label, seconds, tuple(json.loads(devices or "[]")), ooms)
+
+
+def insert_died(conn: sqlite3.Connection, state: State, run: Open) -> None:
+    """A cell a dead kernel's state file names but the store never heard of, as ``died``.
+
+    Its session row too, if the kernel died before its first commit.
+    """
+    ident = state.identity
+    conn.execute(
+        "INSERT OR IGNORE INTO sessions VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        (
+            state.session,
+            ident.host,
+            ident.pid,
+            ident.boot,
+            ident.pid_start,
+            state.notebook,
+            state.opened_at,
+            state.version,
+        ),
+    )
+    conn.execute(
+        "INSERT INTO reports (run, session, notebook, cell_id, cell, code_sha, scope, label,"
+        " status, started_at, updated_at, error, oom_kills)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'died', ?, ?, ?, ?)",
+        (
+            run.run,
+            state.session,
+            state.notebook,
+            run.cell_id,
+            run.cell,
+            run.code_sha,
+            run.scope,
+            run.label,
+            run.started_at,
+            time.time(),
+            DIED,
+            run.oom_kills,
+        ),
+    )

@@ -9,8 +9,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from resmagic.bus import holders_cell
 from resmagic.store.rows import code_sha
+from resmagic.tidy import as_frame, holders_cell, tidy_rows
 
 if TYPE_CHECKING:
     import pandas
@@ -103,11 +103,7 @@ def frame(
     where, args = _where(notebook, cell, since, code)
     rows = conn.execute(f"SELECT {_COLUMNS}{_FROM}{where} ORDER BY r.id", args).fetchall()
     out = [row for values in rows for row in _tidy(dict(zip(_NAMES, values, strict=True)))]
-    table = pandas.DataFrame(out, columns=_frame_columns(out))
-    table["started_at"] = pandas.to_datetime(table["started_at"], unit="s", utc=True)
-    for column in [c for c in table.columns if c.endswith("_bytes")] + ["cell", "pid"]:
-        table[column] = table[column].astype("Int64")
-    return table
+    return as_frame(pandas, out, _frame_columns(out), ints=("cell", "pid"))
 
 
 def _frame_columns(rows: Sequence[dict[str, Any]]) -> list[str]:
@@ -120,20 +116,11 @@ def _frame_columns(rows: Sequence[dict[str, Any]]) -> list[str]:
 
 
 def _tidy(values: dict[str, Any]) -> list[dict[str, Any]]:
-    devices = json.loads(values.pop("devices") or "[]") or [None]
+    devices = json.loads(values.pop("devices") or "[]")
     values.update(json.loads(values.pop("extra") or "{}"))
     holders = values["holders"]
     values["holders"] = holders_cell(json.loads(holders)) if holders else None
-    out = []
-    for device in devices:
-        row = dict(values)
-        if device is not None:
-            device = dict(device)
-            row["device"] = device.pop("name")
-            device.pop("limited", None)
-            row.update(device)
-        out.append(row)
-    return out
+    return tidy_rows(values, devices)
 
 
 @dataclass(frozen=True, slots=True)

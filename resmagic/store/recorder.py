@@ -5,7 +5,8 @@ IPython the profile's store from ``%load_ext`` on; in a script only when asked).
 here touches SQLite on the caller's thread: every write is a job for the writer thread.
 The IPython layer tells the recorder which cell is running (:attr:`Recorder.context`) and
 when a measured cell starts and ends; while one runs, its live peak is written about once a
-second, so a kernel that dies leaves a row saying where and at how much.
+second (:mod:`resmagic.store.running` takes the figures), so a kernel that dies leaves a row
+saying where and at how much.
 """
 
 from __future__ import annotations
@@ -20,15 +21,16 @@ import uuid
 from collections.abc import Callable, Sequence
 from typing import TypeVar
 
+from resmagic._version import __version__
 from resmagic.config import settings
-from resmagic.probes import cgroup, host
-from resmagic.probes.reading import DeviceMemory
+from resmagic.probes import cgroup
 from resmagic.report import Report
 from resmagic.store import rows
 from resmagic.store.died import Death, dead_kernels
 from resmagic.store.liveness import me
 from resmagic.store.query import LastRun, last_runs
 from resmagic.store.rows import CellRun, Session
+from resmagic.store.running import Reader, host_reading, sample
 from resmagic.store.schema import connect
 from resmagic.store.statefile import StateFile
 from resmagic.store.writer import Pending, Writer
@@ -37,12 +39,6 @@ __all__ = ["Recorder", "recorder"]
 
 T = TypeVar("T")
 _TRIM_EVERY = 50  # reports between two counts of the rows (and before every read)
-Reader = Callable[[], Sequence[DeviceMemory]]
-
-
-def host_reading() -> list[DeviceMemory]:
-    """The host row alone: what a running cell without ``gpu_scope`` is sampled by."""
-    return [host.read(peak=False)]
 
 
 class Recorder:
@@ -91,7 +87,7 @@ class Recorder:
             first=self._write_started,
         )
         self._session = Session(
-            self.session_id or uuid.uuid4().hex, me(), self._notebook(), _version()
+            self.session_id or uuid.uuid4().hex, me(), self._notebook(), __version__
         )
         self._writer = writer
         writer.submit(self._begin, self._session)
@@ -182,7 +178,7 @@ class Recorder:
             if run.written or session is None:
                 continue
             run.oom_kills = self._oom_kills = cgroup.oom_kills()
-            _sample(run, read)
+            sample(run, read)
             rows.insert_running(conn, run, session.session)
             run.written = True
             # Set before looking: the cell's end either sees it written (and queues the
@@ -281,7 +277,7 @@ class Recorder:
     def _tick(self, conn: sqlite3.Connection) -> None:
         for run, read in list(self._running.values()):
             if run.written:
-                _sample(run, read)
+                sample(run, read)
                 rows.update_running(conn, run)
 
     def _after_fork(self) -> None:
@@ -294,39 +290,9 @@ class Recorder:
             page.close(remove=False)  # the parent's page: this process only drops its copy
 
 
-def _sample(run: CellRun, read: Reader) -> None:
-    try:
-        readings = read()
-    except Exception:
-        return  # a probe failing mid-cell costs the live figure, never the row
-    for r in readings:
-        key = f"{r.name} {r.source}"
-        row = run.live.get(key)
-        used = max(r.used_bytes, r.peak_bytes or 0)
-        if row is None:
-            run.live[key] = {
-                "name": r.name,
-                "source": r.source,
-                "before_bytes": r.used_bytes,
-                "peak_bytes": used,
-                "after_bytes": r.used_bytes,
-                "total_bytes": r.total_bytes,
-                "limited": r.name == "host" and cgroup.limit_bytes() is not None,
-            }
-        else:
-            row["peak_bytes"] = max(row["peak_bytes"], used)
-            row["after_bytes"] = r.used_bytes
-
-
 def _script() -> str | None:
     main = sys.argv[0] if sys.argv else ""
     return os.path.abspath(main) if main and os.path.isfile(main) else None
-
-
-def _version() -> str:
-    from resmagic import __version__
-
-    return __version__
 
 
 recorder = Recorder()

@@ -14,13 +14,10 @@ import sqlite3
 import time
 import uuid
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from resmagic.report import Report
 from resmagic.store.liveness import Identity
-
-if TYPE_CHECKING:
-    from resmagic.store.statefile import Open, State
 
 __all__ = ["CellRun", "Session", "code_sha", "insert_report", "insert_session"]
 
@@ -125,46 +122,6 @@ def insert_running(conn: sqlite3.Connection, run: CellRun, session: str) -> None
             run.started_at,
             time.time(),
             _devices_json(run),
-            run.oom_kills,
-        ),
-    )
-
-
-def insert_died(conn: sqlite3.Connection, state: State, run: Open) -> None:
-    """A cell a dead kernel's state file names but the store never heard of, as ``died``.
-
-    Its session row too, if the kernel died before its first commit.
-    """
-    ident = state.identity
-    conn.execute(
-        "INSERT OR IGNORE INTO sessions VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-        (
-            state.session,
-            ident.host,
-            ident.pid,
-            ident.boot,
-            ident.pid_start,
-            state.notebook,
-            state.opened_at,
-            state.version,
-        ),
-    )
-    conn.execute(
-        "INSERT INTO reports (run, session, notebook, cell_id, cell, code_sha, scope, label,"
-        " status, started_at, updated_at, error, oom_kills)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'died', ?, ?, ?, ?)",
-        (
-            run.run,
-            state.session,
-            state.notebook,
-            run.cell_id,
-            run.cell,
-            run.code_sha,
-            run.scope,
-            run.label,
-            run.started_at,
-            time.time(),
-            DIED,
             run.oom_kills,
         ),
     )

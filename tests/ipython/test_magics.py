@@ -138,9 +138,9 @@ class TestOutput:
     def test_gpu_scope_without_gpu_says_why_once(
         self, ip: Any, capsys: pytest.CaptureFixture[str]
     ) -> None:
-        from resmagic.ipython import layers
+        from resmagic.ipython.views import notes
 
-        layers._said.clear()
+        notes._said.clear()
         ip.run_cell("%%gpu_scope --no-panel\npass", store_history=True)
         out = capsys.readouterr().out
         assert "gpu_scope  host " in out
@@ -381,10 +381,10 @@ def test_bad_command_option_is_a_usage_error_and_changes_nothing(
 ) -> None:
     (tmp_path / "afile").write_text("a file, not a folder")
     magics = ip.magics_manager.registry["ResMagics"]
-    assert not magics.watcher.active
+    assert not magics.session.watcher.active
     with pytest.raises(UsageError):  # a PathError here would be a traceback in a notebook
         ip.run_line_magic("resmagic", line.replace("{tmp}", str(tmp_path)))
-    assert not magics.watcher.active, "watch mode went on although the line was refused"
+    assert not magics.session.watcher.active, "watch mode went on although the line was refused"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["afile", "fifo"]
 
 

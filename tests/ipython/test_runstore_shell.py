@@ -100,7 +100,7 @@ def test_a_watched_cells_line_says_last_time_with_its_peak(
 def test_a_running_cell_can_ask_for_its_last_run(ip: Any, store: Path) -> None:
     ask = (
         "%%timed asking\n"
-        "hook = get_ipython().magics_manager.registry['ResMagics'].store\n"
+        "hook = get_ipython().magics_manager.registry['ResMagics'].session.store\n"
         "asked = hook.last_run('timed')"
     )
     ip.run_cell(ask, store_history=True)

@@ -23,7 +23,7 @@ import resmagic
 from resmagic.ipython import extension
 from resmagic.store.recorder import recorder
 from tests.fulldisk import fill, small_tmpfs
-from tests.ipython.test_cell import _interrupt_after
+from tests.ipython.cells.test_stack import _interrupt_after
 from tests.kernel import Kernel
 from tests.threads import settled_thread_count
 
@@ -121,7 +121,7 @@ def test_watch_off_unhooks_after_its_own_cell(ip: Any, fresh_history: None) -> N
 def test_a_cell_left_open_is_closed_as_interrupted_by_the_next(
     ip: Any, fresh_history: None
 ) -> None:
-    runner = extension._loaded[id(ip)][1]
+    runner = extension._sessions[id(ip)][0].runner
     ip.run_line_magic("resmagic", "watch on --scopes timed --no-panel")
     try:
         # A cell whose post_run_cell never came: opened, as IPython would, and left open.
@@ -140,7 +140,7 @@ def test_a_cell_left_open_is_closed_as_interrupted_by_the_next(
 def test_bad_watch_options_are_refused(ip: Any, line: str) -> None:
     with pytest.raises(UsageError):
         ip.run_line_magic("resmagic", line)
-    assert not ip.magics_manager.registry["ResMagics"].watcher.active
+    assert not ip.magics_manager.registry["ResMagics"].session.watcher.active
 
 
 def _our_hooks(ip: Any) -> list[object]:
@@ -161,7 +161,7 @@ def test_unload_removes_every_hook_and_load_adds_one_set(ip: Any) -> None:
     finally:
         ip.run_line_magic("load_ext", "resmagic")
     assert len(_our_hooks(ip)) == 1  # the header transformer: plain cells pay for no more
-    assert not ip.magics_manager.registry["ResMagics"].watcher.active
+    assert not ip.magics_manager.registry["ResMagics"].session.watcher.active
 
 
 def test_cell_hooks_are_there_only_while_needed(ip: Any) -> None:
@@ -219,7 +219,7 @@ def test_watch_with_no_argument_says_the_state_and_changes_nothing(
     capsys.readouterr()
     ip.run_line_magic("resmagic", "watch")
     assert capsys.readouterr().out.strip() == "watch: off"
-    assert not magics.watcher.active
+    assert not magics.session.watcher.active
     ip.run_line_magic("resmagic", "watch on --scopes timed --no-panel")
     try:
         capsys.readouterr()

@@ -412,7 +412,7 @@ try:
     noted = state.noted_at is not None
 except ImportError:
     noted = False
-runner = extension._loaded[id(get_ipython())][1]
+runner = extension._sessions[id(get_ipython())][0].runner
 print(json.dumps({
     "experiment handlers": len(logging.getLogger("experiment").handlers),
     "context listeners": len(base._listeners.get()),

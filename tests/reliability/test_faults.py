@@ -19,7 +19,7 @@ import resmagic
 from resmagic.probes import host
 from resmagic.report import GpuReport, LogReport
 from tests.fulldisk import PAGE, fill, small_tmpfs
-from tests.ipython.test_cell import _interrupt_after
+from tests.ipython.cells.test_stack import _interrupt_after
 
 pytestmark = pytest.mark.usefixtures("fresh_history")
 

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from IPython.core.error import UsageError
 
 import resmagic
-from resmagic.ipython.layers import asks_help
+from resmagic.ipython.cells.options import asks_help
 
 EXAMPLES = int(os.environ.get("RESMAGIC_FUZZ_EXAMPLES", "120"))
 
@@ -269,15 +269,15 @@ def test_resmagic_line_runs_or_is_a_usage_error(ip: Any, sandbox: Path) -> None:
         try:
             ip.run_line_magic("resmagic", line)
         except UsageError:
-            assert not magics.watcher.active, f"{line!r} was refused but turned watch on"
+            assert not magics.session.watcher.active, f"{line!r} was refused but turned watch on"
         else:
-            options = magics.watcher.options
+            options = magics.session.watcher.options
             if options is not None:
                 assert len(set(options.scopes)) == len(options.scopes), line
                 log = os.path.abspath(os.path.expanduser(options.log or os.devnull))
                 assert log == os.devnull or os.path.isfile(log), line
         finally:
-            magics.watcher.stop()
+            magics.session.watcher.stop()
             seen.add(line.split()[0])
 
     seen: set[str] = set()

@@ -15,7 +15,7 @@ import pytest
 from IPython.core.error import UsageError
 
 import resmagic
-from resmagic.sinks.runner import runner
+from resmagic.sinks.thread import sink_thread as runner
 
 pytestmark = pytest.mark.usefixtures("fresh_history")
 
@@ -101,9 +101,9 @@ def test_the_traitlet_starts_the_sink_and_unload_stops_it() -> None:
         ip = InteractiveShell.instance(config=c)
         ip.run_line_magic("load_ext", "resmagic")
         import resmagic
-        loaded = (resmagic.settings.sink, resmagic.sinks.runner.names())
+        loaded = (resmagic.settings.sink, resmagic.sinks.sink_thread.names())
         ip.run_line_magic("unload_ext", "resmagic")
-        unloaded = (resmagic.settings.sink, resmagic.sinks.runner.names())
+        unloaded = (resmagic.settings.sink, resmagic.sinks.sink_thread.names())
         alive = [t.name for t in threading.enumerate() if t.name == "resmagic-sinks"]
         print(json.dumps([loaded, unloaded, alive]))
         """

@@ -18,15 +18,15 @@ from typing import Any
 from IPython.display import display
 
 from resmagic.bus import history, subscribe
-from resmagic.ipython.cell import running_cell
-from resmagic.ipython.output import MARK
-from resmagic.ipython.text import HistoryTable
+from resmagic.ipython.cell_number import running_cell
+from resmagic.ipython.views.output import MARK
+from resmagic.ipython.views.text import HistoryTable
 from resmagic.report import Report
 
-__all__ = ["Dashboard", "dashboard"]
+__all__ = ["LiveTable", "live_table"]
 
 
-class Dashboard:
+class LiveTable:
     """The process's one live table of reports; :meth:`show` may be called in many cells."""
 
     rows = 20
@@ -103,5 +103,5 @@ class Dashboard:
         return f"running: cell {cell if cell is not None else '?'}, since {started}"
 
 
-dashboard = Dashboard()
-"""The process's one dashboard."""
+live_table = LiveTable()
+"""The process's one live table."""

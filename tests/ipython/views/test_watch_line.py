@@ -7,8 +7,8 @@ from collections.abc import Iterator
 import pytest
 
 from resmagic.config import settings
-from resmagic.ipython.panelview import scale_of
-from resmagic.ipython.watchline import cell_record, compact_line, worth_panel
+from resmagic.ipython.views.panel_html import scale_of
+from resmagic.ipython.views.watch_line import cell_record, compact_line, worth_panel
 from resmagic.report import DeviceReport, GpuReport, TimingReport
 
 MiB, GiB = 1 << 20, 1 << 30

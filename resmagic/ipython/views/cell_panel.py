@@ -37,9 +37,9 @@ from typing import Any
 from IPython.display import DisplayHandle, display
 
 from resmagic.config import settings
-from resmagic.ipython.output import MARK, ReportOutput
-from resmagic.ipython.panelview import PanelRow, PanelView, render, rows_from
-from resmagic.ipython.text import render_report, why_line
+from resmagic.ipython.views.output import MARK, ReportOutput
+from resmagic.ipython.views.panel_html import PanelRow, PanelView, render, rows_from
+from resmagic.ipython.views.text import render_report, why_line
 from resmagic.probes.reading import DeviceMemory
 from resmagic.report import GpuReport, Report
 from resmagic.scopes.gpu import gpu_scope

@@ -1,7 +1,7 @@
 """The layers of a cell, entered as one stack; and the body runner for a magic called directly.
 
 Cells run by IPython (top-level and nested ``run_cell``) get their scopes from
-:mod:`resmagic.ipython.runner`, which enters :func:`inside` around IPython's own execution.
+:mod:`resmagic.ipython.cells.runner`, which enters :func:`inside` around IPython's own execution.
 Where our magic method itself gets the body (``get_ipython().run_cell_magic(...)`` from code,
 our magic under ``%%time``) :func:`run_layers` runs it the way ``%%time`` does: transform,
 parse, exec all but the last statement, eval the last expression and return it. The source is
@@ -21,11 +21,11 @@ from dataclasses import dataclass
 from types import CodeType
 from typing import Any
 
-import IPython
 from IPython.core.error import UsageError
 from IPython.core.interactiveshell import InteractiveShell
 
 from resmagic.errors import ResmagicError
+from resmagic.ipython.cell_number import running_cell
 from resmagic.report import Report
 from resmagic.scopes.base import Scope
 from resmagic.scopes.experiment import experiment_log
@@ -36,12 +36,9 @@ __all__ = [
     "compile_body",
     "inside",
     "run_layers",
-    "running_cell",
 ]
 
 _MISSING = object()
-# IPython 9.8 moved the execution_count bump from after a cell to before it.
-_BUMPED_BEFORE = int(IPython.version_info >= (9, 8))
 
 
 @dataclass
@@ -105,11 +102,6 @@ def compile_body(shell: InteractiveShell, body: str, line_offset: int) -> Compil
         tree.body.pop()
         last = compiler(ast.Expression(final.value), filename, "eval")
     return Compiled(compiler(tree, filename, "exec"), last)
-
-
-def running_cell(shell: InteractiveShell) -> int | None:
-    """The ``In[n]`` number of the cell running now (None before the first cell)."""
-    return max(shell.execution_count - _BUMPED_BEFORE, 0) or None
 
 
 def _name_source(source: str) -> str:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from resmagic.ipython.text import render_report
+from resmagic.ipython.views.text import render_report
 from resmagic.report import LogReport
 
 

@@ -6,7 +6,7 @@ of itself (``%%timed`` → ``# %%timed``), so IPython runs the body itself and l
 stay the user's. When another cell magic follows (``%%bash``, ``%%capture``) our lines are
 removed instead: IPython recognises a cell magic only on line 1. Bad options raise
 ``UsageError`` here, before anything runs. The layers it built wait in :attr:`pending` for
-the cell's ``pre_run_cell`` (see :mod:`resmagic.ipython.runner`).
+the cell's ``pre_run_cell`` (see :mod:`resmagic.ipython.cells.runner`).
 """
 
 from __future__ import annotations
@@ -15,12 +15,11 @@ import ast
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from IPython.core.error import UsageError
 
-from resmagic.ipython.cell import Layer
-from resmagic.ipython.layers import asks_help
+from resmagic.ipython.cells.options import asks_help
+from resmagic.ipython.cells.stack import Layer
 
 __all__ = ["Header", "HeaderTransformer", "header_of", "read_header"]
 
@@ -93,19 +92,25 @@ class HeaderTransformer:
     Args:
         ours: True for a magic name that is ours in this shell now.
         build: builds the layer of one ``(magic, options)`` line; raises ``UsageError``.
+        expand: what IPython does to a magic's first line (``{var}``), for our lines.
+        on_pending: called when a header starts waiting for its cell (the runner arms its
+            hooks).
     """
 
     has_side_effects = True  # IPython's completeness check must not build scopes
 
     def __init__(
-        self, ours: Callable[[str], bool], build: Callable[[str, str], Layer], expand: Any
+        self,
+        ours: Callable[[str], bool],
+        build: Callable[[str, str], Layer],
+        expand: Callable[[str], str],
+        on_pending: Callable[[], None] | None = None,
     ) -> None:
         self.ours = ours
         self.build = build
         self.expand = expand
+        self.on_pending = on_pending
         self.pending: Header | None = None
-        self.on_pending: Callable[[], None] | None = None
-        """Called when a header starts waiting for its cell (the runner arms its hooks)."""
 
     def __call__(self, lines: list[str]) -> list[str]:
         """Hide our header from IPython; every other cell passes through untouched."""

@@ -1,12 +1,12 @@
 """The one sink thread: reports go from the bus into a bounded queue, the thread sends them on.
 
-The cell's only cost is :meth:`SinkRunner.offer` (a lock and an append); everything a sink
+The cell's only cost is :meth:`SinkThread.offer` (a lock and an append); everything a sink
 does (importing its engine, talking to a server) happens on the ``resmagic-sinks`` daemon
 thread. That thread waits ``LINGER_S`` after a report before it sends it, with whatever
 came meanwhile: the cell that published is still rendering then, and a thread building a
 request would take the GIL from it (cells run back to back share one request). A full
 queue drops the new report and counts it. A sink that raises is counted and said once, on
-stderr, by the next report's publisher or by :meth:`SinkRunner.flush`, so a notebook shows
+stderr, by the next report's publisher or by :meth:`SinkThread.flush`, so a notebook shows
 it under a cell instead of wherever a thread's output lands. Closing a sink (``sink=off``,
 ``%unload_ext``, interpreter exit) sends what is queued first, waiting at most a timeout:
 a tracker that never answers delays the exit by that long, never more.
@@ -27,7 +27,7 @@ from resmagic.redact import redact
 from resmagic.report import Report, describe_error
 from resmagic.sinks.base import Sink, SinkState, Slot
 
-__all__ = ["CAPACITY", "EXIT_TIMEOUT_S", "Sink", "SinkRunner", "SinkState", "runner"]
+__all__ = ["CAPACITY", "EXIT_TIMEOUT_S", "Sink", "SinkState", "SinkThread", "sink_thread"]
 
 CAPACITY = 1000  # reports waiting at most; a cell publishes one to four
 EXIT_TIMEOUT_S = 10.0  # the most ``sink=off``, unload and exit wait for a slow tracker
@@ -39,7 +39,7 @@ class _Close:
     slot: Slot
 
 
-class SinkRunner:
+class SinkThread:
     """Feeds every report published on the bus to its sinks from one daemon thread.
 
     Args:
@@ -259,8 +259,8 @@ def _where(sink: Sink) -> str:
         return f"unknown: {describe_error(exc)}"
 
 
-runner = SinkRunner()
-"""The process's one runner (``resmagic.settings.update(sink=...)`` adds and removes sinks)."""
+sink_thread = SinkThread()
+"""The process's one sink thread (``resmagic.settings.update(sink=...)`` adds and removes sinks)."""
 
 if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=runner._after_fork)
+    os.register_at_fork(after_in_child=sink_thread._after_fork)

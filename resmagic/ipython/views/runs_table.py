@@ -6,7 +6,7 @@ import datetime as dt
 import os
 from collections.abc import Sequence
 
-from resmagic.ipython.text import HistoryTable, memory_cell
+from resmagic.ipython.views.text import HistoryTable, memory_cell
 from resmagic.store.query import Stored
 from resmagic.units import format_seconds
 

@@ -18,7 +18,15 @@ from resmagic.probes.reading import DeviceMemory
 from resmagic.report import DeviceReport, GpuReport
 from resmagic.units import format_bytes, format_delta, format_seconds
 
-__all__ = ["MAX_POINTS", "PanelRow", "PanelView", "held", "render", "rows_from", "scale_of"]
+__all__ = [
+    "MAX_POINTS",
+    "PanelRow",
+    "PanelView",
+    "left_allocated",
+    "render",
+    "rows_from",
+    "scale_of",
+]
 
 MAX_POINTS = 240
 """Most points a row's trend keeps; older ones are merged pairwise, keeping maxima."""
@@ -27,7 +35,7 @@ _FONT = "font-family:var(--jp-code-font-family,monospace);font-size:12px;line-he
 _MUTED = "color:var(--jp-ui-font-color2,#757575)"
 _BAR_BG = "var(--jp-layout-color3,#e0e0e0)"
 _OK = "#43a047"
-_HELD = "#fb8c00"
+_LEFT = "#fb8c00"
 _ERROR = "#e53935"
 # JupyterLab's brand colour is a darker blue in the light theme and a lighter one in the
 # dark theme: the trend and the peak tick stay readable in both (a fixed purple did not).
@@ -37,7 +45,7 @@ _BEFORE = "var(--jp-layout-color4,#9e9e9e)"
 _CELL = "padding:0 8px 0 0;white-space:nowrap;text-align:left;border:none;background:none"
 
 
-def held(before: int, after: int, total: int | None) -> bool:
+def left_allocated(before: int, after: int, total: int | None) -> bool:
     """True when the block left memory allocated: more than 1 MiB and 0.1 % of the device."""
     grown = after - before
     return grown > max(1 << 20, (total or 0) // 1000)
@@ -200,8 +208,8 @@ def _row(row: PanelRow, running: bool) -> str:
     now_class = "rm-live" if running else "rm-after"
     delta = ""
     if not running:
-        grown = held(row.before, value, row.total)
-        colour = f"color:{_HELD};font-weight:bold" if grown else _MUTED
+        grown = left_allocated(row.before, value, row.total)
+        colour = f"color:{_LEFT};font-weight:bold" if grown else _MUTED
         delta = (
             f"<td class='rm-delta' data-held='{str(grown).lower()}' style='{pad};{colour}'>"
             f"{_e(format_delta(value - row.before))}</td>"

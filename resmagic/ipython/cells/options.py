@@ -1,6 +1,7 @@
 """Layers: a resmagic magic's options, parsed once, and the scope and views built from them.
 
-One factory for the option lines of magic cells and for watch mode's structured options.
+One factory for the option lines of magic cells and for watch mode's structured options;
+how the reports are then shown is :class:`~resmagic.ipython.views.notes.Notes`' job.
 """
 
 from __future__ import annotations
@@ -10,8 +11,8 @@ import functools
 import keyword
 import os
 import re
-from collections.abc import Callable
-from typing import Any, Protocol
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from IPython.core.error import UsageError
 from IPython.utils import process
@@ -19,11 +20,9 @@ from IPython.utils.text import DollarFormatter
 
 from resmagic import scopes
 from resmagic.errors import ResmagicError
-from resmagic.holders import Holders, held_device
-from resmagic.ipython.cell import Layer
-from resmagic.ipython.output import ReportOutput
-from resmagic.ipython.text import render_report
-from resmagic.report import GpuReport, LogReport, Report
+from resmagic.ipython.cells.stack import Layer
+from resmagic.ipython.views.notes import Notes
+from resmagic.report import Report
 
 __all__ = [
     "BINDS",
@@ -47,8 +46,6 @@ BUILDERS: dict[str, Callable[..., Any]] = {
 BINDS = {"experiment_log": "logger", "db_transaction": "cursor"}
 """The user-namespace name each scope's ``as`` value is bound to by default."""
 
-_said: set[str] = set()
-
 IPYTHON_NAMES = frozenset(
     ("In", "Out", "get_ipython", "exit", "quit", "open", "_ih", "_oh", "_dh", "_exit_code")
 )
@@ -61,35 +58,24 @@ BIND_RULE = (
 """What ``--as NAME`` accepts, in words (the option's help says it)."""
 
 
-class LastTime(Protocol):
-    """What the run store says about a report's cell last time (`` · last time 1.2 s``)."""
-
-    def __call__(self, report: Report, *, peak_from: str | None = None) -> str:
-        """The suffix for ``report``'s line; ``peak_from``: another scope's peak instead."""
-        ...
-
-
-# "no GPU row" reasons already shown in this process
-
-
 class LayerFactory:
-    """Builds the layers of one shell's magics.
+    """Builds the layers of one shell's magics: option line or options in, scope and views out.
 
     Args:
-        magics: the ``ResMagics`` object whose magic methods hold the option parsers.
-        output: where text reports and the panel's summary go.
+        parsers: each magic's option parser, by magic name (``ResMagics.gpu_scope.parser``).
+        notes: how the layers' reports are shown (text, the live panel, the lines beside).
+        shell: the IPython shell, whose namespace ``held_by`` names holders from.
     """
 
-    def __init__(self, magics: Any, output: ReportOutput) -> None:
-        self.magics = magics
-        self.output = output
-        self.last_time: LastTime | None = None
-        self.last_run: Callable[[str], Any] | None = None
-        """The run store's last run of a scope in the running cell (``LastRun`` or None)."""
-        """`` · last time 12.3 s`` for a text line, from the run store (set at load)."""
+    def __init__(
+        self, parsers: Mapping[str, argparse.ArgumentParser], notes: Notes, shell: Any
+    ) -> None:
+        self.parsers = parsers
+        self.notes = notes
+        self.shell = shell
 
     def _parse(self, magic: str, line: str) -> argparse.Namespace:
-        parser = getattr(self.magics, magic).parser
+        parser = self.parsers[magic]
         try:
             argv = split_once(line)
         except ValueError as exc:  # shlex: "No closing quotation"
@@ -131,7 +117,7 @@ class LayerFactory:
             msg = f"%%{magic} --as {var!r}: {problem}; e.g. --as {BINDS.get(magic, 'value')}2"
             raise UsageError(msg)
         if magic == "gpu_scope":
-            options.setdefault("held_by", self.magics.shell.user_ns)
+            options.setdefault("held_by", self.shell.user_ns)
         try:
             scope = BUILDERS[magic](**options)
         except (ResmagicError, OSError, TypeError) as exc:
@@ -140,82 +126,30 @@ class LayerFactory:
         layer = Layer(magic, scope, bind=var if var is not None else BINDS.get(magic))
         if quiet:
             if isinstance(scope, scopes.experiment_log):
-                layer.render = self._show_notes
+                layer.render = self.notes.show_lost
             return layer
-        layer.render = self._show_text
+        layer.render = self.notes.show_text
         if isinstance(scope, scopes.gpu_scope) and panel:
             self._add_panel(layer, scope)
         return layer
 
     def _add_panel(self, layer: Layer, scope: scopes.gpu_scope) -> None:
         """Give a ``gpu_scope`` layer the live widget panel, where a kernel can show it."""
-        view = self.panel(scope, layer.magic)
+        notes = self.notes
+        view = notes.panel(scope, layer.magic)
         if view is not None:
             layer.start, layer.stop = view.start, view.stop
 
             def render(report: Report) -> None:
-                view.finish(view.summary(report, [*self.last_line(report), *self.held(report)]))
+                lines = [*notes.last_line(report), *notes.holder_lines(report)]
+                view.finish(view.summary(report, lines))
 
             layer.render = render
-
-    def last_line(self, report: Report) -> list[str]:
-        """``  last time 12.3 s, peak 5.1 GiB`` for a cell that ran before (the run store)."""
-        suffix = self.last_time(report) if self.last_time is not None else ""
-        return [f"  {suffix.removeprefix(' · ')}"] if suffix else []
-
-    def panel(self, scope: scopes.gpu_scope, magic: str, delay: float | None = None) -> Any:
-        """A live ``CellPanel`` for ``scope``, or None where no kernel can show one."""
-        from resmagic.ipython import panel  # ipywidgets loads with the first panel
-
-        if not panel.available(self.magics.shell):
-            return None
-        return panel.CellPanel(scope, magic, _said, self.output, delay, self._expected)
-
-    def _expected(self) -> float | None:
-        last = self.last_run("gpu_scope") if self.last_run is not None else None
-        return getattr(last, "duration_s", None)
-
-    def _show_text(self, report: Report) -> None:
-        text = render_report(report, _said)
-        if self.last_time is not None:
-            first, newline, rest = text.partition("\n")
-            text = first + self.last_time(report) + newline + rest
-        text = "\n".join([text, *self.held(report)])
-        self.output.show({"text/plain": text}, report.cell)
-
-    def _show_notes(self, report: Report) -> None:
-        """A quiet layer's report still says what its log lost (reliability 2026-12-06 #5)."""
-        if isinstance(report, LogReport) and report.notes:
-            text = "\n".join(f"{report.scope}: {note}" for note in report.notes)
-            self.output.show({"text/plain": text}, report.cell)
-
-    def held(self, report: Report) -> list[str]:
-        """The line naming what holds the memory (``held by: ...``), where the report has it.
-
-        The scope named them when it closed (``report.holders``): after a cell that left a
-        lot held, or at an out-of-memory error, before the reclaim cleared its frames.
-        """
-        if not isinstance(report, GpuReport) or not report.holders_when:
-            return []
-        holders = Holders(report.holders)
-        if report.holders_when == "error":
-            freed = ", freed by the reclaim" if report.reclaimed else ""
-            text = holders.line(min_bytes=1 << 20).replace("held by:", "held when it ran out:")
-            return [f"  {text}{freed}"]
-        device = report.holders[0].device if report.holders else held_device(report.devices)
-        return [f"  {device or 'host'} {holders.line(min_bytes=1 << 20)}"]
-
-    def say_once(self, text: str) -> str | None:
-        """``text`` the first time this process shows it, else None ("no GPU row" notes)."""
-        if text in _said:
-            return None
-        _said.add(text)
-        return text
 
     def expand(self, text: str) -> str:
         """What IPython does to a magic's first line (``{var}``, ``$var``), for our other lines."""
         try:
-            return DollarFormatter().vformat(text, args=[], kwargs=self.magics.shell.user_ns)
+            return DollarFormatter().vformat(text, args=[], kwargs=self.shell.user_ns)
         except Exception:
             return text
 

@@ -5,7 +5,7 @@ each time and awaits what it returns, on the control thread, so the request is a
 a cell runs. The replacement must be ``async``: a sync wrapper around ipykernel's coroutine
 returns it unawaited and nothing is sent. It sends ipykernel's own keys (``kernel_cpu``,
 ``kernel_memory``, ``host_virtual_memory``, ...) plus ``resmagic``
-(:func:`resmagic.usage.snapshot`). Unloading puts ipykernel's handler back.
+(:func:`resmagic.snapshot.snapshot`). Unloading puts ipykernel's handler back.
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ import threading
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from resmagic.ipython.cell import running_cell
-from resmagic.usage import CellPeaks, snapshot
+from resmagic.ipython.cell_number import running_cell
+from resmagic.snapshot import CellPeaks, snapshot
 
 __all__ = ["UsageHandler", "install"]
 

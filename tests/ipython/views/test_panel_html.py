@@ -4,7 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from resmagic.ipython.panelview import MAX_POINTS, PanelRow, PanelView, held, render, rows_from
+from resmagic.ipython.views.panel_html import (
+    MAX_POINTS,
+    PanelRow,
+    PanelView,
+    left_allocated,
+    render,
+    rows_from,
+)
 from resmagic.probes.reading import DeviceMemory
 from resmagic.report import GpuReport
 from tests.panelhtml import parse_panel
@@ -60,8 +67,8 @@ def test_closing_takes_the_reports_exact_values() -> None:
 
 
 def test_held_memory_is_marked() -> None:
-    assert held(100 * MiB, 130 * MiB, 8 << 30)
-    assert not held(100 * MiB, 100 * MiB + 4096, 8 << 30)
+    assert left_allocated(100 * MiB, 130 * MiB, 8 << 30)
+    assert not left_allocated(100 * MiB, 100 * MiB + 4096, 8 << 30)
     view = PanelView("gpu_scope", rows_from([reading(100 * MiB)]))
     view.close(report(100 * MiB, 400 * MiB, 130 * MiB))
     assert "data-held='true'" in render(view)
@@ -104,8 +111,8 @@ def test_no_gpu_line_only_when_there_is_no_gpu_row() -> None:
 
 def test_what_happened_in_the_container_is_said_beside_a_gpu_row() -> None:
     # Built by hand: a GPU row and an OOM-kill note, which only a real GPU run would give.
-    from resmagic.ipython.panelview import PanelView, render
-    from resmagic.ipython.text import render_report
+    from resmagic.ipython.views.panel_html import PanelView, render
+    from resmagic.ipython.views.text import render_report
     from resmagic.report import DeviceReport, GpuReport
 
     killed = "container: the OOM killer killed a process in this cgroup during the block"

@@ -14,7 +14,7 @@ import pytest
 
 from resmagic import gpu_scope
 from resmagic.config import settings
-from resmagic.ipython.panel import CellPanel
+from resmagic.ipython.views.cell_panel import CellPanel
 
 # The real IPython shell (``ip``): the panel displays its placeholder through it.
 pytestmark = pytest.mark.usefixtures("ip")

@@ -2,7 +2,7 @@
 
 One path for magic cells and watch mode. For each cell:
 
-1. IPython transforms it; :class:`~resmagic.ipython.header.HeaderTransformer` hides our
+1. IPython transforms it; :class:`~resmagic.ipython.cells.header.HeaderTransformer` hides our
    ``%%`` lines and builds their layers (bad options: ``UsageError``, nothing runs).
 2. ``pre_run_cell`` pushes a :class:`Frame` with those layers, or watch mode's.
 3. IPython parses the cell and runs its AST transformers: ours (:meth:`CellRunner.visit`)
@@ -16,7 +16,7 @@ One path for magic cells and watch mode. For each cell:
 Where IPython transforms a cell but runs it without the cell events (``%%time`` over our
 magic, a silent cell), :meth:`CellRunner.visit` finds the header still pending and turns the
 AST back into the ``run_cell_magic`` call IPython would have made: the magic method then
-runs the body itself (:func:`resmagic.ipython.cell.run_layers`).
+runs the body itself (:func:`resmagic.ipython.cells.stack.run_layers`).
 """
 
 from __future__ import annotations
@@ -31,9 +31,11 @@ from typing import Any, Protocol
 
 from IPython.core.error import InputRejected, UsageError
 
-from resmagic.ipython.cell import Layer, inside, running_cell
-from resmagic.ipython.header import HeaderTransformer
-from resmagic.ipython.output import ReportOutput
+from resmagic.ipython.cell_number import running_cell
+from resmagic.ipython.cells.header import HeaderTransformer
+from resmagic.ipython.cells.options import LayerFactory
+from resmagic.ipython.cells.stack import Layer, inside
+from resmagic.ipython.views.output import ReportOutput
 from resmagic.scopes.interrupts import held_back, state
 
 __all__ = ["CellRunner", "Frame", "ScopeRefusedError", "Watching"]
@@ -86,25 +88,35 @@ class CellRunner:
 
     Args:
         shell: the IPython shell.
-        header: the transformer holding the pending header of the cell about to run.
+        ours: True for a cell magic name that is ours in this shell now.
+        factory: builds the layers of a header's lines.
         watcher: watch mode: ``active``, and ``layers()`` for a new cell.
         output: where the reports go; told when a top-level cell ends.
+        on_open: told when a frame's scopes are open, right before the body runs (the run
+            store).
+        on_close: told when a frame's scopes have closed and reported.
     """
 
     def __init__(
-        self, shell: Any, header: HeaderTransformer, watcher: Watching, output: ReportOutput
+        self,
+        shell: Any,
+        ours: Callable[[str], bool],
+        factory: LayerFactory,
+        watcher: Watching,
+        output: ReportOutput,
+        *,
+        on_open: Callable[[Frame], None] | None = None,
+        on_close: Callable[[Frame], None] | None = None,
     ) -> None:
         self.shell = shell
-        self.header = header
+        self.header = HeaderTransformer(ours, factory.layer, factory.expand, on_pending=self.arm)
+        """The transformer holding the pending header of the cell about to run."""
         self.watcher = watcher
         self.output = output
+        self.on_open = on_open
+        self.on_close = on_close
         self.frames: list[Frame] = []
         self._armed = False
-        header.on_pending = self.arm
-        self.on_open: Callable[[Frame], None] | None = None
-        """Told when a frame's scopes are open, right before the body runs (the run store)."""
-        self.on_close: Callable[[Frame], None] | None = None
-        """Told when a frame's scopes have closed and reported."""
 
     # -- registration ----------------------------------------------------------------------
 

@@ -94,7 +94,7 @@ class TestErrors:
         assert "line 4" in out
         assert "----> 4 b = a / 0" in out
         assert "ZeroDivisionError" in out
-        assert "resmagic/ipython/cell.py" not in out  # our frames are hidden
+        assert "resmagic/ipython/cells/stack.py" not in out  # our frames are hidden
 
     def test_traceback_line_is_right_under_three_stacked_magics(
         self, ip: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]

@@ -1,4 +1,4 @@
-"""The sink runner: one thread, a bounded queue, failures said once, nothing lost at close."""
+"""The sink thread: one thread, a bounded queue, failures said once, nothing lost at close."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import pytest
 
 from resmagic import bus
 from resmagic.report import TimingReport
-from resmagic.sinks.runner import SinkRunner, SinkState
+from resmagic.sinks.thread import SinkState, SinkThread
 from tests.reports import timing_report
 from tests.sinks.sinks import Blocking, Failing, Recording
 
@@ -20,8 +20,8 @@ pytestmark = pytest.mark.usefixtures("fresh_history")
 
 
 @pytest.fixture
-def runner() -> Iterator[SinkRunner]:
-    runner = SinkRunner(capacity=3)
+def runner() -> Iterator[SinkThread]:
+    runner = SinkThread(capacity=3)
     yield runner
     runner.close(timeout=30)
 
@@ -30,7 +30,7 @@ def _labels(sink: Recording) -> list[str | None]:
     return [r.label for r in sink.got if isinstance(r, TimingReport)]
 
 
-def test_reports_reach_the_sink_in_order_on_its_own_thread(runner: SinkRunner) -> None:
+def test_reports_reach_the_sink_in_order_on_its_own_thread(runner: SinkThread) -> None:
     sink = Recording()
     runner.add(sink)
     for i in range(3):
@@ -43,7 +43,7 @@ def test_reports_reach_the_sink_in_order_on_its_own_thread(runner: SinkRunner) -
 
 
 def test_a_full_queue_drops_and_counts_without_blocking_the_publisher(
-    runner: SinkRunner, capsys: pytest.CaptureFixture[str]
+    runner: SinkThread, capsys: pytest.CaptureFixture[str]
 ) -> None:
     sink = Blocking()
     runner.add(sink)
@@ -62,7 +62,7 @@ def test_a_full_queue_drops_and_counts_without_blocking_the_publisher(
 
 
 def test_a_failing_sink_is_said_once_counted_and_the_others_still_get_reports(
-    runner: SinkRunner, capsys: pytest.CaptureFixture[str]
+    runner: SinkThread, capsys: pytest.CaptureFixture[str]
 ) -> None:
     failing, recording = Failing(), Recording()
     runner.add(failing)
@@ -81,7 +81,7 @@ def test_a_failing_sink_is_said_once_counted_and_the_others_still_get_reports(
     assert _labels(recording) == ["0", "1", "2"]
 
 
-def test_flush_returns_false_while_a_sink_hangs(runner: SinkRunner) -> None:
+def test_flush_returns_false_while_a_sink_hangs(runner: SinkThread) -> None:
     sink = Blocking()
     runner.add(sink)
     bus.publish(timing_report())
@@ -92,7 +92,7 @@ def test_flush_returns_false_while_a_sink_hangs(runner: SinkRunner) -> None:
 
 
 def test_close_sends_what_is_queued_closes_the_sink_and_stops_listening(
-    runner: SinkRunner,
+    runner: SinkThread,
 ) -> None:
     sink = Recording()
     runner.add(sink)
@@ -111,7 +111,7 @@ def test_close_sends_what_is_queued_closes_the_sink_and_stops_listening(
 
 
 def test_close_gives_up_on_a_hung_sink_after_the_timeout_and_says_so(
-    runner: SinkRunner, capsys: pytest.CaptureFixture[str]
+    runner: SinkThread, capsys: pytest.CaptureFixture[str]
 ) -> None:
     sink = Blocking()
     runner.add(sink)
@@ -124,7 +124,7 @@ def test_close_gives_up_on_a_hung_sink_after_the_timeout_and_says_so(
     assert sink.closed  # the close stayed queued behind the report and ran once it could
 
 
-def test_a_sink_added_after_close_gets_a_new_thread(runner: SinkRunner) -> None:
+def test_a_sink_added_after_close_gets_a_new_thread(runner: SinkThread) -> None:
     first, second = Recording(), Recording()
     runner.add(first)
     runner.close(30)
@@ -149,7 +149,7 @@ def _run_script(out: Path, body: str) -> list[str]:
     head = f"""
         import os, time
         import resmagic
-        from resmagic.sinks.runner import runner
+        from resmagic.sinks.thread import sink_thread as runner
 
         class File:
             name = "file"

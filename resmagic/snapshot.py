@@ -9,13 +9,11 @@ raises: a source that fails gives no numbers and a note that says why.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterable
 from typing import Any
 
-import resmagic
-from resmagic.probes import cgroup, host, nvml, peaks, torch_cuda
+from resmagic._version import __version__
+from resmagic.probes import cgroup, peaks, sources, table
 from resmagic.probes.reading import DeviceMemory
-from resmagic.probes.sources import describe_failure
 
 __all__ = ["SCHEMA", "CellPeaks", "snapshot"]
 
@@ -28,13 +26,15 @@ Json = dict[str, Any]
 class CellPeaks:
     """The exact peak of the running top-level cell, readable while it runs, and of the last.
 
-    Opens one frame on the shared peak counters (:mod:`resmagic.probes.peaks`) per cell, so
-    scopes inside the cell keep their own peaks, and :meth:`live` peeks at it from any thread.
+    Opens one frame per cell on each probe's shared peak counter (its ``peak_stack``,
+    :mod:`resmagic.probes.peaks`), so scopes inside the cell keep their own peaks, and
+    :meth:`live` peeks at it from any thread.
     """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._frames: tuple[peaks.Peaks, peaks.Peaks] | None = None
+        self._stacks = [s for p in table.PROBES if (s := p.peak_stack) is not None]
+        self._frames: list[peaks.Peaks] | None = None
         self.number: int | None = None
         self.running = False
         self._last: peaks.Peaks = {}
@@ -44,7 +44,7 @@ class CellPeaks:
         with self._lock:
             if self._frames is not None:  # its end never came: close it first
                 self._end()
-            self._frames = (peaks.torch_peaks.push(), peaks.host_peaks.push())
+            self._frames = [stack.push() for stack in self._stacks]
             self.number, self.running = number, True
 
     def end(self) -> None:
@@ -54,46 +54,46 @@ class CellPeaks:
                 self._end()
 
     def _end(self) -> None:
-        assert self._frames is not None
-        gpu, cpu = self._frames
+        frames = self._frames
+        assert frames is not None
         self._frames, self.running = None, False
         # A scope may still be open above this frame (its post_run_cell hook runs after
         # ours): peek folds in its peak so far, which pop alone would leave to the scope.
-        self._last = {**peaks.torch_peaks.peek(gpu), **peaks.host_peaks.peek(cpu)}
-        peaks.torch_peaks.pop(gpu)
-        peaks.host_peaks.pop(cpu)
+        self._last = self._peek(frames)
+        for stack, frame in zip(self._stacks, frames, strict=True):
+            stack.pop(frame)
+
+    def _peek(self, frames: list[peaks.Peaks]) -> peaks.Peaks:
+        out: peaks.Peaks = {}
+        for stack, frame in zip(self._stacks, frames, strict=True):
+            out.update(stack.peek(frame))
+        return out
 
     def live(self) -> tuple[int | None, bool, peaks.Peaks]:
         """(cell number, still running, peak per device name) of the running or last cell."""
         with self._lock:
             if self._frames is None:
                 return self.number, False, dict(self._last)
-            gpu, cpu = self._frames
-            values = {**peaks.torch_peaks.peek(gpu), **peaks.host_peaks.peek(cpu)}
-            return self.number, True, values
+            return self.number, True, self._peek(self._frames)
 
 
-def _guarded(
-    source: str, notes: list[str], read: Callable[[], Iterable[DeviceMemory]]
-) -> list[DeviceMemory]:
-    try:
-        return list(read())
-    except Exception as exc:  # a driver failing mid-read: no numbers, and why
-        notes.append(describe_failure(source, exc))
-        return []
+def _every(index: int) -> bool:
+    return True
 
 
 def _devices(cell_peaks: peaks.Peaks, notes: list[str]) -> list[Json]:
-    allocator = (
-        {m.name: m for m in _guarded(torch_cuda.SOURCE, notes, torch_cuda.read_all)}
-        if torch_cuda.ready()
-        else {}
-    )
-    device_wide = {m.name: m for m in _guarded(nvml.SOURCE, notes, nvml.read_all)}
-    if not allocator:
-        notes.append(str(torch_cuda.status()))
-    if not device_wide:
-        notes.append(str(nvml.status()))
+    """One entry per GPU: this process's use (a probe of its own) beside the device-wide one."""
+    allocator: dict[str, DeviceMemory] = {}  # this process's: allocated, reserved, its peak
+    device_wide: dict[str, DeviceMemory] = {}  # every process's: NVML's used and total
+    empty = []
+    for probe in table.GPU:  # a failure is noted as it happens, why a probe has none after
+        rows, failure = probe.read(_every)
+        if failure is not None:
+            notes.append(failure)
+        (device_wide if probe.wide else allocator).update({m.name: m for m in rows})
+        if not rows:
+            empty.append(probe)
+    notes.extend(str(probe.status()) for probe in empty)
     out = []
     for name in sorted(allocator.keys() | device_wide.keys(), key=_index):
         mine, wide = allocator.get(name), device_wide.get(name)
@@ -136,10 +136,12 @@ def snapshot(cells: CellPeaks) -> Json:
     number, running, cell_peaks = cells.live()
     notes: list[str] = []
     devices = _devices(cell_peaks, notes)
-    rows = _guarded(host.SOURCE, notes, lambda: [host.read(peak=False)])
+    rows, failure = sources.HOST.read(_every, peak=False)
+    if failure is not None:
+        notes.append(failure)
     return {
         "schema": SCHEMA,
-        "version": resmagic.__version__,
+        "version": __version__,
         "cell": {"number": number, "running": running},
         "devices": devices,
         "host": {

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from resmagic.ipython.watchlog import WatchLog
+from resmagic.ipython.views.watch_log import WatchLog
 from tests.fulldisk import fill, small_tmpfs
 
 NO_SPACE = "[Errno 28] No space left on device"

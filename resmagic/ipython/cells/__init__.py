@@ -1,0 +1,1 @@
+"""Running a cell: its header, its layers (options to scopes), the hooks around it."""

@@ -1,0 +1,102 @@
+"""One shell's resmagic: its objects, built once at ``%load_ext`` in the order they need each other.
+
+The per-shell composition root. Each object gets what it uses through its constructor:
+
+- :class:`~resmagic.ipython.views.output.ReportOutput`: where reports are displayed;
+- :class:`~resmagic.ipython.runstore.StoreHook`: the run store's per-shell side (last time);
+- :class:`~resmagic.ipython.views.notes.Notes`: how reports are shown, with the store's lines;
+- :class:`~resmagic.ipython.cells.options.LayerFactory`: option lines to scopes and views;
+- :class:`~resmagic.ipython.watch.Watcher`: watch mode's layers;
+- :class:`~resmagic.ipython.guarding.CellGuard`: ``%resmagic guard``;
+- :class:`~resmagic.ipython.cells.runner.CellRunner`: the cell hooks (and its header
+  transformer), telling the store when a cell's scopes open and close;
+- :class:`~resmagic.ipython.usage_request.UsageHandler`: the status bar's readings.
+
+The magics object (:class:`~resmagic.ipython.magics.ResMagics`) is made last, from the
+session; the commands of ``%resmagic`` take the session itself.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Mapping
+from typing import Any
+
+from resmagic.ipython.cells.options import BUILDERS, LayerFactory
+from resmagic.ipython.cells.runner import CellRunner
+from resmagic.ipython.guarding import CellGuard
+from resmagic.ipython.runstore import StoreHook
+from resmagic.ipython.usage_request import UsageHandler, install
+from resmagic.ipython.views.notes import Notes
+from resmagic.ipython.views.output import ReportOutput
+from resmagic.ipython.watch import Watcher, WatchOptions
+
+__all__ = ["Session"]
+
+
+class Session:
+    """resmagic in one shell.
+
+    Args:
+        shell: the IPython shell.
+        parsers: each cell magic's option parser, by magic name.
+        store: ``c.ResMagic.store``: None for the profile's file, ``""`` for none.
+    """
+
+    def __init__(
+        self, shell: Any, parsers: Mapping[str, argparse.ArgumentParser], store: str | None
+    ) -> None:
+        self.shell = shell
+        self.output = ReportOutput(shell)
+        self.store = StoreHook(shell, store)
+        self.notes = Notes(
+            shell, self.output, last_time=self.store.last_time, last_run=self.store.last_run
+        )
+        self.factory = LayerFactory(parsers, self.notes, shell)
+        self.watcher = Watcher(self.factory, self.notes)
+        self.guard = CellGuard(shell)
+        self.runner = CellRunner(
+            shell,
+            self.owns,
+            self.factory,
+            self.watcher,
+            self.output,
+            on_open=self.store.opened,
+            on_close=self.store.closed,
+        )
+        self.usage: UsageHandler | None = None
+        self.usage_note = ""
+        """Why the status bar item gets (or lacks) readings, for ``%resmagic status``."""
+
+    def owns(self, magic: str) -> bool:
+        """True when ``%%magic`` is one of ours and still registered to this session's magics."""
+        method = self.shell.magics_manager.magics["cell"].get(magic)
+        owner = getattr(method, "__self__", None)
+        return magic in BUILDERS and getattr(owner, "session", None) is self
+
+    @property
+    def cell(self) -> int | None:
+        """``In[n]`` of the innermost running cell: what reports published now carry."""
+        return self.runner.cell
+
+    def load(self) -> None:
+        """Put the hooks in place, answer the status bar, open the store."""
+        self.runner.register()
+        self.output.register()
+        self.usage, self.usage_note = install(self.shell)  # the status bar item's readings
+        self.store.load()
+
+    def watch(self, options: WatchOptions) -> None:
+        """Measure every cell from the next one on (``UsageError`` for bad options)."""
+        self.watcher.start(options)
+        self.runner.arm()
+
+    def unload(self) -> None:
+        """Undo :meth:`load` and whatever modes were turned on since."""
+        if self.usage is not None:
+            self.usage.unregister()
+        self.watcher.stop()
+        self.guard.off()
+        self.runner.unregister()
+        self.store.unload()
+        self.output.unregister()

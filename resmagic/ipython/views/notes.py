@@ -1,0 +1,116 @@
+"""How one shell shows a report beside its cell: its text, and the lines that go with it.
+
+The lines a report's own summary does not have: ``held by:`` (what holds the memory a block
+left), `` · last time 12.3 s`` (the run store's last run of the same cell), and the "no GPU
+row" reason, said once per process. :class:`Notes` also makes a ``gpu_scope``'s live panel,
+which shows the same lines under its summary. Magic cells (:mod:`resmagic.ipython.cells.options`)
+and watch mode (:mod:`resmagic.ipython.watch`) both show their reports through it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Protocol
+
+from resmagic.holders import Holders, held_device
+from resmagic.ipython.views.output import ReportOutput
+from resmagic.ipython.views.text import render_report
+from resmagic.report import GpuReport, LogReport, Report
+
+if TYPE_CHECKING:
+    from resmagic.ipython.views.cell_panel import CellPanel
+    from resmagic.scopes.gpu import gpu_scope
+
+__all__ = ["LastRunOf", "LastTime", "Notes"]
+
+
+class LastTime(Protocol):
+    """What the run store says about a report's cell last time (`` · last time 1.2 s``)."""
+
+    def __call__(self, report: Report, *, peak_from: str | None = None) -> str:
+        """The suffix for ``report``'s line; ``peak_from``: another scope's peak instead."""
+        ...
+
+
+LastRunOf = Callable[[str], Any]
+"""The run store's last run of a scope in the running cell (a ``LastRun``), or None."""
+
+_said: set[str] = set()  # "no GPU row" reasons already shown in this process
+
+
+class Notes:
+    """Shows one shell's reports: text with its lines, the live panel, lines said once.
+
+    Args:
+        shell: the IPython shell (whether a kernel can show a live panel).
+        output: where text reports and the panel's summary go.
+        last_time: the run store's `` · last time ...`` suffix for a report, if any.
+        last_run: the run store's last run of a scope in the running cell, if known.
+    """
+
+    def __init__(
+        self,
+        shell: Any,
+        output: ReportOutput,
+        last_time: LastTime | None = None,
+        last_run: LastRunOf | None = None,
+    ) -> None:
+        self.shell = shell
+        self.output = output
+        self.last_time = last_time
+        self.last_run = last_run
+
+    def last_line(self, report: Report) -> list[str]:
+        """``  last time 12.3 s, peak 5.1 GiB`` for a cell that ran before (the run store)."""
+        suffix = self.last_time(report) if self.last_time is not None else ""
+        return [f"  {suffix.removeprefix(' · ')}"] if suffix else []
+
+    def holder_lines(self, report: Report) -> list[str]:
+        """The line naming what holds the memory (``held by: ...``), where the report has it.
+
+        The scope named them when it closed (``report.holders``): after a cell that left a
+        lot held, or at an out-of-memory error, before the reclaim cleared its frames.
+        """
+        if not isinstance(report, GpuReport) or not report.holders_when:
+            return []
+        holders = Holders(report.holders)
+        if report.holders_when == "error":
+            freed = ", freed by the reclaim" if report.reclaimed else ""
+            text = holders.line(min_bytes=1 << 20).replace("held by:", "held when it ran out:")
+            return [f"  {text}{freed}"]
+        device = report.holders[0].device if report.holders else held_device(report.devices)
+        return [f"  {device or 'host'} {holders.line(min_bytes=1 << 20)}"]
+
+    def say_once(self, text: str) -> str | None:
+        """``text`` the first time this process shows it, else None ("no GPU row" notes)."""
+        if text in _said:
+            return None
+        _said.add(text)
+        return text
+
+    def panel(self, scope: gpu_scope, magic: str, delay: float | None = None) -> CellPanel | None:
+        """A live ``CellPanel`` for ``scope``, or None where no kernel can show one."""
+        from resmagic.ipython.views import cell_panel  # ipywidgets loads with the first panel
+
+        if not cell_panel.available(self.shell):
+            return None
+        return cell_panel.CellPanel(scope, magic, _said, self.output, delay, self._expected)
+
+    def _expected(self) -> float | None:
+        last = self.last_run("gpu_scope") if self.last_run is not None else None
+        return getattr(last, "duration_s", None)
+
+    def show_text(self, report: Report) -> None:
+        """Show ``report`` as text: its summary, the last time, what holds its memory."""
+        text = render_report(report, _said)
+        if self.last_time is not None:
+            first, newline, rest = text.partition("\n")
+            text = first + self.last_time(report) + newline + rest
+        text = "\n".join([text, *self.holder_lines(report)])
+        self.output.show({"text/plain": text}, report.cell)
+
+    def show_lost(self, report: Report) -> None:
+        """A quiet layer's report still says what its log lost (reliability 2026-12-06 #5)."""
+        if isinstance(report, LogReport) and report.notes:
+            text = "\n".join(f"{report.scope}: {note}" for note in report.notes)
+            self.output.show({"text/plain": text}, report.cell)
