@@ -12,12 +12,13 @@ from typing import Any
 
 import IPython
 
-__all__ = ["running_cell"]
+__all__ = ["BUMPED_BEFORE", "running_cell"]
 
 # IPython 9.8 moved the execution_count bump from after a cell to before it.
-_BUMPED_BEFORE = int(IPython.version_info >= (9, 8))
+BUMPED_BEFORE = int(IPython.version_info >= (9, 8))
+"""1 where IPython counts a cell before running it (9.8 and later), else 0."""
 
 
 def running_cell(shell: Any) -> int | None:
     """The ``In[n]`` number of the cell running now (None before the first cell)."""
-    return max(shell.execution_count - _BUMPED_BEFORE, 0) or None
+    return max(shell.execution_count - BUMPED_BEFORE, 0) or None

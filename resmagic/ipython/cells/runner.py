@@ -31,7 +31,7 @@ from typing import Any, Protocol
 
 from IPython.core.error import InputRejected, UsageError
 
-from resmagic.ipython.cell_number import running_cell
+from resmagic.ipython.cell_number import BUMPED_BEFORE, running_cell
 from resmagic.ipython.cells.header import HeaderTransformer
 from resmagic.ipython.cells.options import LayerFactory
 from resmagic.ipython.cells.stack import Layer, inside
@@ -265,6 +265,7 @@ class CellRunner:
         depth = self._depth_of(getattr(result, "info", None))
         if depth is None:
             return
+        self._count_escaped(self.frames[depth], result)
         while len(self.frames) > depth + 1:
             self._close_top(_interrupted(), None)
         error = result.error_in_exec or result.error_before_exec
@@ -276,6 +277,25 @@ class CellRunner:
             self._disarm_if_idle()
 
     # -- helpers ---------------------------------------------------------------------------
+
+    def _count_escaped(self, frame: Frame, result: Any) -> None:
+        """Count a cell whose Ctrl-C escaped IPython's runner from the AST hook, as IPython would.
+
+        IPython before 9.8 counts a cell after running it, and only on the paths it knows
+        (a syntax error, a refused AST, the body): a ``KeyboardInterrupt`` raised from the AST
+        hook leaves ``execution_count`` where it was, so the next cell stored its input
+        under the same number ("Session/line number was not unique in database. History
+        logging moved to new session").
+        """
+        info = getattr(result, "info", None)
+        if info is frame.info or not getattr(info, "store_history", False):
+            return  # IPython ran its own path to the end and counted (or never counts)
+        if (
+            not BUMPED_BEFORE
+            and frame.cell is not None
+            and self.shell.execution_count == frame.cell
+        ):
+            self.shell.execution_count += 1
 
     def _depth_of(self, info: Any) -> int | None:
         """Where the frame of the cell with ``info`` is on the stack (None: not there)."""

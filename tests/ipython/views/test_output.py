@@ -61,6 +61,12 @@ def test_report_after_python_output_then_a_command_follows_python(
     watching: Any, capfd: pytest.CaptureFixture[str]
 ) -> None:
     # Python wrote last, with its newline: no extra line for the command before it.
+    if not isinstance(getattr(watching.history_manager, "outputs", None), dict):
+        # Without a per-cell output record the report cannot tell Python's write after the
+        # command from none: it starts a fresh line, an empty one here (documented).
+        pytest.skip(
+            "IPython < 9 keeps no per-cell output to tell Python's output after a command by"
+        )
     capfd.readouterr()
     assert watching.run_cell("!printf 'out arg'\nprint('done')", store_history=True).success
     out = capfd.readouterr().out
