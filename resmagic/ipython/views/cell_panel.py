@@ -66,6 +66,27 @@ def _has_widgets() -> bool:
 
 _parts: tuple[Any, Any] | None = None
 _parts_lock = threading.Lock()
+_imported = threading.Event()
+"""Set once ``ipywidgets`` is imported: the sampler thread makes a widget only then."""
+
+
+def _import_widgets() -> None:
+    """Import ipywidgets (0.2-1 s on 2 cores) here, never on the sampler thread.
+
+    The sampler thread also feeds the memory guard: an import there held every sample of
+    the first panel cell of a kernel back until it was done (4 live updates in a 1 s cell
+    instead of 9, under load).
+    """
+    if not _imported.is_set():
+        import ipywidgets  # noqa: F401  # the panel's own dependency, loaded with the first panel
+
+        _imported.set()
+
+
+def _import_widgets_aside() -> None:
+    """Start importing ipywidgets on a thread of its own, unless it is done already."""
+    if not _imported.is_set():
+        threading.Thread(target=_import_widgets, name="resmagic-widgets", daemon=True).start()
 
 
 def _html_widget(value: str) -> Any:
@@ -140,6 +161,10 @@ class CellPanel:
         """Why the live view stopped early, if it did (the static summary still shows)."""
         scope.follow(self._sampled)  # the scope samples while open; its peak covers ours
         self._t0 = 0.0
+        if delay is None:
+            _import_widgets()  # a magic cell shows its widget at once: before its scope opens
+        else:
+            _import_widgets_aside()  # a watched cell may never need it: ready by watch_panel_s
 
     @property
     def widget(self) -> Any:
@@ -225,7 +250,7 @@ class CellPanel:
                 if view.expected_s is None and self.expected is not None:
                     view.expected_s = self.expected()
                 delay = settings.sample_interval if self.delay is None else self.delay
-                if self._widget is None and view.elapsed_s < delay:
+                if self._widget is None and (view.elapsed_s < delay or not _imported.is_set()):
                     # Also covers a sampler thread lingering from an earlier cell that
                     # samples a new watch at once: a young cell gets no widget.
                     return
