@@ -86,6 +86,13 @@ def late(rank: int) -> Any:
     return {"first": table_json(first), "all_reduce": total, "second": table_json(second)}
 
 
+def skipped(rank: int) -> Any:
+    """Only rank 0 opens an "eval" scope; both then open a "train" scope."""
+    alone = ranks.gather(measured(rank), timeout_s=TIMEOUT_S, tag="eval") if rank == 0 else None
+    both = ranks.gather(measured(rank), timeout_s=30, tag="train")
+    return {"eval": table_json(alone), "train": table_json(both)}
+
+
 def torch_sum(value: int) -> int:
     """``all_reduce`` SUM of ``value`` over the default group."""
     import torch
@@ -132,7 +139,7 @@ def truth(rank: int) -> Any:
     return table_json(ranks.gather(measured(rank, mib=BASE_MIB + rank * EXTRA_MIB), timeout_s=60))
 
 
-SCENARIOS = {f.__name__: f for f in (raised, late, dead, interrupted, truth)}
+SCENARIOS = {f.__name__: f for f in (raised, late, skipped, dead, interrupted, truth)}
 
 
 def run(rank: int, scenario: str) -> None:

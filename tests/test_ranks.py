@@ -87,6 +87,12 @@ def test_late_rank_is_missing_and_the_users_group_still_works() -> None:
     assert [row["status"] for row in result["second"]["rows"]] == ["ok", "ok"]
 
 
+def test_scope_only_some_ranks_open_leaves_other_tags_whole() -> None:
+    result = two_ranks("skipped")
+    assert "no record within 1 s" in result["eval"]["rows"][1]["missing"]
+    assert [row["status"] for row in result["train"]["rows"]] == ["ok", "ok"]
+
+
 def test_dead_rank_is_missing_not_a_hang() -> None:
     table = two_ranks("dead")
     assert table["rows"][0]["status"] == "ok"
