@@ -118,8 +118,8 @@ def run_rank(rank: int, size: int, port: int, rounds: int, out: Any) -> None:
     side = dist.new_group(backend="gloo", timeout=timedelta(seconds=30))
     once = {"new_group(gloo) once": time.perf_counter() - t0}
     t0 = time.perf_counter()
-    ranks.gather(sample_record(), timeout_s=60, tag="first")  # the store's clone: once
-    once["first store gather (clone)"] = time.perf_counter() - t0
+    ranks.gather(sample_record(), timeout_s=60, tag="first")  # the first round trips
+    once["first store gather"] = time.perf_counter() - t0
     calls = candidates(rank, size, side)
     names = list(calls)
     times: dict[str, list[float]] = {name: [] for name in names}

@@ -30,7 +30,6 @@ import sys
 import threading
 import time
 from dataclasses import dataclass, replace
-from datetime import timedelta
 from typing import Any
 
 from resmagic.errors import OptionError
@@ -51,7 +50,8 @@ DEFAULT_TIMEOUT_S = 60.0
 """How long rank 0 waits for the other ranks' records: longer than the skew between ranks
 of one training step, far shorter than torch's own collective timeouts (10 min nccl, 30 gloo)."""
 
-_SLICE_S = 0.25  # rank 0 waits in slices so that Ctrl-C lands within one of them
+_FIRST_PAUSE_S = 0.0005  # rank 0 polls the store for the others' records, ever more slowly
+_LAST_PAUSE_S = 0.01
 _PREFIX = "resmagic/ranks"
 
 
@@ -204,12 +204,12 @@ def gather(
 # -- the store -------------------------------------------------------------------------------
 
 _lock = threading.Lock()
-_channel: tuple[Any, Any, dict[str, int]] | None = None  # (group, store clone, gathers per tag)
+_channel: tuple[Any, Any, dict[str, int]] | None = None  # (group, its store, gathers per tag)
 
 
 def _forget() -> None:
     global _channel, _lock
-    _channel = None  # a forked child must not share the parent's connection
+    _channel = None  # a forked child counts its own gathers, in its own group
     _lock = threading.Lock()
 
 
@@ -224,11 +224,9 @@ def _keys(tag: str) -> tuple[Any, str]:
     group = dist.distributed_c10d._get_default_group()
     with _lock:
         if _channel is None or _channel[0] is not group:
-            store = dist.distributed_c10d._get_default_store()
-            # A connection of our own (torch >= 2.5): a client holds its lock through a
-            # blocking wait, torch's own threads (nccl's heartbeat monitor) use the group's
-            # store, and the timeout we set on it must not become the user's.
-            _channel = (group, store.clone(), {})
+            # The group's own store: every call here is one short round trip (no blocking
+            # wait holds the client's lock, which torch's threads share) and sets no timeout.
+            _channel = (group, dist.distributed_c10d._get_default_store(), {})
         counts = _channel[2]
         counts[tag] = n = counts.get(tag, 0) + 1
         return _channel[1], f"{_PREFIX}/{tag}/{n}"
@@ -256,17 +254,17 @@ def _collect(store: Any, base: str, own: RankRecord, size: int, timeout_s: float
 
 def _fetch(store: Any, keys: dict[int, str], deadline: float) -> dict[int, bytes]:
     """Every rank's record once all are in the store; at ``deadline``, those that are."""
-    names = list(keys.values())
-    while (left := deadline - time.monotonic()) > 0:
-        # Our clone's timeout is ours to set: multi_get then waits for every key, so the
-        # common case (all there) is one round trip; the slices let Ctrl-C land.
-        store.set_timeout(timedelta(seconds=min(left, _SLICE_S)))
-        try:
-            return dict(zip(keys, store.multi_get(names), strict=True))
-        except Exception as exc:
-            if "timeout" not in str(exc).lower():
-                raise  # DistStoreError says "wait timeout after …"; anything else is real
-    return _present(store, keys)
+    names, pause = list(keys.values()), _FIRST_PAUSE_S
+    # Polled, never a blocking wait: a store wait that times out logs two warnings from
+    # c10d's socket each time, and Ctrl-C lands only when it returns. A check is one round
+    # trip; the pauses double up to _LAST_PAUSE_S, the most a record waits to be seen.
+    while not store.check(names):
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return _present(store, keys)
+        time.sleep(min(pause, left))
+        pause = min(pause * 2, _LAST_PAUSE_S)
+    return dict(zip(keys, store.multi_get(names), strict=True))
 
 
 def _present(store: Any, keys: dict[int, str]) -> dict[int, bytes]:

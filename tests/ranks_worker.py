@@ -115,6 +115,10 @@ def interrupted(rank: int) -> Any:
     if rank == 1:
         store.wait(["test/release"], timedelta(seconds=60))
         return None
+    # A rank started in the background of a non-interactive shell inherits SIGINT ignored,
+    # and Python then leaves it ignored: Ctrl-C is what a kernel's or a terminal's handler
+    # makes of it, so install Python's own.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     main = threading.main_thread().ident
     threading.Thread(target=interrupt_when_waiting, args=(main,), daemon=True).start()
     table = ranks.gather(measured(rank), timeout_s=600)
