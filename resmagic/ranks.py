@@ -166,9 +166,9 @@ def gather(
     """Every rank's record on rank 0, the ranks that did not report within ``timeout_s`` missing.
 
     Call it on every rank at the end of the same scope. Ranks other than 0 write their record
-    and return at once (about 5 µs); rank 0 waits for theirs. Never raises for the store's
-    failures (they become the table's ``note``); Ctrl-C while waiting ends the wait and sets
-    ``interrupted``.
+    and return at once (one message, no reply: ~20 µs); rank 0 waits for theirs. Never raises
+    for the store's failures (they become the table's ``note``); Ctrl-C while waiting ends
+    the wait and sets ``interrupted``.
 
     Args:
         record: this rank's record; its ``rank`` is set from the group.
