@@ -1,91 +1,69 @@
 """Ranks a cell launches, told apart from other children: torchrun, spawn and fork launchers.
 
-This test process plays the kernel: it launches two real ranks, each holding a known amount
-(rank i: (i + 1) x 40 MiB), and reads them while they hold.
+A stand-in kernel (``tests/launch_ranks.py``, a process of its own) launches two real ranks,
+rank i holding (i + 1) x 40 MiB, and reads them with resmagic.probes.launched while they hold.
 """
 
 from __future__ import annotations
 
+import json
+import os
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from resmagic.probes import launched
-from tests.children import holding_children
-from tests.launch_ranks import STEP, hold
+from tests.launch_ranks import STEP
 
-MiB = 1 << 20
-
-
-def wait_ready(directory: Path, count: int, alive: Callable[[], bool]) -> None:
-    deadline = time.monotonic() + 90  # a guard against a hang, not a measurement
-    while sum(1 for _ in directory.glob("ready-*")) < count:
-        assert alive(), "a rank ended before it was ready"
-        assert time.monotonic() < deadline, "ranks not ready"
-        time.sleep(0.02)
+KERNEL = Path(__file__).parent.parent / "launch_ranks.py"
 
 
-@contextmanager
-def torch_launched(directory: Path, start_method: str) -> Iterator[None]:
-    """Two ranks started by torch.multiprocessing in ``start_method``, holding until the end."""
-    from torch.multiprocessing.spawn import start_processes
-
-    context: Any = start_processes(  # type: ignore[no-untyped-call]
-        hold, args=(str(directory),), nprocs=2, join=False, start_method=start_method
+def seen_by_kernel(how: str, directory: Path, **env: str) -> Any:
+    """What the stand-in kernel saw of the ranks it launched ``how``."""
+    done = subprocess.run(
+        [sys.executable, str(KERNEL), "kernel", how, str(directory)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**_environment(), **env},
     )
-    try:
-        wait_ready(directory, 2, lambda: all(p.is_alive() for p in context.processes))
-        yield
-    finally:
-        (directory / "go").touch()
-        while not context.join(timeout=30):
-            pass
+    lines = [line for line in done.stdout.splitlines() if line.startswith("SEEN ")]
+    assert lines, done.stdout + done.stderr
+    return json.loads(lines[-1].removeprefix("SEEN "))
 
 
-def assert_rank_rows(found: list[launched.LaunchedRank], named_by: str) -> None:
-    assert [(r.rank, r.named_by) for r in found] == [(0, named_by), (1, named_by)]
-    rows = launched.read(found)
-    assert [row.name for row in rows] == ["rank 0", "rank 1"]
-    for rank, row in enumerate(rows):  # what each rank holds, of its own
-        assert row.used_bytes >= (rank + 1) * STEP
-    assert rows[1].used_bytes - rows[0].used_bytes >= STEP * 0.9
+def _environment() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE")}
+
+
+def assert_two_ranks(seen: Any, named_by: str) -> None:
+    assert seen["ranks"] == [[0, named_by], [1, named_by]]
+    names = [name for name, _ in seen["rows"]]
+    used = [value for _, value in seen["rows"]]
+    assert names == ["rank 0", "rank 1"]
+    assert used[0] >= STEP  # each rank's unique memory holds what it allocated
+    assert used[1] >= 2 * STEP
+    assert used[1] - used[0] >= 0.9 * STEP
 
 
 def test_torchrun_workers_are_ranks_by_their_environment(tmp_path: Path) -> None:
-    script = Path(__file__).parent.parent / "launch_ranks.py"
-    cmd = f"{sys.executable} -m torch.distributed.run --nproc_per_node=2 {script} {tmp_path}"
-    shell = subprocess.Popen(cmd, shell=True)  # as `!torchrun ...` runs it from a cell
-    try:
-        wait_ready(tmp_path, 2, lambda: shell.poll() is None)
-        assert_rank_rows(launched.find(), launched.ENVIRONMENT)
-    finally:
-        (tmp_path / "go").touch()
-        shell.wait(timeout=60)
+    assert_two_ranks(seen_by_kernel("torchrun", tmp_path), launched.ENVIRONMENT)
 
 
 def test_spawned_ranks_are_numbered_by_start_order(tmp_path: Path) -> None:
     pytest.importorskip("torch")
-    with torch_launched(tmp_path, "spawn"):
-        assert_rank_rows(launched.find(), launched.START_ORDER)
+    assert_two_ranks(seen_by_kernel("spawn", tmp_path), launched.START_ORDER)
 
 
-def test_forked_ranks_are_numbered_by_start_order_during_a_launch(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_forked_ranks_are_numbered_by_start_order_during_a_launch(tmp_path: Path) -> None:
     pytest.importorskip("torch")
-    monkeypatch.setenv("WORLD_SIZE", "2")  # as accelerate's notebook_launcher sets it
-    with torch_launched(tmp_path, "fork"):
-        assert_rank_rows(launched.find(), launched.START_ORDER)
+    # WORLD_SIZE: as accelerate's notebook_launcher and debug_launcher set it for the launch.
+    seen = seen_by_kernel("fork", tmp_path, WORLD_SIZE="2")
+    assert_two_ranks(seen, launched.START_ORDER)
 
 
-def test_forked_children_outside_a_launch_are_not_ranks(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("WORLD_SIZE", raising=False)
-    monkeypatch.delenv("RANK", raising=False)
-    with holding_children(2):
-        assert launched.find() == []
+def test_forked_children_outside_a_launch_are_not_ranks(tmp_path: Path) -> None:
+    assert seen_by_kernel("children", tmp_path) == {"ranks": [], "rows": []}
