@@ -32,25 +32,24 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from resmagic import ranks
+from resmagic.ranktable import RankDevice, RankRow
 
 PASSES = 6  # each way runs rounds/PASSES scopes in a row, PASSES times, in rotating order
 WORDS = 48  # int64 words of the fixed record: 8 header, 8 devices x 1, 32 error bytes
 ERROR_WORDS = 32
 
 
-def sample_record() -> ranks.RankRecord:
-    """A record as a two-GPU gpu_scope would make it, with an error text."""
+def sample_record() -> RankRow:
+    """A record as a one-GPU gpu_scope would make it, with an error text."""
     devices = (
-        ranks.DevicePeak("host", "RSS", 900 << 20, 1200 << 20, True),
-        ranks.DevicePeak("cuda:0", "torch allocator", 10 << 30, 14 << 30, True),
-        ranks.DevicePeak("cuda:0", "NVML", 11 << 30, 15 << 30, False),
+        RankDevice("host", "RSS", 900 << 20, 1200 << 20, 950 << 20, 64 << 30, True),
+        RankDevice("cuda:0", "torch allocator", 10 << 30, 14 << 30, 10 << 30, 80 << 30, True),
+        RankDevice("cuda:0", "NVML", 11 << 30, 15 << 30, 11 << 30, 80 << 30, False),
     )
-    return ranks.RankRecord(
-        0, "error", 1.234, "ValueError: " + "x" * 150, devices, os.getpid(), "node"
-    )
+    return RankRow(0, "error", 1.234, "ValueError: " + "x" * 150, devices, os.getpid(), "node")
 
 
-def encode_tensor(record: ranks.RankRecord) -> Any:
+def encode_tensor(record: RankRow) -> Any:
     """The record as a fixed-size int64 tensor; the error text truncated to 256 bytes."""
     import torch
 
@@ -58,8 +57,8 @@ def encode_tensor(record: ranks.RankRecord) -> Any:
     words[:4] = [
         record.rank,
         ("ok", "error", "interrupted").index(record.status),
-        int(record.wall_s * 1e9),
-        record.pid,
+        int((record.wall_s or 0.0) * 1e9),
+        record.pid or 0,
     ]
     for i, d in enumerate(record.devices[:8]):
         words[8 + i] = d.peak_bytes

@@ -38,45 +38,46 @@ import torch
 import torch.distributed as dist
 
 from resmagic import ranks
+from resmagic.ranktable import RankRow
 
 GATHER_S = 1.0
 WAYS = ("store", "object", "tensor", "async", "own group", "monitored")
 CASES = ("ok", "raise", "exit", "late", "skip")
 
 
-def record(rank: int, case: str) -> ranks.RankRecord:
+def record(rank: int, case: str) -> RankRow:
     """Rank ``rank``'s record; rank 1 raised inside its scope in the ``raise`` case."""
     failed = case == "raise" and rank == 1
     error = "ValueError: boom on rank 1" if failed else None
-    return ranks.RankRecord(rank, "error" if failed else "ok", 0.5, error)
+    return RankRow(rank, "error" if failed else "ok", 0.5, error)
 
 
-def as_tensor(rec: ranks.RankRecord) -> torch.Tensor:
+def as_tensor(rec: RankRow) -> torch.Tensor:
     """The record's rank and status as a tensor: the error text does not fit."""
     return torch.tensor([rec.rank, rec.status == "error"], dtype=torch.int64)
 
 
-def gatherer(way: str, side: Any) -> Callable[[ranks.RankRecord], object]:
+def gatherer(way: str, side: Any) -> Callable[[RankRow], object]:
     """One gather of ``way``, returning what this rank got."""
 
-    def tensor(rec: ranks.RankRecord, group: Any = None, wait: bool = False) -> object:
+    def tensor(rec: RankRow, group: Any = None, wait: bool = False) -> object:
         out = [torch.zeros(2, dtype=torch.int64) for _ in range(dist.get_world_size())]
         work = dist.all_gather(out, as_tensor(rec), group=group, async_op=wait)
         if wait:
             work.wait(timeout=timedelta(seconds=GATHER_S))
         return [t.tolist() for t in out]
 
-    def store(rec: ranks.RankRecord) -> object:
+    def store(rec: RankRow) -> object:
         table = ranks.gather(rec, timeout_s=GATHER_S)
         assert table is not None
-        return [getattr(r, "error", None) or getattr(r, "reason", "ok")[:24] for r in table.rows]
+        return [(r.error or r.status)[:24] for r in table.rows]
 
-    def objects(rec: ranks.RankRecord) -> object:
+    def objects(rec: RankRow) -> object:
         out: list[Any] = [None] * dist.get_world_size()
         dist.all_gather_object(out, rec)
         return [r.error or r.status for r in out]
 
-    def monitored(rec: ranks.RankRecord) -> object:
+    def monitored(rec: RankRow) -> object:
         dist.monitored_barrier(timeout=timedelta(seconds=GATHER_S), wait_all_ranks=True)
         return tensor(rec)
 

@@ -1,8 +1,10 @@
-"""resmagic.ranks on real gloo groups: two rank processes on 127.0.0.1 per test, no mocks.
+"""gpu_scope(ranks=True) and timed(ranks=True) on real gloo groups: two rank processes, no mocks.
 
-The ranks run ``tests/ranks_worker.py``, started three ways: as plain processes with
-torchrun's environment (so a rank may die without a launcher killing the others), by
-``torchrun`` itself, and by ``torch.multiprocessing.spawn``.
+The ranks run ``tests/ranks_worker.py``: once as two plain processes with torchrun's
+environment (so a rank may die without a launcher killing the others), playing every
+scenario in one group (one start of two processes for the module), and once under
+``torchrun`` itself. resmagic.ranks's own parts (the wire form, the timeout's check, a
+gather without a group) are tested in this process, which never imports torch.
 """
 
 from __future__ import annotations
@@ -20,13 +22,15 @@ import pytest
 
 from resmagic import ranks
 from resmagic.errors import OptionError
+from resmagic.ranktable import RankDevice, RankRow
 
 # The ranks import torch, in processes of their own; this one need not.
-pytestmark = pytest.mark.skipif(find_spec("torch") is None, reason="needs torch")
+needs_torch = pytest.mark.skipif(find_spec("torch") is None, reason="needs torch")
 
 WORKER = Path(__file__).with_name("ranks_worker.py")
 ROOT = WORKER.parent.parent
 MiB = 1 << 20
+SCENARIOS = ["truth", "raised", "timing", "skipped", "late", "interrupted", "dead"]
 
 
 def free_port() -> str:
@@ -41,8 +45,9 @@ def result_of(out: str) -> Any:
     return json.loads(lines[-1].removeprefix("RESULT "))
 
 
-def two_ranks(scenario: str) -> Any:
-    """Rank 0's result of ``scenario``, its two ranks started as torchrun would start them."""
+@pytest.fixture(scope="module")
+def played() -> Any:
+    """Rank 0's results of every scenario, its two ranks started as torchrun would start them."""
     port = free_port()
     procs = []
     for rank in (0, 1):
@@ -50,7 +55,7 @@ def two_ranks(scenario: str) -> Any:
         env.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=port)
         procs.append(
             subprocess.Popen(
-                [sys.executable, str(WORKER), scenario],
+                [sys.executable, str(WORKER), *SCENARIOS],
                 env=env,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.STDOUT,
@@ -58,112 +63,116 @@ def two_ranks(scenario: str) -> Any:
             )
         )
     try:
-        outs = [p.communicate(timeout=90)[0] for p in procs]
+        outs = [p.communicate(timeout=120)[0] for p in procs]
     finally:
         for p in procs:
             p.kill()
     return result_of(outs[0])
 
 
-def launched(argv: list[str]) -> Any:
-    done = subprocess.run(
-        [sys.executable, *argv], capture_output=True, text=True, timeout=120, cwd=ROOT
-    )
-    assert done.returncode == 0, done.stdout + done.stderr
-    return result_of(done.stdout)
-
-
-def test_rank_that_raised_is_reported_with_its_error() -> None:
-    table = two_ranks("raised")
-    zero, one = table["rows"]
-    assert (zero["rank"], zero["status"], zero["error"]) == (0, "ok", None)
-    assert (one["rank"], one["status"], one["error"]) == (1, "error", "ValueError: boom on rank 1")
-
-
-def test_late_rank_is_missing_and_the_users_group_still_works() -> None:
-    result = two_ranks("late")
-    one = result["first"]["rows"][1]
-    assert one["rank"] == 1
-    assert "no record within 1 s" in one["missing"]
-    assert result["all_reduce"] == 1 + 2  # the user's next collective: no stray message in it
-    assert [row["status"] for row in result["second"]["rows"]] == ["ok", "ok"]
-
-
-def test_scope_only_some_ranks_open_leaves_other_tags_whole() -> None:
-    result = two_ranks("skipped")
-    assert "no record within 1 s" in result["eval"]["rows"][1]["missing"]
-    assert [row["status"] for row in result["train"]["rows"]] == ["ok", "ok"]
-
-
-def test_dead_rank_is_missing_not_a_hang() -> None:
-    table = two_ranks("dead")
-    assert table["rows"][0]["status"] == "ok"
-    assert table["rows"][1]["rank"] == 1
-    assert "no record within 1 s" in table["rows"][1]["missing"]
-
-
-def test_ctrl_c_while_waiting_ends_the_wait_and_says_so() -> None:
-    table = two_ranks("interrupted")  # the wait's timeout is 600 s: only Ctrl-C ends it
-    assert table["interrupted"] is True
-    assert table["rows"][1]["missing"] == "not waited for (interrupted)"
-
-
 def check_truth(table: Any) -> None:
     """Rank 1 holds 200 MiB more: it is the peak, and each row is within 5 % of the truth."""
+    assert table["rank"] == 0
     assert table["peak"][0] == 1
+    assert [row["rank"] for row in table["rows"]] == [0, 1]
     for row in table["rows"]:
         before, peak = row["host"]
         truth = (50 + 200 * row["rank"]) * MiB
         assert abs((peak - before) - truth) <= 0.05 * truth, (row["rank"], peak - before, truth)
 
 
-def test_torchrun_table_names_rank_that_allocated_most() -> None:
+@needs_torch
+def test_rank_zeros_report_names_the_rank_that_allocated_most(played: Any) -> None:
+    check_truth(played["truth"])
+
+
+@needs_torch
+def test_rank_that_raised_is_reported_with_its_error(played: Any) -> None:
+    zero, one = played["raised"]["rows"]
+    assert (zero["rank"], zero["status"], zero["error"]) == (0, "ok", None)
+    assert (one["rank"], one["status"], one["error"]) == (1, "error", "ValueError: boom on rank 1")
+
+
+@needs_torch
+def test_timed_ranks_carry_each_ranks_wall_time(played: Any) -> None:
+    table = played["timing"]["table"]
+    zero, one = table["rows"]
+    assert (zero["status"], one["status"]) == ("ok", "ok")
+    assert one["wall"] >= 0.2  # rank 1 slept 0.2 s inside its block
+    assert "ranks 2 of 2" in played["timing"]["summary"]
+
+
+@needs_torch
+def test_scope_only_some_ranks_open_leaves_other_tags_whole(played: Any) -> None:
+    one = played["skipped"]["eval"]["rows"][1]
+    assert one["status"] == "missing"
+    assert "no record within 1 s" in one["error"]
+    assert [row["status"] for row in played["skipped"]["train"]["rows"]] == ["ok", "ok"]
+
+
+@needs_torch
+def test_late_rank_is_missing_and_the_users_group_still_works(played: Any) -> None:
+    result = played["late"]
+    one = result["first"]["rows"][1]
+    assert (one["rank"], one["status"]) == (1, "missing")
+    assert "no record within 1 s" in one["error"]
+    assert result["all_reduce"] == 1 + 2  # the user's next collective: no stray message in it
+    assert [row["status"] for row in result["second"]["rows"]] == ["ok", "ok"]
+
+
+@needs_torch
+def test_ctrl_c_while_waiting_publishes_the_report_then_raises(played: Any) -> None:
+    result = played["interrupted"]  # the wait's timeout is 600 s: only Ctrl-C ends it
+    assert result["raised"] is True
+    assert result["published"] is True
+    assert result["table"]["interrupted"] is True
+    assert result["table"]["rows"][1]["error"] == "not waited for (interrupted)"
+
+
+@needs_torch
+def test_dead_rank_is_missing_not_a_hang(played: Any) -> None:
+    table = played["dead"]
+    assert table["rows"][0]["status"] == "ok"
+    assert (table["rows"][1]["rank"], table["rows"][1]["status"]) == (1, "missing")
+    assert "no record within 1 s" in table["rows"][1]["error"]
+
+
+@needs_torch
+def test_torchrun_rank_zeros_report_names_the_rank_that_allocated_most() -> None:
     argv = ["-m", "torch.distributed.run", "--nproc_per_node=2", "--master_addr=127.0.0.1"]
-    check_truth(launched([*argv, f"--master_port={free_port()}", str(WORKER), "truth"]))
+    argv += [f"--master_port={free_port()}", str(WORKER), "truth"]
+    done = subprocess.run(
+        [sys.executable, *argv], capture_output=True, text=True, timeout=120, cwd=ROOT
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    check_truth(result_of(done.stdout)["truth"])
 
 
-def test_spawn_table_names_rank_that_allocated_most() -> None:
-    check_truth(launched([str(WORKER), "spawn", "truth", free_port()]))
-
-
-def test_no_group_means_no_gather_and_no_torch_import() -> None:
+def test_no_group_means_no_gather_no_error_and_no_torch_import() -> None:
     code = (
-        "import sys; from resmagic import ranks; "
-        "print(ranks.gather(ranks.RankRecord(0, 'ok', 1.0)), 'torch' in sys.modules)"
+        "import sys; from resmagic import gpu_scope, timed\n"
+        "with gpu_scope('host', ranks=True) as g, timed(ranks=True) as t: pass\n"
+        "print(g.report.ranks, t.report.ranks, 'torch' in sys.modules)"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
-    assert done.stdout.split() == ["None", "False"], done.stderr
+    assert done.stdout.split() == ["None", "None", "False"], done.stderr
 
 
-@pytest.mark.parametrize("bad", [0, -1.0, float("nan"), "30"])
+@pytest.mark.parametrize("bad", [0, -1.0, float("nan"), float("inf"), "30", True])
 def test_timeout_that_is_not_a_positive_number_is_refused(bad: Any) -> None:
-    with pytest.raises(OptionError, match="timeout_s must be a positive number"):
-        ranks.gather(ranks.RankRecord(0, "ok", 1.0), timeout_s=bad)
+    with pytest.raises(OptionError, match="ranks timeout must be a positive number"):
+        ranks.gather(RankRow(0, "ok", 1.0), timeout_s=bad)
 
 
 def test_record_crosses_the_store_unchanged() -> None:
-    device = ranks.DevicePeak("cuda:0", "torch allocator", 1, 2 << 30, True)
-    record = ranks.RankRecord(1, "error", 2.5, "OSError: é", (device,), 42, "node-1")
-    assert ranks._decode(1, ranks._encode(record)) == record
+    device = RankDevice("cuda:0", "torch allocator", 1, 2 << 30, 3, None, True)
+    row = RankRow(1, "error", 2.5, "OSError: é", (device,), 42, "node-1")
+    assert ranks._decode(1, ranks._encode(row)) == row
 
 
-def test_unreadable_record_is_missing_with_why() -> None:
-    row = ranks._decode(1, b"not json")
-    assert isinstance(row, ranks.Missing)
-    assert row.reason.startswith("unreadable record")
-
-
-def test_table_peak_names_the_rank_and_skips_missing_ranks() -> None:
-    def rec(rank: int, host: int, gpu_exact: int, gpu_nvml: int) -> ranks.RankRecord:
-        devices = (
-            ranks.DevicePeak("host", "RSS", 0, host, True),
-            ranks.DevicePeak("cuda:0", "torch allocator", 0, gpu_exact, True),
-            ranks.DevicePeak("cuda:0", "NVML", 0, gpu_nvml, False),
-        )
-        return ranks.RankRecord(rank, "ok", 1.0, None, devices)
-
-    table = ranks.RankTable((rec(0, 5, 10, 99), ranks.Missing(1, "late"), rec(2, 7, 20, 21)))
-    assert table.peak("host") == (2, 7)
-    assert table.peak("cuda") == (2, 20)  # the allocator's exact figure, not NVML's
-    assert table.peak("workers") is None
-    assert [m.rank for m in table.missing] == [1]
+@pytest.mark.parametrize("raw", [b"not json", b'["missing", 1.0, null, [], 1, "h"]', b"[1, 2]"])
+def test_unreadable_record_is_missing_with_why(raw: bytes) -> None:
+    row = ranks._decode(1, raw)
+    assert row.status == "missing"
+    assert row.error is not None
+    assert row.error.startswith("unreadable record")

@@ -29,6 +29,7 @@ from resmagic.scopes.outcome import (
     shown,
     unguarded,
 )
+from resmagic.scopes.ranked import ranks_of
 from resmagic.scopes.reclaim import clear_frames
 
 __all__ = ["gpu_scope", "is_out_of_memory", "parse_device"]
@@ -77,10 +78,18 @@ class gpu_scope(Scope["gpu_scope", GpuReport]):
             container's working set passes this share of its memory limit (0.9 or ``"90%"``),
             before the OOM killer kills the process; None: no guard. Sampled, so one huge
             allocation between two samples can still beat it (see :mod:`resmagic.guard`).
+        ranks: inside a ``torch.distributed`` process group, gather every rank's figures
+            (status, wall, each device's before, peak and after) into rank 0's report
+            (``report.ranks``: :class:`~resmagic.ranktable.RankTable`, ``peak("host")`` says
+            which rank peaked); every rank must open its ranks scopes in the same order, as
+            with collectives. No gather, and no error, where no group is initialised.
+        ranks_timeout_s: how long rank 0 waits for the others' records before it names them
+            missing; None: ``settings.ranks_timeout_s`` (60 s).
 
     Raises:
         DeviceError: the device does not exist here.
-        OptionError: ``reclaim`` is not one of the three values, or ``guard`` no share.
+        OptionError: ``reclaim`` is not one of the three values, ``guard`` no share, or
+            ``ranks_timeout_s`` no positive number of seconds.
 
     Examples:
         >>> with gpu_scope() as scope:
@@ -98,6 +107,8 @@ class gpu_scope(Scope["gpu_scope", GpuReport]):
         reclaim: Reclaim = "oom",
         held_by: Mapping[str, Any] | None = None,
         guard: float | str | None = None,
+        ranks: bool = False,
+        ranks_timeout_s: float | None = None,
     ) -> None:
         super().__init__()
         if reclaim not in RECLAIM:
@@ -111,6 +122,8 @@ class gpu_scope(Scope["gpu_scope", GpuReport]):
         self.gc = gc
         self.reclaim = reclaim
         self.held_by = held_by
+        if ranks or ranks_timeout_s is not None:
+            self.ranks = ranks_of(ranks, ranks_timeout_s, "gpu_scope", None)
         self._probes: tuple[Probe, ...] = _HOST_PROBES + (
             () if self.device == HOST else _GPU_PROBES
         )
