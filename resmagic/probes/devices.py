@@ -7,14 +7,23 @@ from __future__ import annotations
 
 from resmagic.errors import DeviceError
 from resmagic.probes import table
+from resmagic.probes.launched import is_rank_row
 
-__all__ = ["HOST", "HOST_ROWS", "check_exists", "host_notes", "parse_device"]
+__all__ = ["HOST", "HOST_ROWS", "check_exists", "host_notes", "not_own_gpu", "parse_device"]
 
 HOST = "host"
 """The device spec for host memory only."""
 
 HOST_ROWS = table.HOST_ROWS
 """The rows of host memory: this process, its child processes, its cgroup (not GPUs)."""
+
+
+def not_own_gpu(name: str) -> bool:
+    """True for a row that is not one of this process's GPUs: host-like rows, launched ranks'.
+
+    A report whose rows are all such still says why it has no GPU row of its own.
+    """
+    return name in HOST_ROWS or is_rank_row(name)
 
 
 def host_notes(notes: tuple[str, ...] | list[str]) -> tuple[list[str], list[str]]:

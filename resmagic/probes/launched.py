@@ -1,11 +1,18 @@
-"""Which of this process's child processes are ranks a cell launched, and each one's memory.
+"""The ranks a cell launched, as rows of their own: ``rank 0``, ``rank 1`` (issue 28, item 2).
 
-Prototype for issue 28 (item 2: ``%%gpu_scope`` around ``mp.spawn``/``notebook_launcher``).
+``%%gpu_scope`` around ``mp.spawn(...)``, ``notebook_launcher(...)`` or ``!torchrun ...``:
+each rank process gets a host row (its unique memory, as ``workers`` counts a child's) and,
+with NVML, a row per GPU it uses (``rank 1 cuda:0``, NVML's per-process figure); the
+``workers`` row keeps the other children (a launcher's agent, a shell, DataLoader workers),
+so nothing is counted twice. Both come from one listing of the children
+(:func:`resmagic.probes.workers.listing`: ~8 µs in a kernel of nine threads), which is why
+this is not a probe of its own in the table but the ``workers`` probe's rows.
+
 How a launcher starts its ranks decides what the kernel can see of them (ranks 2026-12-06):
 
 - **torchrun** (``!torchrun`` in a cell, ``accelerate launch``, any launcher that starts its
   ranks with ``subprocess`` and torch's environment contract): each rank's ``RANK`` is in
-  ``/proc/PID/environ``. Exact.
+  ``/proc/PID/environ``. Exact, also for ranks that are grandchildren.
 - **fork** (accelerate's ``notebook_launcher`` through ``elastic_launch(start_method="fork")``,
   its ``debug_launcher``, ``torch.multiprocessing.start_processes(start_method="fork")``):
   the rank's environment is set inside the child after the fork, which ``/proc/PID/environ``
@@ -15,28 +22,52 @@ How a launcher starts its ranks decides what the kernel can see of them (ranks 2
   kernel look the same: they count as ranks only while ``WORLD_SIZE`` is in this process's
   environment, which accelerate's launchers set for the launch.
 - **spawn** (``torch.multiprocessing.spawn``): children that run ``multiprocessing.spawn``'s
-  ``spawn_main``, numbered by start order; the resource tracker is not one.
+  ``spawn_main``, numbered by start order; the resource tracker is not one. A pool or
+  DataLoader of the kernel's own with the spawn context looks the same (documented).
 
-Each rank's memory is its unique set (private pages, ``smaps_rollup``), as for ``workers``:
-forked ranks share the kernel's pages, which their RSS would count again. Linux only.
+A rank numbered by start order keeps its number while it lives: one that ends first does
+not renumber the others. Linux only.
 """
 
 from __future__ import annotations
 
 import os
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 
-from resmagic.probes import host, workers
+from resmagic.probes import host, nvml, workers
 from resmagic.probes.reading import DeviceMemory
 
-__all__ = ["LaunchedRank", "find", "read"]
+__all__ = [
+    "ENVIRONMENT",
+    "START_ORDER",
+    "LaunchedRank",
+    "find",
+    "is_rank_row",
+    "rank_row",
+    "read",
+]
 
 ENVIRONMENT = "environment"
 """How a rank was named: its ``RANK`` variable (exact)."""
 START_ORDER = "start order"
 """How a rank was named: the order its launcher started it in (fork and spawn launchers)."""
 
+PREFIX = "rank "
+"""Every rank row's name starts so: ``rank 1`` (its host memory), ``rank 1 cuda:0``."""
+
 _NOT_RANKS = (b"multiprocessing.resource_tracker", b"multiprocessing.forkserver")
+
+
+def rank_row(rank: int, device: str = "host") -> str:
+    """``"rank 1"`` (host memory) or ``"rank 1 cuda:0"``: the row of ``rank`` on ``device``."""
+    return f"{PREFIX}{rank}" if device == "host" else f"{PREFIX}{rank} {device}"
+
+
+def is_rank_row(name: str) -> bool:
+    """True for a row of a launched rank (``rank N`` or ``rank N cuda:M``)."""
+    return name.startswith(PREFIX)
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,24 +79,55 @@ class LaunchedRank:
     named_by: str
 
 
-def find() -> list[LaunchedRank]:
-    """The ranks among this process's descendants, in rank order; [] when none are seen."""
-    by_env = _by_environment(workers.pids())
+def find(own: list[int], alive: list[int]) -> list[LaunchedRank]:
+    """The ranks among this process's children ``own`` and descendants ``alive``, by rank."""
+    if not alive:
+        return []
+    by_env = _by_environment(alive)
     if by_env:
         return by_env
-    forks, spawned = _direct_children()
+    forks, spawned = _direct_children(own)
     chosen = spawned or (forks if "WORLD_SIZE" in os.environ else [])
-    ordered = sorted(chosen, key=lambda pid: (_start_ticks(pid), pid))
-    return [LaunchedRank(pid, i, START_ORDER) for i, pid in enumerate(ordered)]
+    return _numbered(chosen)
 
 
-def read(found: list[LaunchedRank]) -> list[DeviceMemory]:
-    """A ``rank N`` row per rank: its unique memory now (exact; ~11 ms per GiB of RSS)."""
-    rows = []
+def read(wants: Callable[[int], bool], *, exact: bool = False) -> list[DeviceMemory]:
+    """The ``workers`` row, less the ranks, then each rank's rows.
+
+    Sampled: each process's unique set estimated from its RSS; ``exact``: read from its
+    ``smaps_rollup`` (~11 ms per GiB: a block's end). With NVML, a ``rank N cuda:M`` row for
+    each wanted GPU a rank holds memory on. No children: the ``workers`` row of 0 bytes.
+    """
+    own, alive = workers.listing()
+    if not alive:
+        return [workers.reading(0)]
+    found = find(own, alive)
+    if exact:
+        sizes = {pid: u for pid in alive if (u := workers.unique(pid)) is not None}
+    else:
+        sizes = workers.estimates(alive)
+    ranks = {rank.pid for rank in found}
+    rows = [workers.reading(sum(v for pid, v in sizes.items() if pid not in ranks))]
+    total = host.total_bytes()
     for rank in found:
-        rollup = workers._rollup(rank.pid)
-        if rollup is not None:  # gone: it finished meanwhile
-            rows.append(DeviceMemory(f"rank {rank.rank}", rollup[1], host.total_bytes(), "USS"))
+        if rank.pid in sizes:  # else it ended meanwhile
+            rows.append(DeviceMemory(rank_row(rank.rank), sizes[rank.pid], total, workers.SOURCE))
+    if found:
+        rows += _gpu_rows(found, wants)
+    return rows
+
+
+def _gpu_rows(found: list[LaunchedRank], wants: Callable[[int], bool]) -> list[DeviceMemory]:
+    """Each rank's memory on each wanted GPU, from NVML's per-process list (none without NVML)."""
+    rows = []
+    for device in nvml.visible():
+        if not wants(device.cuda_index):
+            continue
+        used, total = nvml.process_memory(device)
+        for rank in found:
+            if rank.pid in used:
+                name = rank_row(rank.rank, f"cuda:{device.cuda_index}")
+                rows.append(DeviceMemory(name, used[rank.pid], total, nvml.SOURCE))
     return rows
 
 
@@ -80,19 +142,52 @@ def _by_environment(pids: list[int]) -> list[LaunchedRank]:
     return sorted(found, key=lambda r: r.rank)
 
 
-def _direct_children() -> tuple[list[int], list[int]]:
+def _direct_children(own: list[int]) -> tuple[list[int], list[int]]:
     """This process's forks (same command line) and its ``spawn_main`` children."""
-    own = _cmdline(os.getpid())
+    mine = _cmdline(os.getpid())
     forks, spawned = [], []
-    for pid in workers._own_children():
+    for pid in own:
         cmd = _cmdline(pid)
         if any(marker in cmd for marker in _NOT_RANKS):
             continue
         if b"spawn_main" in cmd and b"--multiprocessing-fork" in cmd:
             spawned.append(pid)
-        elif cmd == own:
+        elif cmd == mine:
             forks.append(pid)
     return forks, spawned
+
+
+_lock = threading.Lock()
+_numbers: dict[int, tuple[int, int]] = {}  # pid -> (its start ticks, the rank it was given)
+
+
+def _numbered(pids: list[int]) -> list[LaunchedRank]:
+    """``pids`` as ranks by start order; a pid keeps its number while it lives.
+
+    New ones are numbered after those still alive (a launch's ranks start together; the
+    first to end must not renumber the others), from 0 once none is.
+    """
+    ticks = {pid: _start_ticks(pid) for pid in pids}
+    with _lock:
+        for pid in list(_numbers):
+            if ticks.get(pid) != _numbers[pid][0]:  # gone, or its number reused
+                del _numbers[pid]
+        following = max((rank for _, rank in _numbers.values()), default=-1) + 1
+        for pid in sorted((p for p in pids if p not in _numbers), key=lambda p: (ticks[p], p)):
+            _numbers[pid] = (ticks[pid], following)
+            following += 1
+        chosen = sorted((_numbers[pid][1], pid) for pid in pids)
+    return [LaunchedRank(pid, rank, START_ORDER) for rank, pid in chosen]
+
+
+def _after_fork() -> None:
+    global _lock
+    _lock = threading.Lock()  # the parent's sampler may have held it
+    _numbers.clear()  # the parent's children are not this process's
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork)
 
 
 def _environ(pid: int) -> dict[bytes, bytes]:

@@ -21,7 +21,8 @@ from resmagic.report import DeviceReport, GpuReport, describe_error
 from resmagic.sampler import Listener, Watch, sampler
 from resmagic.scopes.base import Scope
 from resmagic.scopes.outcome import (
-    exact_workers,
+    ended_ranks,
+    exact_children,
     holders_at_error,
     holders_named,
     is_out_of_memory,
@@ -262,14 +263,15 @@ class gpu_scope(Scope["gpu_scope", GpuReport]):
         if self.empty_cache or reclaimed:
             torch_cuda.empty_cache()
         # The host peak was read by pop() above: what VmHWM says now is not needed.
-        after = [exact_workers(r) for r in self._read_from(self._probes, run.failures, peak=False)]
+        after = exact_children(self._read_from(self._probes, run.failures, peak=False), self._wants)
         if run.watch is not None:
             # One last reading, so a peak that is still held is counted; the live view is
             # done by now and gets the report instead. The "after" readings are that
             # reading: every row the watch reads is among them, and an extra row can only
             # add its own after value, which each row's peak already includes.
             run.watch.sample(notify=False, readings=after)
-        rows = tuple(row for r in after if shown(row := self._row(r, run, exact)))
+        ended = ended_ranks(run.watch, after)  # ranks gone by now: what the sampler saw
+        rows = tuple(row for r in [*after, *ended] if shown(row := self._row(r, run, exact)))
         holders, when = holders_named(self.held_by, rows, at_error)
         return GpuReport(
             **self.common(run.started_at, duration, exc),
