@@ -1,6 +1,6 @@
 """Which device a scope measures: reading a device spec, and checking the GPU exists.
 
-Answers from torch if it is imported, else NVML, and never creates a CUDA context.
+Answers from torch once it has initialised CUDA, else from NVML; never touches CUDA.
 """
 
 from __future__ import annotations
@@ -67,8 +67,10 @@ def parse_device(device: object) -> int | str | None:
 
 
 def _gpu_count() -> tuple[int, str]:
-    """How many CUDA devices this process sees, without creating a context, and why not."""
-    for probe in table.GPU:  # the first that sees any (torch's count, then NVML's)
+    """How many CUDA devices this process sees, touching no CUDA, and why none."""
+    # The first that sees any: torch's count once it has initialised CUDA, else NVML's
+    # (torch's before that can call cuInit: torch_cuda.visible_count).
+    for probe in table.GPU:
         count = probe.visible()
         if count:
             return count, ""

@@ -82,12 +82,6 @@ def test_every_command_and_watched_cell_asks_only_whether_cuda_is_up(
     assert set(cuda_calls) <= SAFE, cuda_calls
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="devices._gpu_count asks torch.cuda.device_count() before CUDA is up; on a CUDA"
-    " build that falls back to cudaGetDeviceCount (cuInit) when NVML cannot count (MIG ids in"
-    " CUDA_VISIBLE_DEVICES, no libnvidia-ml): ask resmagic's NVML first (issue 28, item 5)",
-)
 def test_naming_a_device_asks_only_whether_cuda_is_up(ip: Any, cuda_calls: Counter[str]) -> None:
     ip.run_cell("%%gpu_scope cuda:0\npass")  # a UsageError here: this machine has no GPU
     assert set(cuda_calls) <= SAFE, cuda_calls
