@@ -13,16 +13,68 @@ into JSON-ready dicts for the run store and the sinks.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from resmagic.units import format_bytes, format_seconds, format_table
 
-__all__ = ["MISSING", "RankDevice", "RankRow", "RankTable", "RowStatus", "device_label"]
+__all__ = [
+    "MISSING",
+    "PREFIX",
+    "RankDevice",
+    "RankRow",
+    "RankTable",
+    "RowStatus",
+    "carried_elsewhere",
+    "device_label",
+    "is_rank_row",
+    "rank_device_rows",
+    "rank_row",
+]
 
 RowStatus = Literal["ok", "error", "interrupted", "missing"]
 
 MISSING: RowStatus = "missing"
 """A rank row's status when its record did not reach rank 0 (``error`` says why)."""
+
+
+PREFIX = "rank "
+"""A rank's device rows are named so: ``rank 1`` (its host memory), ``rank 1 cuda:0``; as rows
+of a ``%%gpu_scope`` cell that launched the ranks, and in the run store for ``top``."""
+
+
+def rank_row(rank: int, device: str = "host") -> str:
+    """``"rank 1"`` (host memory) or ``"rank 1 cuda:0"``: the row of ``rank`` on ``device``."""
+    return f"{PREFIX}{rank}" if device == "host" else f"{PREFIX}{rank} {device}"
+
+
+def is_rank_row(name: str) -> bool:
+    """True for a device row of a rank (``rank N`` or ``rank N cuda:M``)."""
+    return name.startswith(PREFIX)
+
+
+def carried_elsewhere(report: object) -> bool:
+    """True for a report of ``ranks=True`` on a rank other than 0: rank 0's report carries it.
+
+    Only rank 0 sends a ranks scope's report to the run store and the sinks.
+    """
+    table = getattr(report, "ranks", None)
+    return table is not None and table.rank != 0
+
+
+def rank_device_rows(table: dict[str, Any]) -> list[dict[str, Any]]:
+    """A rank table (``report.to_dict()["ranks"]``) as device rows: ``rank N``, ``rank N cuda:M``.
+
+    Each rank's host and GPU rows, renamed, with ``rank``: the run store keeps them beside
+    the report's own devices, so ``%resmagic top`` and ``runs()`` rank them like devices.
+    Only rank 0's table has the others' rows; a missing rank has none.
+    """
+    out = []
+    for row in table.get("rows") or ():
+        for device in row.get("devices") or ():
+            name = device["name"]
+            if name == "host" or name.startswith("cuda:"):
+                out.append({**device, "name": rank_row(row["rank"], name), "rank": row["rank"]})
+    return out
 
 
 def device_label(name: str, source: str) -> str:

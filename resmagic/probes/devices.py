@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from resmagic.errors import DeviceError
 from resmagic.probes import table
-from resmagic.probes.launched import is_rank_row
+from resmagic.ranktable import is_rank_row
 
 __all__ = ["HOST", "HOST_ROWS", "check_exists", "host_notes", "not_own_gpu", "parse_device"]
 

@@ -38,6 +38,7 @@ from dataclasses import dataclass
 
 from resmagic.probes import host, nvml, workers
 from resmagic.probes.reading import DeviceMemory
+from resmagic.ranktable import is_rank_row, rank_row
 
 __all__ = [
     "ENVIRONMENT",
@@ -54,20 +55,7 @@ ENVIRONMENT = "environment"
 START_ORDER = "start order"
 """How a rank was named: the order its launcher started it in (fork and spawn launchers)."""
 
-PREFIX = "rank "
-"""Every rank row's name starts so: ``rank 1`` (its host memory), ``rank 1 cuda:0``."""
-
 _NOT_RANKS = (b"multiprocessing.resource_tracker", b"multiprocessing.forkserver")
-
-
-def rank_row(rank: int, device: str = "host") -> str:
-    """``"rank 1"`` (host memory) or ``"rank 1 cuda:0"``: the row of ``rank`` on ``device``."""
-    return f"{PREFIX}{rank}" if device == "host" else f"{PREFIX}{rank} {device}"
-
-
-def is_rank_row(name: str) -> bool:
-    """True for a row of a launched rank (``rank N`` or ``rank N cuda:M``)."""
-    return name.startswith(PREFIX)
 
 
 @dataclass(frozen=True, slots=True)

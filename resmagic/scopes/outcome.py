@@ -8,9 +8,9 @@ from typing import Any, Literal
 from resmagic.guard import Guard
 from resmagic.holders import Holder, held_device, who
 from resmagic.probes import cgroup, host, launched, torch_cuda, workers
-from resmagic.probes.launched import is_rank_row
 from resmagic.probes.probe import Wants, guarded
 from resmagic.probes.reading import DeviceMemory
+from resmagic.ranktable import is_rank_row
 from resmagic.report import DeviceReport
 from resmagic.sampler import Watch
 
