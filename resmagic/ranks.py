@@ -252,7 +252,7 @@ def _decode(rank: int, raw: bytes) -> RankRow:
             for n, s, b, p, a, t, e in devices
         )
         text = None if error is None else str(error)
-        return RankRow(rank, status, float(wall), text, rows, int(pid), str(host))
+        return RankRow(rank, status, float(wall), text, rows, _int_or_none(pid), str(host))
     except (ValueError, TypeError) as exc:  # another writer's key, or a newer resmagic's
         return RankRow(rank, MISSING, None, f"unreadable record ({_describe(exc)})")
 

@@ -164,10 +164,11 @@ def test_timeout_that_is_not_a_positive_number_is_refused(bad: Any) -> None:
         ranks.gather(RankRow(0, "ok", 1.0), timeout_s=bad)
 
 
-def test_record_crosses_the_store_unchanged() -> None:
+@pytest.mark.parametrize("pid", [42, None])
+def test_record_crosses_the_store_unchanged(pid: int | None) -> None:
     device = RankDevice("cuda:0", "torch allocator", 1, 2 << 30, 3, None, True)
-    row = RankRow(1, "error", 2.5, "OSError: é", (device,), 42, "node-1")
-    assert ranks._decode(1, ranks._encode(row)) == row
+    row = RankRow(1, "error", 2.5, "OSError: é", (device,), pid, "node-1")
+    assert ranks._decode(1, ranks._encode(row)) == row  # a row made without a pid too
 
 
 @pytest.mark.parametrize("raw", [b"not json", b'["missing", 1.0, null, [], 1, "h"]', b"[1, 2]"])
