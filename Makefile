@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: test lint unit notebooks demo bench compat clean gpu-wheels gpu-check cgroup-v2 \
+.PHONY: test lint unit notebooks demo bench bench-ranks compat clean gpu-wheels gpu-check cgroup-v2 \
 	labextension
 
 # torch==2.13.0 first: a CPU build that lies on disk here; installing it before the
@@ -101,6 +101,12 @@ bench: $(BENCH_STAMP)
 	$(BENCH_PY) benchmarks/run.py --write docs/benchmarks.md --json build/benchmarks.json \
 		--before $(BENCH_BEFORE) --library-before $(LIBRARY_BEFORE) \
 		$(addprefix --patch ,$(BENCH_PATCHES))
+
+# Not part of `make bench` (it starts 2 then 4 rank processes that import torch, ~1-2 min):
+# what gathering every rank's row costs per scope, beside the collectives; its tables go by
+# hand into benchmarks/notes.md ("Issue 28").
+bench-ranks: $(STAMP)
+	nice -n 10 $(PY) benchmarks/ranks_cost.py 300
 
 # The GPU machine (Python 3.12, CUDA torch, nvidia-ml-py, no network) lacks IPython and the
 # kernel: `make gpu-wheels` here puts what it needs, and a wheel of resmagic, in

@@ -61,6 +61,9 @@ class Settings:
         store: the run store's SQLite file, "" for none: set at ``%load_ext`` to the
             profile's ``resmagic.sqlite``; in scripts "" unless set (``on``: that default).
         store_limit: the most reports the run store keeps (oldest dropped first).
+        ranks_timeout_s: how long rank 0 of a ``gpu_scope(ranks=True)`` or
+            ``timed(ranks=True)`` waits for the other ranks' records before it reports
+            them missing (a rank that is late, stuck, dead or skipped the scope).
     """
 
     history_limit: int = 10_000
@@ -72,6 +75,7 @@ class Settings:
     sink: str = "off"
     store: str = ""
     store_limit: int = 100_000
+    ranks_timeout_s: float = 60.0
 
     def update(self, **values: object) -> None:
         """Set fields by name, converting strings; :class:`OptionError` for a bad key or value."""
@@ -99,6 +103,7 @@ _SECONDS = {
     "sample_interval": (0.001, 60.0),
     "sampler_linger": (0.0, 60.0),
     "watch_panel_s": (0.0, 3600.0),
+    "ranks_timeout_s": (0.001, 86400.0),
 }
 
 

@@ -11,6 +11,7 @@ import sys
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
+from resmagic.ranktable import RankTable
 from resmagic.redact import redact
 from resmagic.units import format_bytes, format_seconds
 
@@ -174,6 +175,8 @@ class GpuReport(Report):
             ``settings.held_mib`` held or ran out of memory (``gpu_scope(held_by=...)``).
         holders_when: ``"after"`` (what the block left held) or ``"error"`` (what held the
             memory when it ran out, before a reclaim freed it); ``""`` without holders.
+        ranks: ``gpu_scope(ranks=True)`` in a process group: every rank's row on rank 0, its
+            own on the others (:class:`~resmagic.ranktable.RankTable`); else None.
     """
 
     scope: ClassVar[str] = "gpu_scope"
@@ -183,6 +186,7 @@ class GpuReport(Report):
     reclaimed: bool = False
     holders: tuple[Holder, ...] = ()
     holders_when: Literal["", "after", "error"] = ""
+    ranks: RankTable | None = None
 
     def device(self, name: str, source: str | None = None) -> DeviceReport:
         """The row for ``name`` (and ``source``, when two sources report one device)."""
@@ -196,12 +200,19 @@ class GpuReport(Report):
         parts = [d.summary() for d in self.devices]
         if self.reclaimed:
             parts.append("reclaimed")
-        return "  ".join([*parts, format_seconds(self.duration_s)])
+        parts.append(format_seconds(self.duration_s))
+        if self.ranks is not None:
+            parts.append(self.ranks.summary())
+        return "  ".join(parts)
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class TimingReport(Report):
-    """``timed``'s report: wall and CPU seconds, CUDA-synchronised when CUDA was in use."""
+    """``timed``'s report: wall and CPU seconds, CUDA-synchronised when CUDA was in use.
+
+    ``ranks``: ``timed(ranks=True)`` in a process group: every rank's row on rank 0 (its
+    wall time; :meth:`~resmagic.ranktable.RankTable.slowest`), its own on the others.
+    """
 
     scope: ClassVar[str] = "timed"
 
@@ -209,11 +220,16 @@ class TimingReport(Report):
     wall_s: float = 0.0
     cpu_s: float = 0.0
     cuda_synced: bool = False
+    ranks: RankTable | None = None
 
     def _details(self) -> str:
         head = f"{self.label}  " if self.label else ""
         sync = "  (CUDA synchronised)" if self.cuda_synced else ""
-        return f"{head}wall {format_seconds(self.wall_s)}  cpu {format_seconds(self.cpu_s)}{sync}"
+        ranks = f"  {self.ranks.summary()}" if self.ranks is not None else ""
+        return (
+            f"{head}wall {format_seconds(self.wall_s)}  cpu {format_seconds(self.cpu_s)}"
+            f"{sync}{ranks}"
+        )
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

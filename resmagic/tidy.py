@@ -10,17 +10,40 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
+from resmagic.ranktable import MISSING, rank_device_rows
 from resmagic.units import format_bytes
 
 if TYPE_CHECKING:
     import pandas
 
-__all__ = ["as_frame", "holders_cell", "tidy_rows"]
+__all__ = ["as_frame", "holders_cell", "ranks_cell", "tidy_rows"]
 
 
 def holders_cell(holders: Sequence[dict[str, Any]]) -> str:
     """A report's holders as one readable cell: ``"opt.state 768 MiB; Out[9] 120 MiB"``."""
     return "; ".join(f"{h['name']} {format_bytes(h['nbytes'])}" for h in holders)
+
+
+def ranks_cell(table: dict[str, Any]) -> str:
+    """A rank table (a report's ``ranks``, as a dict) as one cell: who peaked, who is missing.
+
+    ``"ranks 2 of 2; host peak 250 MiB on rank 1"``; its rows are also device rows
+    (:func:`resmagic.ranktable.rank_device_rows`).
+    """
+    rows = table.get("rows") or ()
+    missing = [row["rank"] for row in rows if row["status"] == MISSING]
+    parts = [f"ranks {len(rows) - len(missing)} of {table['size']}"]
+    hosts = [
+        (d["peak_bytes"], -row["rank"])
+        for row in rows
+        for d in row.get("devices") or ()
+        if d["name"] == "host"
+    ]
+    if hosts:
+        peak, rank = max(hosts)
+        parts.append(f"host peak {format_bytes(peak)} on rank {-rank}")
+    parts += [f"rank {rank} missing" for rank in missing]
+    return "; ".join(parts)
 
 
 def tidy_rows(
@@ -32,6 +55,10 @@ def tidy_rows(
     row with no device columns. ``limited`` (a running row's flag) is not a column.
     """
     out = []
+    ranks = record.get("ranks")
+    if isinstance(ranks, dict):  # a report's own table (the store's are in its devices)
+        devices = [*(devices or ()), *rank_device_rows(ranks)]
+        record = {**record, "ranks": ranks_cell(ranks)}
     each: list[dict[str, Any] | None] = list(devices) if devices else [None]
     for device in each:
         row = dict(record)

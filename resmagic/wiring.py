@@ -18,6 +18,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, cast
 
 from resmagic import bus, config
+from resmagic.ranktable import carried_elsewhere
 from resmagic.report import Report
 
 if TYPE_CHECKING:
@@ -42,6 +43,8 @@ SINKS: dict[str, SinkFactory] = {
 
 
 def _record(report: Report) -> None:
+    if carried_elsewhere(report):  # a ranks scope on rank 1..N: rank 0's report has it
+        return
     from resmagic.store.recorder import recorder  # sqlite3 loads with the first report
 
     recorder.record(report)

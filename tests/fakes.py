@@ -5,7 +5,8 @@ with current/peak/reserved counters, lazy CUDA initialisation, and the calls tha
 initialise CUDA as a side effect in real torch (any call without an explicit device while
 CUDA is not initialised). Such a call is recorded in ``side_effect_inits``: tests assert it
 stays empty. ``FakeNvml`` models the pynvml calls resmagic uses, with UUIDs, a v2 memory
-struct, and an init that can fail the way a machine without a driver fails.
+struct, the compute processes on each GPU (pid and bytes, as the driver lists them), and an
+init that can fail the way a machine without a driver fails.
 """
 
 from __future__ import annotations
@@ -138,6 +139,16 @@ class _NvmlDevice:
     total: int
     used: int = 0
     reserved: int = 300 << 20
+    processes: dict[int, int | None] = field(default_factory=dict)
+    """The compute processes on the GPU: pid -> bytes (None: NVML gives no figure)."""
+
+
+@dataclass(frozen=True)
+class _ProcessInfo:
+    """pynvml's c_nvmlProcessInfo_t: what nvmlDeviceGetComputeRunningProcesses lists."""
+
+    pid: int
+    usedGpuMemory: int | None
 
 
 class FakeNvml:
@@ -189,6 +200,11 @@ class FakeNvml:
 
     def nvmlDeviceGetUUID(self, handle: _NvmlDevice) -> str:
         return handle.uuid
+
+    def nvmlDeviceGetComputeRunningProcesses(self, handle: _NvmlDevice) -> list[_ProcessInfo]:
+        if self.lost:
+            raise NVMLError("GPU is lost")
+        return [_ProcessInfo(pid, used) for pid, used in handle.processes.items()]
 
     def nvmlDeviceGetMemoryInfo(
         self, handle: _NvmlDevice, version: int | None = None

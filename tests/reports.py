@@ -50,3 +50,17 @@ def timing_report(label: str | None = "train", status: Status = "ok") -> TimingR
         wall_s=1.5,
         cpu_s=0.25,
     )
+
+
+def ranks_report(rank: int = 0) -> GpuReport:
+    """``gpu_scope(ranks=True)``'s report on ``rank`` of 3: rank 1 peaked, rank 2 is missing."""
+    from resmagic.ranktable import RankDevice, RankRow, RankTable
+
+    def row(r: int, peak_mib: int) -> RankRow:
+        host = RankDevice("host", "RSS", 100 * MiB, peak_mib * MiB, 110 * MiB, 8 << 30, True)
+        return RankRow(r, "ok", 1.0 + r, None, (host,), 1000 + r, "node")
+
+    missing = RankRow(2, "missing", None, "no record within 60 s")
+    rows = (row(0, 300), row(1, 500), missing) if rank == 0 else (row(rank, 500),)
+    table = RankTable(rank, 3, rows)
+    return GpuReport(status="ok", **BASE, devices=(host_row(),), ranks=table)

@@ -15,7 +15,7 @@ def test_update_converts_strings_from_the_command_line() -> None:
 
 
 def test_unknown_key_names_the_known_settings() -> None:
-    known = r"unknown setting 'speed'.*: held_mib, history_limit, sample_"
+    known = r"unknown setting 'speed'.*: held_mib, history_limit, ranks_timeout_s, sample_"
     with pytest.raises(OptionError, match=known):
         Settings().update(speed=1)
 
@@ -34,6 +34,9 @@ def test_unknown_key_names_the_known_settings() -> None:
         ("sample_interval", 61),
         ("sample_interval", "nan"),
         ("sample_interval", "inf"),
+        ("ranks_timeout_s", 0),
+        ("ranks_timeout_s", "nan"),
+        ("ranks_timeout_s", "forever"),
     ],
 )
 def test_bad_value_says_what_to_type(key: str, value: object) -> None:

@@ -215,7 +215,8 @@ class ResMagics(Magics):
             %resmagic config [KEY=VALUE ...]    show or set sample_interval, history_limit,
                                                 sampler_linger, held_mib, watch_panel_s,
                                                 watch_panel_mib, sink, store (a path,
-                                                on or off), store_limit
+                                                on or off), store_limit,
+                                                ranks_timeout_s
             %resmagic config sink=mlflow        also send every report to MLflow (one run
                                                 per session, off the cell path); sink=off
             %resmagic watch [on|off] [--scopes gpu_scope,timed] [--log PATH] [--no-panel]

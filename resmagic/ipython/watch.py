@@ -23,7 +23,7 @@ from resmagic.ipython.views.notes import Notes
 from resmagic.ipython.views.text import why_line
 from resmagic.ipython.views.watch_line import cell_record, compact_line, rows_of, worth_panel
 from resmagic.ipython.views.watch_log import WatchLog
-from resmagic.probes.devices import HOST_ROWS, host_notes
+from resmagic.probes.devices import host_notes, not_own_gpu
 from resmagic.report import GpuReport, Report, TimingReport
 from resmagic.scopes.gpu import gpu_scope
 from resmagic.scopes.logfile import resolve_log_path
@@ -151,7 +151,7 @@ class WatchOutput:
         lines = [compact_line(gpu, timing) + self._last_time(timing or gpu)]
         happened, reasons = host_notes(gpu.notes if gpu is not None else ())
         lines += [f"  {note}" for note in happened]
-        if gpu is not None and reasons and all(r.name in HOST_ROWS for r in rows_of(gpu)):
+        if gpu is not None and reasons and all(not_own_gpu(r.name) for r in rows_of(gpu)):
             note = self.notes.say_once(why_line(reasons))
             lines += [note] if note else []
         cell = (timing or gpu).cell if (timing or gpu) is not None else None

@@ -1,20 +1,29 @@
 """Which device a scope measures: reading a device spec, and checking the GPU exists.
 
-Answers from torch if it is imported, else NVML, and never creates a CUDA context.
+Answers from torch once it has initialised CUDA, else from NVML; never touches CUDA.
 """
 
 from __future__ import annotations
 
 from resmagic.errors import DeviceError
 from resmagic.probes import table
+from resmagic.ranktable import is_rank_row
 
-__all__ = ["HOST", "HOST_ROWS", "check_exists", "host_notes", "parse_device"]
+__all__ = ["HOST", "HOST_ROWS", "check_exists", "host_notes", "not_own_gpu", "parse_device"]
 
 HOST = "host"
 """The device spec for host memory only."""
 
 HOST_ROWS = table.HOST_ROWS
 """The rows of host memory: this process, its child processes, its cgroup (not GPUs)."""
+
+
+def not_own_gpu(name: str) -> bool:
+    """True for a row that is not one of this process's GPUs: host-like rows, launched ranks'.
+
+    A report whose rows are all such still says why it has no GPU row of its own.
+    """
+    return name in HOST_ROWS or is_rank_row(name)
 
 
 def host_notes(notes: tuple[str, ...] | list[str]) -> tuple[list[str], list[str]]:
@@ -58,8 +67,10 @@ def parse_device(device: object) -> int | str | None:
 
 
 def _gpu_count() -> tuple[int, str]:
-    """How many CUDA devices this process sees, without creating a context, and why not."""
-    for probe in table.GPU:  # the first that sees any (torch's count, then NVML's)
+    """How many CUDA devices this process sees, touching no CUDA, and why none."""
+    # The first that sees any: torch's count once it has initialised CUDA, else NVML's
+    # (torch's before that can call cuInit: torch_cuda.visible_count).
+    for probe in table.GPU:
         count = probe.visible()
         if count:
             return count, ""

@@ -22,7 +22,7 @@ from typing import Any
 from resmagic.probes import torch_cuda
 from resmagic.probes.reading import DeviceMemory, ProbeStatus
 
-__all__ = ["Visible", "read", "read_all", "reset", "status", "visible"]
+__all__ = ["Visible", "process_memory", "read", "read_all", "reset", "status", "visible"]
 
 SOURCE = "NVML"
 
@@ -220,6 +220,20 @@ def read(device: Visible) -> DeviceMemory:
     module = _state.start()
     used, total = _memory(module, device.handle)
     return DeviceMemory(f"cuda:{device.cuda_index}", used, total, SOURCE)
+
+
+def process_memory(device: Visible) -> tuple[dict[int, int], int]:
+    """GPU memory each compute process holds on ``device``, by pid, and the device's total.
+
+    ``nvmlDeviceGetComputeRunningProcesses``: the driver's own figure per process (its CUDA
+    context and every allocation, the caching allocator's cache included). A process whose
+    figure NVML does not give (``usedGpuMemory`` None: Windows' WDDM) is left out. The pids
+    are the host's: in a container with a PID namespace of its own they match nobody here.
+    """
+    module = _state.start()
+    processes = module.nvmlDeviceGetComputeRunningProcesses(device.handle)
+    used = {int(p.pid): int(p.usedGpuMemory) for p in processes if p.usedGpuMemory is not None}
+    return used, _memory(module, device.handle)[1]
 
 
 def read_all() -> list[DeviceMemory]:

@@ -9,6 +9,7 @@ maximum, then resets; on exit it reads this scope's peak and folds it into the p
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Callable
 from typing import Protocol
@@ -98,6 +99,12 @@ class PeakStack:
         """Number of scopes currently open on this counter."""
         return len(self._frames)
 
+    def _after_fork(self) -> None:
+        # A forked child (a rank notebook_launcher forks from a %%gpu_scope cell) has none of
+        # the parent's scopes open, and maybe a lock the parent's sampler held (issue 28).
+        self._lock = threading.Lock()
+        self._frames = []
+
 
 class OuterPeak:
     """A counter other processes read too: only the outermost scope resets it and gets a peak.
@@ -146,6 +153,12 @@ class OuterPeak:
         """Number of scopes currently open on this counter."""
         return len(self._frames)
 
+    def _after_fork(self) -> None:
+        # The child's first scope is its outermost: it resets the counter and gets its peak.
+        self._lock = threading.Lock()
+        self._frames = []
+        self._exact = False
+
 
 def _host_read() -> Peaks:
     value = host.hwm_bytes()
@@ -160,3 +173,7 @@ torch_peaks = PeakStack(torch_cuda.peaks, torch_cuda.reset_peaks)
 
 container_peaks = OuterPeak(cgroup.NAME, cgroup.read_peak, cgroup.reset_peak)
 """The container's peak (v1 ``max_usage_in_bytes``, v2 ``memory.peak`` on kernels >= 6.12)."""
+
+if hasattr(os, "register_at_fork"):  # not on Windows
+    for _counter in (host_peaks, torch_peaks, container_peaks):
+        os.register_at_fork(after_in_child=_counter._after_fork)

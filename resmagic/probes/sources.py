@@ -6,7 +6,7 @@ the protocol; :data:`resmagic.probes.table.PROBES` lists them in the order they 
 
 from __future__ import annotations
 
-from resmagic.probes import cgroup, host, nvml, peaks, torch_cuda, workers
+from resmagic.probes import cgroup, host, launched, nvml, peaks, torch_cuda, workers
 from resmagic.probes.peaks import PeakCounter, PeakStack
 from resmagic.probes.probe import Kind, Probe, Wants, guarded
 from resmagic.probes.reading import DeviceMemory, ProbeStatus
@@ -50,6 +50,8 @@ class _Host(_HostLike):
 
 
 class _Workers(_HostLike):
+    """Child processes: the ``workers`` row, and a row per rank a cell launched (``launched``)."""
+
     source = workers.SOURCE
     row: str | None = workers.NAME
 
@@ -64,7 +66,7 @@ class _Workers(_HostLike):
         return workers.status()
 
     def read(self, wants: Wants, *, peak: bool = True) -> tuple[list[DeviceMemory], str | None]:
-        return guarded(self.source, lambda: [workers.read()])
+        return guarded(self.source, lambda: launched.read(wants))
 
 
 class _Container(_HostLike):

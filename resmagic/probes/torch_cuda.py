@@ -54,9 +54,14 @@ def device_count() -> int:
 
 
 def visible_count() -> int:
-    """Devices torch could use (0 without torch); asks NVML or the driver, creates no context."""
-    torch = _torch()
-    return int(torch.cuda.device_count()) if torch is not None else 0
+    """Devices torch uses, once it has initialised CUDA; before that 0, asking nothing.
+
+    Before CUDA is up, ``torch.cuda.device_count()`` asks NVML and, where NVML cannot count
+    (MIG ids in ``CUDA_VISIBLE_DEVICES``, no libnvidia-ml), falls back to
+    ``cudaGetDeviceCount``: ``cuInit``, after which a forking launcher's ranks cannot use
+    CUDA (issue 28; accelerate#3925). resmagic's own NVML probe counts GPUs instead.
+    """
+    return device_count()
 
 
 def read(index: int) -> DeviceMemory:

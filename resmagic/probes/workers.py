@@ -21,7 +21,18 @@ import time
 from resmagic.probes import host
 from resmagic.probes.reading import DeviceMemory, ProbeStatus
 
-__all__ = ["NAME", "SOURCE", "pids", "read", "read_exact", "status"]
+__all__ = [
+    "NAME",
+    "SOURCE",
+    "estimates",
+    "listing",
+    "pids",
+    "read",
+    "read_exact",
+    "reading",
+    "status",
+    "unique",
+]
 
 NAME = "workers"
 """How workers rows name their device."""
@@ -110,14 +121,20 @@ def _children_of(pid: str) -> list[int]:
     return found
 
 
-def pids() -> list[int]:
-    """Every descendant process of this one, children first."""
-    out, todo = [], _own_children()
+def listing() -> tuple[list[int], list[int]]:
+    """This process's own children, and every descendant (children first): one listing."""
+    own = _own_children()
+    out, todo = [], list(own)
     while todo:
         pid = todo.pop(0)
         out.append(pid)
         todo += _children_of(str(pid))
-    return out
+    return own, out
+
+
+def pids() -> list[int]:
+    """Every descendant process of this one, children first."""
+    return listing()[1]
 
 
 def _rss(pid: int) -> int | None:
@@ -170,30 +187,51 @@ def _refresh(alive: list[int]) -> None:
         _due = time.monotonic() + _measure(stalest) / _BUDGET
 
 
-def read() -> DeviceMemory:
-    """The ``workers`` reading: the children's unique sets summed, estimated from RSS (sampled)."""
-    alive = pids()
+def estimates(alive: list[int]) -> dict[int, int]:
+    """Each of ``alive``'s unique set, estimated from its RSS (sampled; see the module).
+
+    ``alive`` is every descendant (:func:`listing`): the shared parts of the others are
+    forgotten. A process gone meanwhile has no entry.
+    """
     _refresh(alive)
-    total = 0
+    found: dict[int, int] = {}
     for pid in alive:
         rss, known = _rss(pid), _shared.get(pid)
         if rss is not None and known is not None:
-            total += max(rss - known[0], 0)
+            found[pid] = max(rss - known[0], 0)
     with _lock:
         for gone in set(_shared) - set(alive):
             del _shared[gone]  # a later process may get its number
-    return DeviceMemory(NAME, total, host.total_bytes(), SOURCE)
+    return found
+
+
+def unique(pid: int) -> int | None:
+    """``pid``'s unique set from its ``smaps_rollup``: exact, ~11 ms per GiB; None: gone."""
+    rollup = _rollup(pid)
+    return rollup[1] if rollup is not None else None
+
+
+def reading(used: int) -> DeviceMemory:
+    """The ``workers`` row of ``used`` bytes."""
+    return DeviceMemory(NAME, used, host.total_bytes(), SOURCE)
+
+
+def read() -> DeviceMemory:
+    """The ``workers`` reading: the children's unique sets summed, estimated from RSS (sampled)."""
+    return reading(sum(estimates(pids()).values()))
 
 
 def read_exact() -> DeviceMemory:
     """The ``workers`` reading from each child's ``smaps_rollup``: exact, ~11 ms per GiB."""
-    rollups = [_rollup(pid) for pid in pids()]
-    unique = sum(r[1] for r in rollups if r is not None)
-    return DeviceMemory(NAME, unique, host.total_bytes(), SOURCE)
+    return reading(sum(u for pid in pids() if (u := unique(pid)) is not None))
 
 
 def status() -> ProbeStatus:
     """Whether child processes can be found and measured here."""
     if not os.path.exists("/proc/self/task"):
         return ProbeStatus(NAME, False, "workers: no /proc here; child processes not measured")
-    return ProbeStatus(NAME, True, "workers: child processes' unique memory (USS), sampled")
+    return ProbeStatus(
+        NAME,
+        True,
+        "workers: child processes' unique memory (USS), sampled; launched ranks as rank rows",
+    )

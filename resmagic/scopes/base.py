@@ -23,6 +23,7 @@ from weakref import ref
 from resmagic.bus import current_cell, publish
 from resmagic.report import Report, describe_error, status_of
 from resmagic.scopes.interrupts import due, hold, protect, release, state
+from resmagic.scopes.ranked import Ranks
 
 __all__ = ["Scope", "enclosing_listeners", "listening"]
 
@@ -71,6 +72,9 @@ class Scope(Generic[T, R]):
     """Whether a ``with`` block holds Ctrl-C back while the scope opens and closes (see
     :mod:`resmagic.scopes.interrupts`); a scope whose open and close change nothing outside
     its run may decline, for speed."""
+
+    ranks: Ranks | None = None
+    """``ranks=True``: every rank's row is gathered into the report before it is published."""
 
     def __init__(self) -> None:
         self.report = None
@@ -175,6 +179,8 @@ class Scope(Generic[T, R]):
 
     def _stop(self, run: Any, listeners: tuple[Listener, ...], exc: BaseException | None) -> None:
         report = self._close(run, exc)
+        if self.ranks is not None:  # issue 28: after the rank's own figures, before publishing
+            report = self.ranks.gather(report)
         self._finish(report, listeners)
         self._after(run)
 

@@ -21,7 +21,8 @@ from resmagic.report import DeviceReport, GpuReport, describe_error
 from resmagic.sampler import Listener, Watch, sampler
 from resmagic.scopes.base import Scope
 from resmagic.scopes.outcome import (
-    exact_workers,
+    ended_ranks,
+    exact_children,
     holders_at_error,
     holders_named,
     is_out_of_memory,
@@ -29,6 +30,7 @@ from resmagic.scopes.outcome import (
     shown,
     unguarded,
 )
+from resmagic.scopes.ranked import ranks_of
 from resmagic.scopes.reclaim import clear_frames
 
 __all__ = ["gpu_scope", "is_out_of_memory", "parse_device"]
@@ -77,10 +79,18 @@ class gpu_scope(Scope["gpu_scope", GpuReport]):
             container's working set passes this share of its memory limit (0.9 or ``"90%"``),
             before the OOM killer kills the process; None: no guard. Sampled, so one huge
             allocation between two samples can still beat it (see :mod:`resmagic.guard`).
+        ranks: inside a ``torch.distributed`` process group, gather every rank's figures
+            (status, wall, each device's before, peak and after) into rank 0's report
+            (``report.ranks``: :class:`~resmagic.ranktable.RankTable`, ``peak("host")`` says
+            which rank peaked); every rank must open its ranks scopes in the same order, as
+            with collectives. No gather, and no error, where no group is initialised.
+        ranks_timeout_s: how long rank 0 waits for the others' records before it names them
+            missing; None: ``settings.ranks_timeout_s`` (60 s).
 
     Raises:
         DeviceError: the device does not exist here.
-        OptionError: ``reclaim`` is not one of the three values, or ``guard`` no share.
+        OptionError: ``reclaim`` is not one of the three values, ``guard`` no share, or
+            ``ranks_timeout_s`` no positive number of seconds.
 
     Examples:
         >>> with gpu_scope() as scope:
@@ -98,6 +108,8 @@ class gpu_scope(Scope["gpu_scope", GpuReport]):
         reclaim: Reclaim = "oom",
         held_by: Mapping[str, Any] | None = None,
         guard: float | str | None = None,
+        ranks: bool = False,
+        ranks_timeout_s: float | None = None,
     ) -> None:
         super().__init__()
         if reclaim not in RECLAIM:
@@ -111,6 +123,8 @@ class gpu_scope(Scope["gpu_scope", GpuReport]):
         self.gc = gc
         self.reclaim = reclaim
         self.held_by = held_by
+        if ranks or ranks_timeout_s is not None:
+            self.ranks = ranks_of(ranks, ranks_timeout_s, "gpu_scope", None)
         self._probes: tuple[Probe, ...] = _HOST_PROBES + (
             () if self.device == HOST else _GPU_PROBES
         )
@@ -249,14 +263,15 @@ class gpu_scope(Scope["gpu_scope", GpuReport]):
         if self.empty_cache or reclaimed:
             torch_cuda.empty_cache()
         # The host peak was read by pop() above: what VmHWM says now is not needed.
-        after = [exact_workers(r) for r in self._read_from(self._probes, run.failures, peak=False)]
+        after = exact_children(self._read_from(self._probes, run.failures, peak=False), self._wants)
         if run.watch is not None:
             # One last reading, so a peak that is still held is counted; the live view is
             # done by now and gets the report instead. The "after" readings are that
             # reading: every row the watch reads is among them, and an extra row can only
             # add its own after value, which each row's peak already includes.
             run.watch.sample(notify=False, readings=after)
-        rows = tuple(row for r in after if shown(row := self._row(r, run, exact)))
+        ended = ended_ranks(run.watch, after)  # ranks gone by now: what the sampler saw
+        rows = tuple(row for r in [*after, *ended] if shown(row := self._row(r, run, exact)))
         holders, when = holders_named(self.held_by, rows, at_error)
         return GpuReport(
             **self.common(run.started_at, duration, exc),

@@ -1,4 +1,4 @@
-"""What a ``gpu_scope`` report says beyond its readings: exact workers, container notes, holders."""
+"""What a ``gpu_scope`` report says beyond its readings: children, container notes, holders."""
 
 from __future__ import annotations
 
@@ -7,12 +7,16 @@ from typing import Any, Literal
 
 from resmagic.guard import Guard
 from resmagic.holders import Holder, held_device, who
-from resmagic.probes import cgroup, torch_cuda, workers
+from resmagic.probes import cgroup, host, launched, torch_cuda, workers
+from resmagic.probes.probe import Wants, guarded
 from resmagic.probes.reading import DeviceMemory
+from resmagic.ranktable import is_rank_row
 from resmagic.report import DeviceReport
+from resmagic.sampler import Watch
 
 __all__ = [
-    "exact_workers",
+    "ended_ranks",
+    "exact_children",
     "holders_at_error",
     "holders_named",
     "is_out_of_memory",
@@ -72,11 +76,41 @@ def oom_killed(before: int | None) -> tuple[str, ...]:
     return (f"container: the OOM killer killed {what} in this cgroup{at} during the block",)
 
 
-def exact_workers(reading: DeviceMemory) -> DeviceMemory:
-    """At the end, workers still running are measured from their ``smaps_rollup`` (exact)."""
-    if reading.name != workers.NAME or not reading.used_bytes:
-        return reading
-    return workers.read_exact()
+def exact_children(readings: list[DeviceMemory], wants: Wants) -> list[DeviceMemory]:
+    """At the end, children still running (workers, ranks) measured from ``smaps_rollup``.
+
+    Exact where the sampled rows say a child holds memory; the readings as they were when
+    none does, or when the exact reading fails.
+    """
+    if not any(r.used_bytes for r in readings if _of_children(r.name)):
+        return readings
+    exact, failure = guarded(workers.SOURCE, lambda: launched.read(wants, exact=True))
+    if failure is not None:
+        return readings
+    first = next(i for i, r in enumerate(readings) if _of_children(r.name))
+    rest = [r for r in readings if not _of_children(r.name)]
+    return rest[:first] + exact + rest[first:]
+
+
+def ended_ranks(watch: Watch | None, after: Sequence[DeviceMemory]) -> list[DeviceMemory]:
+    """A reading of 0 bytes for each launched rank the sampler saw that ended before the end.
+
+    ``mp.spawn`` returns when its ranks have ended: their rows keep the peak the sampler
+    saw (sampled), with nothing after.
+    """
+    if watch is None:
+        return []
+    there = {(r.name, r.source) for r in after}
+    total = host.total_bytes()
+    return [
+        DeviceMemory(name, 0, total, source)
+        for name, source in list(watch.peaks)
+        if is_rank_row(name) and (name, source) not in there
+    ]
+
+
+def _of_children(name: str) -> bool:
+    return name == workers.NAME or is_rank_row(name)
 
 
 def shown(row: DeviceReport) -> bool:

@@ -13,6 +13,7 @@ from resmagic.errors import OptionError
 from resmagic.probes import torch_cuda
 from resmagic.report import TimingReport
 from resmagic.scopes.base import Scope
+from resmagic.scopes.ranked import ranks_of
 
 __all__ = ["timed"]
 
@@ -47,6 +48,12 @@ class timed(Scope["timed", TimingReport]):
             function's qualified name.
         sync_cuda: ``"auto"``, True or False, as above.
         keep: ``"each"`` (a report per run, the default) or ``"totals"`` (totals only).
+        ranks: inside a ``torch.distributed`` process group, gather every rank's wall time
+            into rank 0's report (``report.ranks``: :class:`~resmagic.ranktable.RankTable`,
+            ``slowest()``); every rank must open its ranks scopes in the same order, as with
+            collectives. No gather, and no error, where no group is initialised.
+        ranks_timeout_s: how long rank 0 waits for the others' records before it names them
+            missing; None: ``settings.ranks_timeout_s`` (60 s).
 
     Examples:
         >>> with timed("load") as t:
@@ -63,7 +70,13 @@ class timed(Scope["timed", TimingReport]):
     defers_interrupts = False
 
     def __init__(
-        self, label: str | None = None, *, sync_cuda: SyncCuda = "auto", keep: Keep = "each"
+        self,
+        label: str | None = None,
+        *,
+        sync_cuda: SyncCuda = "auto",
+        keep: Keep = "each",
+        ranks: bool = False,
+        ranks_timeout_s: float | None = None,
     ) -> None:
         super().__init__()
         if sync_cuda not in (True, False, "auto"):
@@ -75,6 +88,8 @@ class timed(Scope["timed", TimingReport]):
         self.label = label
         self.sync_cuda = sync_cuda
         self.keep = keep
+        if ranks or ranks_timeout_s is not None:
+            self.ranks = ranks_of(ranks, ranks_timeout_s, "timed", label)
 
     def __call__(self, func: F) -> F:
         """Time every call of ``func``; unlabelled, the runs take the function's name."""

@@ -14,6 +14,7 @@ import re
 from typing import Any
 
 from resmagic.report import Report
+from resmagic.sinks.rankmetrics import rank_metrics
 
 __all__ = ["clean_name", "metrics_of", "prefix_of", "status_tags"]
 
@@ -40,6 +41,7 @@ def metrics_of(report: Report) -> dict[str, float]:
     record = report.to_dict()
     devices = record.pop("devices", None) or ()
     found = _numbers(prefix, record)
+    found.update(rank_metrics(prefix, record.get("ranks")))  # issue 28: rank 0's table
     if "wall_s" in record:
         found.pop(f"{prefix}.duration_s", None)  # a timing's wall time says it already
     for row in devices:

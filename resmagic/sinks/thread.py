@@ -23,6 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from resmagic import bus
+from resmagic.ranktable import carried_elsewhere
 from resmagic.redact import redact
 from resmagic.report import Report, describe_error
 from resmagic.sinks.base import Sink, SinkState, Slot
@@ -88,7 +89,10 @@ class SinkThread:
         """Queue ``report`` for every sink, or drop and count it when the queue is full.
 
         The bus calls this on the publishing thread (the cell's): it never blocks on a sink.
+        A ranks scope's report on a rank other than 0 is not sent: rank 0's carries it.
         """
+        if carried_elsewhere(report):
+            return
         with self._cond:
             if not self._slots:
                 return

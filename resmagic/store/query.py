@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from resmagic.store.rows import code_sha
-from resmagic.tidy import as_frame, holders_cell, tidy_rows
+from resmagic.tidy import as_frame, holders_cell, ranks_cell, tidy_rows
 
 if TYPE_CHECKING:
     import pandas
@@ -120,6 +120,8 @@ def _tidy(values: dict[str, Any]) -> list[dict[str, Any]]:
     values.update(json.loads(values.pop("extra") or "{}"))
     holders = values["holders"]
     values["holders"] = holders_cell(json.loads(holders)) if holders else None
+    if isinstance(values.get("ranks"), dict):  # its rows are among the devices already
+        values["ranks"] = ranks_cell(values["ranks"])
     return tidy_rows(values, devices)
 
 

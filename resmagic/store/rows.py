@@ -1,7 +1,10 @@
 """What one row holds: a report, or a cell still running, with where and when it ran.
 
 The cell's code is never stored, only a hash of it (:func:`code_sha`). Device rows go in a
-JSON column, one object per device, so a report is one row however many devices it has.
+JSON column, one object per device, so a report is one row however many devices it has. A
+``ranks=True`` report's rank table goes whole into ``extra`` (``ranks``), and each rank's
+host and GPU rows join the device rows as ``rank N`` and ``rank N cuda:M`` (with ``rank``),
+as a cell that launched ranks has them: no new column.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
+from resmagic.ranktable import rank_device_rows
 from resmagic.report import Report
 from resmagic.store.liveness import Identity
 
@@ -148,6 +152,8 @@ def insert_report(
     """One report as one row; ``run`` None: a report outside any measured cell (a script)."""
     record = report.to_dict()
     devices = record.get("devices")
+    if record.get("ranks"):  # issue 28: rank 0's table; its ranks' rows rank like devices
+        devices = [*(devices or ()), *rank_device_rows(record["ranks"])]
     holders = record.pop("holders", None)  # gpu_scope(held_by=...): name, kind, device, nbytes
     extra = {k: v for k, v in record.items() if k not in _KNOWN}
     label = extra.get("label") or extra.get("path") or None

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import os
+import select
+import signal
+
 import pytest
 
+from resmagic import gpu_scope
 from resmagic.probes import host, peaks
 from resmagic.probes.peaks import PeakStack
 from tests.fakes import FakeNvml, FakeTorch, spike
@@ -96,3 +101,37 @@ def test_peek_sees_an_open_scopes_peak_so_far_through_inner_resets(cuda: FakeTor
     stack.pop(inner)
     assert stack.pop(outer)["cuda:0"] == 3 * GiB
     assert stack.peek(outer)["cuda:0"] == 3 * GiB  # an ended frame answers its final peak
+
+
+def test_forked_child_starts_with_no_open_frame_and_a_free_lock() -> None:
+    # A rank that notebook_launcher forks from a %%gpu_scope cell inherits the kernel's open
+    # frames, and a counter's lock if the sampler held it at that moment (issue 28): its
+    # own first scope must neither hang on that lock nor nest in the kernel's frames.
+    read_end, write_end = os.pipe()
+
+    def child() -> None:
+        try:
+            depths = (peaks.host_peaks.depth, peaks.container_peaks.depth)
+            with gpu_scope("host") as scope:
+                pass
+            exact = scope.report is not None and scope.report.device("host").peak_exact
+            os.write(write_end, f"{depths[0]} {depths[1]} {exact}".encode())
+        finally:
+            os._exit(0)
+
+    with gpu_scope("host"):
+        assert peaks.host_peaks.depth == 1
+        with peaks.host_peaks._lock:  # the sampler's thread, peeking, as the kernel forks
+            pid = os.fork()
+            if pid == 0:
+                child()  # in the child, with the lock as the fork left it
+    os.close(write_end)
+    try:
+        ready, _, _ = select.select([read_end], [], [], 30)
+        said = os.read(read_end, 100).decode() if ready else "the child hung"
+    finally:
+        os.close(read_end)
+        if not ready:
+            os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+    assert said == f"0 0 {host.peak_is_exact()}"

@@ -7,6 +7,7 @@ import threading
 import time
 import weakref
 from collections.abc import Iterator, Sequence
+from contextlib import ExitStack
 
 import pytest
 
@@ -18,6 +19,7 @@ from resmagic.probes.reading import DeviceMemory
 from resmagic.report import GpuReport
 from resmagic.sampler import Watch, sampler
 from resmagic.units import format_bytes
+from tests.children import HELD, holding_children
 from tests.fakes import FakeNvml, FakeOutOfMemoryError, FakeTorch, spike
 
 GiB, MiB = 1 << 30, 1 << 20
@@ -553,3 +555,41 @@ def test_allocator_rows_report_the_cache_the_allocator_keeps(fake_gpu: Gpu) -> N
     assert f"exact; cache {format_bytes(row.reserved_bytes)})" in row.summary()
     nvml_row = next(d for d in report.devices if d.source == "NVML")
     assert nvml_row.reserved_bytes is None
+
+
+def test_launched_ranks_holding_at_the_end_are_rows_of_their_own_not_workers(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Forks of this process while WORLD_SIZE is set: ranks, as notebook_launcher's (issue 28).
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    with ExitStack() as held, gpu_scope("host") as scope:
+        held.enter_context(holding_children(2))
+    report = _report(scope)
+    names = [d.name for d in report.devices]
+    assert "workers" not in names  # the ranks are all the children: nothing left in workers
+    for rank in ("rank 0", "rank 1"):
+        row = report.device(rank)
+        assert (row.source, row.before_bytes) == ("USS", 0)
+        assert HELD <= row.after_bytes <= HELD * 1.05  # exact: read from smaps_rollup
+        assert row.peak_bytes >= row.after_bytes
+
+
+def test_launched_ranks_that_ended_keep_the_peak_the_sampler_saw(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    seen = threading.Event()
+
+    def listener(now: float, readings: Sequence[DeviceMemory]) -> None:
+        holding = [r for r in readings if r.name.startswith("rank ") and r.used_bytes >= HELD]
+        if len(holding) == 2:
+            seen.set()
+
+    scope = gpu_scope("host")
+    scope.follow(listener)
+    with scope, holding_children(2):  # mp.spawn returns once its ranks have ended
+        assert seen.wait(120), "the sampler never saw both ranks holding their memory"
+    for rank in ("rank 0", "rank 1"):
+        row = _report(scope).device(rank)
+        assert (row.after_bytes, row.peak_exact) == (0, False)
+        assert HELD <= row.peak_bytes <= HELD * 1.05

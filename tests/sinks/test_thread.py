@@ -13,7 +13,7 @@ import pytest
 from resmagic import bus
 from resmagic.report import TimingReport
 from resmagic.sinks.thread import SinkState, SinkThread
-from tests.reports import timing_report
+from tests.reports import ranks_report, timing_report
 from tests.sinks.sinks import Blocking, Failing, Recording
 
 pytestmark = pytest.mark.usefixtures("fresh_history")
@@ -198,3 +198,12 @@ def test_a_forked_child_starts_with_no_sinks_and_can_add_its_own(tmp_path: Path)
         """
     lines = _run_script(tmp_path / "sent.txt", body)
     assert sorted(lines) == ["child after", "child closed", "parent closed", "parent parent"]
+
+
+def test_a_ranks_report_reaches_the_sinks_from_rank_0_only(runner: SinkThread) -> None:
+    sink = Recording()
+    runner.add(sink)
+    bus.publish(ranks_report(1))  # rank 0's report carries rank 1's row
+    bus.publish(ranks_report(0))
+    assert runner.flush(30)
+    assert [r.ranks.rank for r in sink.got] == [0]  # type: ignore[attr-defined]

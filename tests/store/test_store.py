@@ -23,6 +23,7 @@ from resmagic.store.liveness import Identity, alive, me
 from resmagic.store.recorder import recorder
 from resmagic.store.rows import CellRun, Session, insert_running, insert_session
 from resmagic.store.schema import connect
+from tests.reports import ranks_report
 
 SCRIPT = """
 import sys, resmagic
@@ -252,3 +253,21 @@ def test_a_logs_lost_records_and_its_note_are_stored_as_in_history_frame(store: 
     table, frame = runs(), resmagic.history_frame()
     for column, value in (("notes", note), ("lost", 480), ("records", 20)):
         assert table[column].iloc[-1] == value == frame[column].iloc[-1], column
+
+
+def test_rank_zeros_table_is_stored_as_rank_rows_and_other_ranks_reports_are_not(
+    store: Path,
+) -> None:
+    publish(dataclasses.replace(ranks_report(1), status="error"))  # rank 1: rank 0's has it
+    publish(ranks_report(0))
+    recorder.flush()
+    table = runs()
+    assert set(table["status"]) == {"ok"}
+    rows = table.set_index("device")
+    assert rows.loc["rank 0", "peak_bytes"] == 300 << 20
+    assert rows.loc["rank 1", "peak_bytes"] == 500 << 20
+    assert "rank 2" not in rows.index  # missing: nothing measured
+    frame = resmagic.history_frame()
+    assert list(table["device"]) == list(frame["device"])[-3:] == ["host", "rank 0", "rank 1"]
+    cell = "ranks 2 of 3; host peak 500 MiB on rank 1; rank 2 missing"
+    assert table["ranks"].iloc[-1] == cell == resmagic.history_frame()["ranks"].iloc[-1]

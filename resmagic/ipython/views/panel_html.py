@@ -13,7 +13,7 @@ import html
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-from resmagic.probes.devices import HOST_ROWS, host_notes
+from resmagic.probes.devices import host_notes, not_own_gpu
 from resmagic.probes.reading import DeviceMemory
 from resmagic.report import DeviceReport, GpuReport
 from resmagic.units import format_bytes, format_delta, format_seconds
@@ -163,7 +163,7 @@ def render(view: PanelView, extra: str = "") -> str:
     notes = "".join(f"<div class='rm-note' style='{_MUTED}'>{_e(n)}</div>" for n in happened)
     # Like the text line: the reasons are for a panel with no GPU row at all, not for a
     # GPU with one source missing (NVML rows while torch has not initialised CUDA).
-    if reasons and all(r.name in HOST_ROWS for r in view.rows):
+    if reasons and all(not_own_gpu(r.name) for r in view.rows):
         notes += f"<div class='rm-note' style='{_MUTED}'>no GPU row: {_e('; '.join(reasons))}</div>"
     return (
         f"<div class='rm-panel' data-state='{state}' style='{_FONT};margin:2px 0'>"

@@ -6,7 +6,7 @@ import html
 from collections.abc import Sequence
 from typing import Any
 
-from resmagic.probes.devices import HOST_ROWS, host_notes
+from resmagic.probes.devices import host_notes, not_own_gpu
 from resmagic.report import GpuReport, LogReport, Report
 from resmagic.units import format_bytes, format_seconds, format_table
 
@@ -27,7 +27,7 @@ def render_report(report: Report, said: set[str] | None = None) -> str:
     """
     text = report.summary()
     gpu_rows = isinstance(report, GpuReport) and any(
-        d.name not in HOST_ROWS for d in report.devices
+        not not_own_gpu(d.name) for d in report.devices
     )
     if isinstance(report, LogReport):  # records a full disk refused (reliability #5)
         return text + "".join(f"\n  {note}" for note in report.notes)
