@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 
 import pytest
@@ -121,3 +122,18 @@ class TestStatusAndError:
         assert text.endswith("x…")
         exact = "y" * (200 - len("RuntimeError: "))
         assert describe_error(RuntimeError(exact)) == f"RuntimeError: {exact}"
+
+
+def test_timing_report_builds_the_same_report_as_the_dataclass() -> None:
+    from resmagic.report import TimingReport
+    from resmagic.report import timing_report as build
+
+    fields = ("error", 1.5, 1700000000.0, 7, "ValueError: x", "step", 1.5, 0.25, True)
+    names = ("status", "duration_s", "started_at", "cell", "error", "label")
+    names += ("wall_s", "cpu_s", "cuda_synced")
+    made = build(*fields)  # type: ignore[arg-type]
+    expected = TimingReport(**dict(zip(names, fields, strict=True)))
+    assert made == expected
+    assert made.to_dict() == expected.to_dict()
+    assert hash(made) == hash(expected)
+    assert [f.name for f in dataclasses.fields(TimingReport)] == list(names)
