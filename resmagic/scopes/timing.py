@@ -12,7 +12,6 @@ from collections.abc import Callable
 from types import TracebackType
 from typing import Any, Literal, TypeVar, cast
 
-from resmagic import totals
 from resmagic.bus import current_cell, publish
 from resmagic.errors import OptionError
 from resmagic.probes import torch_cuda
@@ -199,12 +198,12 @@ class timed(Scope["timed", TimingReport]):
 
     # -- the stack's runs, and running(): the Scope protocol -------------------------------
 
-    def _finish(self, report: TimingReport, listeners: tuple[Any, ...] = ()) -> None:
-        totals.add(report)
-        if self.keep == "each":
-            super()._finish(report, listeners)
-        else:
-            self.report = report
+    def _stop(self, run: _Run, listeners: tuple[Listener, ...], exc: BaseException | None) -> None:
+        # The stack's runs and running() (a cell's layer) close as the fast slot does.
+        synced = _sync(self.sync_cuda) or run[3]
+        wall = _perf_counter() - run[1]
+        cpu = _process_time() - run[2]
+        self._done(run[0], wall, cpu, synced, exc, listeners)
 
     def _open(self) -> tuple[_Run, timed]:
         synced = _sync(self.sync_cuda)
