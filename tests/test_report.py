@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
+from typing import Any
 
 import pytest
 
@@ -128,11 +129,12 @@ def test_timing_report_builds_the_same_report_as_the_dataclass() -> None:
     from resmagic.report import TimingReport
     from resmagic.report import timing_report as build
 
-    fields = ("error", 1.5, 1700000000.0, 7, "ValueError: x", "step", 1.5, 0.25, True)
-    names = ("status", "duration_s", "started_at", "cell", "error", "label")
+    fields: tuple[Any, ...] = ("error", 1.5, 1.7e9, 7, "ValueError: x", "step", 1.5, 0.25, True)
+    names: tuple[str, ...] = ("status", "duration_s", "started_at", "cell", "error", "label")
     names += ("wall_s", "cpu_s", "cuda_synced")
-    made = build(*fields)  # type: ignore[arg-type]
-    expected = TimingReport(**dict(zip(names, fields, strict=True)))
+    made = build(*fields)
+    kwargs: dict[str, Any] = dict(zip(names, fields, strict=True))
+    expected = TimingReport(**kwargs)
     assert made == expected
     assert made.to_dict() == expected.to_dict()
     assert hash(made) == hash(expected)
