@@ -36,9 +36,12 @@ __all__ = [
     "subscribe",
 ]
 
-_lock = threading.Lock()
-_history: deque[Report] = deque()
-_subscribers: list[Callable[[Report], None]] = []
+_lock = threading.Lock()  # resizing and clearing the history; publish takes none
+# Bounded by its maxlen, which drops the oldest report atomically as a new one goes in (a
+# trim per publish cost 0.24 us and the lock 0.16: issue 26); re-made when the limit changes.
+_history: deque[Report] = deque(maxlen=settings.history_limit)
+# A tuple, replaced (never changed) on subscribe and unsubscribe: publish reads it unlocked.
+_subscribers: tuple[Callable[[Report], None], ...] = ()
 _cell_provider: Callable[[], int | None] | None = None
 _store: Callable[[Report], None] | None = None
 
@@ -73,17 +76,39 @@ def publish(report: Report, listeners: Sequence[Callable[[Report], None]] = ()) 
     subscriber or listener that raises is reported as a warning and does not stop the others,
     nor the scope that published.
     """
-    with _lock:
-        _history.append(report)
-        _trim()
-        subscribers = list(_subscribers)
+    kept = _history
+    if kept.maxlen != settings.history_limit:
+        kept = _resize()
+    kept.append(report)
+    if kept is not _history:  # re-made by another thread between the two lines above
+        _keep_late(report)
     if settings.store:
         _to_store(report)
-    for callback in (*subscribers, *listeners):
-        try:
-            callback(report)
-        except Exception as exc:
-            warnings.warn(f"resmagic: a report sink failed: {exc!r}", RuntimeWarning, stacklevel=2)
+    subscribers = _subscribers
+    if subscribers or listeners:
+        for callback in (*subscribers, *listeners):
+            try:
+                callback(report)
+            except Exception as exc:
+                warnings.warn(
+                    f"resmagic: a report sink failed: {exc!r}", RuntimeWarning, stacklevel=2
+                )
+
+
+def _resize() -> deque[Report]:
+    """The history re-made with the new ``settings.history_limit`` (the newest kept)."""
+    global _history
+    with _lock:
+        if _history.maxlen != settings.history_limit:
+            _history = deque(_history, maxlen=settings.history_limit)
+        return _history
+
+
+def _keep_late(report: Report) -> None:
+    """Append ``report`` to the re-made history unless the copy already has it."""
+    with _lock:
+        if not any(kept is report for kept in _history):
+            _history.append(report)
 
 
 def _to_store(report: Report) -> None:
@@ -98,27 +123,26 @@ def _to_store(report: Report) -> None:
 
 def subscribe(callback: Callable[[Report], None]) -> Callable[[], None]:
     """Receive every report published from now on; returns the function that unsubscribes."""
+    global _subscribers
     with _lock:
-        _subscribers.append(callback)
+        _subscribers = (*_subscribers, callback)
 
     def unsubscribe() -> None:
+        global _subscribers
         with _lock:
             if callback in _subscribers:
-                _subscribers.remove(callback)
+                at = _subscribers.index(callback)
+                _subscribers = _subscribers[:at] + _subscribers[at + 1 :]
 
     return unsubscribe
 
 
 def history() -> list[Report]:
     """Every report of this session, oldest first (bounded by ``settings.history_limit``)."""
-    with _lock:
-        _trim()  # the limit may have been lowered since the last publish
-        return list(_history)
-
-
-def _trim() -> None:
-    while len(_history) > settings.history_limit:
-        _history.popleft()
+    kept = _history
+    if kept.maxlen != settings.history_limit:
+        kept = _resize()  # the limit may have been lowered since the last publish
+    return list(kept)
 
 
 def clear_history() -> None:

@@ -26,6 +26,7 @@ __all__ = [
     "TransactionReport",
     "describe_error",
     "status_of",
+    "timing_report",
 ]
 
 Status = Literal["ok", "error", "interrupted"]
@@ -276,3 +277,40 @@ class TransactionReport(Report):
         outcome = f"committed {self.changes} change" if self.committed else "rolled back"
         plural = "s" if self.committed and self.changes != 1 else ""
         return f"{self.path}  {outcome}{plural}  {format_seconds(self.duration_s)}"
+
+
+# A frozen dataclass sets each field through object.__setattr__ (1.23 us for a
+# TimingReport's ten); its slots' own setters do the same job in 0.53 us (issue 26).
+_SETTERS = tuple(getattr(TimingReport, f.name).__set__ for f in dataclasses.fields(TimingReport))
+_new = object.__new__
+
+
+def timing_report(
+    status: Status,
+    duration_s: float,
+    started_at: float,
+    cell: int | None,
+    error: str | None,
+    label: str | None,
+    wall_s: float,
+    cpu_s: float,
+    cuda_synced: bool,
+) -> TimingReport:
+    """``TimingReport(...)`` of these fields, in the dataclass's order, made faster.
+
+    The same object the dataclass's ``__init__`` makes (it has no ``__post_init__``), for
+    ``timed``'s path, where the report is built once per block.
+    """
+    report: TimingReport = _new(TimingReport)
+    s0, s1, s2, s3, s4, s5, s6, s7, s8, s9 = _SETTERS
+    s0(report, status)
+    s1(report, duration_s)
+    s2(report, started_at)
+    s3(report, cell)
+    s4(report, error)
+    s5(report, label)
+    s6(report, wall_s)
+    s7(report, cpu_s)
+    s8(report, cuda_synced)
+    s9(report, None)  # ranks: a ranks scope adds its table afterwards (dataclasses.replace)
+    return report

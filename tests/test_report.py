@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
+from typing import Any
 
 import pytest
 
@@ -121,3 +123,22 @@ class TestStatusAndError:
         assert text.endswith("x…")
         exact = "y" * (200 - len("RuntimeError: "))
         assert describe_error(RuntimeError(exact)) == f"RuntimeError: {exact}"
+
+
+def test_timing_report_builds_the_same_report_as_the_dataclass() -> None:
+    from resmagic.report import TimingReport
+    from resmagic.report import timing_report as build
+
+    fields: tuple[Any, ...] = ("error", 1.5, 1.7e9, 7, "ValueError: x", "step", 1.5, 0.25, True)
+    names: tuple[str, ...] = ("status", "duration_s", "started_at", "cell", "error", "label")
+    names += ("wall_s", "cpu_s", "cuda_synced")
+    made = build(*fields)
+    kwargs: dict[str, Any] = dict(zip(names, fields, strict=True))
+    expected = TimingReport(**kwargs)
+    assert made == expected
+    assert made.to_dict() == expected.to_dict()
+    assert hash(made) == hash(expected)
+    # Every field the builder does not take keeps its default (ranks: None until gathered).
+    rest = [f for f in dataclasses.fields(TimingReport) if f.name not in names]
+    assert [f.name for f in dataclasses.fields(TimingReport)][: len(names)] == list(names)
+    assert [(f.name, getattr(made, f.name)) for f in rest] == [(f.name, f.default) for f in rest]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -78,3 +79,44 @@ def test_resmagic_timings_prints_the_table(ip: Any, capsys: pytest.CaptureFixtur
     assert repr(table).splitlines()[0].split() == header
     assert repr(table).splitlines()[1].split()[:2] == ["load", "1"]
     assert len(resmagic.timings()) == 0
+
+
+def test_runs_counted_in_threads_that_ended_stay_in_the_totals() -> None:
+    # Each thread counts into rows of its own (issue 26): an ended thread's rows are folded
+    # into the totals when the next thread starts counting, never lost, and clearing
+    # forgets them too.
+    def work(label: str, n: int) -> None:
+        for _ in range(n):
+            with timed(label, keep="totals"):
+                pass
+
+    for round_ in range(3):
+        threads = [threading.Thread(target=work, args=("pool", 50)) for _ in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        work("main", 10)
+        assert resmagic.timings()["pool"].count == 200 * (round_ + 1)
+        assert resmagic.timings()["main"].count == 10 * (round_ + 1)
+    resmagic.clear_timings()
+    threading.Thread(target=work, args=("after", 1)).start()
+    assert "pool" not in {row.label for row in resmagic.timings()}
+
+
+def test_keep_totals_builds_the_last_report_when_read() -> None:
+    scope = timed("lazy", keep="totals")
+    with scope:
+        pass
+    with pytest.raises(ZeroDivisionError), scope:
+        1 / 0  # noqa: B018
+    report = scope.report
+    assert isinstance(report, resmagic.TimingReport)
+    assert (report.label, report.status, report.error) == (
+        "lazy",
+        "error",
+        "ZeroDivisionError: division by zero",
+    )
+    assert report.wall_s == report.duration_s >= 0
+    assert scope.report is report  # built once
+    assert resmagic.timings()["lazy"].failed == 1

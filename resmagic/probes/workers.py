@@ -86,9 +86,37 @@ def _threads() -> list[str]:
     return _tasks
 
 
+_ANY_STATE = (
+    os.WEXITED | os.WSTOPPED | os.WCONTINUED | os.WNOHANG | os.WNOWAIT
+    if hasattr(os, "waitid")
+    else 0
+)
+
+
+def _has_children() -> bool:
+    """False only when this process has no child process at all, running or not reaped.
+
+    One ``waitid`` that waits for nothing and reaps nothing (``WNOHANG | WNOWAIT``): ~0.5 µs
+    against ~5 µs for the threads' ``children`` files, read twice per ``gpu_scope`` block
+    and ten times a second by the sampler, where a process mostly has no child (issue 26).
+    Any thread's children count: Linux lets a thread wait for its whole group's.
+    """
+    if not _ANY_STATE:
+        return True
+    try:
+        os.waitid(os.P_ALL, 0, _ANY_STATE)
+    except ChildProcessError:
+        return False
+    except OSError:
+        return True  # cannot tell: read the files
+    return True
+
+
 def _own_children() -> list[int]:
     # Sampled ten times a second: the threads' files stay open (a pread is ~1 µs, an open
     # ~10 µs); a thread that ended is dropped.
+    if not _has_children():
+        return []
     found: list[int] = []
     with _lock:
         tasks = _threads()

@@ -25,7 +25,15 @@ from resmagic.report import Report, describe_error, status_of
 from resmagic.scopes.interrupts import due, hold, protect, release, state
 from resmagic.scopes.ranked import Ranks
 
-__all__ = ["Scope", "enclosing_listeners", "listening"]
+__all__ = [
+    "Listener",
+    "Scope",
+    "enclosing_listeners",
+    "listeners_here",
+    "listening",
+    "open_in",
+    "runs_here",
+]
 
 T = TypeVar("T")
 R = TypeVar("R", bound=Report)
@@ -38,6 +46,18 @@ Listener = Callable[[Report], None]
 _Stack = tuple[tuple["ref[Scope[Any, Any]]", Any, tuple[Listener, ...], bool], ...]
 _open_runs: ContextVar[_Stack] = ContextVar("resmagic_open_runs", default=())
 _listeners: ContextVar[tuple[Listener, ...]] = ContextVar("resmagic_listeners", default=())
+
+
+runs_here = _open_runs.get
+"""The runs open on the stack of this thread or task, innermost last (see :func:`open_in`)."""
+
+listeners_here = _listeners.get
+""":func:`enclosing_listeners` without the Python call around it (a hot path's)."""
+
+
+def open_in(stack: _Stack, scope: Scope[Any, Any]) -> bool:
+    """Whether ``scope`` has a run in ``stack`` (one of :func:`runs_here`)."""
+    return any(entry[0]() is scope for entry in stack)
 
 
 def enclosing_listeners() -> tuple[Listener, ...]:

@@ -5,14 +5,14 @@ from __future__ import annotations
 import gc as _gc
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from typing import Any, Literal, get_args
 
 from resmagic.bus import current_cell
 from resmagic.errors import OptionError
 from resmagic.guard import Guard, parse_fraction
-from resmagic.probes import cgroup, table, torch_cuda
+from resmagic.probes import cgroup, host, table, torch_cuda
 from resmagic.probes.devices import HOST, check_exists, parse_device
 from resmagic.probes.peaks import OuterPeak, PeakCounter
 from resmagic.probes.probe import Probe
@@ -154,8 +154,21 @@ class gpu_scope(Scope["gpu_scope", GpuReport]):
         return self._read_from(self._probes, {})
 
     def opened(self) -> list[DeviceMemory]:
-        """The readings the newest open run took when it opened ([] when none is open)."""
-        return list(self._latest.before.values()) if self._latest is not None else []
+        """The readings the newest open run took when it opened ([] when none is open).
+
+        The host row's peak there is its RSS at open where its peak counter is exact (the
+        counter was reset as the run opened): what the counter would have said.
+        """
+        run = self._latest
+        if run is None:
+            return []
+        exact_host = host.SOURCE in run.frames
+        return [
+            replace(r, peak_bytes=r.used_bytes)
+            if exact_host and r.source == host.SOURCE and r.peak_bytes is None
+            else r
+            for r in run.before.values()
+        ]
 
     def why_no_gpu(self, seen: set[str]) -> tuple[str, ...]:
         """In words, why rows from these sources leave out a GPU source (``()`` for host only)."""
@@ -197,7 +210,10 @@ class gpu_scope(Scope["gpu_scope", GpuReport]):
             _gc.collect()
         if self.empty_cache:
             torch_cuda.empty_cache()
-        before = {(r.name, r.source): r for r in self._read_from(self._probes, failures)}
+        # No peak read at open: the run's peak comes from the counter it resets, or from the
+        # samples; VmHWM before the reset was 7-9 us of /proc/self/status per block (issue 26).
+        readings = self._read_from(self._probes, failures, peak=False)
+        before = {(r.name, r.source): r for r in readings}
         run = _Run(time.time(), gc_t0, before, {}, None, cgroup.oom_kills(), failures)
         try:
             self._attach(run)
@@ -213,6 +229,8 @@ class gpu_scope(Scope["gpu_scope", GpuReport]):
     def _attach(self, run: _Run) -> None:
         """Push the run's peak frames, add its sampler watch, start its guard."""
         for probe in self._probes:
+            if probe.source == cgroup.SOURCE and (cgroup.NAME, cgroup.SOURCE) not in run.before:
+                continue  # no limit, no container row: no peak to reset and read (issue 26)
             counter = probe.counter
             if counter is not None:
                 run.frames[probe.source] = (counter, counter.push())

@@ -169,6 +169,16 @@ class TestOutput:
         assert isinstance(timing, TimingReport)
         assert timing.label == "lr3"
 
+    def test_dollar_variables_and_braces_expand_as_ipython_does(self, ip: Any) -> None:
+        # A line with none of $ { } is used as written (no formatter per cell: issue 26);
+        # one with any of them is formatted as before.
+        ip.user_ns["step"] = "s9"
+        for line, label in (("$step", "s9"), ("a}}b", "a}b"), ("plain", "plain")):
+            ip.run_cell(f"%%timed {line} -q\npass", store_history=True)
+            timing = resmagic.history()[-1]
+            assert isinstance(timing, TimingReport)
+            assert timing.label == label
+
     def test_path_with_spaces_and_unicode(self, ip: Any, tmp_path: Path) -> None:
         target = tmp_path / "my runs" / "été 1.log"
         ip.run_cell(f'%%experiment_log "{target}" -q\nlogger.info("ok")', store_history=True)

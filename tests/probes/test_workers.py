@@ -91,3 +91,35 @@ def test_a_dataloaders_workers_show_as_a_workers_row() -> None:
     assert row.source == "USS"
     assert row.after_bytes >= 2 * HELD  # each worker's own pages, not the shared ones
     assert row.peak_bytes >= row.after_bytes
+
+
+_CHILDREN_SEEN = """
+import json, subprocess, time
+from resmagic.probes import workers
+seen = [(workers._has_children(), workers.pids())]
+child = subprocess.Popen(["sleep", "30"])
+seen.append((workers._has_children(), workers.pids()))
+child.kill()
+while open(f"/proc/{child.pid}/stat").read().split(") ")[1][0] != "Z":
+    time.sleep(0.01)  # a zombie until reaped: still a child
+seen.append((workers._has_children(), workers.pids()))
+child.wait()
+seen.append((workers._has_children(), workers.pids()))
+print(json.dumps({"pid": child.pid, "seen": seen}))
+"""
+
+
+def test_children_are_listed_exactly_when_waitid_says_there_are_some() -> None:
+    # The threads' children files are read only when one waitid (no wait, no reap) says
+    # this process has a child (issue 26): running and not-yet-reaped children both count.
+    import json
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-c", _CHILDREN_SEEN], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    pid = result["pid"]
+    assert result["seen"] == [[False, []], [True, [pid]], [True, [pid]], [False, []]]

@@ -14,7 +14,7 @@ import pytest
 from resmagic import gpu_scope, history
 from resmagic.config import settings
 from resmagic.errors import DeviceError, OptionError
-from resmagic.probes import host
+from resmagic.probes import host, peaks
 from resmagic.probes.reading import DeviceMemory
 from resmagic.report import GpuReport
 from resmagic.sampler import Watch, sampler
@@ -262,7 +262,7 @@ class TestPeaks:
 _REFUSED_RESET = """
 import ctypes, json, os, sys, threading
 from resmagic import gpu_scope, settings
-from resmagic.probes import host
+from resmagic.probes import host, peaks
 if os.geteuid() == 0:
     os.setgid(65534)
     os.setuid(65534)
@@ -593,3 +593,53 @@ def test_launched_ranks_that_ended_keep_the_peak_the_sampler_saw(
         row = _report(scope).device(rank)
         assert (row.after_bytes, row.peak_exact) == (0, False)
         assert HELD <= row.peak_bytes <= HELD * 1.05
+
+
+_CONTAINER_PEAK = """
+import json, sys
+sys.stdin.readline()  # moved into the cgroup by now
+from resmagic import gpu_scope
+with gpu_scope("host") as scope:
+    held = b"x" * (100 << 20)
+    del held
+row = scope.report.device("container")
+print(json.dumps({"exact": row.peak_exact, "rise": row.peak_bytes - row.before_bytes,
+                  }))
+"""
+
+
+def test_under_a_limit_the_container_row_keeps_its_exact_peak() -> None:
+    """The container's counter is reset and read only where its row exists (issue 26)."""
+    import json
+
+    from tests.cgroups import child_cgroup, run_inside
+
+    with child_cgroup() as path:
+        done = run_inside(path, _CONTAINER_PEAK)
+    assert done.returncode == 0, done.stderr
+    seen = json.loads(done.stdout)
+    assert seen["exact"] is True
+    assert seen["rise"] >= 90 * MiB
+
+
+def test_without_a_limit_no_container_peak_is_reset() -> None:
+    from resmagic.probes import cgroup
+
+    if cgroup.read():
+        pytest.skip("this machine's cgroup has a memory limit")
+    with gpu_scope("host") as scope:
+        run = scope._latest
+        assert run is not None
+        assert cgroup.SOURCE not in run.frames
+        assert peaks.container_peaks.depth == 0
+
+
+def test_the_first_frame_shows_an_exact_host_peak_where_the_counter_is() -> None:
+    # The open reads no VmHWM (issue 26); the panel's first frame still marks the host
+    # peak exact (at the RSS the run opened with: the counter was reset to it).
+    if not host.peak_is_exact():
+        pytest.skip(f"no exact host peak here: {host.status()}")
+    with gpu_scope("host") as scope:
+        (row,) = [r for r in scope.opened() if r.name == "host"]
+        assert row.peak_bytes is not None  # what the panel marks exact by
+        assert row.peak_bytes >= row.used_bytes

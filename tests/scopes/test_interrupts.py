@@ -217,7 +217,9 @@ def test_a_timed_run_whose_exit_never_came_is_dropped_by_the_next_block() -> Non
     """What a Ctrl-C on the first instruction of timed's __exit__ leaves (no hold there)."""
     before = len(base._open_runs.get())
     left = timed("left")
-    left.__enter__()
+    left.__enter__()  # its first run is kept on the object: nothing on the stack
+    assert len(base._open_runs.get()) == before
+    left.__enter__()  # a second run while the first is open goes on the stack
     gone = weakref.ref(left)
     del left
     assert gone() is None

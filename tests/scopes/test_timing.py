@@ -103,3 +103,40 @@ def test_status_on_interrupt() -> None:
 def test_bad_sync_cuda_raises_option_error(value: object) -> None:
     with pytest.raises(OptionError, match="sync_cuda must be True, False or 'auto'"):
         timed(sync_cuda=value)  # type: ignore[arg-type]
+
+
+def test_one_timed_object_entered_by_many_threads_at_once_counts_every_run() -> None:
+    # A run of an object open once lives on the object; two threads that enter at the same
+    # moment must not both take that slot (one run would be lost, its exit would find
+    # nothing: issue 26). A switch interval of 1 us makes the threads interleave mid-enter.
+    import sys
+    import threading
+
+    import resmagic
+
+    shared = timed("shared", keep="totals")
+    errors: list[BaseException] = []
+
+    def work() -> None:
+        try:
+            for _ in range(3000):
+                with shared:
+                    pass
+        except BaseException as exc:  # the assertion below shows it
+            errors.append(exc)
+
+    resmagic.clear_timings()
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        threads = [threading.Thread(target=work) for _ in range(6)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        sys.setswitchinterval(interval)
+    assert errors == []
+    assert resmagic.timings()["shared"].count == 6 * 3000
+    assert shared.open_runs == 0
+    resmagic.clear_timings()

@@ -142,9 +142,11 @@ class HeaderTransformer:
     def take(self, raw_cell: str) -> Header | None:
         """The pending header if it is ``raw_cell``'s, else None; nothing is pending after."""
         pending, self.pending = self.pending, None
-        if pending is None or header_of(raw_cell, self.ours) != pending.lines:
+        if pending is None:
             return None
-        return pending
+        if raw_cell == pending.source:
+            return pending  # the very text it was built from: the same header (no re-read)
+        return pending if header_of(raw_cell, self.ours) == pending.lines else None
 
     @staticmethod
     def _hidden(header: Header, rest: list[str]) -> list[str]:

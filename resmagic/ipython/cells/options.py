@@ -148,6 +148,8 @@ class LayerFactory:
 
     def expand(self, text: str) -> str:
         """What IPython does to a magic's first line (``{var}``, ``$var``), for our other lines."""
+        if "$" not in text and "{" not in text and "}" not in text:
+            return text  # nothing to expand: no formatter per cell (issue 26)
         try:
             return DollarFormatter().vformat(text, args=[], kwargs=self.shell.user_ns)
         except Exception:
@@ -173,6 +175,9 @@ def bind_problem(name: str) -> str | None:
     return None
 
 
+# Split once per distinct line (asks_help and the parse both split it, every cell: a shlex
+# split is ~5 us); an open quote raises each time (exceptions are not cached).
+@functools.lru_cache(maxsize=256)
 def split_once(line: str) -> tuple[str, ...]:
     """``line`` split as a shell would (quotes, escapes); ``ValueError`` for an open quote."""
     # magic_arguments splits with posix=False, which keeps the quotes of a quoted path
