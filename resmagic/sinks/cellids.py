@@ -3,8 +3,9 @@
 A report carries its cell's number (``In [12]``), not the cell's id: the id is in the
 execute request Jupyter sent (``cellId``), which only the IPython layer sees, through the
 recorder's :attr:`~resmagic.store.recorder.Recorder.context` while the cell runs. The sink
-thread sends later, when that cell is over, so the id is noted on the publishing thread:
-one bus subscriber, a lock and a dict entry per report while a sink runs, nothing else.
+thread sends later, when that cell is over, so the id is noted on the publishing thread,
+once per cell: the first report of a cell asks the recorder (about 2-8 µs: the IPython layer
+looks the cell up), every later one of the same cell costs a comparison.
 """
 
 from __future__ import annotations
@@ -13,34 +14,37 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
+from typing import Any
 
 from resmagic import bus
 from resmagic.report import Report
 
-__all__ = ["CellIds", "recorded_cell"]
+__all__ = ["CellIds", "recorder_context"]
 
-KEEP = 4000  # notes kept at most: the runner's queue holds 1000; dropped reports' notes go
+KEEP = 4000  # cells remembered: far more than the runner's queue (1000 reports) can span
 
 
-def recorded_cell() -> object | None:
-    """The running cell as the recorder knows it (a ``CellRun``, with ``cell_id``), if any."""
+def recorder_context() -> Callable[[], Any]:
+    """The recorder's running cell (a ``CellRun``, with ``cell_id``), as a function."""
     from resmagic.store.recorder import recorder
 
-    return recorder.context()
+    return lambda: recorder.context()
 
 
 class CellIds:
-    """Notes each published report's cell id; :meth:`of` hands it to the sink thread.
+    """Notes each cell's id as its first report is published; :meth:`of` reads it later.
 
     Args:
         context: returns the running cell (anything with a ``cell_id``) or None; called on
-            the publishing thread, once per report.
+            the publishing thread, once per cell. Default: the recorder's.
     """
 
-    def __init__(self, context: Callable[[], object | None] = recorded_cell) -> None:
-        self._context = context
+    def __init__(self, context: Callable[[], Any] | None = None) -> None:
+        self._context = context if context is not None else recorder_context()
         self._cond = threading.Condition()
-        self._notes: OrderedDict[int, tuple[Report, str | None]] = OrderedDict()
+        self._ids: OrderedDict[int, str | None] = OrderedDict()  # cell number → its id
+        self._last: int | None = None  # the number noted last: its later reports are free
+        self._waiting = 0
         self._unsubscribe: Callable[[], None] | None = None
 
     def start(self) -> None:
@@ -54,32 +58,44 @@ class CellIds:
         if unsubscribe is not None:
             unsubscribe()
         with self._cond:
-            self._notes.clear()
+            self._ids.clear()
+            self._last = None
             self._cond.notify_all()
 
     def _note(self, report: Report) -> None:
+        number = report.cell
+        if number is None or number == self._last:
+            return  # outside IPython, or a cell already noted: the hot path of a loop
         try:
             cell_id = getattr(self._context(), "cell_id", None)
         except Exception:  # a cell id is a nicety: never a warning on every report
             cell_id = None
         with self._cond:
-            # The report is kept with its note: its id() is not reused while it is here.
-            self._notes[id(report)] = (report, cell_id if isinstance(cell_id, str) else None)
-            while len(self._notes) > KEEP:
-                self._notes.popitem(last=False)
-            self._cond.notify_all()
+            self._ids[number] = cell_id if isinstance(cell_id, str) else None
+            self._last = number
+            while len(self._ids) > KEEP:
+                self._ids.popitem(last=False)
+            if self._waiting:
+                self._cond.notify_all()
 
     def of(self, report: Report, deadline: float) -> str | None:
-        """``report``'s cell id (None: none, or not noted by ``deadline``, a monotonic time).
+        """The id of ``report``'s cell (None: none, or not noted by ``deadline``, monotonic).
 
         The note is normally there already: the sink subscribes before the runner does, and
         the bus calls its subscribers in order. Waiting covers the other order, where the
-        sink thread could take a report before the publisher has noted it.
+        sink thread could take a report before its publisher has noted it.
         """
+        number = report.cell
+        if number is None:
+            return None
         with self._cond:
-            self._cond.wait_for(
-                lambda: id(report) in self._notes or self._unsubscribe is None,
-                max(deadline - time.monotonic(), 0),
-            )
-            noted = self._notes.pop(id(report), None)
-        return noted[1] if noted is not None and noted[0] is report else None
+            if number not in self._ids and self._unsubscribe is not None:
+                self._waiting += 1
+                try:
+                    self._cond.wait_for(
+                        lambda: number in self._ids or self._unsubscribe is None,
+                        max(deadline - time.monotonic(), 0),
+                    )
+                finally:
+                    self._waiting -= 1
+            return self._ids.get(number)

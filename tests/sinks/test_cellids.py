@@ -1,7 +1,8 @@
-"""Cell ids noted on the publishing thread, handed to the sink thread later."""
+"""Cell ids noted on the publishing thread, once per cell, read by the sink thread later."""
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 import warnings
@@ -10,6 +11,7 @@ from collections.abc import Iterator
 import pytest
 
 from resmagic import bus
+from resmagic.report import TimingReport
 from resmagic.sinks.cellids import KEEP, CellIds
 from resmagic.store.rows import CellRun
 from tests.reports import timing_report
@@ -18,12 +20,14 @@ pytestmark = pytest.mark.usefixtures("fresh_history")
 
 
 class Running:
-    """Which cell is running, as the IPython layer tells the recorder."""
+    """Which cell is running, as the IPython layer tells the recorder; counts the asks."""
 
     def __init__(self) -> None:
         self.cell: CellRun | None = None
+        self.asked = 0
 
     def __call__(self) -> CellRun | None:
+        self.asked += 1
         return self.cell
 
     def enter(self, cell_id: str | None, number: int) -> None:
@@ -43,8 +47,20 @@ def ids(running: Running) -> Iterator[CellIds]:
     ids.stop()
 
 
+def _in(cell: int | None) -> TimingReport:
+    return dataclasses.replace(timing_report(), cell=cell)
+
+
 def _soon() -> float:
     return time.monotonic() + 30
+
+
+def _asked_on_another_thread(ids: CellIds, reports: list[TimingReport]) -> list[str | None]:
+    got: list[str | None] = []
+    asker = threading.Thread(target=lambda: got.extend(ids.of(r, _soon()) for r in reports))
+    asker.start()
+    asker.join(30)
+    return got
 
 
 def test_each_report_gets_the_id_of_the_cell_it_was_published_in(
@@ -53,16 +69,12 @@ def test_each_report_gets_the_id_of_the_cell_it_was_published_in(
     reports = []
     for cell_id, number in (("first", 1), (None, 2), ("third", 3)):
         running.enter(cell_id, number)
-        report = timing_report()
-        bus.publish(report)
-        reports.append(report)
+        for _ in range(3):
+            reports.append(_in(number))
+            bus.publish(reports[-1])
     running.cell = None  # the cells are over when the sink thread asks
-    got: list[str | None] = []
-    asker = threading.Thread(target=lambda: got.extend(ids.of(r, _soon()) for r in reports))
-    asker.start()
-    asker.join(30)
-    assert got == ["first", None, "third"]
-    assert ids.of(reports[0], time.monotonic()) is None  # handed over once
+    assert _asked_on_another_thread(ids, reports) == ["first"] * 3 + [None] * 3 + ["third"] * 3
+    assert running.asked == 3  # once per cell: a loop of blocks in one cell asks once
 
 
 def test_a_report_noted_after_the_sink_thread_asked_is_still_found(
@@ -70,7 +82,7 @@ def test_a_report_noted_after_the_sink_thread_asked_is_still_found(
 ) -> None:
     # The other subscriber order: the runner queued the report first, and the sink thread
     # asks before the publisher got to the note.
-    report = timing_report()
+    report = _in(4)
     got: list[str | None] = []
     asker = threading.Thread(target=lambda: got.append(ids.of(report, _soon())))
     asker.start()
@@ -80,8 +92,11 @@ def test_a_report_noted_after_the_sink_thread_asked_is_still_found(
     assert got == ["late"]
 
 
-def test_a_report_never_noted_has_no_id_at_the_deadline(ids: CellIds) -> None:
-    assert ids.of(timing_report(), time.monotonic() + 0.05) is None
+def test_a_cell_never_noted_has_no_id_at_the_deadline_and_a_script_none_at_once(
+    ids: CellIds,
+) -> None:
+    assert ids.of(_in(9), time.monotonic() + 0.05) is None
+    assert ids.of(_in(None), _soon()) is None  # returns at once: no cell, no id to wait for
 
 
 def test_a_context_that_raises_gives_no_id_and_no_warning() -> None:
@@ -91,7 +106,7 @@ def test_a_context_that_raises_gives_no_id_and_no_warning() -> None:
     ids = CellIds(broken)
     ids.start()
     try:
-        report = timing_report()
+        report = _in(1)
         with warnings.catch_warnings():
             warnings.simplefilter("error")
             bus.publish(report)
@@ -102,15 +117,16 @@ def test_a_context_that_raises_gives_no_id_and_no_warning() -> None:
 
 def test_stop_unsubscribes_and_forgets(ids: CellIds, running: Running) -> None:
     running.enter("x", 1)
-    report = timing_report()
+    report = _in(1)
     bus.publish(report)
     ids.stop()
     assert ids._note not in bus._subscribers
     assert ids.of(report, _soon()) is None  # returns at once: nothing will be noted
 
 
-def test_notes_of_reports_never_asked_for_are_bounded(ids: CellIds, running: Running) -> None:
-    running.enter("x", 1)
-    for _ in range(KEEP + 50):  # a full sink queue drops reports: their notes must go too
-        bus.publish(timing_report())
-    assert len(ids._notes) == KEEP
+def test_the_cells_remembered_are_bounded(ids: CellIds, running: Running) -> None:
+    for number in range(KEEP + 50):
+        running.enter(f"id-{number}", number)
+        bus.publish(_in(number))
+    assert len(ids._ids) == KEEP
+    assert ids.of(_in(KEEP + 49), _soon()) == f"id-{KEEP + 49}"
