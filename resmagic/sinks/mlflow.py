@@ -21,6 +21,7 @@ one); how long a request to an unreachable server retries is MLflow's
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from collections import OrderedDict
@@ -33,7 +34,7 @@ from resmagic.report import LogReport, Report
 from resmagic.sinks.cellids import CellIds
 from resmagic.sinks.metrics import cell_tags, metrics_of, params_of, series_of
 from resmagic.sinks.session import library_params, run_name, session_params, session_tags
-from resmagic.sinks.topcells import CellFigures, fold, to_json, top_cells
+from resmagic.sinks.topcells import TABLE, CellFigures, fold, table_of, top_cells
 
 __all__ = ["ARTIFACT_DIR", "TOP_CELLS", "MlflowSink", "session_tags"]
 
@@ -97,7 +98,9 @@ class MlflowSink:
 
     def send(self, reports: Sequence[Report]) -> None:
         """Log the reports' metrics, new params and changed cell tags; each closed log file."""
-        client, run_id = self._run()
+        if not reports:
+            return
+        client, run_id = self._run(reports[0])
         batch, deadline = _Batch(), time.monotonic() + NOTE_WAIT_S
         key = ""
         for report in reports:
@@ -115,8 +118,7 @@ class MlflowSink:
         if self.run_id is None:
             return
         try:
-            ranking = to_json(top_cells(self._runs.values()))
-            self._client.log_text(self.run_id, ranking, TOP_CELLS)
+            _log_table(self._client, self.run_id, table_of(top_cells(self._runs.values())))
         finally:
             self._client.set_terminated(self.run_id, "FINISHED")
 
@@ -163,7 +165,7 @@ class MlflowSink:
             # metrics, and never blocks every later send on a value MLflow might hold.
             self._params[key] = value
 
-    def _run(self) -> tuple[Any, str]:
+    def _run(self, first: Report) -> tuple[Any, str]:
         if self.run_id is not None:
             return self._client, self.run_id
         # Here, on the sink thread, and only once: the ~2 s import and the first request.
@@ -172,7 +174,14 @@ class MlflowSink:
 
         client = MlflowClient(tracking_uri=self.tracking_uri)
         tags = session_tags(self.notebook)
-        run = client.create_run(_experiment(client), tags=tags, run_name=run_name(self.notebook))
+        run = client.create_run(
+            _experiment(client),
+            # The session's first report, not the import's end: the run's duration then
+            # spans the session (it read "444ms" for a session of minutes).
+            start_time=int(first.started_at * 1000),
+            tags=tags,
+            run_name=run_name(self.notebook),
+        )
         self._client, self._entities = client, mlflow.entities
         self._uri = str(client.tracking_uri)
         self.run_id = str(run.info.run_id)
@@ -192,6 +201,21 @@ def _log_batch(client: Any, run_id: str, batch: _Batch, entities: Any) -> None:
         room = min(MAX_METRICS, MAX_ENTITIES - len(p) - len(t))
         m, metrics = metrics[:room], metrics[room:]
         client.log_batch(run_id, metrics=m, params=p, tags=t)
+
+
+def _log_table(client: Any, run_id: str, rows: list[dict[str, Any]]) -> None:
+    """``rows`` as the run's ``resmagic/top_cells.json``: a table MLflow's UI shows as one.
+
+    ``log_table`` needs pandas (mlflow-skinny has none): without it the same JSON (pandas'
+    ``split`` form) goes up as a plain file, which the UI shows as text.
+    """
+    try:
+        import pandas
+    except ImportError:
+        table = {"columns": list(TABLE), "data": [[row[c] for c in TABLE] for row in rows]}
+        client.log_text(run_id, json.dumps(table), TOP_CELLS)
+    else:
+        client.log_table(run_id, pandas.DataFrame(rows, columns=list(TABLE)), TOP_CELLS)
 
 
 def _experiment(client: Any) -> str:

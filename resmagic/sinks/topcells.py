@@ -9,20 +9,20 @@ report): the worst status, the first label, the longest time, and the device row
 last ``gpu_scope`` report (the outermost scope closes last). The ranking:
 
 - **peak**: per device, the peak above the memory in use when the cell started;
-- **held**: per device, the memory in use after the cell minus before (only cells that
-  left some: a cell that freed memory holds none);
+- **held**: per device, the memory in use after the cell minus before;
 - **time**: the wall seconds.
 
-Devices are ``host`` and the GPUs (``cuda:0``, ``cuda:0.nvml``), never ``workers`` or
-``container`` (another process's memory, a shared counter: issue 27 item 2). A cell run
-several times (the same Jupyter cell id) is ranked by its last run, with how many runs.
+A memory ranking leaves out the cells whose figure is not above zero (a cell that freed
+memory holds none). Devices are ``host`` and the GPUs (``cuda:0``, ``cuda:0.nvml``), never
+``workers`` or ``container`` (another process's memory, a shared counter: issue 27 item 2).
+A cell run several times (the same Jupyter cell id) is ranked by its last run, with how
+many runs.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
-import json
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -31,11 +31,11 @@ from resmagic.redact import redact
 from resmagic.report import GpuReport, Report, Status, TimingReport
 from resmagic.sinks.metrics import device_key, mib
 
-__all__ = ["TOP", "CellFigures", "DeviceFigures", "fold", "to_json", "top_cells"]
+__all__ = ["TABLE", "TOP", "CellFigures", "DeviceFigures", "fold", "table_of", "top_cells"]
 
 TOP = 10  # rows per ranking
 ABOUT = {
-    "peak": "MiB above what was in use when the cell started, per device",
+    "peak": "MiB above what was in use when the cell started, per device (cells that rose)",
     "held": "MiB in use after the cell minus before, per device (cells that left some)",
     "time": "wall seconds",
     "runs": "a cell run several times (same cell id) shows its last run",
@@ -137,7 +137,8 @@ def top_cells(runs: Iterable[CellFigures], n: int = TOP) -> dict[str, Any]:
 
 def _peak(name: str, run: CellFigures) -> int | None:
     figures = run.devices.get(name)
-    return figures.peak_above_start_bytes if figures is not None else None
+    rise = figures.peak_above_start_bytes if figures is not None else 0
+    return rise if rise > 0 else None
 
 
 def _held(name: str, run: CellFigures) -> int | None:
@@ -202,22 +203,43 @@ def _row(rank: int, run: CellFigures, runs: int) -> dict[str, Any]:
     }
 
 
-def to_json(ranking: dict[str, Any]) -> str:
-    """:func:`top_cells`'s dict as JSON with one line per row: a table in a file viewer."""
-    head = [f" {json.dumps(key)}: {json.dumps(ranking[key])}" for key in ("about", "cells", "runs")]
-    per_device = [f' "{how}": {_per_device(ranking[how])}' for how in ("peak", "held")]
-    time_rows = f' "time": {_rows(ranking["time"], "  ")}'
-    return "{\n" + ",\n".join([*head, *per_device, time_rows]) + "\n}\n"
+TABLE = (
+    "by",
+    "rank",
+    "device",
+    "cell",
+    "label",
+    "wall_s",
+    "peak_above_start_mib",
+    "held_mib",
+    "peak_mib",
+    "runs",
+    "status",
+    "error",
+    "cell_id",
+    "steps",
+)
+"""The columns of :func:`table_of`'s rows: what ranks it and by how much first."""
 
 
-def _per_device(rankings: dict[str, list[dict[str, Any]]]) -> str:
-    if not rankings:
-        return "{}"
-    lines = [f"  {json.dumps(name)}: {_rows(rows, '   ')}" for name, rows in rankings.items()]
-    return "{\n" + ",\n".join(lines) + "\n }"
+def table_of(ranking: dict[str, Any]) -> list[dict[str, Any]]:
+    """:func:`top_cells`'s rankings as one flat table: a row per ranking, device and rank.
+
+    ``by`` is ``peak``, ``held`` or ``time``; ``device`` the device a memory ranking is
+    about, and its figures fill the MiB columns (None in the ``time`` rows); ``steps`` reads
+    ``"gpu_scope 4, timed.cell 4"``.
+    """
+    rows = [
+        _flat(how, name, row)
+        for how in ("peak", "held")
+        for name, ranked in ranking[how].items()
+        for row in ranked
+    ]
+    return rows + [_flat("time", None, row) for row in ranking["time"]]
 
 
-def _rows(rows: list[dict[str, Any]], pad: str) -> str:
-    if not rows:
-        return "[]"
-    return "[\n" + ",\n".join(pad + json.dumps(row) for row in rows) + f"\n{pad[:-1]}]"
+def _flat(how: str, device: str | None, row: dict[str, Any]) -> dict[str, Any]:
+    figures = row["devices"].get(device, {}) if device is not None else {}
+    steps = ", ".join(f"{series} {step}" for series, step in sorted(row["steps"].items()))
+    flat = {**row, "by": how, "device": device, "steps": steps, **figures}
+    return {column: flat.get(column) for column in TABLE}

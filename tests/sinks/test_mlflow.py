@@ -7,9 +7,11 @@ server is stopped mid-session to show the cells go on and the loss is said once.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import platform
 import socket
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,7 +20,11 @@ import pytest
 from mlflow import MlflowClient
 
 import resmagic
+from resmagic.sinks.cellids import CellIds
+from resmagic.sinks.mlflow import MlflowSink
+from resmagic.sinks.topcells import TABLE
 from tests.kernel import Execution, Kernel
+from tests.reports import gpu_report, host_row
 from tests.sinks.conftest import kernel_env
 from tests.sinks.server import MlflowServer, start_server
 
@@ -123,6 +129,7 @@ def test_a_session_is_one_finished_run_named_after_its_notebook(session: Session
     run = session.client.get_run(session.run.info.run_id)
     assert run.info.status == "FINISHED"
     assert run.info.run_name.startswith("train.ipynb ")
+    assert run.info.start_time == int(session.reports[0]["started_at"] * 1000)  # not the import
     tags = run.data.tags
     assert tags["resmagic.notebook"] == str(session.folder / "train.ipynb")
     assert tags["resmagic.host"] == socket.gethostname()
@@ -194,28 +201,58 @@ def test_every_cell_is_tagged_with_its_id_label_status_and_steps(session: Sessio
     assert tags[f"cell.{stopped}.status"] == "interrupted"
 
 
+def _table(client: Any, run_id: str, folder: Path) -> list[dict[str, Any]]:
+    local = client.download_artifacts(run_id, "resmagic/top_cells.json", str(folder))
+    table = json.loads(Path(local).read_text())
+    return [dict(zip(table["columns"], row, strict=True)) for row in table["data"]]
+
+
 def test_sink_off_leaves_the_top_cells_ranked_as_top_ranks_them(session: Session) -> None:
-    local = session.client.download_artifacts(
-        session.run.info.run_id, "resmagic/top_cells.json", str(session.folder)
-    )
-    top = json.loads(Path(local).read_text())
-    cells = [cell for cell, _ in CELLS if cell in session.numbers]
-    assert top["cells"] == len({c for c in cells if c not in ("load", "sink", "watch", "unwatch")})
-    (alloc,) = session.numbers["alloc"]
-    assert top["peak"]["host"][0]["cell"] == alloc  # 200 MiB; the others allocate nothing
-    assert top["held"]["host"][0]["cell"] == alloc
-    assert top["held"]["host"][0]["devices"]["host"]["held_mib"] >= 200
-    walls = [row["wall_s"] for row in top["time"]]
-    assert walls == sorted(walls, reverse=True)
-    assert top["time"][0]["cell_id"] == "slow"
-    (train,) = [row for row in top["time"] if row["cell_id"] == "train"]
-    assert (train["cell"], train["runs"], train["label"]) == (
-        session.numbers["train"][-1],
-        3,
+    rows = _table(session.client, session.run.info.run_id, session.folder)
+    logged = json.loads(session.run.data.tags["mlflow.loggedArtifacts"])
+    assert {"path": "resmagic/top_cells.json", "type": "table"} in logged  # a table in the UI
+    peak = [row for row in rows if (row["by"], row["device"]) == ("peak", "host")]
+    held = [row for row in rows if (row["by"], row["device"]) == ("held", "host")]
+    time = [row for row in rows if row["by"] == "time"]
+    assert peak[0]["cell_id"] == "alloc"  # 200 MiB; the other cells allocate nothing
+    assert held[0]["cell_id"] == "alloc"
+    assert held[0]["held_mib"] >= 200
+    assert all(row["held_mib"] > 0 for row in held)
+    assert {row["cell_id"] for row in time} == {
+        "alloc",
         "train",
-    )
-    (failed,) = [row for row in top["time"] if row["cell_id"] == "fails"]
+        "small",
+        "log",
+        "fails",
+        "stopped",
+        "slow",
+    }
+    walls = [row["wall_s"] for row in time]
+    assert walls == sorted(walls, reverse=True)
+    assert time[0]["cell_id"] == "slow"
+    (train,) = [row for row in time if row["cell_id"] == "train"]
+    last = session.numbers["train"][-1]
+    assert (train["cell"], train["runs"], train["label"]) == (last, 3, "train")
+    assert train["steps"] == "timed.train 2"
+    (failed,) = [row for row in time if row["cell_id"] == "fails"]
     assert (failed["status"], failed["error"]) == ("error", "ZeroDivisionError: division by zero")
+
+
+def test_without_pandas_the_top_cells_go_up_as_the_same_table_in_plain_json(
+    mlflow_server: MlflowServer, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setitem(sys.modules, "pandas", None)  # mlflow-skinny: no pandas
+    sink = MlflowSink(tracking_uri=mlflow_server.uri, cell_ids=CellIds(lambda: None))
+    big, small = gpu_report(), dataclasses.replace(gpu_report(), devices=(host_row(peak=0),))
+    sink.send([dataclasses.replace(big, cell=1), dataclasses.replace(small, cell=2)])
+    sink.close()
+    assert sink.run_id is not None
+    rows = _table(MlflowClient(mlflow_server.uri), sink.run_id, tmp_path)
+    assert [(r["by"], r["device"], r["cell"]) for r in rows if r["by"] == "peak"] == [
+        ("peak", "cuda:0.nvml", 1),  # the second cell had no GPU row
+        ("peak", "host", 1),  # and its host never rose above its start
+    ]
+    assert list(rows[0]) == list(TABLE)
 
 
 @pytest.fixture

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 from collections.abc import Iterable
 
 from resmagic.report import DeviceReport, GpuReport, Report, TimingReport
-from resmagic.sinks.topcells import CellFigures, fold, to_json, top_cells
+from resmagic.sinks.topcells import TABLE, CellFigures, fold, table_of, top_cells
 from tests.reports import BASE, MiB, host_row, timing_report
 
 
@@ -58,12 +57,14 @@ def test_cells_rank_by_peak_above_start_per_device_by_held_and_by_time() -> None
         _run([_gpu(2, 100, 300, 250), _timed(2, 3.0)]),  # the slowest, holds 150
         _run([_gpu(3, 250, 500, 450), _timed(3, 1.0)]),  # holds 200
         _run([_gpu(4, 450, 460, 300), _timed(4, 2.0)]),  # freed memory: holds none
+        _run([_gpu(5, 300, 300, 300), _timed(5, 0.0)]),  # no rise, nothing held
     ]
-    top = top_cells(runs, n=3)
-    assert (top["cells"], top["runs"]) == (4, 4)
-    assert _cells(top["peak"]["host"]) == [1, 3, 2]
+    top = top_cells(runs, n=4)
+    assert (top["cells"], top["runs"]) == (5, 5)
+    assert _cells(top["peak"]["host"]) == [1, 3, 2, 4]
+    assert _cells(top_cells(runs, n=3)["peak"]["host"]) == [1, 3, 2]
     assert _cells(top["held"]["host"]) == [3, 2]
-    assert _cells(top["time"]) == [2, 4, 3]
+    assert _cells(top["time"]) == [2, 4, 3, 1]
     first = top["peak"]["host"][0]
     assert first["rank"] == 1
     assert first["devices"] == {
@@ -106,16 +107,21 @@ def test_outside_ipython_a_label_is_the_cell() -> None:
     ]
 
 
-def test_the_json_has_one_line_per_row_and_reads_back_the_same() -> None:
-    runs = [_run([_gpu(1, 100, 900, 200), _timed(1, 0.1)]), _run([_timed(2, 1.0)])]
-    ranking = top_cells(runs)
-    text = to_json(ranking)
-    assert json.loads(text) == ranking
-    rows = [line for line in text.splitlines() if line.lstrip().startswith('{"rank"')]
-    assert len(rows) == 4  # peak host 1, held host 1, time 2
-    empty = to_json(top_cells([]))  # a session with no cells: a short valid file
-    assert json.loads(empty)["time"] == []
-    assert empty.count("\n") == 8
+def test_the_table_has_a_row_per_ranking_device_and_rank() -> None:
+    runs = [_run([_gpu(1, 100, 900, 200), _timed(1, 0.1, "load")]), _run([_timed(2, 1.0)])]
+    rows = table_of(top_cells(runs))
+    assert [list(row) for row in rows] == [list(TABLE)] * 4
+    assert [(r["by"], r["device"], r["rank"], r["cell"]) for r in rows] == [
+        ("peak", "host", 1, 1),
+        ("held", "host", 1, 1),
+        ("time", None, 1, 2),
+        ("time", None, 2, 1),
+    ]
+    peak = rows[0]
+    assert (peak["peak_above_start_mib"], peak["held_mib"], peak["peak_mib"]) == (800, 100, 900)
+    assert (peak["label"], peak["wall_s"]) == ("load", 0.1)
+    assert rows[2]["peak_mib"] is None  # a time row is about no device
+    assert table_of(top_cells([])) == []
 
 
 def test_error_text_in_a_row_has_its_secrets_masked() -> None:
