@@ -10,6 +10,7 @@ looks the cell up), every later one of the same cell costs a comparison.
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections import OrderedDict
@@ -46,6 +47,7 @@ class CellIds:
         self._last: int | None = None  # the number noted last: its later reports are free
         self._waiting = 0
         self._unsubscribe: Callable[[], None] | None = None
+        self._pid = os.getpid()
 
     def start(self) -> None:
         """Note every report published from now on (before the runner queues it, if first)."""
@@ -66,6 +68,10 @@ class CellIds:
         number = report.cell
         if number is None or number == self._last:
             return  # outside IPython, or a cell already noted: the hot path of a loop
+        if os.getpid() != self._pid:
+            # A forked child (a DataLoader worker) sends nothing to this sink, and its copy
+            # of the lock may have been held by the sink thread at the fork: never touch it.
+            return
         try:
             cell_id = getattr(self._context(), "cell_id", None)
         except Exception:  # a cell id is a nicety: never a warning on every report

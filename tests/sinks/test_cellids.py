@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
+import subprocess
+import sys
+import textwrap
 import threading
 import time
 import warnings
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -130,3 +134,46 @@ def test_the_cells_remembered_are_bounded(ids: CellIds, running: Running) -> Non
         bus.publish(_in(number))
     assert len(ids._ids) == KEEP
     assert ids.of(_in(KEEP + 49), _soon()) == f"id-{KEEP + 49}"
+
+
+def test_a_forked_child_publishing_never_waits_on_the_lock_it_copied() -> None:
+    # A DataLoader worker forked while the sink thread held the lock (reading an id) gets
+    # that lock held forever; a report of a new cell in the child must not wait on it.
+    script = textwrap.dedent(
+        """
+        import dataclasses, os, sys, threading, time
+        from resmagic import bus
+        from resmagic.sinks.cellids import CellIds
+        from tests.reports import timing_report
+
+        ids = CellIds(lambda: None)
+        ids.start()
+        held, release = threading.Event(), threading.Event()
+
+        def hold():
+            with ids._cond:
+                held.set()
+                release.wait()
+
+        threading.Thread(target=hold, daemon=True).start()
+        held.wait()
+        pid = os.fork()
+        if pid == 0:
+            bus.publish(dataclasses.replace(timing_report(), cell=5))
+            os._exit(0)
+        release.set()
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            done, status = os.waitpid(pid, os.WNOHANG)
+            if done:
+                sys.exit(os.waitstatus_to_exitcode(status))
+            time.sleep(0.05)
+        os.kill(pid, 9)
+        sys.exit("the child hung on the lock it copied")
+        """
+    )
+    root = str(Path(__file__).resolve().parents[2])
+    done = subprocess.run(
+        [sys.executable, "-c", script], cwd=root, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
