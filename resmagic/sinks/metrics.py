@@ -15,6 +15,7 @@ a constant (UX audit 2026-12-06 P2-4). Names keep to MLflow's characters (letter
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from resmagic.redact import redact
@@ -32,6 +33,7 @@ __all__ = [
     "mib",
     "params_of",
     "series_of",
+    "steps_text",
 ]
 
 MiB = 1 << 20
@@ -124,8 +126,11 @@ def cell_tags(key: str, run: CellFigures) -> dict[str, str]:
     ``cell.12.status`` (``ok``, ``error``, ``interrupted``), ``cell.12.error`` (the first
     line, a URI's secrets as ``***``), ``cell.12.id`` (Jupyter's cell id), ``cell.12.label``
     and ``cell.12.steps`` (where its points are on the charts: ``"gpu_scope 4, timed.cell
-    4"``). Outside IPython ``key`` counts reports instead: ``report.3``.
+    4"``; a loop in one cell ``"timed.step 0-99"``). Outside IPython only a report that failed
+    is tagged, ``key`` counting the reports: ``report.3``.
     """
+    if run.cell is None and run.status == "ok":
+        return {}  # a script's loop of blocks would make thousands of tags
     tags: dict[str, str] = {f"{key}.status": run.status}
     if run.error:
         tags[f"{key}.error"] = redact(run.error)
@@ -134,5 +139,13 @@ def cell_tags(key: str, run: CellFigures) -> dict[str, str]:
     if run.label:
         tags[f"{key}.label"] = run.label
     if run.steps:
-        tags[f"{key}.steps"] = ", ".join(f"{s} {n}" for s, n in sorted(run.steps.items()))
+        tags[f"{key}.steps"] = steps_text(run.steps)
     return {name[:MAX_NAME]: value[:MAX_TAG] for name, value in tags.items()}
+
+
+def steps_text(steps: Mapping[str, tuple[int, int]]) -> str:
+    """``"gpu_scope 4, timed.cell 4"``: each series and its step; a loop's ``"timed.step 0-99"``."""
+    return ", ".join(
+        f"{series} {first}" if first == last else f"{series} {first}-{last}"
+        for series, (first, last) in sorted(steps.items())
+    )

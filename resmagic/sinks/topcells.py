@@ -29,9 +29,17 @@ from typing import Any
 
 from resmagic.redact import redact
 from resmagic.report import GpuReport, Report, Status, TimingReport
-from resmagic.sinks.metrics import device_key, mib
+from resmagic.sinks.metrics import device_key, mib, steps_text
 
-__all__ = ["TABLE", "TOP", "CellFigures", "DeviceFigures", "fold", "table_of", "top_cells"]
+__all__ = [
+    "TABLE",
+    "TOP",
+    "CellFigures",
+    "DeviceFigures",
+    "fold",
+    "table_of",
+    "top_cells",
+]
 
 TOP = 10  # rows per ranking
 ABOUT = {
@@ -39,7 +47,7 @@ ABOUT = {
     "held": "MiB in use after the cell minus before, per device (cells that left some)",
     "time": "wall seconds",
     "runs": "a cell run several times (same cell id) shows its last run",
-    "steps": "where the cell's points are on the run's charts (series: step)",
+    "steps": "where the cell's points are on the run's charts (series step, or first-last)",
 }
 _OTHERS = frozenset({"workers", "container"})  # not this process's own memory
 
@@ -63,7 +71,8 @@ class CellFigures:
         label: the first label among its reports (``%%timed train``).
         wall_s: the longest of its reports' wall seconds.
         devices: ``"host"``, ``"cuda:0"`` … → its figures, from its last ``gpu_scope``.
-        steps: the series its reports were charted in → the step (see the MLflow sink).
+        steps: the series its reports were charted in → the first and last step there (a
+            loop of blocks in one cell has many; see the MLflow sink).
         reports: how many reports it had.
     """
 
@@ -74,7 +83,7 @@ class CellFigures:
     error: str | None = None
     wall_s: float = 0.0
     devices: Mapping[str, DeviceFigures] = field(default_factory=dict)
-    steps: Mapping[str, int] = field(default_factory=dict)
+    steps: Mapping[str, tuple[int, int]] = field(default_factory=dict)
     reports: int = 0
 
 
@@ -98,9 +107,17 @@ def fold(
         error=report.error if bad else run.error,
         wall_s=max(run.wall_s, seconds),
         devices=_devices(report) if isinstance(report, GpuReport) else run.devices,
-        steps={**run.steps, step[0]: step[1]} if step is not None else run.steps,
+        steps=_with_step(run.steps, step) if step is not None else run.steps,
         reports=run.reports + 1,
     )
+
+
+def _with_step(
+    steps: Mapping[str, tuple[int, int]], step: tuple[str, int]
+) -> dict[str, tuple[int, int]]:
+    series, n = step
+    first = steps[series][0] if series in steps else n
+    return {**steps, series: (first, n)}
 
 
 def _devices(report: GpuReport) -> dict[str, DeviceFigures]:
@@ -199,7 +216,7 @@ def _row(rank: int, run: CellFigures, runs: int) -> dict[str, Any]:
             }
             for name, d in run.devices.items()
         },
-        "steps": dict(run.steps),
+        "steps": steps_text(run.steps),
     }
 
 
@@ -240,6 +257,5 @@ def table_of(ranking: dict[str, Any]) -> list[dict[str, Any]]:
 
 def _flat(how: str, device: str | None, row: dict[str, Any]) -> dict[str, Any]:
     figures = row["devices"].get(device, {}) if device is not None else {}
-    steps = ", ".join(f"{series} {step}" for series, step in sorted(row["steps"].items()))
-    flat = {**row, "by": how, "device": device, "steps": steps, **figures}
+    flat = {**row, "by": how, "device": device, **figures}
     return {column: flat.get(column) for column in TABLE}

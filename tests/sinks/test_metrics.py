@@ -152,3 +152,24 @@ def test_a_failed_cell_is_tagged_with_its_error_secrets_masked() -> None:
     assert tags["cell.12.status"] == "error"
     assert tags["cell.12.error"] == "OSError: http://u:***@host/x"
     assert cell_tags("report.3", _run("interrupted"))["report.3.status"] == "interrupted"
+
+
+def test_a_loop_of_blocks_in_one_cell_tags_its_first_and_last_step() -> None:
+    run = None
+    for step in range(4):
+        report = dataclasses.replace(timing_report(label="step"), cell=3)
+        run = fold(run, report, step=("timed.step", 10 + step))
+    assert run is not None
+    assert cell_tags("cell.3", run)["cell.3.steps"] == "timed.step 10-13"
+
+
+def test_outside_ipython_only_a_failed_report_is_tagged() -> None:
+    # A script's loop of 10,000 blocks would otherwise put 30,000 tags on its run.
+    assert cell_tags("report.1", fold(None, timing_report())) == {}
+    failed = fold(None, timing_report(status="error"), step=("timed.train", 0))
+    assert cell_tags("report.2", failed) == {
+        "report.2.status": "error",
+        "report.2.error": "ValueError: bad",
+        "report.2.label": "train",
+        "report.2.steps": "timed.train 0",
+    }
