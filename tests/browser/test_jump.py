@@ -3,7 +3,8 @@
 A notebook of 30 cells, so the third is far off screen when the last one shows its table.
 The third cell learns its own id in the kernel (``running_cell_id``), so the row names the id
 the frontend really sent. A click on a row scrolls the notebook to that cell and makes it the
-active, selected cell; a row that names only the cell's number does the same. A saved,
+active, selected cell; a row that names only the cell's number does the same, and so does a
+row naming a cell JupyterLab's "full" windowing has not put in the page yet. A saved,
 untrusted output (sanitised: no ``data-*`` attributes, no scripts) still jumps, and an
 nbconvert HTML export scrolls to the cell through its own ``id="cell-id=..."``. Screenshots
 go to docs/ (Notebook 7's prefixed ``notebook7-``).
@@ -11,6 +12,7 @@ go to docs/ (Notebook 7's prefixed ``notebook7-``).
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
@@ -127,6 +129,26 @@ def test_a_saved_untrusted_output_still_jumps(lab: Lab, browser: Any) -> None:
     row = page.locator(".jp-OutputArea-output table.rm-top tr.rm-jump").first
     row.wait_for(state="attached")
     _click_row_and_check(page, row)
+
+
+def test_a_row_jumps_to_a_cell_the_page_has_not_rendered_yet(lab: Lab, browser: Any) -> None:
+    # "full" windowing: cells off screen are not in the page at all until scrolled to
+    settings = lab.root.parent / "jupyter" / "settings" / "@jupyterlab" / "notebook-extension"
+    settings.mkdir(parents=True, exist_ok=True)  # JUPYTERLAB_SETTINGS_DIR (conftest), read per page
+    (settings / "tracker.jupyterlab-settings").write_text(json.dumps({"windowingMode": "full"}))
+    name = _notebook(lab.root, "far.ipynb", "# the last", output=TABLE.format(id="c27", number=0))
+    book = nbformat.read(lab.root / name, as_version=4)
+    book.cells[0].outputs, book.cells[LAST].outputs = book.cells[LAST].outputs, []  # at the top
+    book.cells[27].source = "# cell 28: far below the table"
+    nbformat.write(book, lab.root / name)
+    page = open_notebook(lab, browser, name, VIEWPORT)
+    far = page.locator(".jp-Notebook .jp-Cell").filter(has_text="cell 28: far below")
+    row = page.locator(".jp-OutputArea-output table.rm-top tr.rm-jump").first
+    row.wait_for()
+    expect(far).to_have_count(0)
+    row.locator("td:nth-child(2)").click()
+    expect(far).to_be_in_viewport(ratio=0.9)
+    expect(far).to_have_class(ACTIVE)
 
 
 def test_a_row_naming_no_cell_says_so_and_moves_nothing(lab: Lab, browser: Any) -> None:
