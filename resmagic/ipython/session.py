@@ -23,6 +23,7 @@ import threading
 from collections.abc import Mapping
 from typing import Any
 
+from resmagic.ipython.cellid import running_cell_id
 from resmagic.ipython.cells.options import BUILDERS, LayerFactory
 from resmagic.ipython.cells.runner import CellRunner
 from resmagic.ipython.guarding import CellGuard
@@ -88,8 +89,7 @@ class Session:
         """
         if threading.current_thread() is not threading.main_thread():
             return None
-        run = self.store.current()
-        return run.cell_id if run is not None else None
+        return running_cell_id(self.shell)
 
     def load(self) -> None:
         """Put the hooks in place, answer the status bar, open the store."""
