@@ -58,7 +58,7 @@ def _notebook(root: Path, name: str, last: str, output: str | None = None) -> st
     book.cells[0].source = "import html\nfrom resmagic.ipython.cellid import running_cell_id"
     book.cells[TARGET].source = (
         "# cell 3: the one the rows name\n"
-        "from resmagic.ipython.cell import running_cell\n"
+        "from resmagic.ipython.cell_number import running_cell\n"
         "target, number = running_cell_id(get_ipython()), running_cell(get_ipython())"
     )
     book.cells[LAST].source = last
