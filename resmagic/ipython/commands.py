@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import inspect
+import os
 from collections.abc import Callable
 from typing import Any
 
@@ -236,8 +237,8 @@ def _runs(session: Session, options: argparse.Namespace) -> Any:
 def _top(session: Session, options: argparse.Namespace) -> Any:
     from resmagic.ipython.views.top_table import TopTable
     from resmagic.store import top_query
-    from resmagic.store.recorder import recorder
     from resmagic.store.ranking import plain_rows, top_of
+    from resmagic.store.recorder import recorder
 
     if not settings.store:
         print("the run store is off: %resmagic config store=on turns it on")
@@ -248,7 +249,7 @@ def _top(session: Session, options: argparse.Namespace) -> Any:
     query = top_query(options.count, options.by, options.session, device, None)
     found = recorder.read(lambda conn: top_of(conn, query))
     mine = recorder.session
-    where = query.notebook or "every notebook"
+    where = os.path.basename(query.notebook) if query.notebook else "every notebook"
     scope = f"{where}, {'this kernel' if query.session is not None else 'every kernel session'}"
     if device is not None:
         scope += f", {device} only"

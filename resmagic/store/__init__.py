@@ -86,8 +86,8 @@ def top(
     Raises:
         ValueError: ``by``, ``session`` or ``n`` is not one of those.
     """
-    from resmagic.store.recorder import recorder
     from resmagic.store.ranking import COLUMNS, plain_rows, top_of
+    from resmagic.store.recorder import recorder
     from resmagic.tidy import as_frame
 
     query = top_query(n, by, session, device, notebook)
@@ -108,8 +108,8 @@ def top_query(
     Raises:
         ValueError: ``by``, ``session`` or ``n`` is not one of those.
     """
-    from resmagic.store.recorder import recorder
     from resmagic.store.ranking import TopQuery
+    from resmagic.store.recorder import recorder
     from resmagic.topcells import BY
 
     if by not in BY:

@@ -178,3 +178,41 @@ def test_an_html_export_scrolls_to_the_cell_by_its_own_anchor(browser: Any, tmp_
     expect(target).not_to_be_in_viewport()
     link.click()
     expect(target).to_be_in_viewport()
+
+
+def _top_notebook(root: Path, store: Path) -> str:
+    """Cells 2 and 3 grow the host by 16 and 64 MiB; the last one shows ``%resmagic top``."""
+    name = _notebook(root, "ranked.ipynb", "%resmagic top --session this")
+    book = nbformat.read(root / name, as_version=4)
+    book.cells[0].source = f"%load_ext resmagic\n%resmagic config store={store}"
+    book.cells[1].source = (
+        "%%gpu_scope -q host\nsmall = bytearray(16 << 20)\n"
+        "for i in range(0, len(small), 4096): small[i] = 1"
+    )
+    book.cells[TARGET].source = (
+        "%%gpu_scope -q host\n# cell 3: the one that used the most\n"
+        "big = bytearray(64 << 20)\nfor i in range(0, len(big), 4096): big[i] = 1"
+    )
+    nbformat.write(book, root / name)
+    return name
+
+
+def test_a_row_of_resmagic_top_jumps_to_the_cell_that_used_the_most(lab: Lab, browser: Any) -> None:
+    name = _top_notebook(lab.root, lab.root.parent / "runs.sqlite")
+    page = open_notebook(lab, browser, name, VIEWPORT)
+    run_cell(page, 0)
+    _wait_for_prompt(page, 0, 1)
+    run_cell(page, 1)
+    _wait_for_prompt(page, 1, 2)
+    run_cell(page, TARGET)
+    _wait_for_prompt(page, TARGET, 3)
+    run_cell(page, LAST)
+    table = page.locator(".jp-OutputArea-output table.rm-top")
+    table.wait_for()
+    expect(table.locator("tr.rm-jump")).to_have_count(2)
+    first = table.locator("tr.rm-jump").first
+    assert first.locator("a").get_attribute("href") == "#cell-id=c02"  # the id the frontend sent
+    expect(first).to_contain_text("In [3]")
+    expect(first).to_contain_text("MiB host")
+    table.screenshot(path=str(DOCS / f"{_prefix(lab)}top-table.png"))
+    _click_row_and_check(page, first, on_link=True)

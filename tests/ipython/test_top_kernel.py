@@ -84,7 +84,7 @@ def test_top_ranks_cells_across_a_restart_and_names_the_cell_a_killed_kernel_die
         assert data is not None
         lines = data["text/plain"].splitlines()
         assert lines[0] == (
-            "cells that used the most, by peak above start: work/top.ipynb, every kernel session"
+            "cells that used the most, by peak above start: top.ipynb, every kernel session"
         )
         rows = [line.split() for line in lines[2:]]
         assert [(r[0], r[2]) for r in rows] == [("1", "[3],"), ("2", "[3],"), ("3", "[2],")]

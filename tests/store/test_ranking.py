@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 
 import resmagic
-from resmagic.store.schema import connect
 from resmagic.store.ranking import TopQuery, cell_runs, plain_rows, top_of
+from resmagic.store.schema import connect
 
 MiB = 1 << 20
 NB = "work/train.ipynb"
