@@ -216,8 +216,13 @@ class StoreHook:
 
 
 def describe_last(last: LastRun) -> str:
-    """``last time 12.3 s, peak 5.1 GiB`` (``, interrupted`` when it did not end well)."""
+    """``last time 12.3 s, peak 5.1 GiB cuda:0`` (``, interrupted`` when it did not end well).
+
+    The device is named: a host peak and a GPU peak read alike (issue 27 item 2).
+    """
     text = f"last time {format_seconds(last.duration_s)}"
     if last.peak_bytes is not None:
         text += f", peak {format_bytes(last.peak_bytes)}"
+        if last.device:
+            text += f" {last.device}"
     return text if last.status == "ok" else f"{text}, {last.status}"

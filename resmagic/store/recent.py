@@ -12,7 +12,7 @@ import threading
 from collections.abc import Iterable
 
 from resmagic.report import GpuReport, Report
-from resmagic.store.query import LastRun, _last
+from resmagic.store.query import LastRun, _last, last_device
 
 __all__ = ["Recent", "last_of"]
 
@@ -20,12 +20,19 @@ _WARM_ROWS = 5000  # the notebook's newest reports read at load (its cells' last
 
 
 def last_of(report: Report) -> LastRun:
-    """``report`` as a last run: its duration, its largest GPU peak (else the host's), status."""
-    peak = device = None
+    """``report`` as a last run: its duration, its largest GPU peak (else the host's), status.
+
+    Never a ``workers`` or ``container`` row (:func:`~resmagic.store.query.last_device`).
+    """
+    found = None
     if isinstance(report, GpuReport) and report.devices:
-        gpus = [d for d in report.devices if d.name != "host"]
-        pick = max(gpus or report.devices, key=lambda d: d.peak_bytes)
-        peak, device = pick.peak_bytes, pick.name
+        found = last_device(
+            [
+                {"name": d.name, "source": d.source, "peak_bytes": d.peak_bytes}
+                for d in report.devices
+            ]
+        )
+    peak, device = found if found is not None else (None, None)
     return LastRun(report.duration_s, peak, device, report.status, report.started_at)
 
 
