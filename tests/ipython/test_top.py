@@ -84,3 +84,20 @@ def test_top_with_the_store_off_says_so(
     settings.store = ""
     assert ip.run_line_magic("resmagic", "top") is None
     assert "the run store is off" in capsys.readouterr().out
+
+
+def test_top_and_the_mlflow_top_cells_artifact_rank_a_session_alike(ip: Any, store: Path) -> None:
+    # issue 27 item 3: one ranking for the notebook and for MLflow (resmagic.topcells)
+    from resmagic.bus import history
+    from resmagic.topcells import fold, top_cells
+
+    start = len(history())
+    for name, mib in (("t1_", 8), ("t2_", 40), ("t3_", 24)):
+        _alloc(ip, name, mib, keep=False)
+    runs: dict[object, Any] = {}
+    for report in history()[start:]:  # as the sink folds them: by cell number
+        runs[report.cell] = fold(runs.get(report.cell), report)
+    artifact = [row["cell"] for row in top_cells(runs.values())["peak"]["host"]]
+    shown = ip.run_line_magic("resmagic", "top --session this --device host")
+    assert [row["cell"] for row in shown.rows] == artifact
+    assert len(artifact) == 3
