@@ -7,6 +7,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import subprocess
 import sys
 import time
@@ -201,7 +202,16 @@ def test_watch_from_ipython_config(tmp_path: Path) -> None:
 def test_watch_mode_in_a_kernel_with_an_interrupt(tmp_path: Path) -> None:
     with Kernel(cwd=str(tmp_path)) as kernel:
         kernel.run("%load_ext resmagic\n%resmagic watch on --no-panel")
-        assert kernel.run("21 * 2").result == {"text/plain": "42"}
+        answer = kernel.run("21 * 2")
+        assert answer.result == {"text/plain": "42"}
+        # every figure of the line says its unit: a bare "+1.17" read as nothing (UX audit
+        # 2026-12-06 P3-4)
+        line = answer.report_text.splitlines()[0]
+        unit = re.search(
+            r"host [\d.]+ → [\d.]+ (B|KiB|MiB|GiB) \(peak [\d.]+ (\S+), \S+ (\S+)\)", line
+        )
+        assert unit is not None, line
+        assert unit[1] == unit[2] == unit[3]
         msg_id = kernel.start("import time\ntime.sleep(30)")
         time.sleep(1.0)
         kernel.km.interrupt_kernel()
