@@ -96,3 +96,19 @@ def test_top_level_await_runs_on_the_kernels_loop(kernel: Kernel) -> None:
     assert run.status == "ok"
     assert run.result == {"text/plain": "7"}
     assert "timed  wall" in run.report_text
+
+
+def test_a_held_by_line_counts_the_holders_it_leaves_out(kernel: Kernel) -> None:
+    # UX audit 2026-12-06 P3-3: six list items held, three named, no word of the rest
+    kernel.run("%resmagic config held_mib=32")
+    try:
+        run = kernel.run(
+            "%%gpu_scope --no-panel host\ncache = [bytearray(b'x') * (16 << 20) for _ in range(6)]"
+        )
+    finally:
+        kernel.run("%resmagic config held_mib=256\ncache = None")
+    line = next(t for t in run.report_text.splitlines() if "held by" in t)
+    assert line == (
+        "  host held by: cache[0] 16.0 MiB · cache[1] 16.0 MiB · cache[2] 16.0 MiB"
+        " · and 3 more (48.0 MiB)"
+    )
