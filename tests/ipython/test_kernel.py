@@ -112,3 +112,33 @@ def test_a_held_by_line_counts_the_holders_it_leaves_out(kernel: Kernel) -> None
         "  host held by: cache[0] 16.0 MiB · cache[1] 16.0 MiB · cache[2] 16.0 MiB"
         " · and 3 more (48.0 MiB)"
     )
+
+
+def _delta_held(run: Execution) -> list[str]:
+    """``data-held`` of each Δ cell in the panel summary the cell ended with."""
+    ended = [d["text/html"] for d in run.reports if "rm-delta" in d.get("text/html", "")]
+    assert ended, "no panel summary"
+    return re.findall(r"class='rm-delta' data-held='(\w+)'", ended[-1])
+
+
+def test_the_delta_is_orange_only_when_the_cells_variables_hold_it(kernel: Kernel) -> None:
+    # UX audit 2026-12-06 P2-3: +108 MiB in orange after a training cell, while `who` said
+    # most of it was reachable from no variable
+    kernel.run("%resmagic config held_mib=32")
+    hidden = (
+        "__import__('sys').modules['rm_hidden'] ="
+        " __import__('types').SimpleNamespace(blob=bytearray(b'x') * (64 << 20))"
+    )
+    try:
+        theirs = kernel.run(f"%%gpu_scope host\n{hidden}")
+        mine = kernel.run("%%gpu_scope host\nkeep_ = bytearray(b'x') * (64 << 20)")
+    finally:
+        kernel.run("%resmagic config held_mib=256\nkeep_ = None")
+        kernel.run("del __import__('sys').modules['rm_hidden']")
+    assert _delta_held(theirs) == ["false"]
+    said = next(t for t in theirs.report_text.splitlines() if "held by" in t)
+    assert said.endswith(
+        "of +64.0 MiB not held by your variables (allocator and interpreter caches)"
+    )
+    assert _delta_held(mine) == ["true"]
+    assert "not held by your variables" not in mine.report_text

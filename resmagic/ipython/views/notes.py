@@ -14,8 +14,10 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from resmagic.holders import Holders, held_device
 from resmagic.ipython.views.output import ReportOutput
+from resmagic.ipython.views.panel_html import NOT_VARIABLES, held_by_variables, named_on
 from resmagic.ipython.views.text import render_report
 from resmagic.report import GpuReport, LogReport, Report
+from resmagic.units import format_delta
 
 if TYPE_CHECKING:
     from resmagic.ipython.views.cell_panel import CellPanel
@@ -79,7 +81,8 @@ class Notes:
             text = holders.line(min_bytes=1 << 20).replace("held by:", "held when it ran out:")
             return [f"  {text}{freed}"]
         device = report.holders[0].device if report.holders else held_device(report.devices)
-        return [f"  {device or 'host'} {holders.line(min_bytes=1 << 20)}"]
+        name = device or "host"
+        return [f"  {name} {holders.line(min_bytes=1 << 20)}{_not_variables(report, name)}"]
 
     def say_once(self, text: str) -> str | None:
         """``text`` the first time this process shows it, else None ("no GPU row" notes)."""
@@ -114,3 +117,17 @@ class Notes:
         if isinstance(report, LogReport) and report.notes:
             text = "\n".join(f"{report.scope}: {note}" for note in report.notes)
             self.output.show({"text/plain": text}, report.cell)
+
+
+def _not_variables(report: GpuReport, device: str) -> str:
+    """`` · +60.0 MiB of +64.0 MiB not held by your variables (...)`` when they hold under half.
+
+    UX audit 2026-12-06 P2-3: what a cell left in use that no variable holds is the
+    allocator's and the interpreter's, not a leak to chase; the panel's Δ is then not orange.
+    """
+    row = next((d for d in report.devices if d.name == device and d.source != "NVML"), None)
+    named = named_on(report, device)
+    if row is None or named is None or held_by_variables(row.delta_bytes, named):
+        return ""
+    rest = format_delta(row.delta_bytes - named)
+    return f" · {rest} of {format_delta(row.delta_bytes)} {NOT_VARIABLES}"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from resmagic.ipython.views.panel_html import (
@@ -13,7 +14,7 @@ from resmagic.ipython.views.panel_html import (
     rows_from,
 )
 from resmagic.probes.reading import DeviceMemory
-from resmagic.report import GpuReport
+from resmagic.report import GpuReport, Holder
 from tests.panelhtml import parse_panel
 from tests.reports import host_row
 
@@ -66,12 +67,22 @@ def test_closing_takes_the_reports_exact_values() -> None:
     assert "rm-live" not in render(view)
 
 
-def test_held_memory_is_marked() -> None:
+def test_held_memory_is_orange_only_when_variables_hold_most_of_it() -> None:
+    # UX audit 2026-12-06 P2-3: an orange Δ for the allocator's own growth sent users
+    # chasing a leak no variable held
     assert left_allocated(100 * MiB, 130 * MiB, 8 << 30)
     assert not left_allocated(100 * MiB, 100 * MiB + 4096, 8 << 30)
     view = PanelView("gpu_scope", rows_from([reading(100 * MiB)]))
-    view.close(report(100 * MiB, 400 * MiB, 130 * MiB))
+    left = report(100 * MiB, 400 * MiB, 130 * MiB)
+    view.close(left)
+    assert "data-held='false'" in render(view)  # nobody looked: not orange
+    assert "not held by your variables" in render(view)
+    mine = (Holder("cache", "bytes", "host", 20 * MiB, ()),)
+    view.close(dataclasses.replace(left, holders=mine, holders_when="after"))
     assert "data-held='true'" in render(view)
+    theirs = (Holder("x", "bytes", "host", 5 * MiB, ()),)
+    view.close(dataclasses.replace(left, holders=theirs, holders_when="after"))
+    assert "data-held='false'" in render(view)
     view.close(report(100 * MiB, 400 * MiB, 100 * MiB))
     assert "data-held='false'" in render(view)
 
