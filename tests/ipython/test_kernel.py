@@ -137,8 +137,13 @@ def test_the_delta_is_orange_only_when_the_cells_variables_hold_it(kernel: Kerne
         kernel.run("del __import__('sys').modules['rm_hidden']")
     assert _delta_held(theirs) == ["false"]
     said = next(t for t in theirs.report_text.splitlines() if "held by" in t)
-    assert said.endswith(
-        "of +64.0 MiB not held by your variables (allocator and interpreter caches)"
-    )
+    assert re.search(r" · \+6\d\.\d MiB of \+6\d\.\d MiB not held by your variables \(", said)
     assert _delta_held(mine) == ["true"]
     assert "not held by your variables" not in mine.report_text
+    # under held_mib no held-by line, but the panel still looks before going orange; the
+    # 64 MiB keep_ holds from the cell before is not the next cell's
+    small = kernel.run("%%gpu_scope host\nkeep_ = bytearray(b'x') * (64 << 20)")
+    hidden_small = kernel.run(f"%%gpu_scope host\n{hidden.replace('rm_hidden', 'rm_hidden2')}")
+    kernel.run("keep_ = None\ndel __import__('sys').modules['rm_hidden2']")
+    assert _delta_held(small) == ["true"]
+    assert _delta_held(hidden_small) == ["false"]

@@ -334,3 +334,36 @@ def test_watch_log_on_a_full_disk_keeps_every_cells_line_and_says_it_once(
     assert f"{lost} records not written: [Errno 28] No space left on device" in state
     assert f"watch --log: writing again; {lost} records not written" in after
     assert records[-1]["code_sha256"] == hashlib.sha256(b"z = 1").hexdigest()[:16]
+
+
+@pytest.mark.kernel
+def test_a_watched_cell_has_one_summary_no_timed_line_and_one_table_row(
+    tmp_path: Path,
+) -> None:
+    # UX audit 2026-12-06 P3-1: the panel came with a separate "timed wall ... cpu ..." line
+    env = {**os.environ, "IPYTHONDIR": str(tmp_path / "ipython")}  # a store of its own
+    with Kernel(cwd=str(tmp_path), env=env) as kernel:
+        kernel.run("%load_ext resmagic\n%resmagic config watch_panel_mib=16\n%resmagic watch on")
+        run = kernel.run("kept_ = bytearray(b'x') * (32 << 20)")
+        assert run.status == "ok"
+        texts = [d.get("text/plain", "") for d in run.reports]
+        summaries = [d for d in run.reports if "rm-panel" in d.get("text/html", "")]
+        assert summaries, texts
+        text = summaries[-1]["text/plain"]
+        assert re.search(r"^gpu_scope  host .* · wall \S+ \S+, cpu \S+ \S+$", text.splitlines()[0])
+        assert not [line for t in texts for line in t.splitlines() if line.startswith("timed")]
+        assert "<span class='rm-elapsed'" in summaries[-1]["text/html"]
+        assert re.search(r"rm-elapsed[^>]*>wall \S+ \S+, cpu ", summaries[-1]["text/html"])
+        # one row per watched cell in %resmagic history and runs; history() keeps both reports
+        cell = kernel.value("__import__('resmagic').history()[-1].cell")
+        scopes = kernel.value(
+            f"[r.scope for r in __import__('resmagic').history() if r.cell == {cell}]"
+        )
+        assert sorted(scopes) == ["gpu_scope", "timed"]
+        for command in ("history", "runs"):
+            table = kernel.run(f"%resmagic {command}").result
+            assert table is not None
+            rows = [line.split() for line in table["text/plain"].splitlines()[1:]]
+            mine = [r for r in rows if str(cell) in r and ("timed" in r or "gpu_scope+timed" in r)]
+            assert [r for r in mine if "gpu_scope+timed" in r] == mine, command
+            assert len(mine) == 1, (command, table["text/plain"])

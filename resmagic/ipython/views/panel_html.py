@@ -13,6 +13,7 @@ import html
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
+from resmagic.ipython.views.held import NOT_VARIABLES, held_by_variables
 from resmagic.probes.devices import HOST_ROWS, host_notes
 from resmagic.probes.reading import DeviceMemory
 from resmagic.report import DeviceReport, GpuReport
@@ -20,12 +21,9 @@ from resmagic.units import format_bytes, format_delta, format_seconds
 
 __all__ = [
     "MAX_POINTS",
-    "NOT_VARIABLES",
     "PanelRow",
     "PanelView",
-    "held_by_variables",
     "left_allocated",
-    "named_on",
     "render",
     "rows_from",
     "scale_of",
@@ -54,28 +52,6 @@ def left_allocated(before: int, after: int, total: int | None) -> bool:
     return grown > max(1 << 20, (total or 0) // 1000)
 
 
-NOT_VARIABLES = "not held by your variables (allocator and interpreter caches)"
-"""What a Δ that is not orange says on hover, and the ``held by`` line says after it."""
-
-
-def held_by_variables(grown: int, named: int | None) -> bool:
-    """True when the cell's variables hold most (half or more) of what it left allocated.
-
-    The orange Δ. A first training cell leaves ~100 MiB of torch's and the interpreter's own
-    growth that no variable holds (measured 2026-12-06: +96 MiB after, 7.3 MiB named, then
-    +1.5 and +0.5 MiB on reruns): orange sent users chasing a leak that was not theirs (UX
-    audit 2026-12-06 P2-3). ``named`` None: nobody looked (under ``held_mib``): not orange.
-    """
-    return named is not None and grown > 0 and named * 2 >= grown
-
-
-def named_on(report: GpuReport, device: str) -> int | None:
-    """Bytes the report's ``held by`` holders hold on ``device``; None where none were named."""
-    if report.holders_when != "after":
-        return None
-    return sum(h.nbytes for h in report.holders if h.device == device)
-
-
 @dataclass
 class PanelRow:
     """What the panel knows of one device (and source), in bytes; None where not yet known."""
@@ -90,8 +66,8 @@ class PanelRow:
     after: int | None = None
     series: list[int] = field(default_factory=list)
     named: int | None = None
-    """Bytes on this device the cell's variables were found holding after it (``held by``);
-    None where nobody looked (the cell left less than ``held_mib``)."""
+    """Bytes on this device the cell's own variables hold after it
+    (:mod:`resmagic.ipython.views.held`); None where nobody looked."""
 
     @classmethod
     def opened(cls, reading: DeviceMemory) -> PanelRow:
@@ -139,6 +115,8 @@ class PanelView:
     """Why a GPU source is missing; shown only while the panel has no GPU row."""
     expected_s: float | None = None
     """How long the cell took last time (the run store), for the progress bar; None: unknown."""
+    timing: str = ""
+    """``wall 1.12 s, cpu 1.72 s``: a watched cell's timing, in the head (not a line of its own)."""
 
     def close(self, report: GpuReport) -> None:
         """End the view with the report: exact before/peak/after, status and duration."""
@@ -149,7 +127,6 @@ class PanelView:
             if row is None:
                 row = PanelRow(final.name, final.source, final.total_bytes, 0, 0, 0, False)
             row.close(final)
-            row.named = named_on(report, final.name)
             rows.append(row)
         self.rows = rows
         self.status, self.error = report.status, report.error
@@ -177,7 +154,7 @@ def render(view: PanelView, extra: str = "") -> str:
     head = (
         f"<div class='rm-head'><b>{_e(view.magic)}</b> "
         f"<span class='rm-status' style='color:{colour}'>{_e(state)}</span> "
-        f"<span class='rm-elapsed' style='{_MUTED}'>{_e(elapsed)}</span>"
+        f"<span class='rm-elapsed' style='{_MUTED}'>{_e(view.timing or elapsed)}</span>"
         f"{error if view.error else ''}{_eta(view) if running else ''}</div>"
     )
     now = "live" if running else "after"

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
 
+from resmagic.ipython.views.held import bound_names
 from resmagic.ipython.views.panel_html import (
     MAX_POINTS,
     PanelRow,
@@ -14,7 +14,7 @@ from resmagic.ipython.views.panel_html import (
     rows_from,
 )
 from resmagic.probes.reading import DeviceMemory
-from resmagic.report import GpuReport, Holder
+from resmagic.report import GpuReport
 from tests.panelhtml import parse_panel
 from tests.reports import host_row
 
@@ -77,11 +77,9 @@ def test_held_memory_is_orange_only_when_variables_hold_most_of_it() -> None:
     view.close(left)
     assert "data-held='false'" in render(view)  # nobody looked: not orange
     assert "not held by your variables" in render(view)
-    mine = (Holder("cache", "bytes", "host", 20 * MiB, ()),)
-    view.close(dataclasses.replace(left, holders=mine, holders_when="after"))
+    view.rows[0].named = 20 * MiB  # the cell's own variables hold most of the +30 MiB
     assert "data-held='true'" in render(view)
-    theirs = (Holder("x", "bytes", "host", 5 * MiB, ()),)
-    view.close(dataclasses.replace(left, holders=theirs, holders_when="after"))
+    view.rows[0].named = 5 * MiB
     assert "data-held='false'" in render(view)
     view.close(report(100 * MiB, 400 * MiB, 100 * MiB))
     assert "data-held='false'" in render(view)
@@ -145,3 +143,10 @@ def test_what_happened_in_the_container_is_said_beside_a_gpu_row() -> None:
     view = PanelView("gpu_scope", [])
     view.close(report)
     assert killed in render(view)
+
+
+def test_the_names_a_cell_binds_are_its_own_not_its_functions_locals() -> None:
+    source = "# header\nx = 1\nfor i in range(3):\n    y = i\nwith open(p) as f:\n    pass\n"
+    source += "def g():\n    z = 2\nimport os\n(a, b) = 1, 2\nobj.attr = 3\n"
+    assert sorted(bound_names(source)) == ["a", "b", "f", "i", "x", "y"]
+    assert bound_names("get_ipython().run_line_magic('x', '') +") == []
