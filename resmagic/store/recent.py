@@ -12,7 +12,8 @@ import threading
 from collections.abc import Iterable
 
 from resmagic.report import GpuReport, Report
-from resmagic.store.query import LastRun, _last, last_device
+from resmagic.store.query import LastRun, _last
+from resmagic.topcells import OTHERS
 
 __all__ = ["Recent", "last_of"]
 
@@ -24,15 +25,16 @@ def last_of(report: Report) -> LastRun:
 
     Never a ``workers`` or ``container`` row (:func:`~resmagic.store.query.last_device`).
     """
-    found = None
+    peak = device = None
     if isinstance(report, GpuReport) and report.devices:
-        found = last_device(
-            [
-                {"name": d.name, "source": d.source, "peak_bytes": d.peak_bytes}
-                for d in report.devices
-            ]
-        )
-    peak, device = found if found is not None else (None, None)
+        # last_device's rule on the report's rows as they are: this runs as each cell ends
+        own = [d for d in report.devices if d.name not in OTHERS]
+        gpus = [d for d in own if d.name != "host"]
+        pick = max(gpus or own, key=lambda d: d.peak_bytes, default=None)
+        if pick is not None:
+            # device_key's name; probes' names need none of its cleaning (a µs per cell)
+            peak = pick.peak_bytes
+            device = f"{pick.name}.nvml" if pick.source == "NVML" else pick.name
     return LastRun(report.duration_s, peak, device, report.status, report.started_at)
 
 
