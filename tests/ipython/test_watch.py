@@ -361,9 +361,9 @@ def test_a_watched_cell_has_one_summary_no_timed_line_and_one_table_row(
         )
         assert sorted(scopes) == ["gpu_scope", "timed"]
         for command in ("history", "runs"):
-            table = kernel.run(f"%resmagic {command}").result
-            assert table is not None
-            rows = [line.split() for line in table["text/plain"].splitlines()[1:]]
-            mine = [r for r in rows if str(cell) in r and ("timed" in r or "gpu_scope+timed" in r)]
-            assert [r for r in mine if "gpu_scope+timed" in r] == mine, command
-            assert len(mine) == 1, (command, table["text/plain"])
+            rows = kernel.value(
+                f"(lambda t: [r[t.columns.index('scope')] for r in t.rows"
+                f" if r[t.columns.index('cell')] == '{cell}'])"
+                f"(get_ipython().run_line_magic('resmagic', '{command}'))"
+            )
+            assert rows == ["gpu_scope+timed"], command
