@@ -113,8 +113,22 @@ def _record(
 
 
 def top_of(conn: sqlite3.Connection, query: TopQuery) -> list[Ranked]:
-    """The query's cells ranked (see :mod:`resmagic.topcells`), highest first."""
-    return ranked(cells_of(cell_runs(conn, query)), query.by, query.device, query.n)
+    """The query's cells ranked (see :mod:`resmagic.topcells`), highest first.
+
+    A cell a kernel died in is always named: after the ``n`` that used the most come the
+    died cells they left out, with what they had (a cell killed before its running row's
+    first sample has no figures at all: value 0).
+    """
+    cells = cells_of(cell_runs(conn, query))
+    found = ranked(cells, query.by, query.device, query.n)
+    shown = {id(row.run) for row in found}
+    died = [(run, count) for run, count in cells if run.died and id(run) not in shown]
+    everything = {id(row.run): row for row in ranked(died, query.by, query.device, None)}
+    for rank, (run, count) in enumerate(died, len(found) + 1):
+        known = everything.get(id(run))
+        value, device = (known.value, known.device) if known is not None else (0.0, None)
+        found.append(Ranked(rank, run, count, device, value))
+    return found
 
 
 def plain_rows(found: Sequence[Ranked], by: By) -> list[dict[str, Any]]:

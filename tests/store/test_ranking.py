@@ -171,3 +171,20 @@ def test_an_older_store_without_rows_reads_as_no_cells(tmp_path: Path) -> None:
     path = tmp_path / "empty.sqlite"
     sqlite3.connect(path).close()  # an empty file: adopted as a store when read
     assert resmagic.top(notebook=NB, path=str(path)).empty
+
+
+def test_a_died_cell_is_named_even_past_n_or_with_no_figures(rows: Rows) -> None:
+    for i in range(3):
+        rows.add(f"big{i}", i, [_device("host", 0, 100 + i, 0)])
+    rows.add("small-died", 7, [_device("host", 0, 1, 0)], status="died")
+    rows.add("no-sample-died", 8, [], status="died")  # killed before its first sample
+    found = _top(rows, n=2)
+    assert [(r["cell_id"], r["status"]) for r in found] == [
+        ("big2", "ok"),
+        ("big1", "ok"),
+        ("small-died", "died"),
+        ("no-sample-died", "died"),
+    ]
+    assert [r["rank"] for r in found] == [1, 2, 3, 4]
+    assert found[2]["value"] == 1 * MiB
+    assert found[3]["value"] == 0

@@ -51,6 +51,8 @@ class TopTable:
     def _figure(self, row: Mapping[str, Any]) -> str:
         if self.by == "time":
             return format_seconds(row["value"])
+        if row["device"] is None:  # a died cell killed before its first sample
+            return "not sampled"
         return f"+{format_bytes(int(row['value']))} {row['device']}"
 
     def _cell(self, row: Mapping[str, Any]) -> str:
