@@ -75,7 +75,7 @@ class TopTable:
                 self._cell(row),
                 str(row["label"] or ""),
                 self._figure(row),
-                "█" * max(1, round(self._bar(row) * _BAR)),
+                "█" * max(1, round(self._bar(row) * _BAR)) if row["value"] > 0 else "",
                 str(row["runs"]),
                 self._status(row),
             )
