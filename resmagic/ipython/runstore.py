@@ -147,10 +147,9 @@ class StoreHook:
             (str(v) for layer in frame.layers if (v := getattr(layer.scope, "label", None))),
             None,
         )
-        read = next(
-            (layer.scope.readings for layer in frame.layers if isinstance(layer.scope, gpu_scope)),
-            host_reading,
-        )
+        scope = next((lay.scope for lay in frame.layers if isinstance(lay.scope, gpu_scope)), None)
+        read = scope.readings if scope is not None else host_reading
+        run.opened = scope.opened if scope is not None else None  # the running row's before
         recorder.started(run, read)
         shown = any(layer.render is not None for layer in frame.layers)  # -q: nobody asks
         scopes = [layer.magic for layer in frame.layers]

@@ -64,9 +64,9 @@ def test_top_ranks_cells_across_a_restart_and_names_the_cell_a_killed_kernel_die
             second.run(f"%%gpu_scope -q host\n{GROW.format('a', 8)}", cell_id="c-a").status == "ok"
         )
         second.start(
-            # the writer samples a running cell about once a second: grow after its first
-            f"%%gpu_scope -q host\nimport time\ntime.sleep(1.5)\n{GROW.format('d', 160)}\n"
-            "time.sleep(60)",
+            # grows at once, before the writer's first sample of its running row: that row's
+            # "before" is the one the scope opened with, not the first sample's
+            f"%%gpu_scope -q host\n{GROW.format('d', 160)}\nimport time\ntime.sleep(60)",
             cell_id="c-doomed",
         )
         deadline = time.monotonic() + 60
