@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from resmagic.store.rows import code_sha
 from resmagic.tidy import as_frame, holders_cell, tidy_rows
-from resmagic.topcells import OTHERS, device_key
+from resmagic.topcells import device_key
 
 if TYPE_CHECKING:
     import pandas
@@ -181,14 +181,15 @@ def last_run(conn: sqlite3.Connection, *, scope: str, **where: Any) -> LastRun |
 def last_device(rows: Sequence[Mapping[str, Any]]) -> tuple[int, str] | None:
     """The peak "last time" shows and its device: the largest GPU row's, else the host's.
 
-    Never ``workers`` or ``container`` (issue 27 item 2): a DataLoader's workers or the
-    whole container outgrew the cell's own host row, and "last time ... peak 569 MiB" named
-    their memory as the cell's. The device is named as ``%resmagic top`` names it
-    (``host``, ``cuda:0``, ``cuda:0.nvml``).
+    This process's own rows only: never ``workers`` or ``container`` (issue 27 item 2: a
+    DataLoader's workers or the whole container outgrew the cell's host row, and "last
+    time ... peak 569 MiB" named their memory as the cell's), nor a launched job's ``rank
+    N`` rows (issue 28). The device is named as ``%resmagic top`` names it (``host``,
+    ``cuda:0``, ``cuda:0.nvml``).
     """
-    own = [d for d in rows if d.get("name") not in OTHERS]
-    gpus = [d for d in own if d.get("name") != "host"]
-    pick = max(gpus or own, key=lambda d: d.get("peak_bytes") or 0, default=None)
+    gpus = [d for d in rows if str(d.get("name")).startswith("cuda:")]
+    own = gpus or [d for d in rows if d.get("name") == "host"]
+    pick = max(own, key=lambda d: d.get("peak_bytes") or 0, default=None)
     if pick is None or pick.get("peak_bytes") is None:
         return None
     return int(pick["peak_bytes"]), device_key({"name": pick["name"], "source": pick.get("source")})

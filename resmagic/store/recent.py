@@ -13,7 +13,6 @@ from collections.abc import Iterable
 
 from resmagic.report import GpuReport, Report
 from resmagic.store.query import LastRun, _last
-from resmagic.topcells import OTHERS
 
 __all__ = ["Recent", "last_of"]
 
@@ -28,9 +27,9 @@ def last_of(report: Report) -> LastRun:
     peak = device = None
     if isinstance(report, GpuReport) and report.devices:
         # last_device's rule on the report's rows as they are: this runs as each cell ends
-        own = [d for d in report.devices if d.name not in OTHERS]
-        gpus = [d for d in own if d.name != "host"]
-        pick = max(gpus or own, key=lambda d: d.peak_bytes, default=None)
+        gpus = [d for d in report.devices if d.name.startswith("cuda:")]
+        own = gpus or [d for d in report.devices if d.name == "host"]
+        pick = max(own, key=lambda d: d.peak_bytes, default=None)
         if pick is not None:
             # device_key's name; probes' names need none of its cleaning (a µs per cell)
             peak = pick.peak_bytes
