@@ -34,6 +34,9 @@ def _data_files() -> list[tuple[str, list[str]]]:
         if path.is_file() and path.name != ".stamp":
             where = Path(SHARE) / path.parent.relative_to(dist)
             folders.setdefault(str(where), []).append(str(path.relative_to(HERE)))
+    # install.json: `jupyter labextension list` names the Python package that installed the
+    # extension, and how to remove it (UX audit 2026-12-06 P3-7), as jupyterlab_widgets does.
+    folders.setdefault(SHARE, []).append("labextension/install.json")
     config = "etc/jupyter/jupyter_server_config.d"
     return [*folders.items(), (config, ["labextension/jupyter-config/resmagic.json"])]
 

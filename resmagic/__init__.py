@@ -24,7 +24,7 @@ from resmagic.report import (
     TransactionReport,
 )
 from resmagic.scopes import db_transaction, experiment_log, gpu_scope, timed
-from resmagic.store import runs
+from resmagic.store import runs, top
 from resmagic.totals import clear_timings, timings
 from resmagic.wiring import wire
 
@@ -48,6 +48,7 @@ __all__ = [
     "settings",
     "timed",
     "timings",
+    "top",
     "unload_ipython_extension",
     "who",
 ]

@@ -6,8 +6,8 @@ to each subscriber (the sink thread, the live table, a user's callback), then to
 listeners of that report alone (the experiment logs its scope was opened in).
 
 The bus knows none of them: the slots and the subscriber list are filled from above
-(:mod:`resmagic.wiring` plugs the store in, the IPython layer the cell number), as IPython's
-``EventManager`` never imports what registers with it.
+(:mod:`resmagic.wiring` plugs the store in, the IPython layer the cell's number and id), as
+IPython's ``EventManager`` never imports what registers with it.
 """
 
 from __future__ import annotations
@@ -28,9 +28,11 @@ if TYPE_CHECKING:
 __all__ = [
     "clear_history",
     "current_cell",
+    "current_cell_id",
     "history",
     "history_frame",
     "publish",
+    "set_cell_id_provider",
     "set_cell_provider",
     "set_store",
     "subscribe",
@@ -43,6 +45,7 @@ _history: deque[Report] = deque(maxlen=settings.history_limit)
 # A tuple, replaced (never changed) on subscribe and unsubscribe: publish reads it unlocked.
 _subscribers: tuple[Callable[[Report], None], ...] = ()
 _cell_provider: Callable[[], int | None] | None = None
+_cell_id_provider: Callable[[], str | None] | None = None
 _store: Callable[[Report], None] | None = None
 
 
@@ -66,6 +69,22 @@ def set_cell_provider(provider: Callable[[], int | None] | None) -> None:
 def current_cell() -> int | None:
     """The execution count of the running cell, or None outside IPython."""
     provider = _cell_provider
+    return provider() if provider is not None else None
+
+
+def set_cell_id_provider(provider: Callable[[], str | None] | None) -> None:
+    """Tell subscribers how to learn the running cell's notebook id (the IPython layer sets it)."""
+    global _cell_id_provider
+    _cell_id_provider = provider
+
+
+def current_cell_id() -> str | None:
+    """The notebook's id of the running cell (Jupyter sends it), or None.
+
+    Ask on the thread that publishes a report, while its cell runs: the IPython layer
+    answers for the main thread only (another thread gets None).
+    """
+    provider = _cell_id_provider
     return provider() if provider is not None else None
 
 

@@ -83,11 +83,15 @@ def test_the_wheel_ships_the_built_lab_extension_and_enables_the_server_extensio
         config = json.loads(
             archive.read(data + "etc/jupyter/jupyter_server_config.d/resmagic.json")
         )
+        install = json.loads(archive.read(lab + "install.json"))
     assert package["name"] == "resmagic"
     entry = package["jupyterlab"]["_build"]["load"]  # only a built extension has this
     assert lab + entry in names
     assert lab + "schemas/resmagic/plugin.json" in names
     assert config == {"ServerApp": {"jpserver_extensions": {"resmagic.serverext": True}}}
+    # `jupyter labextension list` names the package: "(python, resmagic)" (UX audit P3-7)
+    assert install["packageManager"] == "python"
+    assert install["packageName"] == "resmagic"
     assert not any("node_modules" in name or name.endswith(".stamp") for name in names)
 
 

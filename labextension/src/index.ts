@@ -1,8 +1,10 @@
 /**
- * resmagic's JupyterLab 4 / Notebook 7 extension: this kernel's GPU memory at a glance.
+ * resmagic's JupyterLab 4 / Notebook 7 extension: this kernel's GPU memory at a glance, and
+ * links in outputs that jump to a cell.
  *
  * JupyterLab: one status bar item that follows the active notebook's kernel. Notebook 7 has
- * no status bar: each notebook gets the item in its toolbar instead.
+ * no status bar: each notebook gets the item in its toolbar instead. `resmagic:jump` (a
+ * plugin of its own, so it can be disabled alone) follows `rm-jump` links (see `jump.ts`).
  */
 import {
   JupyterFrontEnd,
@@ -16,6 +18,7 @@ import { DisposableDelegate, IDisposable } from '@lumino/disposable';
 import { Signal } from '@lumino/signaling';
 
 import { UsageItem, pollsAreUntracked } from './item';
+import { followJumpLinks } from './jump';
 
 const PLUGIN = 'resmagic:plugin';
 
@@ -104,4 +107,12 @@ const plugin: JupyterFrontEndPlugin<void> = {
   }
 };
 
-export default plugin;
+const jumpPlugin: JupyterFrontEndPlugin<void> = {
+  id: 'resmagic:jump',
+  description: 'Rows and links in outputs that jump to a cell of the notebook (resmagic).',
+  autoStart: true,
+  requires: [INotebookTracker],
+  activate: (_app: JupyterFrontEnd, tracker: INotebookTracker) => followJumpLinks(tracker)
+};
+
+export default [plugin, jumpPlugin];

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import inspect
+import os
 from collections.abc import Callable
 from typing import Any
 
@@ -75,6 +76,7 @@ def parser() -> MagicArgumentParser:
         " resmagic.runs() gives them all as a DataFrame.",
     )
     runs.add_argument("count", nargs="?", type=_positive, default=20, help="how many (20)")
+    _add_top(sub)
     sub.add_parser("clear", help="forget the reports so far")
     config = sub.add_parser("config", help="show settings, or set KEY=VALUE ...")
     config.add_argument("pairs", nargs="*", metavar="KEY=VALUE")
@@ -114,6 +116,39 @@ def _add_watch(sub: Any) -> None:
         " folder, device or FIFO)",
     )
     watch.add_argument("--no-panel", dest="panel", action="store_false", help="text, no widget")
+
+
+def _add_top(sub: Any) -> None:
+    top = sub.add_parser(
+        "top",
+        help="this notebook's cells that used the most, from the run store",
+        description="This notebook's cells ranked by what they used, read from the run store:"
+        " across kernel restarts, and a cell the kernel died in ranks with what it had"
+        " (status died). A cell run several times shows its last run and how many runs."
+        " Memory ranks per device (host, cuda:N for torch's allocator, cuda:N.nvml; never"
+        " workers or container, other processes' memory); without --device each cell by its"
+        " largest. In Jupyter a click on a row goes to its cell. resmagic.top() gives the"
+        " same rows as a DataFrame (a list of dicts without pandas).",
+    )
+    top.add_argument("count", nargs="?", type=_positive, default=10, help="how many cells (10)")
+    top.add_argument(
+        "--by",
+        choices=("peak", "held", "time"),
+        default="peak",
+        help="peak: the peak above the memory in use when the cell started (default);"
+        " held: in use after the cell minus before; time: wall seconds",
+    )
+    top.add_argument(
+        "--session",
+        choices=("this", "all"),
+        default="all",
+        help="all: every kernel session of this notebook (default); this: this kernel's only",
+    )
+    top.add_argument(
+        "--device",
+        help="rank this device only: host, cuda:N (torch's allocator), cuda:N.nvml (the"
+        " driver's count)",
+    )
 
 
 def _add_guard(sub: Any) -> None:
@@ -199,6 +234,28 @@ def _runs(session: Session, options: argparse.Namespace) -> Any:
     return RunsTable(stored, this)
 
 
+def _top(session: Session, options: argparse.Namespace) -> Any:
+    from resmagic.ipython.views.top_table import TopTable
+    from resmagic.store import top_query
+    from resmagic.store.ranking import plain_rows, top_of
+    from resmagic.store.recorder import recorder
+
+    if not settings.store:
+        print("the run store is off: %resmagic config store=on turns it on")
+        return None
+    device = options.device
+    if device is not None and device.isascii() and device.isdigit():
+        device = f"cuda:{device}"
+    query = top_query(options.count, options.by, options.session, device, None)
+    found = recorder.read(lambda conn: top_of(conn, query))
+    mine = recorder.session
+    where = os.path.basename(query.notebook) if query.notebook else "every notebook"
+    scope = f"{where}, {'this kernel' if query.session is not None else 'every kernel session'}"
+    if device is not None:
+        scope += f", {device} only"
+    return TopTable(plain_rows(found, query.by), query.by, scope, mine.session if mine else None)
+
+
 def _clear(session: Session, options: argparse.Namespace) -> None:
     n = len(history())
     clear_history()
@@ -282,6 +339,7 @@ _HANDLERS: dict[str, Handler] = {
     "status": _status,
     "history": _history,
     "runs": _runs,
+    "top": _top,
     "clear": _clear,
     "config": _config,
     "watch": _watch,

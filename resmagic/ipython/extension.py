@@ -68,6 +68,7 @@ def load(ip: Any) -> None:
     # Process-wide, so the last shell loaded is the one reports take their cell from
     # (CONTRIBUTING.md, "Per-shell and process-wide state").
     bus.set_cell_provider(lambda: session.cell)
+    bus.set_cell_id_provider(session.cell_id)  # the sinks' cell.N.id tags
     _sessions[id(ip)] = (session, magics)
     session.load()
     if config.watch:
@@ -115,3 +116,4 @@ def unload(ip: Any) -> None:
     if settings.sink != "off":
         settings.update(sink="off")  # sends what is queued and ends the run (10 s at most)
     bus.set_cell_provider(None)
+    bus.set_cell_id_provider(None)

@@ -211,6 +211,10 @@ class ResMagics(Magics):
             %resmagic [status]                  what each probe can measure here, and why not
             %resmagic history [N]               a table of this session's reports (last N)
             %resmagic runs [N]                  the run store's last N reports, every session
+            %resmagic top [N] [--by peak|held|time] [--session this|all] [--device DEV]
+                                                this notebook's N cells that used the most
+                                                (peak above start, held after, wall time),
+                                                from the run store, across restarts
             %resmagic clear                     forget the reports so far
             %resmagic config [KEY=VALUE ...]    show or set sample_interval, history_limit,
                                                 sampler_linger, held_mib, watch_panel_s,

@@ -12,12 +12,15 @@ import dataclasses
 import functools
 import os
 import sys
+import threading
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from resmagic.config import settings
 from resmagic.errors import ResmagicError
 from resmagic.ipython.cell_number import running_cell
+from resmagic.ipython.cellid import execute_request, running_cell_id
 from resmagic.ipython.cells.runner import Frame
 from resmagic.probes import cgroup
 from resmagic.report import Report
@@ -144,10 +147,9 @@ class StoreHook:
             (str(v) for layer in frame.layers if (v := getattr(layer.scope, "label", None))),
             None,
         )
-        read = next(
-            (layer.scope.readings for layer in frame.layers if isinstance(layer.scope, gpu_scope)),
-            host_reading,
-        )
+        scope = next((lay.scope for lay in frame.layers if isinstance(lay.scope, gpu_scope)), None)
+        read = scope.readings if scope is not None else host_reading
+        run.opened = scope.opened if scope is not None else None  # the running row's before
         recorder.started(run, read)
         shown = any(layer.render is not None for layer in frame.layers)  # -q: nobody asks
         scopes = [layer.magic for layer in frame.layers]
@@ -169,18 +171,22 @@ class StoreHook:
             print(f"resmagic: {problem} (said once)", file=sys.stderr)
 
     def current(self) -> CellRun | None:
-        """The cell a report published now belongs to."""
+        """The cell a report published now belongs to (a thread's: its number alone)."""
         if self.open:
             return self.open[-1].run
+        if threading.current_thread() is not threading.main_thread():
+            # The kernel's request read from another thread may be the next cell's
+            # (ipykernel 6): no id, no code, rather than another cell's.
+            return CellRun(recorder.notebook, None, running_cell(self.shell), None)
         return self._cell(None, running_cell(self.shell))
 
     def _cell(self, info: Any, number: int | None) -> CellRun:
         raw = getattr(info, "raw_cell", None)
-        cell_id = getattr(info, "cell_id", None)
-        if raw is None or cell_id is None:
-            parent = _parent(self.shell)
-            raw = raw if raw is not None else parent.get("content", {}).get("code")
-            cell_id = cell_id or parent.get("metadata", {}).get("cellId")
+        if raw is None:
+            request = execute_request(self.shell)
+            content = request.get("content") if request is not None else None
+            raw = content.get("code") if isinstance(content, Mapping) else None
+        cell_id = running_cell_id(self.shell, info)
         return CellRun(recorder.notebook, cell_id, number, code_sha(raw) if raw else None)
 
     # -- "last time" -----------------------------------------------------------------------
@@ -209,18 +215,13 @@ class StoreHook:
 
 
 def describe_last(last: LastRun) -> str:
-    """``last time 12.3 s, peak 5.1 GiB`` (``, interrupted`` when it did not end well)."""
+    """``last time 12.3 s, peak 5.1 GiB cuda:0`` (``, interrupted`` when it did not end well).
+
+    The device is named: a host peak and a GPU peak read alike (issue 27 item 2).
+    """
     text = f"last time {format_seconds(last.duration_s)}"
     if last.peak_bytes is not None:
         text += f", peak {format_bytes(last.peak_bytes)}"
+        if last.device:
+            text += f" {last.device}"
     return text if last.status == "ok" else f"{text}, {last.status}"
-
-
-def _parent(shell: Any) -> dict[str, Any]:
-    """The execute request being run (ipykernel), or {} (terminal IPython)."""
-    get_parent = getattr(shell, "get_parent", None)
-    try:
-        parent = get_parent() if get_parent is not None else None
-    except Exception:
-        return {}
-    return parent if isinstance(parent, dict) else {}

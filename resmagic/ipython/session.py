@@ -19,9 +19,11 @@ session; the commands of ``%resmagic`` take the session itself.
 from __future__ import annotations
 
 import argparse
+import threading
 from collections.abc import Mapping
 from typing import Any
 
+from resmagic.ipython.cellid import running_cell_id
 from resmagic.ipython.cells.options import BUILDERS, LayerFactory
 from resmagic.ipython.cells.runner import CellRunner
 from resmagic.ipython.guarding import CellGuard
@@ -78,6 +80,16 @@ class Session:
     def cell(self) -> int | None:
         """``In[n]`` of the innermost running cell: what reports published now carry."""
         return self.runner.cell
+
+    def cell_id(self) -> str | None:
+        """The running cell's notebook id (Jupyter sends it), else None; main thread only.
+
+        Another thread gets None: ipykernel 6 answers a thread with the newest request,
+        which may be the next cell's.
+        """
+        if threading.current_thread() is not threading.main_thread():
+            return None
+        return running_cell_id(self.shell)
 
     def load(self) -> None:
         """Put the hooks in place, answer the status bar, open the store."""

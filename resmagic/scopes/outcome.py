@@ -55,11 +55,11 @@ def holders_named(
 def name_holders(
     held_by: Mapping[str, Any] | None, device: str | None, exc: BaseException | None
 ) -> tuple[Holder, ...] | None:
-    """The three largest holders in ``held_by`` (on ``device``), or None; never raises."""
+    """The three largest holders in ``held_by`` (on ``device``), then ``N more``; never raises."""
     if held_by is None:
         return None
     try:
-        return who(held_by, top=3, device=device, error=exc).rows
+        return who(held_by, top=None, device=device, error=exc).summarised(3)
     except Exception:  # naming is a courtesy: a walk that breaks says nothing
         return None
 

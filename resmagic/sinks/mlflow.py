@@ -1,4 +1,14 @@
-"""The MLflow sink: one run per kernel session, each report as metrics at ``step=`` its cell.
+"""The MLflow sink: one run per kernel session, read as a team would read it.
+
+Each report becomes metrics in MiB and seconds (:mod:`resmagic.sinks.metrics`) at the next
+step of its series: ``timed.train`` counts 0, 1, 2 … over the runs of ``train``, whatever
+the cells' numbers, so two sessions' charts line up run for run (the cells' numbers go to
+the ``cell.N.*`` tags instead). Constants are params: each device's capacity and source,
+resmagic's, Python's and (once imported) torch's versions. Each cell gets tags: its status,
+error, Jupyter cell id, label and steps. At the end of the session (``sink=off``, unload,
+exit) ``resmagic/top_cells.json`` ranks the cells that used the most
+(:func:`resmagic.topcells.top_cells`). UX audit 2026-12-06 P2-4: bytes on the axis,
+cell numbers as fractional steps, a chart of a constant, an unlabelled ``timed.wall_s``.
 
 ``import mlflow`` (~2 s) happens at the first report, on the sink thread, never at
 ``import resmagic``, ``%load_ext`` or in a cell. It talks to MLflow through ``MlflowClient``
@@ -11,41 +21,36 @@ one); how long a request to an unreachable server retries is MLflow's
 
 from __future__ import annotations
 
-import contextlib
-import getpass
+import json
 import os
-import socket
-import sys
 import time
+from collections import OrderedDict
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
-from resmagic._version import __version__
 from resmagic.redact import redact
 from resmagic.report import LogReport, Report
-from resmagic.sinks.metrics import metrics_of, status_tags
+from resmagic.sinks.cellids import CellIds
+from resmagic.sinks.metrics import cell_tags, metrics_of, params_of, series_of
+from resmagic.sinks.session import library_params, run_name, session_params, session_tags
+from resmagic.topcells import TABLE, CellFigures, fold, table_of, top_cells
 
-__all__ = ["MlflowSink", "session_tags"]
+__all__ = ["ARTIFACT_DIR", "TOP_CELLS", "MlflowSink", "session_tags"]
 
 ARTIFACT_DIR = "experiment_log"  # where each closed experiment_log file goes in the run
+TOP_CELLS = "resmagic/top_cells.json"  # the ranking, written when the session ends
+KEEP_RUNS = 10_000  # cell runs remembered for the ranking (a script's loop of blocks: the last)
+NOTE_WAIT_S = 0.5  # the most one send waits for cell ids still being noted (see CellIds.of)
+# MLflow's limits for one log_batch request.
+MAX_METRICS, MAX_PARAMS_TAGS, MAX_ENTITIES = 1000, 100, 1000
 
 
-def session_tags(notebook: str | None) -> dict[str, str]:
-    """The run's tags: notebook (or script), host, user, pid, resmagic's version."""
-    source = notebook or (os.path.abspath(sys.argv[0]) if sys.argv and sys.argv[0] else "")
-    tags = {
-        "resmagic.host": socket.gethostname(),
-        "resmagic.pid": str(os.getpid()),
-        "resmagic.version": __version__,
-        "mlflow.source.type": "NOTEBOOK" if notebook else "LOCAL",
-    }
-    if notebook:
-        tags["resmagic.notebook"] = notebook
-    if source:
-        tags["mlflow.source.name"] = source
-    with contextlib.suppress(KeyError, OSError):  # no user name for this uid (containers)
-        tags["mlflow.user"] = getpass.getuser()
-    return tags
+@dataclass
+class _Batch:
+    metrics: list[Any] = field(default_factory=list)
+    params: dict[str, str] = field(default_factory=dict)
+    tags: dict[str, str] = field(default_factory=dict)
 
 
 class MlflowSink:
@@ -55,18 +60,30 @@ class MlflowSink:
         notebook: the notebook's path (ipykernel's ``__session__``); default: the
             ``JPY_SESSION_NAME`` environment variable, else none (a script).
         tracking_uri: the server; default ``MLFLOW_TRACKING_URI`` or MLflow's default.
+        cell_ids: where the reports' Jupyter cell ids come from (default: the recorder's
+            running cell, noted as each report is published).
     """
 
     name = "mlflow"
 
-    def __init__(self, notebook: str | None = None, tracking_uri: str | None = None) -> None:
+    def __init__(
+        self,
+        notebook: str | None = None,
+        tracking_uri: str | None = None,
+        cell_ids: CellIds | None = None,
+    ) -> None:
         self.notebook = notebook or os.environ.get("JPY_SESSION_NAME") or None
         self.tracking_uri = tracking_uri
         self.run_id: str | None = None
         self._client: Any = None
         self._entities: Any = None
         self._uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI", "")
-        self._steps = 0  # the step of a report from outside a cell (a script's n-th report)
+        self._cell_ids = cell_ids if cell_ids is not None else CellIds()
+        self._cell_ids.start()  # here, on the caller's thread: before the runner subscribes
+        self._steps: dict[str, int] = {}  # series → its next step
+        self._runs: OrderedDict[str, CellFigures] = OrderedDict()  # "cell.12" → its figures
+        self._params: dict[str, str] = {}  # what the run's params say, by key
+        self._outside = 0  # reports from outside a cell so far (a script's)
 
     def describe(self) -> str:
         """``"run 3f2a… at http://127.0.0.1:5000"``, or that no run exists yet.
@@ -80,36 +97,75 @@ class MlflowSink:
         return f"run {self.run_id} at {where}"
 
     def send(self, reports: Sequence[Report]) -> None:
-        """Log the reports' metrics and status tags in batches; each closed log as an artifact."""
-        client, run_id = self._run()
-        metrics, tags = [], []
+        """Log the reports' metrics, new params and changed cell tags; each closed log file."""
+        if not reports:
+            return
+        client, run_id = self._run(reports[0])
+        batch, deadline = _Batch(), time.monotonic() + NOTE_WAIT_S
+        key = ""
         for report in reports:
-            if report.cell is not None:
-                step = report.cell
-            else:
-                self._steps += 1
-                step = self._steps
-            stamp = int((report.started_at + report.duration_s) * 1000)
-            metrics += [
-                self._entities.Metric(k, v, stamp, step) for k, v in metrics_of(report).items()
-            ]
-            tags += [self._entities.RunTag(k, v) for k, v in status_tags(report, step).items()]
-        # One request takes at most 1000 metrics and 100 tags (MLflow's limits).
-        requests = max(-(-len(metrics) // 1000), -(-len(tags) // 100))
-        for n in range(requests):
-            chunk = metrics[n * 1000 : (n + 1) * 1000], tags[n * 100 : (n + 1) * 100]
-            client.log_batch(run_id, metrics=chunk[0], tags=chunk[1])
+            key = self._add(batch, report, deadline)
+        self._new_params(batch, library_params(), key)
+        _log_batch(client, run_id, batch, self._entities)
         for report in reports:
             if isinstance(report, LogReport) and report.path:
                 path = os.path.abspath(os.path.expanduser(report.path))
                 client.log_artifact(run_id, path, ARTIFACT_DIR)
 
     def close(self) -> None:
-        """End the run as FINISHED (a kernel that dies leaves it RUNNING)."""
-        if self.run_id is not None:
+        """Log the top cells, end the run as FINISHED (a kernel that dies leaves it RUNNING)."""
+        self._cell_ids.stop()
+        if self.run_id is None:
+            return
+        try:
+            _log_table(self._client, self.run_id, table_of(top_cells(self._runs.values())))
+        finally:
             self._client.set_terminated(self.run_id, "FINISHED")
 
-    def _run(self) -> tuple[Any, str]:
+    def _add(self, batch: _Batch, report: Report, deadline: float) -> str:
+        """Put ``report`` in ``batch`` at its series' next step; returns its cell's key."""
+        series = series_of(report)
+        step = self._steps.get(series, 0)
+        self._steps[series] = step + 1
+        stamp = int((report.started_at + report.duration_s) * 1000)
+        metric = self._entities.Metric
+        batch.metrics += [metric(k, v, stamp, step) for k, v in metrics_of(report).items()]
+        if report.cell is not None:
+            key = f"cell.{report.cell}"
+        else:
+            self._outside += 1
+            key = f"report.{self._outside}"
+        before = self._runs.get(key)
+        cell_id = self._cell_ids.of(report, deadline)
+        after = fold(before, report, cell_id=cell_id, step=(series, step))
+        self._keep(key, after)
+        said = cell_tags(key, before) if before is not None else {}
+        batch.tags.update({k: v for k, v in cell_tags(key, after).items() if said.get(k) != v})
+        self._new_params(batch, params_of(report), key)
+        return key
+
+    def _keep(self, key: str, run: CellFigures) -> None:
+        self._runs[key] = run  # an update keeps its place: the order the cells first ran
+        while len(self._runs) > KEEP_RUNS:
+            self._runs.popitem(last=False)
+
+    def _new_params(self, batch: _Batch, found: dict[str, str], where: str) -> None:
+        """Queue the params not logged yet; a changed value goes beside the first.
+
+        MLflow refuses to change a param: a container limit raised at cell 14 goes under
+        ``device.container.total_mib.cell.14``.
+        """
+        for key, value in found.items():
+            known = self._params.get(key)
+            if known is None:
+                batch.params[key] = value
+            elif known != value:
+                batch.params[f"{key}.{where}"[:250]] = value
+            # Counted as logged now: a send that fails loses its params as it loses its
+            # metrics, and never blocks every later send on a value MLflow might hold.
+            self._params[key] = value
+
+    def _run(self, first: Report) -> tuple[Any, str]:
         if self.run_id is not None:
             return self._client, self.run_id
         # Here, on the sink thread, and only once: the ~2 s import and the first request.
@@ -118,14 +174,48 @@ class MlflowSink:
 
         client = MlflowClient(tracking_uri=self.tracking_uri)
         tags = session_tags(self.notebook)
-        name = os.path.basename(tags.get("mlflow.source.name", "")) or "resmagic"
         run = client.create_run(
-            _experiment(client), tags=tags, run_name=f"{name} {time.strftime('%Y-%m-%d %H:%M')}"
+            _experiment(client),
+            # The session's first report, not the import's end: the run's duration then
+            # spans the session (it read "444ms" for a session of minutes).
+            start_time=int(first.started_at * 1000),
+            tags=tags,
+            run_name=run_name(self.notebook),
         )
         self._client, self._entities = client, mlflow.entities
         self._uri = str(client.tracking_uri)
         self.run_id = str(run.info.run_id)
+        self._new_params(batch := _Batch(), session_params(), "session")
+        _log_batch(client, self.run_id, batch, self._entities)
         return client, self.run_id
+
+
+def _log_batch(client: Any, run_id: str, batch: _Batch, entities: Any) -> None:
+    """Send ``batch`` in as few requests as MLflow allows: 1000 entities, 100 params, 100 tags."""
+    metrics = batch.metrics
+    params = [entities.Param(k, v) for k, v in batch.params.items()]
+    tags = [entities.RunTag(k, v) for k, v in batch.tags.items()]
+    while metrics or params or tags:
+        p, params = params[:MAX_PARAMS_TAGS], params[MAX_PARAMS_TAGS:]
+        t, tags = tags[:MAX_PARAMS_TAGS], tags[MAX_PARAMS_TAGS:]
+        room = min(MAX_METRICS, MAX_ENTITIES - len(p) - len(t))
+        m, metrics = metrics[:room], metrics[room:]
+        client.log_batch(run_id, metrics=m, params=p, tags=t)
+
+
+def _log_table(client: Any, run_id: str, rows: list[dict[str, Any]]) -> None:
+    """``rows`` as the run's ``resmagic/top_cells.json``: a table MLflow's UI shows as one.
+
+    ``log_table`` needs pandas (mlflow-skinny has none): without it the same JSON (pandas'
+    ``split`` form) goes up as a plain file, which the UI shows as text.
+    """
+    try:
+        import pandas
+    except ImportError:
+        table = {"columns": list(TABLE), "data": [[row[c] for c in TABLE] for row in rows]}
+        client.log_text(run_id, json.dumps(table), TOP_CELLS)
+    else:
+        client.log_table(run_id, pandas.DataFrame(rows, columns=list(TABLE)), TOP_CELLS)
 
 
 def _experiment(client: Any) -> str:

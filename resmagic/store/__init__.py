@@ -16,8 +16,9 @@ if TYPE_CHECKING:
     import pandas
 
     from resmagic.store.query import LastRun
+    from resmagic.store.ranking import TopQuery
 
-__all__ = ["default_path", "last_run", "resolve", "runs"]
+__all__ = ["default_path", "last_run", "resolve", "runs", "top"]
 
 
 def runs(
@@ -49,6 +50,89 @@ def runs(
     from resmagic.store.recorder import recorder
 
     return recorder.read(lambda conn: frame(conn, notebook, cell, since, code), _path(path))
+
+
+def top(
+    n: int | None = 10,
+    by: str = "peak",
+    session: str = "all",
+    device: str | None = None,
+    *,
+    notebook: str | None = None,
+    path: str | None = None,
+) -> Any:
+    """This notebook's cells that used the most, from the run store: across restarts.
+
+    Each cell once (its last run, with ``runs``: how many), ranked by ``by``: ``"peak"``
+    (the peak above the memory in use when the cell started), ``"held"`` (in use after the
+    cell minus before) or ``"time"`` (wall seconds). Memory ranks per device (``host``,
+    ``cuda:0``, ``cuda:0.nvml``; never ``workers`` or ``container``); with no ``device``
+    each cell by its largest. A cell its kernel died in ranks with what it had, ``status``
+    ``died``. ``cell_id`` is the notebook's id of the cell (Jupyter sends it).
+
+    Args:
+        n: how many cells (None: all).
+        by: ``"peak"``, ``"held"`` or ``"time"``.
+        session: ``"all"`` (every kernel session of the notebook) or ``"this"`` (this one).
+        device: rank this device only.
+        notebook: the notebook's path (default: the one this kernel runs; outside a
+            notebook, every notebook's rows).
+        path: the store to read (default: ``settings.store``, else the profile's).
+
+    Returns:
+        A DataFrame when pandas is installed, else a list of dicts, with the columns of
+        :data:`resmagic.store.ranking.COLUMNS`, highest first.
+
+    Raises:
+        ValueError: ``by``, ``session`` or ``n`` is not one of those.
+    """
+    from resmagic.store.ranking import COLUMNS, plain_rows, top_of
+    from resmagic.store.recorder import recorder
+    from resmagic.tidy import as_frame
+
+    query = top_query(n, by, session, device, notebook)
+    found = recorder.read(lambda conn: top_of(conn, query), _path(path))
+    rows = plain_rows(found, query.by)
+    try:
+        import pandas
+    except ImportError:
+        return rows
+    return as_frame(pandas, rows, COLUMNS, ints=("cell", "rank", "runs"))
+
+
+def top_query(
+    n: int | None, by: str, session: str, device: str | None, notebook: str | None
+) -> TopQuery:
+    """What :func:`top` ranks: checked, and scoped to this notebook/session when known.
+
+    Raises:
+        ValueError: ``by``, ``session`` or ``n`` is not one of those.
+    """
+    from resmagic.store.ranking import TopQuery
+    from resmagic.store.recorder import recorder
+    from resmagic.topcells import BY
+
+    if by not in BY:
+        msg = f"by takes one of {', '.join(BY)}, not {by!r}"
+        raise ValueError(msg)
+    if session not in ("all", "this"):
+        msg = f"session takes 'all' or 'this', not {session!r}"
+        raise ValueError(msg)
+    if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 1):
+        msg = f"n takes a positive number or None, not {n!r}"
+        raise ValueError(msg)
+    mine = recorder.session
+    if notebook is None and mine is not None:
+        notebook = mine.notebook
+    this = mine.session if mine is not None else None
+    return TopQuery(
+        n=n,
+        by=by,  # checked against BY above
+        notebook=notebook,
+        session=(this or "") if session == "this" else None,
+        device=device,
+        any_notebook=notebook is None,
+    )
 
 
 def last_run(

@@ -5,17 +5,18 @@ from __future__ import annotations
 import datetime as dt
 import json
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from resmagic.store.rows import code_sha
 from resmagic.tidy import as_frame, holders_cell, ranks_cell, tidy_rows
+from resmagic.topcells import device_key
 
 if TYPE_CHECKING:
     import pandas
 
-__all__ = ["LastRun", "Stored", "frame", "last_run", "last_runs", "recent"]
+__all__ = ["LastRun", "Stored", "frame", "last_device", "last_run", "last_runs", "recent"]
 
 _COLUMNS = (
     "r.id, r.run, r.session, s.host, s.pid, r.notebook, r.cell_id, r.cell, r.code_sha,"
@@ -179,14 +180,29 @@ def last_run(conn: sqlite3.Connection, *, scope: str, **where: Any) -> LastRun |
     return last_runs(conn, [scope], **where).get(scope)
 
 
+def last_device(rows: Sequence[Mapping[str, Any]]) -> tuple[int, str] | None:
+    """The peak "last time" shows and its device: the largest GPU row's, else the host's.
+
+    This process's own rows only: never ``workers`` or ``container`` (issue 27 item 2: a
+    DataLoader's workers or the whole container outgrew the cell's host row, and "last
+    time ... peak 569 MiB" named their memory as the cell's), nor a launched job's ``rank
+    N`` rows (issue 28). The device is named as ``%resmagic top`` names it (``host``,
+    ``cuda:0``, ``cuda:0.nvml``).
+    """
+    gpus = [d for d in rows if str(d.get("name")).startswith("cuda:")]
+    own = gpus or [d for d in rows if d.get("name") == "host"]
+    pick = max(own, key=lambda d: d.get("peak_bytes") or 0, default=None)
+    if pick is None or pick.get("peak_bytes") is None:
+        return None
+    return int(pick["peak_bytes"]), device_key({"name": pick["name"], "source": pick.get("source")})
+
+
 def _last(duration: float | None, devices: str | None, status: str, started: float) -> LastRun:
-    rows = json.loads(devices or "[]")
-    gpus = [d for d in rows if d.get("name") != "host"]
-    pick = max(gpus or rows, key=lambda d: d.get("peak_bytes", 0), default=None)
+    found = last_device(json.loads(devices or "[]"))
     return LastRun(
         duration or 0.0,
-        pick.get("peak_bytes") if pick else None,
-        pick.get("name") if pick else None,
+        found[0] if found else None,
+        found[1] if found else None,
         status,
         started,
     )

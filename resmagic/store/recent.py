@@ -20,12 +20,20 @@ _WARM_ROWS = 5000  # the notebook's newest reports read at load (its cells' last
 
 
 def last_of(report: Report) -> LastRun:
-    """``report`` as a last run: its duration, its largest GPU peak (else the host's), status."""
+    """``report`` as a last run: its duration, its largest GPU peak (else the host's), status.
+
+    Never a ``workers`` or ``container`` row (:func:`~resmagic.store.query.last_device`).
+    """
     peak = device = None
     if isinstance(report, GpuReport) and report.devices:
-        gpus = [d for d in report.devices if d.name != "host"]
-        pick = max(gpus or report.devices, key=lambda d: d.peak_bytes)
-        peak, device = pick.peak_bytes, pick.name
+        # last_device's rule on the report's rows as they are: this runs as each cell ends
+        gpus = [d for d in report.devices if d.name.startswith("cuda:")]
+        own = gpus or [d for d in report.devices if d.name == "host"]
+        pick = max(own, key=lambda d: d.peak_bytes, default=None)
+        if pick is not None:
+            # device_key's name; probes' names need none of its cleaning (a µs per cell)
+            peak = pick.peak_bytes
+            device = f"{pick.name}.nvml" if pick.source == "NVML" else pick.name
     return LastRun(report.duration_s, peak, device, report.status, report.started_at)
 
 

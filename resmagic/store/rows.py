@@ -16,6 +16,7 @@ import os
 import sqlite3
 import time
 import uuid
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -75,6 +76,9 @@ class CellRun:
         oom_kills: the container's OOM-kill counter when it started.
         written: its running row is in the store (a cell that ends before the writer gets
             to it never has one).
+        opened: the readings its ``gpu_scope`` took as it opened (``DeviceMemory``), for the
+            running row's "before": the writer's first sample comes later, after what the
+            cell allocated first.
     """
 
     notebook: str | None
@@ -88,6 +92,7 @@ class CellRun:
     live: dict[str, dict[str, Any]] = field(default_factory=dict)
     oom_kills: int | None = None
     written: bool = False
+    opened: Callable[[], Sequence[Any]] | None = None
 
 
 def insert_session(conn: sqlite3.Connection, s: Session) -> None:

@@ -25,15 +25,28 @@ def host_reading() -> list[DeviceMemory]:
 
 
 def sample(run: CellRun, read: Reader) -> None:
-    """Fold one reading of ``read`` into ``run.live``: before, peak so far, now, per device."""
+    """Fold one reading of ``read`` into ``run.live``: before, peak so far, now, per device.
+
+    The first sample takes "before" from the readings the cell's scope opened with, where it
+    has them: the writer samples a cell first a batch after it started, and a cell that
+    allocated 160 MiB at once read +0 MiB in its running row (and in the ``died`` row of a
+    kernel killed in it).
+    """
     try:
+        if not run.live and run.opened is not None:
+            _fold(run, run.opened(), opening=True)
         readings = read()
     except Exception:
         return  # a probe failing mid-cell costs the live figure, never the row
+    _fold(run, readings)
+
+
+def _fold(run: CellRun, readings: Sequence[DeviceMemory], opening: bool = False) -> None:
     for r in readings:
         key = f"{r.name} {r.source}"
         row = run.live.get(key)
-        used = max(r.used_bytes, r.peak_bytes or 0)
+        # an opening reading's peak is the one before the cell (the process's high-water mark)
+        used = r.used_bytes if opening else max(r.used_bytes, r.peak_bytes or 0)
         if row is None:
             run.live[key] = {
                 "name": r.name,

@@ -39,7 +39,7 @@ for step in range(6):                  # ~3 s: past watch_panel_s, so the panel 
 kept = held[:2]                        # 96 MiB stays held
 del held""",
 ]
-LINE = re.compile(r"^\S+ (ms|µs|s), cpu \S+ \S+ · host \S+ → \S+ \S+ \(peak \S+, [+-]\S+\)")
+LINE = re.compile(r"^\S+ (ms|µs|s), cpu \S+ \S+ · host \S+ → \S+ (\S+) \(peak \S+ \2, [+-]\S+ \2\)")
 
 
 def cell(page: Any, index: int) -> Any:

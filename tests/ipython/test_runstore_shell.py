@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,6 +15,7 @@ from IPython.core.error import UsageError
 from resmagic.config import settings
 from resmagic.store import runs
 from resmagic.store.recorder import recorder
+from tests.children import holding_children
 
 
 @pytest.fixture
@@ -185,3 +187,22 @@ def test_config_refuses_a_store_path_that_is_not_a_plain_file(
 def test_runs_refuses_a_count_too_large_for_the_store(ip: Any, store: Path) -> None:
     with pytest.raises(UsageError, match="positive number up to"):
         ip.run_line_magic("resmagic", "runs 99999999999999999999")
+
+
+def test_last_time_names_the_cells_own_device_never_its_workers(
+    ip: Any, store: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # issue 27 item 2: a DataLoader-like child holding 100 MiB made "last time ... peak
+    # 102 MiB" name the workers' memory as the cell's own, with no device said.
+    ip.user_ns["holding_children"] = holding_children
+    cell = "%%gpu_scope host\nimport time\nwith holding_children(1):\n    time.sleep(0.5)"
+    ip.run_cell(cell, store_history=True)
+    first = capsys.readouterr().out
+    ip.run_cell(cell, store_history=True)
+    second = capsys.readouterr().out
+    assert "workers 0 B → 0 B (peak 10" in first  # the child was seen: ~100 MiB
+    host_peak = re.search(r"host \S+ \S+ → \S+ \S+ \(peak (\S+ \S+), exact\)", first)
+    assert host_peak is not None
+    said = re.search(r"· last time [^,]+, peak (.+)$", second.rstrip())
+    assert said is not None
+    assert said[1] == f"{host_peak[1]} host"

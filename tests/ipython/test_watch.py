@@ -7,6 +7,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import subprocess
 import sys
 import time
@@ -201,7 +202,16 @@ def test_watch_from_ipython_config(tmp_path: Path) -> None:
 def test_watch_mode_in_a_kernel_with_an_interrupt(tmp_path: Path) -> None:
     with Kernel(cwd=str(tmp_path)) as kernel:
         kernel.run("%load_ext resmagic\n%resmagic watch on --no-panel")
-        assert kernel.run("21 * 2").result == {"text/plain": "42"}
+        answer = kernel.run("21 * 2")
+        assert answer.result == {"text/plain": "42"}
+        # every figure of the line says its unit: a bare "+1.17" read as nothing (UX audit
+        # 2026-12-06 P3-4)
+        line = answer.report_text.splitlines()[0]
+        unit = re.search(
+            r"host [\d.]+ → [\d.]+ (B|KiB|MiB|GiB) \(peak [\d.]+ (\S+), \S+ (\S+)\)", line
+        )
+        assert unit is not None, line
+        assert unit[1] == unit[2] == unit[3]
         msg_id = kernel.start("import time\ntime.sleep(30)")
         time.sleep(1.0)
         kernel.km.interrupt_kernel()
@@ -324,3 +334,36 @@ def test_watch_log_on_a_full_disk_keeps_every_cells_line_and_says_it_once(
     assert f"{lost} records not written: [Errno 28] No space left on device" in state
     assert f"watch --log: writing again; {lost} records not written" in after
     assert records[-1]["code_sha256"] == hashlib.sha256(b"z = 1").hexdigest()[:16]
+
+
+@pytest.mark.kernel
+def test_a_watched_cell_has_one_summary_no_timed_line_and_one_table_row(
+    tmp_path: Path,
+) -> None:
+    # UX audit 2026-12-06 P3-1: the panel came with a separate "timed wall ... cpu ..." line
+    env = {**os.environ, "IPYTHONDIR": str(tmp_path / "ipython")}  # a store of its own
+    with Kernel(cwd=str(tmp_path), env=env) as kernel:
+        kernel.run("%load_ext resmagic\n%resmagic config watch_panel_mib=16\n%resmagic watch on")
+        run = kernel.run("kept_ = bytearray(b'x') * (32 << 20)")
+        assert run.status == "ok"
+        texts = [d.get("text/plain", "") for d in run.reports]
+        summaries = [d for d in run.reports if "rm-panel" in d.get("text/html", "")]
+        assert summaries, texts
+        text = summaries[-1]["text/plain"]
+        assert re.search(r"^gpu_scope  host .* · wall \S+ \S+, cpu \S+ \S+$", text.splitlines()[0])
+        assert not [line for t in texts for line in t.splitlines() if line.startswith("timed")]
+        assert "<span class='rm-elapsed'" in summaries[-1]["text/html"]
+        assert re.search(r"rm-elapsed[^>]*>wall \S+ \S+, cpu ", summaries[-1]["text/html"])
+        # one row per watched cell in %resmagic history and runs; history() keeps both reports
+        cell = kernel.value("__import__('resmagic').history()[-1].cell")
+        scopes = kernel.value(
+            f"[r.scope for r in __import__('resmagic').history() if r.cell == {cell}]"
+        )
+        assert sorted(scopes) == ["gpu_scope", "timed"]
+        for command in ("history", "runs"):
+            rows = kernel.value(
+                f"(lambda t: [r[t.columns.index('scope')] for r in t.rows"
+                f" if r[t.columns.index('cell')] == '{cell}'])"
+                f"(get_ipython().run_line_magic('resmagic', '{command}'))"
+            )
+            assert rows == ["gpu_scope+timed"], command

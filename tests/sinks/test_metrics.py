@@ -1,4 +1,4 @@
-"""What a report becomes in a tracker: metric names MLflow accepts, numbers only, status tags."""
+"""What a report becomes in a tracker: MiB and seconds in names MLflow accepts, params, tags."""
 
 from __future__ import annotations
 
@@ -14,10 +14,10 @@ from resmagic.report import (
     GpuReport,
     LogReport,
     Status,
-    TimingReport,
     TransactionReport,
 )
-from resmagic.sinks.metrics import clean_name, metrics_of, status_tags
+from resmagic.sinks.metrics import cell_tags, clean_name, metrics_of, params_of, series_of
+from resmagic.topcells import CellFigures, fold, mib
 from tests.reports import BASE, MiB, gpu_report, host_row, timing_report
 
 
@@ -29,19 +29,38 @@ def _valid_for_mlflow(name: str) -> bool:
     return True
 
 
-def test_gpu_scope_has_a_metric_per_device_and_field() -> None:
+def test_memory_is_in_mib_with_the_unit_in_the_name_and_no_bytes_left() -> None:
+    # UX audit 2026-12-06 P2-4: the charts read 900000000 on their axis.
     metrics = metrics_of(gpu_report())
     assert metrics == {
         "gpu_scope.duration_s": 1.5,
-        "gpu_scope.host.before_bytes": 100 * MiB,
-        "gpu_scope.host.peak_bytes": 300 * MiB,
-        "gpu_scope.host.after_bytes": 110 * MiB,
-        "gpu_scope.host.total_bytes": 8 << 30,
-        "gpu_scope.cuda:0.nvml.before_bytes": MiB,
-        "gpu_scope.cuda:0.nvml.peak_bytes": 2 * MiB,
-        "gpu_scope.cuda:0.nvml.after_bytes": MiB,
-        "gpu_scope.cuda:0.nvml.total_bytes": 16 << 30,
+        "gpu_scope.host.before_mib": 100.0,
+        "gpu_scope.host.peak_mib": 300.0,
+        "gpu_scope.host.after_mib": 110.0,
+        "gpu_scope.host.peak_above_start_mib": 200.0,
+        "gpu_scope.host.held_mib": 10.0,
+        "gpu_scope.cuda:0.nvml.before_mib": 1.0,
+        "gpu_scope.cuda:0.nvml.peak_mib": 2.0,
+        "gpu_scope.cuda:0.nvml.after_mib": 1.0,
+        "gpu_scope.cuda:0.nvml.peak_above_start_mib": 1.0,
+        "gpu_scope.cuda:0.nvml.held_mib": 0.0,
     }
+    assert not [name for name in metrics if "bytes" in name or "total" in name]
+
+
+def test_mib_are_rounded_to_the_kib() -> None:
+    assert mib(900_000_000) == 858.307
+    assert mib(-1536) == -0.001
+
+
+def test_capacities_and_sources_are_params_not_metrics() -> None:
+    assert params_of(gpu_report()) == {
+        "device.host.total_mib": "8192",
+        "device.host.source": "RSS",
+        "device.cuda:0.nvml.total_mib": "16384",
+        "device.cuda:0.nvml.source": "NVML",
+    }
+    assert params_of(timing_report()) == {}
 
 
 def test_the_torch_allocator_row_is_the_device_itself() -> None:
@@ -55,10 +74,12 @@ def test_the_torch_allocator_row_is_the_device_itself() -> None:
         peak_exact=True,
         reserved_bytes=2 * MiB,
     )
-    metrics = metrics_of(GpuReport(status="ok", **BASE, devices=(host_row(), row)))
-    assert metrics["gpu_scope.cuda:1.peak_bytes"] == 5 * MiB
-    assert metrics["gpu_scope.cuda:1.reserved_bytes"] == 2 * MiB
-    assert "gpu_scope.cuda:1.total_bytes" not in metrics  # unknown is left out, not 0
+    report = GpuReport(status="ok", **BASE, devices=(host_row(), row))
+    metrics = metrics_of(report)
+    assert metrics["gpu_scope.cuda:1.peak_mib"] == 5.0
+    assert metrics["gpu_scope.cuda:1.reserved_mib"] == 2.0
+    assert params_of(report)["device.cuda:1.source"] == "torch allocator"
+    assert "device.cuda:1.total_mib" not in params_of(report)  # unknown is left out, not 0
 
 
 def test_timed_is_named_by_its_label_with_wall_and_cpu_seconds() -> None:
@@ -66,7 +87,16 @@ def test_timed_is_named_by_its_label_with_wall_and_cpu_seconds() -> None:
         "timed.train.wall_s": 1.5,
         "timed.train.cpu_s": 0.25,
     }
-    assert set(metrics_of(timing_report(label=None))) == {"timed.wall_s", "timed.cpu_s"}
+
+
+def test_an_unlabelled_timing_reads_as_the_cells_or_a_blocks() -> None:
+    # UX audit 2026-12-06 P2-4: a watched cell logged a bare timed.wall_s beside
+    # timed.train.wall_s.
+    in_cell = dataclasses.replace(timing_report(label=None), cell=7)
+    assert set(metrics_of(in_cell)) == {"timed.cell.wall_s", "timed.cell.cpu_s"}
+    assert series_of(in_cell) == "timed.cell"
+    assert set(metrics_of(timing_report(label=None))) == {"timed.block.wall_s", "timed.block.cpu_s"}
+    assert series_of(gpu_report()) == "gpu_scope"
 
 
 def test_log_and_transaction_reports_give_their_counts() -> None:
@@ -95,21 +125,44 @@ def test_every_metric_name_is_one_mlflow_accepts(label: str) -> None:
         assert _valid_for_mlflow(name), name
 
 
-def _in_cell(cell: int, status: Status) -> TimingReport:
-    return dataclasses.replace(timing_report(status=status), cell=cell)
+def _run(status: Status) -> CellFigures:
+    report = dataclasses.replace(timing_report(status=status), cell=12)
+    return fold(None, report, cell_id="c-12", step=("timed.train", 3))
 
 
-def test_failed_and_interrupted_cells_are_tagged_ok_ones_are_not() -> None:
-    assert status_tags(_in_cell(12, "error"), 12) == {
-        "cell.12.status": "error",
-        "cell.12.error": "ValueError: bad",
+def test_each_cell_is_tagged_with_its_status_id_label_and_steps() -> None:
+    assert cell_tags("cell.12", _run("ok")) == {
+        "cell.12.status": "ok",
+        "cell.12.id": "c-12",
+        "cell.12.label": "train",
+        "cell.12.steps": "timed.train 3",
     }
-    assert status_tags(_in_cell(3, "interrupted"), 3)["cell.3.status"] == "interrupted"
-    assert status_tags(_in_cell(4, "ok"), 4) == {}
 
 
-def test_outside_a_cell_the_tags_count_reports() -> None:
-    assert status_tags(timing_report(status="error"), 2) == {
+def test_a_failed_cell_is_tagged_with_its_error_secrets_masked() -> None:
+    failed = dataclasses.replace(_run("error"), error="OSError: http://u:s3cr3t@host/x")
+    tags = cell_tags("cell.12", failed)
+    assert tags["cell.12.status"] == "error"
+    assert tags["cell.12.error"] == "OSError: http://u:***@host/x"
+    assert cell_tags("report.3", _run("interrupted"))["report.3.status"] == "interrupted"
+
+
+def test_a_loop_of_blocks_in_one_cell_tags_its_first_and_last_step() -> None:
+    run = None
+    for step in range(4):
+        report = dataclasses.replace(timing_report(label="step"), cell=3)
+        run = fold(run, report, step=("timed.step", 10 + step))
+    assert run is not None
+    assert cell_tags("cell.3", run)["cell.3.steps"] == "timed.step 10-13"
+
+
+def test_outside_ipython_only_a_failed_report_is_tagged() -> None:
+    # A script's loop of 10,000 blocks would otherwise put 30,000 tags on its run.
+    assert cell_tags("report.1", fold(None, timing_report())) == {}
+    failed = fold(None, timing_report(status="error"), step=("timed.train", 0))
+    assert cell_tags("report.2", failed) == {
         "report.2.status": "error",
         "report.2.error": "ValueError: bad",
+        "report.2.label": "train",
+        "report.2.steps": "timed.train 0",
     }

@@ -17,7 +17,7 @@ def test_rank_zeros_report_has_a_peak_per_rank_and_the_rank_that_peaked() -> Non
     assert metrics["gpu_scope.ranks.slowest_rank"] == 1
     assert metrics["gpu_scope.ranks.missing"] == 1
     assert not any(name.startswith("gpu_scope.rank2.") for name in metrics)  # nothing measured
-    assert metrics["gpu_scope.host.peak_bytes"] == 300 << 20  # the rank's own rows stay
+    assert metrics["gpu_scope.host.peak_mib"] == 300  # the rank's own rows stay
 
 
 def test_another_ranks_own_table_makes_no_rank_metrics() -> None:

@@ -13,9 +13,11 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
 from resmagic.holders import Holders, held_device
+from resmagic.ipython.views.held import NOT_VARIABLES, cell_holds, held_by_variables
 from resmagic.ipython.views.output import ReportOutput
 from resmagic.ipython.views.text import render_report
 from resmagic.report import GpuReport, LogReport, Report
+from resmagic.units import format_delta
 
 if TYPE_CHECKING:
     from resmagic.ipython.views.cell_panel import CellPanel
@@ -79,7 +81,9 @@ class Notes:
             text = holders.line(min_bytes=1 << 20).replace("held by:", "held when it ran out:")
             return [f"  {text}{freed}"]
         device = report.holders[0].device if report.holders else held_device(report.devices)
-        return [f"  {device or 'host'} {holders.line(min_bytes=1 << 20)}"]
+        name = device or "host"
+        rest = _not_variables(report, name, getattr(self.shell, "user_ns", None))
+        return [f"  {name} {holders.line(min_bytes=1 << 20)}{rest}"]
 
     def say_once(self, text: str) -> str | None:
         """``text`` the first time this process shows it, else None ("no GPU row" notes)."""
@@ -114,3 +118,20 @@ class Notes:
         if isinstance(report, LogReport) and report.notes:
             text = "\n".join(f"{report.scope}: {note}" for note in report.notes)
             self.output.show({"text/plain": text}, report.cell)
+
+
+def _not_variables(report: GpuReport, device: str, namespace: Any) -> str:
+    """`` · +60.0 MiB of +64.0 MiB not held by your variables (...)`` when they hold under half.
+
+    UX audit 2026-12-06 P2-3: what a cell left in use that no variable holds is the
+    allocator's and the interpreter's, not a leak to chase; the panel's Δ is then not orange.
+    """
+    row = next((d for d in report.devices if d.name == device and d.source != "NVML"), None)
+    if row is None or row.delta_bytes <= 0:
+        return ""
+    holds = cell_holds(namespace)
+    named = holds.get(device, 0) if holds is not None else None
+    if named is None or held_by_variables(row.delta_bytes, named):
+        return ""
+    rest = format_delta(row.delta_bytes - named)
+    return f" · {rest} of {format_delta(row.delta_bytes)} {NOT_VARIABLES}"

@@ -13,6 +13,7 @@ import html
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
+from resmagic.ipython.views.held import NOT_VARIABLES, held_by_variables
 from resmagic.probes.devices import host_notes, not_own_gpu
 from resmagic.probes.reading import DeviceMemory
 from resmagic.report import DeviceReport, GpuReport
@@ -64,6 +65,9 @@ class PanelRow:
     peak_exact: bool
     after: int | None = None
     series: list[int] = field(default_factory=list)
+    named: int | None = None
+    """Bytes on this device the cell's own variables hold after it
+    (:mod:`resmagic.ipython.views.held`); None where nobody looked."""
 
     @classmethod
     def opened(cls, reading: DeviceMemory) -> PanelRow:
@@ -111,6 +115,8 @@ class PanelView:
     """Why a GPU source is missing; shown only while the panel has no GPU row."""
     expected_s: float | None = None
     """How long the cell took last time (the run store), for the progress bar; None: unknown."""
+    timing: str = ""
+    """``wall 1.12 s, cpu 1.72 s``: a watched cell's timing, in the head (not a line of its own)."""
 
     def close(self, report: GpuReport) -> None:
         """End the view with the report: exact before/peak/after, status and duration."""
@@ -132,7 +138,8 @@ _TITLES = {
     "live": "in use now",
     "after": "in use when the cell ended",
     "peak": "the most in use during the cell, and how far above its start",
-    "Δ": "after minus before: what the cell left allocated (orange: held)",
+    "Δ": "after minus before: what the cell left allocated (orange: your variables hold most"
+    " of it; %resmagic who names them)",
     "trend": "samples during the cell, lowest to highest",
 }
 
@@ -147,7 +154,7 @@ def render(view: PanelView, extra: str = "") -> str:
     head = (
         f"<div class='rm-head'><b>{_e(view.magic)}</b> "
         f"<span class='rm-status' style='color:{colour}'>{_e(state)}</span> "
-        f"<span class='rm-elapsed' style='{_MUTED}'>{_e(elapsed)}</span>"
+        f"<span class='rm-elapsed' style='{_MUTED}'>{_e(view.timing or elapsed)}</span>"
         f"{error if view.error else ''}{_eta(view) if running else ''}</div>"
     )
     now = "live" if running else "after"
@@ -208,10 +215,14 @@ def _row(row: PanelRow, running: bool) -> str:
     now_class = "rm-live" if running else "rm-after"
     delta = ""
     if not running:
-        grown = left_allocated(row.before, value, row.total)
-        colour = f"color:{_LEFT};font-weight:bold" if grown else _MUTED
+        left = left_allocated(row.before, value, row.total)
+        held = left and held_by_variables(value - row.before, row.named)
+        colour = f"color:{_LEFT};font-weight:bold" if held else _MUTED
+        why = ""
+        if left and not held:
+            why = f" title='{_e(NOT_VARIABLES)}'"
         delta = (
-            f"<td class='rm-delta' data-held='{str(grown).lower()}' style='{pad};{colour}'>"
+            f"<td class='rm-delta' data-held='{str(held).lower()}' style='{pad};{colour}'{why}>"
             f"{_e(format_delta(value - row.before))}</td>"
         )
     return (

@@ -6,7 +6,7 @@ import datetime as dt
 import os
 from collections.abc import Sequence
 
-from resmagic.ipython.views.text import HistoryTable, memory_cell
+from resmagic.ipython.views.text import HistoryTable, memory_cell, one_row_per_cell
 from resmagic.store.query import Stored
 from resmagic.units import format_seconds
 
@@ -30,7 +30,7 @@ class RunsTable(HistoryTable):
     empty = "the run store has no reports yet"
 
     def __init__(self, stored: Sequence[Stored], session: str | None = None) -> None:
-        self.rows = [_row(s, session) for s in stored]
+        self.rows = one_row_per_cell([_row(s, session) for s in stored], self.columns)
 
 
 def _row(s: Stored, session: str | None) -> tuple[str, ...]:

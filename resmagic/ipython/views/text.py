@@ -78,6 +78,47 @@ def _row(report: Report) -> tuple[str, ...]:
     return (cell, report.scope, label, report.status, format_seconds(report.duration_s), memory)
 
 
+_PAIR = {"timed", "gpu_scope"}
+_MAY_DIFFER = {"scope", "status", "time", "started", "memory"}
+"""The columns the two rows of one watched cell may differ in (the first word of a name)."""
+
+
+def one_row_per_cell(
+    rows: Sequence[tuple[str, ...]], columns: Sequence[str]
+) -> list[tuple[str, ...]]:
+    """Rows with each watched cell's ``timed`` and ``gpu_scope`` rows made one.
+
+    Watch mode measures a cell with both scopes: two reports (``resmagic.history()`` and
+    the run store keep both), but a table showed every watched cell twice (UX audit
+    2026-12-06 P3-1). Two neighbouring rows of one cell, unlabelled, one of each scope,
+    become one: scope ``gpu_scope+timed``, the timing's time, the memory of ``gpu_scope``,
+    the first status that is not ``ok``. Any other row stays as it is.
+    """
+    at = {name: i for i, name in enumerate(columns)}
+    cell, scope, label, status, time = (at[k] for k in ("cell", "scope", "label", "status", "time"))
+    differ = {i for name, i in at.items() if name.split(" ")[0] in _MAY_DIFFER}
+    out: list[tuple[str, ...]] = []
+    for row in rows:
+        last = out[-1] if out else None
+        if (
+            last is not None
+            and row[cell]
+            and {last[scope], row[scope]} == _PAIR
+            and not last[label]
+            and not row[label]
+            and all(last[i] == row[i] for i in range(len(row)) if i not in differ)
+        ):
+            timed, gpu = (last, row) if last[scope] == "timed" else (row, last)
+            merged = list(gpu)
+            merged[scope] = "gpu_scope+timed"
+            merged[time] = timed[time]
+            merged[status] = gpu[status] if gpu[status] != "ok" else timed[status]
+            out[-1] = tuple(merged)
+        else:
+            out.append(tuple(row))
+    return out
+
+
 class HistoryTable:
     """The session's reports as a table: text in terminals, HTML in notebooks."""
 
@@ -85,7 +126,7 @@ class HistoryTable:
     empty = "no reports yet: run a cell with %%gpu_scope, %%timed, ..."
 
     def __init__(self, reports: Sequence[Report]) -> None:
-        self.rows = [_row(r) for r in reports]
+        self.rows = one_row_per_cell([_row(r) for r in reports], self.columns)
 
     def __repr__(self) -> str:
         if not self.rows:

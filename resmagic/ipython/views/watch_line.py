@@ -1,6 +1,6 @@
 """Watch mode's line per cell, whether a cell is worth the full panel, its ``--log`` record.
 
-A watched ``y = 2`` gets ``1.2 ms · host 670 → 670 MiB (peak 670, +0)``; a cell that ran
+A watched ``y = 2`` gets ``1.2 ms · host 670 → 670 MiB (peak 670 MiB, +0 MiB)``; a cell that ran
 longer than ``settings.watch_panel_s`` (its live panel appeared while it ran) or moved memory
 by more than ``settings.watch_panel_mib`` ends with the full panel
 (:class:`resmagic.ipython.watch.WatchOutput` decides). :func:`cell_record` is the JSON
@@ -20,7 +20,7 @@ __all__ = ["cell_record", "compact_line", "rows_of", "worth_panel"]
 
 
 def compact_line(gpu: GpuReport | None, timing: TimingReport | None) -> str:
-    """``1.75 s, cpu 1.70 s · host 670 → 823 MiB (peak 823, +153) · cuda:0 ...``."""
+    """``1.75 s, cpu 1.70 s · host 670 → 823 MiB (peak 823 MiB, +153 MiB) · cuda:0 ...``."""
     report: Report | None = timing or gpu
     if report is None:
         return ""
@@ -50,7 +50,12 @@ def _device(row: DeviceReport) -> str:
     number = [text.split(" ")[0] for text in (before, after, peak, rise)]
     sign = "+" if not number[3].startswith("-") else ""
     label = row.name if row.source != "NVML" else f"{row.name} NVML"
-    return f"{label} {number[0]} → {number[1]} {unit} (peak {number[2]}, {sign}{number[3]})"
+    # The peak and the rise carry the unit too: a bare "+1.17" read as nothing (UX audit
+    # 2026-12-06 P3-4).
+    return (
+        f"{label} {number[0]} → {number[1]} {unit} (peak {number[2]} {unit},"
+        f" {sign}{number[3]} {unit})"
+    )
 
 
 def worth_panel(gpu: GpuReport) -> bool:

@@ -254,7 +254,9 @@ def test_watched_cells_get_one_line_or_the_full_panel() -> None:
         assert run.result is not None
         assert run.result["text/plain"] == "7"
         assert parse_panel(summary_of(run)["text/html"])["state"] == "ok"
-        assert "timed  wall" in summary_of(run)["text/plain"]
+        # the timing ends the summary's line, no "timed  wall" line of its own (UX audit P3-1)
+        assert " · wall " in summary_of(run)["text/plain"].splitlines()[0]
+        assert "timed  wall" not in summary_of(run)["text/plain"]
         assert any(parse_panel(v)["state"] == "running" for _, v in updates(run))
         k.run("%resmagic config watch_panel_s=2 watch_panel_mib=16")
         moved = k.run("big = bytearray(64 << 20)")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from resmagic.ipython.views.held import bound_names
 from resmagic.ipython.views.panel_html import (
     MAX_POINTS,
     PanelRow,
@@ -66,12 +67,20 @@ def test_closing_takes_the_reports_exact_values() -> None:
     assert "rm-live" not in render(view)
 
 
-def test_held_memory_is_marked() -> None:
+def test_held_memory_is_orange_only_when_variables_hold_most_of_it() -> None:
+    # UX audit 2026-12-06 P2-3: an orange Δ for the allocator's own growth sent users
+    # chasing a leak no variable held
     assert left_allocated(100 * MiB, 130 * MiB, 8 << 30)
     assert not left_allocated(100 * MiB, 100 * MiB + 4096, 8 << 30)
     view = PanelView("gpu_scope", rows_from([reading(100 * MiB)]))
-    view.close(report(100 * MiB, 400 * MiB, 130 * MiB))
+    left = report(100 * MiB, 400 * MiB, 130 * MiB)
+    view.close(left)
+    assert "data-held='false'" in render(view)  # nobody looked: not orange
+    assert "not held by your variables" in render(view)
+    view.rows[0].named = 20 * MiB  # the cell's own variables hold most of the +30 MiB
     assert "data-held='true'" in render(view)
+    view.rows[0].named = 5 * MiB
+    assert "data-held='false'" in render(view)
     view.close(report(100 * MiB, 400 * MiB, 100 * MiB))
     assert "data-held='false'" in render(view)
 
@@ -134,3 +143,10 @@ def test_what_happened_in_the_container_is_said_beside_a_gpu_row() -> None:
     view = PanelView("gpu_scope", [])
     view.close(report)
     assert killed in render(view)
+
+
+def test_the_names_a_cell_binds_are_its_own_not_its_functions_locals() -> None:
+    source = "# header\nx = 1\nfor i in range(3):\n    y = i\nwith open(p) as f:\n    pass\n"
+    source += "def g():\n    z = 2\nimport os\n(a, b) = 1, 2\nobj.attr = 3\n"
+    assert sorted(bound_names(source)) == ["a", "b", "f", "i", "x", "y"]
+    assert bound_names("get_ipython().run_line_magic('x', '') +") == []

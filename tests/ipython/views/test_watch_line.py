@@ -40,14 +40,14 @@ def test_the_line_reads_like_the_issue_asks() -> None:
         row("cuda:0", 3 * GiB, 6 * GiB, 3 * GiB, "NVML"),
     )
     assert compact_line(report, TIMING) == (
-        "1.75 s, cpu 1.7 s · host 670 → 823 MiB (peak 823, +153)"
-        " · cuda:0 2.10 → 2.10 GiB (peak 5.30, +3.20)"
+        "1.75 s, cpu 1.7 s · host 670 → 823 MiB (peak 823 MiB, +153 MiB)"
+        " · cuda:0 2.10 → 2.10 GiB (peak 5.30 GiB, +3.20 GiB)"
     )
 
 
 def test_a_device_seen_only_by_nvml_keeps_its_row_and_says_so() -> None:
     line = compact_line(gpu(row("cuda:0", GiB, 2 * GiB, GiB, "NVML")), None)
-    assert line == "1.75 s · cuda:0 NVML 1.00 → 1.00 GiB (peak 2.00, +1.00)"
+    assert line == "1.75 s · cuda:0 NVML 1.00 → 1.00 GiB (peak 2.00 GiB, +1.00 GiB)"
 
 
 def test_a_failed_cell_says_how_it_ended() -> None:

@@ -1,0 +1,104 @@
+"""``%resmagic top`` in an in-process (terminal) IPython shell: the text table, help, mistakes."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from IPython.core.error import UsageError
+
+from resmagic.bus import history
+from resmagic.config import settings
+from resmagic.store.recorder import recorder
+
+TOUCH = "for i in range(0, len({0}), 4096): {0}[i] = 1"
+
+
+@pytest.fixture
+def store(ip: Any, tmp_path: Path) -> Iterator[Path]:
+    path = tmp_path / "top.sqlite"
+    before = settings.store
+    ip.run_line_magic("resmagic", f"config store={path}")
+    yield path
+    settings.store = before
+    recorder.writer()
+
+
+def _alloc(ip: Any, name: str, mib: int, keep: bool) -> None:
+    body = f"{name} = bytearray({mib} << 20)\n{TOUCH.format(name)}" + (
+        "" if keep else f"\ndel {name}"
+    )
+    assert ip.run_cell(f"%%gpu_scope -q host\n{body}", store_history=True).success
+
+
+def test_top_in_a_terminal_is_a_text_table_of_the_cells_ranked(
+    ip: Any, store: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _alloc(ip, "small_", 16, keep=False)
+    _alloc(ip, "big_", 96, keep=True)
+    big = history()[-1].cell  # In[n] as the cell showed it (IPython 8 and 9 count apart)
+    try:
+        table = ip.run_line_magic("resmagic", "top --session this")
+        text = repr(table)
+        lines = text.splitlines()
+        assert lines[0].startswith("cells that used the most, by peak above start:")
+        assert lines[1].split() == [
+            "#",
+            "cell",
+            "label",
+            "peak",
+            "above",
+            "start",
+            "runs",
+            "status",
+        ]
+        assert lines[2].split()[:3] == ["1", "In", f"[{big}]"]  # the 96 MiB cell first
+        assert "host" in lines[2]
+        assert "█" in lines[2]
+        held = repr(ip.run_line_magic("resmagic", "top --by held --session this"))
+        assert f"In [{big}]" in held.splitlines()[2]
+        html = table._repr_html_()
+        assert f"<a href='#execution-count={big}'" in html  # this kernel's number
+        assert "class='rm-jump'" in html
+    finally:
+        ip.run_cell("del big_")
+
+
+def test_top_help_says_what_it_ranks_and_bad_options_are_usage_errors(
+    ip: Any, store: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ip.run_line_magic("resmagic", "top --help")
+    shown = capsys.readouterr().out
+    for words in ("--by {peak,held,time}", "--session {this,all}", "--device", "died", "restarts"):
+        assert words in shown
+    with pytest.raises(UsageError, match="invalid choice"):
+        ip.run_line_magic("resmagic", "top --by memory")
+    with pytest.raises(UsageError, match="positive number"):
+        ip.run_line_magic("resmagic", "top 0")
+
+
+def test_top_with_the_store_off_says_so(
+    ip: Any, store: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    settings.store = ""
+    assert ip.run_line_magic("resmagic", "top") is None
+    assert "the run store is off" in capsys.readouterr().out
+
+
+def test_top_and_the_mlflow_top_cells_artifact_rank_a_session_alike(ip: Any, store: Path) -> None:
+    # issue 27 item 3: one ranking for the notebook and for MLflow (resmagic.topcells)
+    from resmagic.bus import history
+    from resmagic.topcells import fold, top_cells
+
+    start = len(history())
+    for name, mib in (("t1_", 8), ("t2_", 40), ("t3_", 24)):
+        _alloc(ip, name, mib, keep=False)
+    runs: dict[object, Any] = {}
+    for report in history()[start:]:  # as the sink folds them: by cell number
+        runs[report.cell] = fold(runs.get(report.cell), report)
+    artifact = [row["cell"] for row in top_cells(runs.values())["peak"]["host"]]
+    shown = ip.run_line_magic("resmagic", "top --session this --device host")
+    assert [row["cell"] for row in shown.rows] == artifact
+    assert len(artifact) == 3
