@@ -101,6 +101,8 @@ class timed(Scope["timed", TimingReport]):
         if keep != "each" and keep != "totals":
             msg = f"keep must be 'each' or 'totals', not {keep!r}"
             raise OptionError(msg)
+        if label is not None and not isinstance(label, str):
+            raise _bad_label(label)
         self.label = label
         self.sync_cuda = sync_cuda
         self.keep = keep
@@ -317,3 +319,12 @@ class timed(Scope["timed", TimingReport]):
         wall = _perf_counter() - wall0
         cpu = _process_time() - cpu0
         self._done(started_at, wall, cpu, synced, exc, listeners)
+
+
+def _bad_label(label: object) -> Exception:
+    """The error for a label that is not a string: ``@timed`` without its parentheses."""
+    if callable(label):
+        return TypeError(
+            "timed takes a label, not a function: decorate with @timed() or @timed('label')"
+        )
+    return OptionError(f"label must be a string or None, not {type(label).__name__}")

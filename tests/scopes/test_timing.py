@@ -105,6 +105,18 @@ def test_bad_sync_cuda_raises_option_error(value: object) -> None:
         timed(sync_cuda=value)  # type: ignore[arg-type]
 
 
+def test_timed_without_its_parentheses_as_a_decorator_says_how_to_write_it() -> None:
+    # `@timed` made timed(func): the function became the label, and its first call failed
+    # with "missing 1 required positional argument: 'func'".
+    def step() -> None:
+        pass
+
+    with pytest.raises(TypeError, match=r"decorate with @timed\(\) or @timed\('label'\)"):
+        timed(step)  # type: ignore[arg-type]
+    with pytest.raises(OptionError, match="label must be a string or None, not int"):
+        timed(3)  # type: ignore[arg-type]
+
+
 def test_one_timed_object_entered_by_many_threads_at_once_counts_every_run() -> None:
     # A run of an object open once lives on the object; two threads that enter at the same
     # moment must not both take that slot (one run would be lost, its exit would find
