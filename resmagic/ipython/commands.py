@@ -196,6 +196,8 @@ def run(session: Session, args: list[str], doc: str = "") -> Any:
     if len(args) > 1 and args[0] in _COMMANDS and {"-h", "--help"} & set(args[1:]):
         print(_COMMANDS[args[0]].format_help().rstrip())  # `%resmagic watch --help`
         return None
+    if args in (["-h"], ["--help"]):
+        args = ["help"]  # `%resmagic --help`, as every magic takes it
     if args and args[0] not in NAMES:
         msg = f"%resmagic: unknown command {' '.join(args)!r}; use one of: "
         msg += ", ".join(NAMES) + " (%resmagic help explains each)"

@@ -123,11 +123,16 @@ class TestHelp:
         assert "--quiet" in doc
         assert "Example" in doc
 
+    @pytest.mark.parametrize("line", ["help", "--help", "-h"])
     def test_resmagic_line_magic_has_help(
-        self, ip: Any, capsys: pytest.CaptureFixture[str]
+        self, ip: Any, capsys: pytest.CaptureFixture[str], line: str
     ) -> None:
-        ip.run_line_magic("resmagic", "help")
-        assert "history" in capsys.readouterr().out
+        # `%resmagic --help` was "unknown command '--help'", where every magic takes it.
+        capsys.readouterr()
+        ip.run_line_magic("resmagic", line)
+        out = capsys.readouterr().out
+        assert "history" in out
+        assert out.startswith("Show what resmagic can measure")
 
 
 class TestOutput:
