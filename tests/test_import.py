@@ -83,9 +83,11 @@ LATER = (
 
 
 def test_load_ext_imports_no_scope_store_or_probe_until_a_cell_asks() -> None:
-    loaded = _modules_after(_shell())
+    # A profile of its own: a dead kernel's state file beside the store starts it at load.
+    fresh = "import os, tempfile\nos.environ['IPYTHONDIR'] = tempfile.mkdtemp()\n"
+    loaded = _modules_after(fresh + _shell())
     assert [m for m in LATER if m in loaded] == []
-    code = _shell() + "assert ip.run_cell('%%timed -q\\n1').success\n"
+    code = fresh + _shell() + "assert ip.run_cell('%%timed -q\\n1').success\n"
     after_a_cell = _modules_after(code)
     assert "resmagic.scopes.timing" in after_a_cell
     assert "resmagic.store.recorder" in after_a_cell

@@ -30,7 +30,7 @@ from IPython.core.magic_arguments import argument, kwds, magic_arguments
 from resmagic.ipython.cells.header import read_header
 from resmagic.ipython.cells.options import BIND_RULE, BINDS, BUILDERS, asks_help, split_once
 from resmagic.ipython.cells.stack import Layer, run_layers
-from resmagic.scopes.choices import MAX_TIMEOUT_S, RECLAIM
+from resmagic.scopes import MAX_TIMEOUT_S, RECLAIM
 
 if TYPE_CHECKING:
     from resmagic.ipython.session import Session

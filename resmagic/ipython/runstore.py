@@ -18,7 +18,6 @@ import os
 import sys
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 
 from resmagic import bus
@@ -42,12 +41,22 @@ if TYPE_CHECKING:
 __all__ = ["StoreHook", "describe_last"]
 
 
-@dataclass
 class _Open:
-    frame: Frame
-    run: CellRun
-    previous: Pending[dict[str, LastRun]] | None
-    cached: dict[str, LastRun] | None = None
+    """A measured cell the store was told of (a plain class: no dataclass made at load)."""
+
+    __slots__ = ("cached", "frame", "previous", "run")
+
+    def __init__(
+        self,
+        frame: Frame,
+        run: CellRun,
+        previous: Pending[dict[str, LastRun]] | None,
+        cached: dict[str, LastRun] | None = None,
+    ) -> None:
+        self.frame = frame
+        self.run = run
+        self.previous = previous
+        self.cached = cached
 
     def last(self) -> dict[str, LastRun]:
         """What the cell did last time, as far as known now: never waits for the writer."""

@@ -11,8 +11,8 @@ from dataclasses import dataclass
 
 from resmagic.errors import DatabaseLockedError, NotADatabaseError, OptionError, PathError
 from resmagic.report import TransactionReport
+from resmagic.scopes import MAX_TIMEOUT_S
 from resmagic.scopes.base import Scope
-from resmagic.scopes.choices import MAX_TIMEOUT_S
 from resmagic.scopes.filekind import file_kind
 
 __all__ = ["MAX_TIMEOUT_S", "db_transaction", "resolve_db_path"]

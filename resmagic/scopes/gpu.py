@@ -19,8 +19,8 @@ from resmagic.probes.probe import Probe
 from resmagic.probes.reading import DeviceMemory
 from resmagic.report import DeviceReport, GpuReport, describe_error
 from resmagic.sampler import Listener, Watch, sampler
+from resmagic.scopes import RECLAIM, Reclaim
 from resmagic.scopes.base import Scope
-from resmagic.scopes.choices import RECLAIM, Reclaim
 from resmagic.scopes.outcome import (
     ended_ranks,
     exact_children,

@@ -62,12 +62,14 @@ class Layer:
     stop: Callable[[], None] | None = None
 
 
-@dataclass
 class Compiled:
     """The body, compiled: statements to exec, and the last expression to eval, if any."""
 
-    body: CodeType
-    last: CodeType | None
+    __slots__ = ("body", "last")
+
+    def __init__(self, body: CodeType, last: CodeType | None) -> None:
+        self.body = body
+        self.last = last
 
     def run(self, shell: InteractiveShell) -> Any:
         """Exec the statements, then return the last expression's value (or None)."""
