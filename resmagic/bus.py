@@ -19,11 +19,11 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from resmagic.config import settings
-from resmagic.report import Report
-from resmagic.tidy import as_frame, holders_cell, tidy_rows
 
 if TYPE_CHECKING:
     import pandas
+
+    from resmagic.report import Report
 
 __all__ = [
     "clear_history",
@@ -49,15 +49,16 @@ _cell_id_provider: Callable[[], str | None] | None = None
 _store: Callable[[Report], None] | None = None
 
 
-def set_store(store: Callable[[Report], None] | None) -> None:
+def set_store(store: Callable[[Report], None] | None) -> Callable[[Report], None] | None:
     """Fill the run store's slot: called first with every report while ``settings.store`` is set.
 
     A slot, not a subscriber: the store hears a report before anyone else, only while the
     setting names a file, and its failure has a warning of its own (:mod:`resmagic.wiring`
-    fills it).
+    fills it). Returns what the slot held before.
     """
     global _store
-    _store = store
+    before, _store = _store, store
+    return before
 
 
 def set_cell_provider(provider: Callable[[], int | None] | None) -> None:
@@ -185,6 +186,8 @@ def history_frame() -> pandas.DataFrame:
     except ImportError as exc:
         msg = "history_frame() needs pandas: pip install pandas (or use resmagic.history())"
         raise ImportError(msg) from exc
+    from resmagic.tidy import as_frame, holders_cell, tidy_rows
+
     rows: list[dict[str, Any]] = []
     for report in history():
         record = report.to_dict()

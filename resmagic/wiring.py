@@ -18,10 +18,9 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, cast
 
 from resmagic import bus, config
-from resmagic.ranktable import carried_elsewhere
-from resmagic.report import Report
 
 if TYPE_CHECKING:
+    from resmagic.report import Report
     from resmagic.sinks.base import Sink, SinkFactory
 
 __all__ = ["SINKS", "wire"]
@@ -43,11 +42,9 @@ SINKS: dict[str, SinkFactory] = {
 
 
 def _record(report: Report) -> None:
-    if carried_elsewhere(report):  # a ranks scope on rank 1..N: rank 0's report has it
-        return
     from resmagic.store.recorder import recorder  # sqlite3 loads with the first report
 
-    recorder.record(report)
+    recorder.record(report)  # not a ranks scope's on rank 1..N: rank 0's report has it
 
 
 def _parse_sink(raw: object) -> object:

@@ -63,6 +63,36 @@ def test_scopes_run_without_ipython_or_heavy_modules() -> None:
     assert [m for m in ("torch", "pynvml", "ipywidgets", "IPython") if m in modules] == []
 
 
+# Issue 26 (`%load_ext` ≤ 12 ms): what a cell needs loads with the first cell that asks.
+LATER = (
+    "resmagic.report",
+    "resmagic.scopes.timing",
+    "resmagic.scopes.gpu",
+    "resmagic.scopes.experiment",
+    "resmagic.scopes.database",
+    "resmagic.probes.table",
+    "resmagic.holders",
+    "resmagic.guard",
+    "resmagic.sampler",
+    "resmagic.store.recorder",
+    "resmagic.store.died",
+    "resmagic.ipython.commands",
+    "resmagic.ipython.watch",
+    "resmagic.ipython.views.live_table",
+)
+
+
+def test_load_ext_imports_no_scope_store_or_probe_until_a_cell_asks() -> None:
+    # A profile of its own: a dead kernel's state file beside the store starts it at load.
+    fresh = "import os, tempfile\nos.environ['IPYTHONDIR'] = tempfile.mkdtemp()\n"
+    loaded = _modules_after(fresh + _shell())
+    assert [m for m in LATER if m in loaded] == []
+    code = fresh + _shell() + "assert ip.run_cell('%%timed -q\\n1').success\n"
+    after_a_cell = _modules_after(code)
+    assert "resmagic.scopes.timing" in after_a_cell
+    assert "resmagic.store.recorder" in after_a_cell
+
+
 _SHELL_WITH_SINK = _shell("c.ResMagic.sinks = ['mlflow']") + (
     "import resmagic\nassert resmagic.sinks.sink_thread.names() == ['mlflow']\n"
 )

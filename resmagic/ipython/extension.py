@@ -16,11 +16,9 @@ from traitlets.config import Configurable
 from resmagic import bus
 from resmagic.config import settings
 from resmagic.errors import OptionError
+from resmagic.ipython.cells.options import SCOPES
 from resmagic.ipython.magics import ResMagics
 from resmagic.ipython.session import Session
-from resmagic.ipython.views.live_table import live_table
-from resmagic.ipython.watch import SCOPES, WatchOptions
-from resmagic.sampler import sampler
 
 __all__ = ["ResMagic", "load", "unload"]
 
@@ -72,6 +70,8 @@ def load(ip: Any) -> None:
     _sessions[id(ip)] = (session, magics)
     session.load()
     if config.watch:
+        from resmagic.ipython.watch import WatchOptions
+
         options = WatchOptions(
             tuple(config.watch_scopes), config.watch_log or None, config.watch_panel
         )
@@ -108,11 +108,16 @@ def unload(ip: Any) -> None:
         for name in names:
             if getattr(table.get(name), "__self__", None) is magics:
                 del table[name]
-    live_table.close()
+    # Each imported only once used (issue 26): what was never imported has nothing to stop.
+    table = sys.modules.get("resmagic.ipython.views.live_table")
+    if table is not None:
+        table.live_table.close()
     panel = sys.modules.get("resmagic.ipython.views.cell_panel")
     if panel is not None:  # imported only once a panel was shown
         panel.close_all()
-    sampler.shutdown()
+    sampler = sys.modules.get("resmagic.sampler")
+    if sampler is not None:
+        sampler.sampler.shutdown()
     if settings.sink != "off":
         settings.update(sink="off")  # sends what is queued and ends the run (10 s at most)
     bus.set_cell_provider(None)

@@ -13,8 +13,8 @@ scope's signature.
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable
-from typing import Any, ClassVar
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from IPython.core.error import UsageError
 from IPython.core.interactiveshell import InteractiveShell
@@ -27,13 +27,13 @@ from IPython.core.magic import (
 )
 from IPython.core.magic_arguments import argument, kwds, magic_arguments
 
-from resmagic.ipython import commands
 from resmagic.ipython.cells.header import read_header
 from resmagic.ipython.cells.options import BIND_RULE, BINDS, BUILDERS, asks_help, split_once
 from resmagic.ipython.cells.stack import Layer, run_layers
-from resmagic.ipython.session import Session
-from resmagic.scopes.database import MAX_TIMEOUT_S
-from resmagic.scopes.gpu import RECLAIM
+from resmagic.scopes import MAX_TIMEOUT_S, RECLAIM
+
+if TYPE_CHECKING:
+    from resmagic.ipython.session import Session
 
 __all__ = ["ResMagics"]
 
@@ -45,7 +45,7 @@ _help = argument("-h", "--help", action="store_true", help="Show this help; the 
 class ResMagics(Magics):
     """``%%gpu_scope``, ``%%timed``, ``%%experiment_log``, ``%%db_transaction``, ``%resmagic``."""
 
-    builders: ClassVar[dict[str, Callable[..., Any]]] = BUILDERS
+    builders: ClassVar[Mapping[str, Callable[..., Any]]] = BUILDERS
 
     def __init__(self, shell: InteractiveShell, session: Session, **kwargs: Any) -> None:
         super().__init__(shell, **kwargs)
@@ -254,6 +254,11 @@ class ResMagics(Magics):
         except ValueError as exc:
             msg = f"%resmagic: cannot read {line!r}: {exc}; check the quotes"
             raise UsageError(msg) from None
+        from resmagic.ipython import commands  # its parsers and views load with its first use
+
+        # The run store starts with the first command (runs, config store=, status), if no
+        # measured cell or report has started it (issue 26: not at %load_ext).
+        self.session.store.ready()
         return commands.run(self.session, tokens, doc=_RESMAGIC_DOC)
 
     # -- the shared path -------------------------------------------------------------------

@@ -21,19 +21,34 @@ from __future__ import annotations
 import argparse
 import threading
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from resmagic.ipython.cellid import running_cell_id
 from resmagic.ipython.cells.options import BUILDERS, LayerFactory
 from resmagic.ipython.cells.runner import CellRunner
-from resmagic.ipython.guarding import CellGuard
 from resmagic.ipython.runstore import StoreHook
-from resmagic.ipython.usage_request import UsageHandler, install
 from resmagic.ipython.views.notes import Notes
 from resmagic.ipython.views.output import ReportOutput
-from resmagic.ipython.watch import Watcher, WatchOptions
+
+if TYPE_CHECKING:
+    from resmagic.ipython.guarding import CellGuard
+    from resmagic.ipython.usage_request import UsageHandler
+    from resmagic.ipython.watch import Watcher, WatchOptions
 
 __all__ = ["Session"]
+
+
+class _Unwatched:
+    """The runner's watch mode until something asks for the :class:`Watcher` (issue 26)."""
+
+    active = False
+
+    def layers(self, code: str = "") -> None:
+        """No layers: watch mode is off."""
+        return
+
+
+_UNWATCHED = _Unwatched()
 
 
 class Session:
@@ -55,13 +70,13 @@ class Session:
             shell, self.output, last_time=self.store.last_time, last_run=self.store.last_run
         )
         self.factory = LayerFactory(parsers, self.notes, shell)
-        self.watcher = Watcher(self.factory, self.notes)
-        self.guard = CellGuard(shell)
+        self._watcher: Watcher | None = None
+        self._guard: CellGuard | None = None
         self.runner = CellRunner(
             shell,
             self.owns,
             self.factory,
-            self.watcher,
+            _UNWATCHED,
             self.output,
             on_open=self.store.opened,
             on_close=self.store.closed,
@@ -75,6 +90,25 @@ class Session:
         method = self.shell.magics_manager.magics["cell"].get(magic)
         owner = getattr(method, "__self__", None)
         return magic in BUILDERS and getattr(owner, "session", None) is self
+
+    @property
+    def watcher(self) -> Watcher:
+        """Watch mode's layers, made (and handed to the runner) when first asked for."""
+        if self._watcher is None:
+            from resmagic.ipython.watch import Watcher  # issue 26: not at %load_ext
+
+            self._watcher = Watcher(self.factory, self.notes)
+            self.runner.watcher = self._watcher
+        return self._watcher
+
+    @property
+    def guard(self) -> CellGuard:
+        """``%resmagic guard``, made when first asked for."""
+        if self._guard is None:
+            from resmagic.ipython.guarding import CellGuard  # issue 26: not at %load_ext
+
+            self._guard = CellGuard(self.shell)
+        return self._guard
 
     @property
     def cell(self) -> int | None:
@@ -95,7 +129,9 @@ class Session:
         """Put the hooks in place, answer the status bar, open the store."""
         self.runner.register()
         self.output.register()
-        self.usage, self.usage_note = install(self.shell)  # the status bar item's readings
+        from resmagic.ipython.usage_request import install  # the status bar item's readings
+
+        self.usage, self.usage_note = install(self.shell)
         self.store.load()
 
     def watch(self, options: WatchOptions) -> None:
@@ -107,8 +143,10 @@ class Session:
         """Undo :meth:`load` and whatever modes were turned on since."""
         if self.usage is not None:
             self.usage.unregister()
-        self.watcher.stop()
-        self.guard.off()
+        if self._watcher is not None:
+            self._watcher.stop()
+        if self._guard is not None:
+            self._guard.off()
         self.runner.unregister()
         self.store.unload()
         self.output.unregister()

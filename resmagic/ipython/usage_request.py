@@ -14,10 +14,12 @@ import os
 import socket
 import threading
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from resmagic.ipython.cell_number import running_cell
-from resmagic.snapshot import CellPeaks, snapshot
+
+if TYPE_CHECKING:
+    from resmagic.snapshot import CellPeaks
 
 __all__ = ["UsageHandler", "install"]
 
@@ -59,7 +61,7 @@ class UsageHandler:
         self.shell = shell
         self.kernel = kernel
         self.original = original
-        self.cells = CellPeaks()
+        self._cells: CellPeaks | None = None
         self.active = True
         self.hooked = False
         self._lock = threading.Lock()
@@ -77,10 +79,24 @@ class UsageHandler:
             self._hook()
         content = usual_keys(self.kernel)
         try:
+            from resmagic.snapshot import snapshot  # with the first request (issue 26)
+
             content["resmagic"] = snapshot(self.cells)
         except Exception as exc:  # never leave the frontend without an answer
             content["resmagic"] = {"schema": 1, "error": f"{type(exc).__name__}: {exc}"}
         session.send(stream, "usage_reply", content, parent, ident)
+
+    @property
+    def cells(self) -> CellPeaks:
+        """The running cell's peak frame, made with the first request.
+
+        Issue 26: the probes it reads load then, not at ``%load_ext``.
+        """
+        if self._cells is None:
+            from resmagic.snapshot import CellPeaks
+
+            self._cells = CellPeaks()
+        return self._cells
 
     # -- the running cell ------------------------------------------------------------------
 
@@ -127,7 +143,8 @@ class UsageHandler:
         ):
             if hook in self.shell.events.callbacks[event]:
                 self.shell.events.unregister(event, hook)
-        self.cells.end()
+        if self._cells is not None:
+            self._cells.end()
 
 
 def install(shell: Any) -> tuple[UsageHandler | None, str]:

@@ -17,7 +17,7 @@ from IPython.core.error import UsageError
 
 from resmagic.config import settings
 from resmagic.errors import ResmagicError
-from resmagic.ipython.cells.options import LayerFactory
+from resmagic.ipython.cells.options import SCOPES, LayerFactory
 from resmagic.ipython.cells.stack import Layer
 from resmagic.ipython.views.notes import Notes
 from resmagic.ipython.views.text import why_line
@@ -33,8 +33,6 @@ if TYPE_CHECKING:
     from resmagic.ipython.views.cell_panel import CellPanel
 
 __all__ = ["SCOPES", "WatchOptions", "WatchOutput", "Watcher"]
-
-SCOPES = ("gpu_scope", "timed")
 
 
 @dataclass(frozen=True)

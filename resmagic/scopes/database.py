@@ -11,17 +11,13 @@ from dataclasses import dataclass
 
 from resmagic.errors import DatabaseLockedError, NotADatabaseError, OptionError, PathError
 from resmagic.report import TransactionReport
+from resmagic.scopes import MAX_TIMEOUT_S
 from resmagic.scopes.base import Scope
 from resmagic.scopes.filekind import file_kind
 
 __all__ = ["MAX_TIMEOUT_S", "db_transaction", "resolve_db_path"]
 
 _MAGIC = b"SQLite format 3\x00"
-MAX_TIMEOUT_S = 2_147_483.0
-"""The longest lock wait SQLite takes: its busy timeout is a C ``int`` of milliseconds.
-
-Python's ``sqlite3`` converts a larger value (or ``inf``) past that ``int``, and SQLite then
-waits not at all (reliability 2026-12-06 #9: ``timeout=inf`` gave up after 0.03 s)."""
 
 
 def resolve_db_path(path: str | os.PathLike[str]) -> str:

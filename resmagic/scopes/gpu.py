@@ -7,7 +7,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from functools import partial
-from typing import Any, Literal, get_args
+from typing import Any
 
 from resmagic.bus import current_cell
 from resmagic.errors import OptionError
@@ -19,6 +19,7 @@ from resmagic.probes.probe import Probe
 from resmagic.probes.reading import DeviceMemory
 from resmagic.report import DeviceReport, GpuReport, describe_error
 from resmagic.sampler import Listener, Watch, sampler
+from resmagic.scopes import RECLAIM, Reclaim
 from resmagic.scopes.base import Scope
 from resmagic.scopes.outcome import (
     ended_ranks,
@@ -35,9 +36,6 @@ from resmagic.scopes.reclaim import clear_frames
 
 __all__ = ["gpu_scope", "is_out_of_memory", "parse_device"]
 
-Reclaim = Literal["oom", "always", "never"]
-RECLAIM: tuple[Reclaim, ...] = get_args(Reclaim)
-"""The values ``reclaim`` takes (the magic's ``--reclaim`` choices too)."""
 
 _HOST_PROBES = table.HOST_LIKE
 _GPU_PROBES = table.GPU

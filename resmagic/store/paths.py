@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-__all__ = ["FILE_NAME", "default_path", "resolve"]
+__all__ = ["FILE_NAME", "default_path", "kernels_folder", "resolve"]
 
 FILE_NAME = "resmagic.sqlite"
 
@@ -20,6 +20,11 @@ def default_path(profile_dir: str | None = None) -> str:
         base = os.environ.get("IPYTHONDIR") or os.path.join("~", ".ipython")
         profile_dir = os.path.join(os.path.expanduser(base), "profile_default")
     return os.path.join(profile_dir, FILE_NAME)
+
+
+def kernels_folder(store: str) -> str:
+    """``<store>-kernels``: the state files of the kernels writing ``store`` (statefile.py)."""
+    return store + "-kernels"
 
 
 def resolve(value: str) -> str:

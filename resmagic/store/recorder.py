@@ -19,21 +19,24 @@ import sys
 import threading
 import uuid
 from collections.abc import Callable, Sequence
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from resmagic._version import __version__
 from resmagic.config import settings
 from resmagic.probes import cgroup
+from resmagic.ranktable import carried_elsewhere
 from resmagic.report import Report
 from resmagic.store import rows
-from resmagic.store.died import Death, dead_kernels
 from resmagic.store.liveness import me
 from resmagic.store.query import LastRun, last_runs
 from resmagic.store.rows import CellRun, Session
 from resmagic.store.running import Reader, host_reading, sample
 from resmagic.store.schema import connect
-from resmagic.store.statefile import StateFile
+from resmagic.store.statefile import State, StateFile
 from resmagic.store.writer import Pending, Writer
+
+if TYPE_CHECKING:
+    from resmagic.store.died import Death
 
 __all__ = ["Recorder", "recorder"]
 
@@ -130,7 +133,12 @@ class Recorder:
     # -- what the bus and the IPython layer call -------------------------------------------
 
     def record(self, report: Report) -> None:
-        """Queue ``report`` for the store, with the cell it ran in."""
+        """Queue ``report`` for the store, with the cell it ran in.
+
+        A ranks scope's report on rank 1..N is not stored: rank 0's report carries it.
+        """
+        if carried_elsewhere(report):
+            return
         run = self.context()
         writer = self.writer()
         if writer is not None and self._session is not None:
@@ -216,17 +224,34 @@ class Recorder:
             PathError: the store's path holds something that is not a resmagic store.
             sqlite3.Error, OSError: the store cannot be opened or written.
         """
+        pending = self.deaths_later()
+        if pending is None:
+            return []
+        self.wait(pending, timeout)
+        return self.said_deaths(pending)
+
+    def deaths_later(self) -> Pending[tuple[list[Death], list[State]]] | None:
+        """:meth:`deaths` queued on the writer thread, not waited for (None: the store is off).
+
+        Raises:
+            PathError: the store's path holds something that is not a resmagic store.
+        """
         notebook = self._notebook()
         writer = self.writer()
         if writer is None:
-            return []
-        pending = writer.submit(dead_kernels, notebook, writer.path, result=True)
-        if pending is None:
-            return []
-        found = self.wait(pending, timeout)
+            return None
+        return writer.submit(_dead_kernels, notebook, writer.path, result=True)
+
+    @staticmethod
+    def said_deaths(pending: Pending[tuple[list[Death], list[State]]]) -> list[Death]:
+        """What a done :meth:`deaths_later` found; the state files it settled are removed.
+
+        Raises:
+            sqlite3.Error, OSError: the job failed (the store cannot be opened or written).
+        """
         if pending.error is not None:
             raise pending.error
-        deaths, done = found or ([], [])
+        deaths, done = pending.result(0) or ([], [])
         for state in done:  # committed: the next kernel need not read them again
             with contextlib.suppress(OSError):
                 os.unlink(state.path)
@@ -288,6 +313,15 @@ class Recorder:
         page, self._page = self._page, None
         if page is not None:
             page.close(remove=False)  # the parent's page: this process only drops its copy
+
+
+def _dead_kernels(
+    conn: sqlite3.Connection, notebook: str | None, store: str
+) -> tuple[list[Death], list[State]]:
+    # Imported on the writer thread: a new kernel asks once, and not on %load_ext's path.
+    from resmagic.store.died import dead_kernels
+
+    return dead_kernels(conn, notebook, store)
 
 
 def _script() -> str | None:

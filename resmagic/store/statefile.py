@@ -24,10 +24,13 @@ import re
 import time
 from dataclasses import dataclass
 from json.encoder import encode_basestring_ascii as _quote
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from resmagic.store.liveness import Identity
-from resmagic.store.rows import CellRun, Session
+from resmagic.store.paths import kernels_folder
+
+if TYPE_CHECKING:
+    from resmagic.store.rows import CellRun, Session
 
 __all__ = ["Open", "State", "StateFile", "folder", "read_dead"]
 
@@ -37,9 +40,8 @@ _HEADER_MAX = PAGE // 2  # a notebook path longer than this: no page (the rows a
 _LABEL_CHARS = 160
 
 
-def folder(store: str) -> str:
-    """``<store>-kernels``: the state files of the kernels writing ``store``."""
-    return store + "-kernels"
+folder = kernels_folder
+"""``<store>-kernels``: the state files of the kernels writing ``store``."""
 
 
 class StateFile:

@@ -48,6 +48,10 @@ def _rows(profile: Path, where: str = "1") -> list[dict[str, Any]]:
     conn = sqlite3.connect(_store(profile))
     conn.row_factory = sqlite3.Row
     try:
+        # `%load_ext` does not wait for the writer to make the store (issue 26): until its
+        # thread has, there are no rows to read.
+        if not conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'reports'").fetchone():
+            return []
         return [dict(r) for r in conn.execute(f"SELECT * FROM reports WHERE {where} ORDER BY id")]
     finally:
         conn.close()

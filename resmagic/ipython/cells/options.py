@@ -11,8 +11,8 @@ import functools
 import keyword
 import os
 import re
-from collections.abc import Callable, Mapping
-from typing import Any
+from collections.abc import Callable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any, cast
 
 from IPython.core.error import UsageError
 from IPython.utils import process
@@ -22,7 +22,9 @@ from resmagic import scopes
 from resmagic.errors import ResmagicError
 from resmagic.ipython.cells.stack import Layer
 from resmagic.ipython.views.notes import Notes
-from resmagic.report import Report
+
+if TYPE_CHECKING:
+    from resmagic.report import Report
 
 __all__ = [
     "BINDS",
@@ -30,18 +32,42 @@ __all__ = [
     "BUILDERS",
     "IPYTHON_NAMES",
     "LayerFactory",
+    "SCOPES",
     "asks_help",
     "bind_problem",
     "split_once",
 ]
 
-BUILDERS: dict[str, Callable[..., Any]] = {
-    "gpu_scope": scopes.gpu_scope,
-    "timed": scopes.timed,
-    "experiment_log": scopes.experiment_log,
-    "db_transaction": scopes.db_transaction,
-}
+
+class _Builders(Mapping[str, Callable[..., Any]]):
+    """Each cell magic's scope by magic name, its module imported with the first cell using it.
+
+    Issue 26: ``%load_ext`` imported every scope (``sqlite3``, ``secrets``, the GPU probes)
+    to fill this table; the names are all the magics and the header need until then.
+    """
+
+    _names = ("gpu_scope", "timed", "experiment_log", "db_transaction")
+
+    def __getitem__(self, name: str) -> Callable[..., Any]:
+        if name not in self._names:
+            raise KeyError(name)
+        return cast("Callable[..., Any]", getattr(scopes, name))
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._names
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._names)
+
+    def __len__(self) -> int:
+        return len(self._names)
+
+
+BUILDERS: Mapping[str, Callable[..., Any]] = _Builders()
 """Each cell magic's scope, by magic name."""
+
+SCOPES = ("gpu_scope", "timed")
+"""Watch mode's scopes unless told otherwise (``c.ResMagic.watch_scopes``)."""
 
 BINDS = {"experiment_log": "logger", "db_transaction": "cursor"}
 """The user-namespace name each scope's ``as`` value is bound to by default."""

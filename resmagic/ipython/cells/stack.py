@@ -13,23 +13,23 @@ from __future__ import annotations
 
 import ast
 import functools
-import hashlib
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from types import CodeType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from IPython.core.error import UsageError
 from IPython.core.interactiveshell import InteractiveShell
 
 from resmagic.errors import ResmagicError
 from resmagic.ipython.cell_number import running_cell
-from resmagic.report import Report
-from resmagic.scopes.base import Scope
-from resmagic.scopes.experiment import experiment_log
 from resmagic.scopes.interrupts import around
+
+if TYPE_CHECKING:
+    from resmagic.report import Report
+    from resmagic.scopes.base import Scope
 
 __all__ = [
     "Layer",
@@ -62,12 +62,14 @@ class Layer:
     stop: Callable[[], None] | None = None
 
 
-@dataclass
 class Compiled:
     """The body, compiled: statements to exec, and the last expression to eval, if any."""
 
-    body: CodeType
-    last: CodeType | None
+    __slots__ = ("body", "last")
+
+    def __init__(self, body: CodeType, last: CodeType | None) -> None:
+        self.body = body
+        self.last = last
 
     def run(self, shell: InteractiveShell) -> Any:
         """Exec the statements, then return the last expression's value (or None)."""
@@ -115,6 +117,8 @@ def _name_source(source: str) -> str:
     """
     if len(source) <= 40:
         return source
+    import hashlib  # with the first long cell, not at %load_ext (issue 26)
+
     return hashlib.sha1(source.encode("utf-8", "surrogatepass")).hexdigest()
 
 
@@ -146,7 +150,8 @@ def inside(shell: InteractiveShell, layers: Sequence[Layer]) -> Iterator[None]:
     __tracebackhide__ = True
     with ExitStack() as stack:
         stack.callback(_render, layers)  # runs last: every scope has closed and reported
-        for layer in sorted(layers, key=lambda layer: not isinstance(layer.scope, experiment_log)):
+        # Built only by LayerFactory: a layer's magic names its scope's class.
+        for layer in sorted(layers, key=lambda layer: layer.magic != "experiment_log"):
             value = _enter(stack, layer)
             if layer.start is not None:
                 if layer.stop is not None:

@@ -12,15 +12,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
-from resmagic.holders import Holders, held_device
 from resmagic.ipython.views.held import NOT_VARIABLES, cell_holds, held_by_variables
 from resmagic.ipython.views.output import ReportOutput
 from resmagic.ipython.views.text import render_report
-from resmagic.report import GpuReport, LogReport, Report
 from resmagic.units import format_delta
 
 if TYPE_CHECKING:
     from resmagic.ipython.views.cell_panel import CellPanel
+    from resmagic.report import GpuReport, Report
     from resmagic.scopes.gpu import gpu_scope
 
 __all__ = ["LastRunOf", "LastTime", "Notes"]
@@ -73,8 +72,12 @@ class Notes:
         The scope named them when it closed (``report.holders``): after a cell that left a
         lot held, or at an out-of-memory error, before the reclaim cleared its frames.
         """
+        from resmagic.report import GpuReport  # loaded by then: a report exists (issue 26)
+
         if not isinstance(report, GpuReport) or not report.holders_when:
             return []
+        from resmagic.holders import Holders, held_device  # with the first holders' line
+
         holders = Holders(report.holders)
         if report.holders_when == "error":
             freed = ", freed by the reclaim" if report.reclaimed else ""
@@ -115,6 +118,8 @@ class Notes:
 
     def show_lost(self, report: Report) -> None:
         """A quiet layer's report still says what its log lost (reliability 2026-12-06 #5)."""
+        from resmagic.report import LogReport
+
         if isinstance(report, LogReport) and report.notes:
             text = "\n".join(f"{report.scope}: {note}" for note in report.notes)
             self.output.show({"text/plain": text}, report.cell)

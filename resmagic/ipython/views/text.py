@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import html
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from resmagic.probes.devices import host_notes, not_own_gpu
-from resmagic.report import GpuReport, LogReport, Report
 from resmagic.units import format_bytes, format_seconds, format_table
+
+if TYPE_CHECKING:
+    from resmagic.report import Report
 
 __all__ = ["HistoryTable", "render_report", "why_line"]
 
@@ -25,14 +25,18 @@ def render_report(report: Report, said: set[str] | None = None) -> str:
         said: "why no GPU" lines already shown; a line in it is not repeated (and new ones
             are added), so a terminal session says it once, not under every cell.
     """
+    # Imported by the first report's scope already: not at %load_ext (issue 26).
+    from resmagic.report import GpuReport, LogReport
+
     text = report.summary()
-    gpu_rows = isinstance(report, GpuReport) and any(
-        not not_own_gpu(d.name) for d in report.devices
-    )
     if isinstance(report, LogReport):  # records a full disk refused (reliability #5)
         return text + "".join(f"\n  {note}" for note in report.notes)
     if not isinstance(report, GpuReport):
         return text
+    # The probes' table loads with the first gpu_scope report, not at %load_ext (issue 26).
+    from resmagic.probes.devices import host_notes, not_own_gpu
+
+    gpu_rows = any(not not_own_gpu(d.name) for d in report.devices)
     happened, reasons = host_notes(report.notes)
     text += "".join(f"\n  {note}" for note in happened)
     if reasons and not gpu_rows:
@@ -73,6 +77,8 @@ def vars_of(row: Any) -> dict[str, Any]:
 
 def _row(report: Report) -> tuple[str, ...]:
     label = getattr(report, "label", None) or getattr(report, "path", None) or ""
+    from resmagic.report import GpuReport
+
     memory = memory_cell(report.devices) if isinstance(report, GpuReport) else ""
     cell = "" if report.cell is None else str(report.cell)
     return (cell, report.scope, label, report.status, format_seconds(report.duration_s), memory)
@@ -134,6 +140,8 @@ class HistoryTable:
         return format_table([self.columns, *self.rows])
 
     def _repr_html_(self) -> str:
+        import html  # with the first table shown in a notebook, not at %load_ext (issue 26)
+
         head = "".join(f"<th>{html.escape(c)}</th>" for c in self.columns)
         body = "".join(
             "<tr>" + "".join(f"<td>{html.escape(v)}</td>" for v in row) + "</tr>"
