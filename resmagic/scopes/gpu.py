@@ -12,7 +12,7 @@ from typing import Any, Literal, get_args
 from resmagic.bus import current_cell
 from resmagic.errors import OptionError
 from resmagic.guard import Guard, parse_fraction
-from resmagic.probes import cgroup, host, table, torch_cuda
+from resmagic.probes import cgroup, host, nvml, table, torch_cuda
 from resmagic.probes.devices import HOST, check_exists, parse_device
 from resmagic.probes.peaks import OuterPeak, PeakCounter
 from resmagic.probes.probe import Probe
@@ -41,6 +41,20 @@ RECLAIM: tuple[Reclaim, ...] = get_args(Reclaim)
 
 _HOST_PROBES = table.HOST_LIKE
 _GPU_PROBES = table.GPU
+
+
+def _gpu_idle() -> bool:
+    """True while no GPU source can give a row: torch not imported, NVML settled without one.
+
+    Then a block reads the host-like probes only (issue 26, G5): the GPU ones would give no
+    rows and no failure. Checked again at close, so torch imported in the block is read.
+    """
+    return not torch_cuda.imported() and nvml.unavailable() is not None
+
+
+_idle_notes: dict[str | None, tuple[str, ...]] = {}
+"""``why_no_gpu`` of a scope with every GPU source while they are idle, by NVML's reason:
+the same texts every block until torch is imported or NVML is reset (issue 26, G4)."""
 
 
 @dataclass(slots=True)
@@ -175,6 +189,18 @@ class gpu_scope(Scope["gpu_scope", GpuReport]):
         gpus = (p for p in self._probes if p in _GPU_PROBES)
         return tuple(str(p.status()) for p in gpus if p.source not in seen)
 
+    def _notes_without_gpu(self, rows: tuple[DeviceReport, ...], idle: bool) -> tuple[str, ...]:
+        """:meth:`why_no_gpu` of ``rows``; while the GPU sources are idle, from a cache."""
+        if self.device == HOST:
+            return ()
+        if not idle:
+            return self.why_no_gpu({r.source for r in rows})
+        reason = nvml.unavailable()
+        notes = _idle_notes.get(reason)
+        if notes is None:
+            notes = _idle_notes[reason] = self.why_no_gpu(set())
+        return notes
+
     def _wants(self, index: int) -> bool:
         return self.device is None or self.device == index
 
@@ -208,15 +234,17 @@ class gpu_scope(Scope["gpu_scope", GpuReport]):
         gc_t0 = time.perf_counter()
         if self.gc:
             _gc.collect()
+        idle = self.device == HOST or _gpu_idle()
         if self.empty_cache:
             torch_cuda.empty_cache()
         # No peak read at open: the run's peak comes from the counter it resets, or from the
         # samples; VmHWM before the reset was 7-9 us of /proc/self/status per block (issue 26).
-        readings = self._read_from(self._probes, failures, peak=False)
+        probes = _HOST_PROBES if idle else self._probes
+        readings = self._read_from(probes, failures, peak=False)
         before = {(r.name, r.source): r for r in readings}
         run = _Run(time.time(), gc_t0, before, {}, None, cgroup.oom_kills(), failures)
         try:
-            self._attach(run)
+            self._attach(run, probes)
         except BaseException:  # not open yet, so nobody else would undo it (reliability #3)
             self._detach(run)
             raise
@@ -226,8 +254,12 @@ class gpu_scope(Scope["gpu_scope", GpuReport]):
         self._latest = run
         return run, self
 
-    def _attach(self, run: _Run) -> None:
-        """Push the run's peak frames, add its sampler watch, start its guard."""
+    def _attach(self, run: _Run, probes: tuple[Probe, ...]) -> None:
+        """Push the run's peak frames, add its sampler watch of ``probes``, start its guard.
+
+        Every probe's counter gets a frame, an idle GPU source's too: torch may initialise
+        CUDA in the block, and its peak counter then holds the block's exact peak.
+        """
         for probe in self._probes:
             if probe.source == cgroup.SOURCE and (cgroup.NAME, cgroup.SOURCE) not in run.before:
                 continue  # no limit, no container row: no peak to reset and read (issue 26)
@@ -238,7 +270,7 @@ class gpu_scope(Scope["gpu_scope", GpuReport]):
         # cannot be reset, and the container (only the outermost scope has its counter).
         sampled = tuple(
             p
-            for p in self._probes
+            for p in probes
             if p.source not in run.frames or isinstance(run.frames[p.source][0], OuterPeak)
         )
         if self._listeners:
@@ -278,10 +310,12 @@ class gpu_scope(Scope["gpu_scope", GpuReport]):
         if self.gc:
             _gc.collect()
             duration = time.perf_counter() - run.t0
+        idle = self.device == HOST or _gpu_idle()
         if self.empty_cache or reclaimed:
             torch_cuda.empty_cache()
         # The host peak was read by pop() above: what VmHWM says now is not needed.
-        after = exact_children(self._read_from(self._probes, run.failures, peak=False), self._wants)
+        probes = _HOST_PROBES if idle else self._probes
+        after = exact_children(self._read_from(probes, run.failures, peak=False), self._wants)
         if run.watch is not None:
             # One last reading, so a peak that is still held is counted; the live view is
             # done by now and gets the report instead. The "after" readings are that
@@ -294,7 +328,7 @@ class gpu_scope(Scope["gpu_scope", GpuReport]):
         return GpuReport(
             **self.common(run.started_at, duration, exc),
             devices=rows,
-            notes=self.why_no_gpu({r.source for r in rows})
+            notes=self._notes_without_gpu(rows, idle)
             + tuple(run.failures.values())
             + oom_killed(run.oom_kills)
             + unguarded(run.guard),
