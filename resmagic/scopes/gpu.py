@@ -12,12 +12,12 @@ from typing import Any, Literal, get_args
 from resmagic.bus import current_cell
 from resmagic.errors import OptionError
 from resmagic.guard import Guard, parse_fraction
-from resmagic.probes import cgroup, host, nvml, table, torch_cuda
+from resmagic.probes import cgroup, host, launched, nvml, sources, table, torch_cuda, workers
 from resmagic.probes.devices import HOST, check_exists, parse_device
 from resmagic.probes.peaks import OuterPeak, PeakCounter
-from resmagic.probes.probe import Probe
+from resmagic.probes.probe import Probe, Wants, describe_failure
 from resmagic.probes.reading import DeviceMemory
-from resmagic.report import DeviceReport, GpuReport, describe_error
+from resmagic.report import DeviceReport, GpuReport, describe_error, device_report, gpu_report
 from resmagic.sampler import Listener, Watch, sampler
 from resmagic.scopes.base import Scope
 from resmagic.scopes.outcome import (
@@ -50,6 +50,52 @@ def _gpu_idle() -> bool:
     rows and no failure. Checked again at close, so torch imported in the block is read.
     """
     return not torch_cuda.imported() and nvml.unavailable() is not None
+
+
+# The built-in host-like probes, read without the protocol's calls (issue 26, G8).
+_DIRECT = _HOST_PROBES == (sources.HOST, sources.WORKERS, sources.CONTAINER)
+
+
+def _read_host_like(wants: Wants, failures: dict[str, str]) -> list[DeviceMemory]:
+    """What ``_read_from(_HOST_PROBES, failures, peak=False)`` reads, in straight lines.
+
+    Rows of the host, its workers and its container, in that order; a read that fails
+    gives no rows and its note in ``failures``, once per source, as a probe's would.
+    """
+    rows: list[DeviceMemory] = []
+    try:
+        rows.append(host.read(peak=False))
+    except Exception as exc:
+        failures.setdefault(host.SOURCE, describe_failure(host.SOURCE, exc))
+    try:
+        rows += launched.read(wants)
+    except Exception as exc:
+        failures.setdefault(workers.SOURCE, describe_failure(workers.SOURCE, exc))
+    try:
+        rows += cgroup.read()
+    except Exception as exc:
+        failures.setdefault(cgroup.SOURCE, describe_failure(cgroup.SOURCE, exc))
+    return rows
+
+
+_Plan = tuple[tuple[tuple[str, PeakCounter], ...], tuple[Probe, ...]]
+_plans: dict[tuple[tuple[Probe, ...], tuple[Probe, ...], bool], _Plan] = {}
+
+
+def _plan(counted: tuple[Probe, ...], read: tuple[Probe, ...]) -> _Plan:
+    """The exact counters of ``counted`` by source, and which of ``read`` only sampling peaks.
+
+    Sampled: a probe without an exact counter (NVML, workers, host RSS where VmHWM cannot be
+    reset) and the container (only the outermost scope has its counter). The same for every
+    run while the host's counter stays exact or not: worked out once (issue 26, G8).
+    """
+    key = (counted, read, host.peak_is_exact())
+    plan = _plans.get(key)
+    if plan is None:
+        counters = tuple((p.source, c) for p in counted if (c := p.counter) is not None)
+        sampled = tuple(p for p in read if p.counter is None or isinstance(p.counter, OuterPeak))
+        plan = _plans[key] = (counters, sampled)
+    return plan
 
 
 _idle_notes: dict[str | None, tuple[str, ...]] = {}
@@ -212,6 +258,8 @@ class gpu_scope(Scope["gpu_scope", GpuReport]):
         A probe that fails gives no rows and a note in ``failures`` (the run's), once per
         source; per-run state stays off the scope, which threads may share.
         """
+        if probes is _HOST_PROBES and not peak and _DIRECT:
+            return _read_host_like(self._wants, failures)
         rows: list[DeviceMemory] = []
         for probe in probes:
             got, failure = probe.read(self._wants, peak=peak)
@@ -260,19 +308,11 @@ class gpu_scope(Scope["gpu_scope", GpuReport]):
         Every probe's counter gets a frame, an idle GPU source's too: torch may initialise
         CUDA in the block, and its peak counter then holds the block's exact peak.
         """
-        for probe in self._probes:
-            if probe.source == cgroup.SOURCE and (cgroup.NAME, cgroup.SOURCE) not in run.before:
+        counters, sampled = _plan(self._probes, probes)
+        for source, counter in counters:
+            if source == cgroup.SOURCE and (cgroup.NAME, cgroup.SOURCE) not in run.before:
                 continue  # no limit, no container row: no peak to reset and read (issue 26)
-            counter = probe.counter
-            if counter is not None:
-                run.frames[probe.source] = (counter, counter.push())
-        # What only sampling can give a peak for: NVML rows, workers, host RSS where VmHWM
-        # cannot be reset, and the container (only the outermost scope has its counter).
-        sampled = tuple(
-            p
-            for p in probes
-            if p.source not in run.frames or isinstance(run.frames[p.source][0], OuterPeak)
-        )
+            run.frames[source] = (counter, counter.push())
         if self._listeners:
             read = partial(self._read_from, self._probes, run.failures)
             run.watch = sampler.add(Watch(read, self._tell))
@@ -325,16 +365,16 @@ class gpu_scope(Scope["gpu_scope", GpuReport]):
         ended = ended_ranks(run.watch, after)  # ranks gone by now: what the sampler saw
         rows = tuple(row for r in [*after, *ended] if shown(row := self._row(r, run, exact)))
         holders, when = holders_named(self.held_by, rows, at_error)
-        return GpuReport(
-            **self.common(run.started_at, duration, exc),
-            devices=rows,
-            notes=self._notes_without_gpu(rows, idle)
+        return gpu_report(
+            self.common(run.started_at, duration, exc),
+            rows,
+            self._notes_without_gpu(rows, idle)
             + tuple(run.failures.values())
             + oom_killed(run.oom_kills)
             + unguarded(run.guard),
-            reclaimed=reclaimed,
-            holders=holders,
-            holders_when=when,
+            reclaimed,
+            holders,
+            when,
         )
 
     def _pop_peaks(self, run: _Run) -> dict[str, dict[str, int]]:
@@ -357,15 +397,15 @@ class gpu_scope(Scope["gpu_scope", GpuReport]):
         exact = exact_peaks.get(after.source, {}).get(after.name)
         sampled = run.watch.peak(*key) if run.watch is not None else None
         peak = max(before, after.used_bytes, exact or 0, sampled or 0)
-        return DeviceReport(
-            name=after.name,
-            source=after.source,
-            before_bytes=before,
-            peak_bytes=peak,
-            after_bytes=after.used_bytes,
-            total_bytes=after.total_bytes,
-            peak_exact=exact is not None,
-            reserved_bytes=after.reserved_bytes,
+        return device_report(
+            after.name,
+            after.source,
+            before,
+            peak,
+            after.used_bytes,
+            after.total_bytes,
+            exact is not None,
+            after.reserved_bytes,
         )
 
     def _should_reclaim(self, exc: BaseException) -> bool:

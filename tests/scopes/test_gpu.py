@@ -643,3 +643,37 @@ def test_the_first_frame_shows_an_exact_host_peak_where_the_counter_is() -> None
         (row,) = [r for r in scope.opened() if r.name == "host"]
         assert row.peak_bytes is not None  # what the panel marks exact by
         assert row.peak_bytes >= row.used_bytes
+
+
+def test_host_like_rows_read_in_straight_lines_are_what_the_probes_read() -> None:
+    # issue 26 (G8): a block reads the built-in host-like probes without the protocol's
+    # calls; the rows (and a failure's note) must be the probes' own.
+    from resmagic.probes import table
+    from resmagic.scopes import gpu
+
+    def by_probes(failures: dict[str, str]) -> list[DeviceMemory]:
+        rows: list[DeviceMemory] = []
+        for probe in table.HOST_LIKE:
+            got, failure = probe.read(scope._wants, peak=False)
+            rows += got
+            if failure is not None:
+                failures.setdefault(probe.source, failure)
+        return rows
+
+    def shape(rows: list[DeviceMemory]) -> list[tuple[str, str, int | None, object, object]]:
+        return [(r.name, r.source, r.total_bytes, r.peak_bytes, r.reserved_bytes) for r in rows]
+
+    scope = gpu_scope("host")
+    assert gpu._DIRECT
+    assert shape(gpu._read_host_like(scope._wants, {})) == shape(by_probes({}))
+    files = host._files.ensure()
+    statm = files.statm
+    files.statm = -1  # no descriptor: the host read fails (EBADF) as a lost /proc would
+    try:
+        direct: dict[str, str] = {}
+        probed: dict[str, str] = {}
+        assert shape(gpu._read_host_like(scope._wants, direct)) == shape(by_probes(probed))
+    finally:
+        files.statm = statm
+    assert direct == probed
+    assert direct[host.SOURCE].startswith("RSS: reading failed (OSError")
