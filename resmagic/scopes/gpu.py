@@ -41,6 +41,7 @@ RECLAIM: tuple[Reclaim, ...] = get_args(Reclaim)
 
 _HOST_PROBES = table.HOST_LIKE
 _GPU_PROBES = table.GPU
+_ALL_PROBES = _HOST_PROBES + _GPU_PROBES  # one tuple for every scope: _plan's cache key
 
 
 def _gpu_idle() -> bool:
@@ -185,9 +186,7 @@ class gpu_scope(Scope["gpu_scope", GpuReport]):
         self.held_by = held_by
         if ranks or ranks_timeout_s is not None:
             self.ranks = ranks_of(ranks, ranks_timeout_s, "gpu_scope", None)
-        self._probes: tuple[Probe, ...] = _HOST_PROBES + (
-            () if self.device == HOST else _GPU_PROBES
-        )
+        self._probes: tuple[Probe, ...] = _HOST_PROBES if self.device == HOST else _ALL_PROBES
         self._listeners: list[Listener] = []
         self._latest: _Run | None = None
 
