@@ -14,7 +14,7 @@ import pytest
 from resmagic import gpu_scope, history
 from resmagic.config import settings
 from resmagic.errors import DeviceError, OptionError
-from resmagic.probes import host, peaks
+from resmagic.probes import host, peaks, torch_cuda
 from resmagic.probes.reading import DeviceMemory
 from resmagic.report import GpuReport
 from resmagic.sampler import Watch, sampler
@@ -677,3 +677,24 @@ def test_host_like_rows_read_in_straight_lines_are_what_the_probes_read() -> Non
         files.statm = statm
     assert direct == probed
     assert direct[host.SOURCE].startswith("RSS: reading failed (OSError")
+
+
+def test_torch_imported_inside_the_block_gets_its_rows_and_exact_peak(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # issue 26 (G5): a block opened while torch was not imported reads no GPU source at
+    # open; it must check again at close, as the first cell of a notebook imports torch.
+    torch = FakeTorch(n_devices=1)
+    torch_cuda._totals.clear()
+    with gpu_scope() as scope:
+        monkeypatch.setattr(torch_cuda, "backend", torch)  # `import torch` in the block
+        torch.cuda.init()
+        torch.cuda.malloc(0, 300 << 20)
+        torch.cuda.free(0, 200 << 20)
+    torch_cuda._totals.clear()
+    report = _report(scope)
+    row = report.device("cuda:0", "torch allocator")
+    assert (row.before_bytes, row.after_bytes, row.peak_bytes) == (0, 100 << 20, 300 << 20)
+    assert row.peak_exact
+    assert not any(note.startswith("torch allocator") for note in report.notes)
+    assert torch.cuda.side_effect_inits == []
