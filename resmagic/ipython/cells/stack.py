@@ -28,7 +28,6 @@ from resmagic.errors import ResmagicError
 from resmagic.ipython.cell_number import running_cell
 from resmagic.report import Report
 from resmagic.scopes.base import Scope
-from resmagic.scopes.experiment import experiment_log
 from resmagic.scopes.interrupts import around
 
 __all__ = [
@@ -191,7 +190,8 @@ class Inside:
 
 
 def _experiment_log_last(layer: Layer) -> bool:
-    return not isinstance(layer.scope, experiment_log)
+    # Built only by LayerFactory: a layer's magic names its scope's class.
+    return layer.magic != "experiment_log"
 
 
 def _enter(stack: ExitStack, layer: Layer) -> Any:
