@@ -25,6 +25,8 @@ __all__ = [
     "TimingReport",
     "TransactionReport",
     "describe_error",
+    "device_report",
+    "gpu_report",
     "status_of",
     "timing_report",
 ]
@@ -313,4 +315,66 @@ def timing_report(
     s7(report, cpu_s)
     s8(report, cuda_synced)
     s9(report, None)  # ranks: a ranks scope adds its table afterwards (dataclasses.replace)
+    return report
+
+
+_DEVICE_SETTERS = tuple(
+    getattr(DeviceReport, f.name).__set__ for f in dataclasses.fields(DeviceReport)
+)
+_GPU_SETTERS = tuple(getattr(GpuReport, f.name).__set__ for f in dataclasses.fields(GpuReport))
+
+
+def device_report(
+    name: str,
+    source: str,
+    before_bytes: int,
+    peak_bytes: int,
+    after_bytes: int,
+    total_bytes: int | None,
+    peak_exact: bool,
+    reserved_bytes: int | None,
+) -> DeviceReport:
+    """``DeviceReport(...)`` of these fields, made faster: the object its ``__init__`` makes.
+
+    ``gpu_scope`` builds one per row per block (issue 26, G7).
+    """
+    row: DeviceReport = _new(DeviceReport)
+    s0, s1, s2, s3, s4, s5, s6, s7 = _DEVICE_SETTERS
+    s0(row, name)
+    s1(row, source)
+    s2(row, before_bytes)
+    s3(row, peak_bytes)
+    s4(row, after_bytes)
+    s5(row, total_bytes)
+    s6(row, peak_exact)
+    s7(row, reserved_bytes)
+    return row
+
+
+def gpu_report(
+    common: dict[str, Any],
+    devices: tuple[DeviceReport, ...],
+    notes: tuple[str, ...],
+    reclaimed: bool,
+    holders: tuple[Holder, ...],
+    holders_when: Literal["", "after", "error"],
+) -> GpuReport:
+    """``GpuReport(**common, ...)``, made faster: the object the dataclass's ``__init__`` makes.
+
+    ``common`` is :meth:`~resmagic.scopes.base.Scope.common`'s five fields; ``ranks`` is
+    None (a ranks scope adds its table afterwards).
+    """
+    report: GpuReport = _new(GpuReport)
+    s = _GPU_SETTERS
+    s[0](report, common["status"])
+    s[1](report, common["duration_s"])
+    s[2](report, common["started_at"])
+    s[3](report, common["cell"])
+    s[4](report, common["error"])
+    s[5](report, devices)
+    s[6](report, notes)
+    s[7](report, reclaimed)
+    s[8](report, holders)
+    s[9](report, holders_when)
+    s[10](report, None)
     return report

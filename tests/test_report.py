@@ -142,3 +142,50 @@ def test_timing_report_builds_the_same_report_as_the_dataclass() -> None:
     rest = [f for f in dataclasses.fields(TimingReport) if f.name not in names]
     assert [f.name for f in dataclasses.fields(TimingReport)][: len(names)] == list(names)
     assert [(f.name, getattr(made, f.name)) for f in rest] == [(f.name, f.default) for f in rest]
+
+
+def test_device_report_builds_the_same_row_as_the_dataclass() -> None:
+    from resmagic.report import DeviceReport, device_report
+
+    fields: tuple[Any, ...] = ("cuda:0", "torch allocator", 1, 5, 2, 80, True, 3)
+    names = [f.name for f in dataclasses.fields(DeviceReport)]
+    made = device_report(*fields)
+    expected = DeviceReport(**dict(zip(names, fields, strict=True)))
+    assert made == expected
+    assert hash(made) == hash(expected)
+    assert dataclasses.asdict(made) == dataclasses.asdict(expected)
+
+
+def test_gpu_report_builds_the_same_report_as_the_dataclass() -> None:
+    from resmagic.report import DeviceReport, GpuReport, Holder, gpu_report
+
+    common: dict[str, Any] = {
+        "status": "error",
+        "duration_s": 1.5,
+        "started_at": 1.7e9,
+        "cell": 7,
+        "error": "MemoryError: x",
+    }
+    row = DeviceReport(
+        name="host",
+        source="RSS",
+        before_bytes=1,
+        peak_bytes=3,
+        after_bytes=2,
+        total_bytes=9,
+        peak_exact=True,
+    )
+    holders = (Holder("x", "bytes", "host", 1 << 20),)
+    rest: dict[str, Any] = {
+        "devices": (row,),
+        "notes": ("torch allocator: torch not imported",),
+        "reclaimed": True,
+        "holders": holders,
+        "holders_when": "error",
+    }
+    made = gpu_report(common, **rest)
+    expected = GpuReport(**common, **rest)
+    assert made == expected
+    assert made.to_dict() == expected.to_dict()
+    assert made.ranks is None
+    assert [f.name for f in dataclasses.fields(GpuReport)] == [*common, *rest, "ranks"]

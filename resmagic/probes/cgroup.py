@@ -133,11 +133,17 @@ _fds: dict[str, int] = {}  # files of this process's own cgroup, read on every s
 
 def _read_kept(path: str) -> str | None:
     """``path``'s text through a descriptor kept open: ~1 µs instead of ~16 µs."""
+    raw = _pread_kept(path)
+    return raw.decode("ascii", "replace") if raw is not None else None
+
+
+def _pread_kept(path: str) -> bytes | None:
+    """``path``'s bytes through a descriptor kept open (see :func:`_read_kept`)."""
     fd = _fds.get(path)
     try:
         if fd is None:
             fd = _fds[path] = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-        return os.pread(fd, 16384, 0).decode("ascii", "replace")
+        return os.pread(fd, 16384, 0)
     except OSError:
         return None
 
@@ -271,15 +277,28 @@ def read() -> list[DeviceMemory]:
 
 def oom_kills(group: Cgroup | None = None) -> int | None:
     """How many processes the OOM killer has killed in the cgroup (None where not counted)."""
-    group = group if group is not None else own()
     if group is None:
+        # Every gpu_scope reads its own cgroup's counter twice: its path looked up once and
+        # the bytes parsed in place, 1.0 us over the pread instead of 1.9 (issue 26, G3).
+        path = _own_oom_path()
+        return None if path is None else _oom_count(_pread_kept(path))
+    text = _text(group, _oom_file(group))
+    return _oom_count(text.encode("ascii", "replace") if text is not None else None)
+
+
+def _oom_count(text: bytes | None) -> int | None:
+    at = text.find(b"oom_kill ") if text is not None else -1
+    if text is None or at < 0:
         return None
-    text = _text(group, _oom_file(group)) or ""
-    at = text.find("oom_kill ")  # every scope reads this twice: no line splitting
-    if at < 0:
-        return None
-    digits = text[at + 9 :].split("\n", 1)[0].strip()
+    end = text.find(b"\n", at)
+    digits = text[at + 9 : end if end >= 0 else len(text)].strip()
     return int(digits) if digits.isdigit() else None
+
+
+@functools.lru_cache(maxsize=1)
+def _own_oom_path() -> str | None:
+    group = own()
+    return None if group is None else group.file(_oom_file(group))
 
 
 def _oom_file(group: Cgroup) -> str:

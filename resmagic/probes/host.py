@@ -14,7 +14,7 @@ import sys
 import threading
 
 from resmagic.probes import cgroup
-from resmagic.probes.reading import DeviceMemory, ProbeStatus
+from resmagic.probes.reading import DeviceMemory, ProbeStatus, device_memory
 
 __all__ = [
     "SOURCE",
@@ -150,7 +150,7 @@ def read(*, peak: bool = True) -> DeviceMemory:
             kernel formats all of ``/proc/self/status`` for it); False leaves ``peak_bytes``
             None.
     """
-    return DeviceMemory(
+    return device_memory(
         "host", rss_bytes(), total_bytes(), SOURCE, peak_bytes=hwm_bytes() if peak else None
     )
 

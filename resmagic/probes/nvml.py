@@ -22,7 +22,16 @@ from typing import Any
 from resmagic.probes import torch_cuda
 from resmagic.probes.reading import DeviceMemory, ProbeStatus
 
-__all__ = ["Visible", "process_memory", "read", "read_all", "reset", "status", "visible"]
+__all__ = [
+    "Visible",
+    "process_memory",
+    "read",
+    "read_all",
+    "reset",
+    "status",
+    "unavailable",
+    "visible",
+]
 
 SOURCE = "NVML"
 
@@ -118,6 +127,14 @@ def status() -> ProbeStatus:
         return ProbeStatus(SOURCE, False, f"NVML unavailable: {_state.error}")
     n = len(visible())
     return ProbeStatus(SOURCE, True, f"{n} visible device{'s' * (n != 1)}, device-wide, sampled")
+
+
+def unavailable() -> str | None:
+    """Why NVML gives no rows in this process (no driver, no library, init failed), else None.
+
+    Settled at the first call: the reason stays until :func:`reset`.
+    """
+    return _state.error if _state.start() is None else None
 
 
 def visible() -> tuple[Visible, ...]:

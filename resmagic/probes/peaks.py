@@ -22,6 +22,9 @@ Peaks = dict[str, int]
 
 
 def _fold(into: Peaks, values: Peaks) -> None:
+    if not into:
+        into.update(values)  # a fresh frame (the usual one at its pop): nothing to compare
+        return
     for name, value in values.items():
         if value > into.get(name, -1):
             into[name] = value
@@ -66,16 +69,21 @@ class PeakStack:
     def pop(self, frame: Peaks) -> Peaks:
         """End the scope of ``frame``: its peak since :meth:`push`, per device, folded upward."""
         with self._lock:
+            frames = self._frames
             try:
                 _fold(frame, self._read())
             finally:
                 # Scopes from different threads may end out of order: remove this frame
                 # wherever it is and fold into the one that was below it; also when the
                 # counter could not be read (the caller says so), so no frame is left behind.
-                index = next(i for i, f in enumerate(self._frames) if f is frame)
-                del self._frames[index]
-                if index > 0:
-                    _fold(self._frames[index - 1], frame)
+                # The usual frame is the only one: no search, nothing below (issue 26, G8).
+                if len(frames) == 1 and frames[0] is frame:
+                    frames.clear()
+                else:
+                    index = next(i for i, f in enumerate(frames) if f is frame)
+                    del frames[index]
+                    if index > 0:
+                        _fold(frames[index - 1], frame)
         return frame
 
     def peek(self, frame: Peaks) -> Peaks:

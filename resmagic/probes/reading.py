@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
-__all__ = ["DeviceMemory", "ProbeStatus"]
+__all__ = ["DeviceMemory", "ProbeStatus", "device_memory"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,6 +27,32 @@ class DeviceMemory:
     source: str
     reserved_bytes: int | None = None
     peak_bytes: int | None = None
+
+
+# A frozen dataclass sets each field through object.__setattr__; its slots' own setters do
+# the same job in half the time (issue 26: gpu_scope makes four readings per block).
+_SETTERS = tuple(getattr(DeviceMemory, f.name).__set__ for f in dataclasses.fields(DeviceMemory))
+_new = object.__new__
+
+
+def device_memory(
+    name: str,
+    used_bytes: int,
+    total_bytes: int | None,
+    source: str,
+    reserved_bytes: int | None = None,
+    peak_bytes: int | None = None,
+) -> DeviceMemory:
+    """``DeviceMemory(...)`` of these fields, made faster: the object its ``__init__`` makes."""
+    row: DeviceMemory = _new(DeviceMemory)
+    s0, s1, s2, s3, s4, s5 = _SETTERS
+    s0(row, name)
+    s1(row, used_bytes)
+    s2(row, total_bytes)
+    s3(row, source)
+    s4(row, reserved_bytes)
+    s5(row, peak_bytes)
+    return row
 
 
 @dataclass(frozen=True, slots=True)

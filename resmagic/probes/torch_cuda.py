@@ -17,6 +17,7 @@ from resmagic.probes.reading import DeviceMemory, ProbeStatus
 __all__ = [
     "device_count",
     "empty_cache",
+    "imported",
     "is_oom",
     "peaks",
     "read",
@@ -40,6 +41,11 @@ _totals: dict[int, int] = {}
 
 def _torch() -> Any:
     return backend if backend is not None else sys.modules.get("torch")
+
+
+def imported() -> bool:
+    """True once torch is imported (or a test's stand-in set): its source may give rows."""
+    return _torch() is not None
 
 
 def ready() -> bool:

@@ -19,7 +19,7 @@ import threading
 import time
 
 from resmagic.probes import host
-from resmagic.probes.reading import DeviceMemory, ProbeStatus
+from resmagic.probes.reading import DeviceMemory, ProbeStatus, device_memory
 
 __all__ = [
     "NAME",
@@ -241,7 +241,7 @@ def unique(pid: int) -> int | None:
 
 def reading(used: int) -> DeviceMemory:
     """The ``workers`` row of ``used`` bytes."""
-    return DeviceMemory(NAME, used, host.total_bytes(), SOURCE)
+    return device_memory(NAME, used, host.total_bytes(), SOURCE)
 
 
 def read() -> DeviceMemory:

@@ -12,12 +12,12 @@ from typing import Any
 from resmagic.bus import current_cell
 from resmagic.errors import OptionError
 from resmagic.guard import Guard, parse_fraction
-from resmagic.probes import cgroup, host, table, torch_cuda
+from resmagic.probes import cgroup, host, launched, nvml, sources, table, torch_cuda, workers
 from resmagic.probes.devices import HOST, check_exists, parse_device
 from resmagic.probes.peaks import OuterPeak, PeakCounter
-from resmagic.probes.probe import Probe
+from resmagic.probes.probe import Probe, Wants, describe_failure
 from resmagic.probes.reading import DeviceMemory
-from resmagic.report import DeviceReport, GpuReport, describe_error
+from resmagic.report import DeviceReport, GpuReport, describe_error, device_report, gpu_report
 from resmagic.sampler import Listener, Watch, sampler
 from resmagic.scopes import RECLAIM, Reclaim
 from resmagic.scopes.base import Scope
@@ -39,6 +39,67 @@ __all__ = ["gpu_scope", "is_out_of_memory", "parse_device"]
 
 _HOST_PROBES = table.HOST_LIKE
 _GPU_PROBES = table.GPU
+_ALL_PROBES = _HOST_PROBES + _GPU_PROBES  # one tuple for every scope: _plan's cache key
+
+
+def _gpu_idle() -> bool:
+    """True while no GPU source can give a row: torch not imported, NVML settled without one.
+
+    Then a block reads the host-like probes only (issue 26, G5): the GPU ones would give no
+    rows and no failure. Checked again at close, so torch imported in the block is read.
+    """
+    return not torch_cuda.imported() and nvml.unavailable() is not None
+
+
+# The built-in host-like probes, read without the protocol's calls (issue 26, G8).
+_DIRECT = _HOST_PROBES == (sources.HOST, sources.WORKERS, sources.CONTAINER)
+
+
+def _read_host_like(wants: Wants, failures: dict[str, str]) -> list[DeviceMemory]:
+    """What ``_read_from(_HOST_PROBES, failures, peak=False)`` reads, in straight lines.
+
+    Rows of the host, its workers and its container, in that order; a read that fails
+    gives no rows and its note in ``failures``, once per source, as a probe's would.
+    """
+    rows: list[DeviceMemory] = []
+    try:
+        rows.append(host.read(peak=False))
+    except Exception as exc:
+        failures.setdefault(host.SOURCE, describe_failure(host.SOURCE, exc))
+    try:
+        rows += launched.read(wants)
+    except Exception as exc:
+        failures.setdefault(workers.SOURCE, describe_failure(workers.SOURCE, exc))
+    try:
+        rows += cgroup.read()
+    except Exception as exc:
+        failures.setdefault(cgroup.SOURCE, describe_failure(cgroup.SOURCE, exc))
+    return rows
+
+
+_Plan = tuple[tuple[tuple[str, PeakCounter], ...], tuple[Probe, ...]]
+_plans: dict[tuple[tuple[Probe, ...], tuple[Probe, ...], bool], _Plan] = {}
+
+
+def _plan(counted: tuple[Probe, ...], read: tuple[Probe, ...]) -> _Plan:
+    """The exact counters of ``counted`` by source, and which of ``read`` only sampling peaks.
+
+    Sampled: a probe without an exact counter (NVML, workers, host RSS where VmHWM cannot be
+    reset) and the container (only the outermost scope has its counter). The same for every
+    run while the host's counter stays exact or not: worked out once (issue 26, G8).
+    """
+    key = (counted, read, host.peak_is_exact())
+    plan = _plans.get(key)
+    if plan is None:
+        counters = tuple((p.source, c) for p in counted if (c := p.counter) is not None)
+        sampled = tuple(p for p in read if p.counter is None or isinstance(p.counter, OuterPeak))
+        plan = _plans[key] = (counters, sampled)
+    return plan
+
+
+_idle_notes: dict[str | None, tuple[str, ...]] = {}
+"""``why_no_gpu`` of a scope with every GPU source while they are idle, by NVML's reason:
+the same texts every block until torch is imported or NVML is reset (issue 26, G4)."""
 
 
 @dataclass(slots=True)
@@ -123,9 +184,7 @@ class gpu_scope(Scope["gpu_scope", GpuReport]):
         self.held_by = held_by
         if ranks or ranks_timeout_s is not None:
             self.ranks = ranks_of(ranks, ranks_timeout_s, "gpu_scope", None)
-        self._probes: tuple[Probe, ...] = _HOST_PROBES + (
-            () if self.device == HOST else _GPU_PROBES
-        )
+        self._probes: tuple[Probe, ...] = _HOST_PROBES if self.device == HOST else _ALL_PROBES
         self._listeners: list[Listener] = []
         self._latest: _Run | None = None
 
@@ -173,6 +232,18 @@ class gpu_scope(Scope["gpu_scope", GpuReport]):
         gpus = (p for p in self._probes if p in _GPU_PROBES)
         return tuple(str(p.status()) for p in gpus if p.source not in seen)
 
+    def _notes_without_gpu(self, rows: tuple[DeviceReport, ...], idle: bool) -> tuple[str, ...]:
+        """:meth:`why_no_gpu` of ``rows``; while the GPU sources are idle, from a cache."""
+        if self.device == HOST:
+            return ()
+        if not idle:
+            return self.why_no_gpu({r.source for r in rows})
+        reason = nvml.unavailable()
+        notes = _idle_notes.get(reason)
+        if notes is None:
+            notes = _idle_notes[reason] = self.why_no_gpu(set())
+        return notes
+
     def _wants(self, index: int) -> bool:
         return self.device is None or self.device == index
 
@@ -184,6 +255,8 @@ class gpu_scope(Scope["gpu_scope", GpuReport]):
         A probe that fails gives no rows and a note in ``failures`` (the run's), once per
         source; per-run state stays off the scope, which threads may share.
         """
+        if probes is _HOST_PROBES and not peak and _DIRECT:
+            return _read_host_like(self._wants, failures)
         rows: list[DeviceMemory] = []
         for probe in probes:
             got, failure = probe.read(self._wants, peak=peak)
@@ -206,15 +279,17 @@ class gpu_scope(Scope["gpu_scope", GpuReport]):
         gc_t0 = time.perf_counter()
         if self.gc:
             _gc.collect()
+        idle = self.device == HOST or _gpu_idle()
         if self.empty_cache:
             torch_cuda.empty_cache()
         # No peak read at open: the run's peak comes from the counter it resets, or from the
         # samples; VmHWM before the reset was 7-9 us of /proc/self/status per block (issue 26).
-        readings = self._read_from(self._probes, failures, peak=False)
+        probes = _HOST_PROBES if idle else self._probes
+        readings = self._read_from(probes, failures, peak=False)
         before = {(r.name, r.source): r for r in readings}
         run = _Run(time.time(), gc_t0, before, {}, None, cgroup.oom_kills(), failures)
         try:
-            self._attach(run)
+            self._attach(run, probes)
         except BaseException:  # not open yet, so nobody else would undo it (reliability #3)
             self._detach(run)
             raise
@@ -224,21 +299,17 @@ class gpu_scope(Scope["gpu_scope", GpuReport]):
         self._latest = run
         return run, self
 
-    def _attach(self, run: _Run) -> None:
-        """Push the run's peak frames, add its sampler watch, start its guard."""
-        for probe in self._probes:
-            if probe.source == cgroup.SOURCE and (cgroup.NAME, cgroup.SOURCE) not in run.before:
+    def _attach(self, run: _Run, probes: tuple[Probe, ...]) -> None:
+        """Push the run's peak frames, add its sampler watch of ``probes``, start its guard.
+
+        Every probe's counter gets a frame, an idle GPU source's too: torch may initialise
+        CUDA in the block, and its peak counter then holds the block's exact peak.
+        """
+        counters, sampled = _plan(self._probes, probes)
+        for source, counter in counters:
+            if source == cgroup.SOURCE and (cgroup.NAME, cgroup.SOURCE) not in run.before:
                 continue  # no limit, no container row: no peak to reset and read (issue 26)
-            counter = probe.counter
-            if counter is not None:
-                run.frames[probe.source] = (counter, counter.push())
-        # What only sampling can give a peak for: NVML rows, workers, host RSS where VmHWM
-        # cannot be reset, and the container (only the outermost scope has its counter).
-        sampled = tuple(
-            p
-            for p in self._probes
-            if p.source not in run.frames or isinstance(run.frames[p.source][0], OuterPeak)
-        )
+            run.frames[source] = (counter, counter.push())
         if self._listeners:
             read = partial(self._read_from, self._probes, run.failures)
             run.watch = sampler.add(Watch(read, self._tell))
@@ -276,10 +347,12 @@ class gpu_scope(Scope["gpu_scope", GpuReport]):
         if self.gc:
             _gc.collect()
             duration = time.perf_counter() - run.t0
+        idle = self.device == HOST or _gpu_idle()
         if self.empty_cache or reclaimed:
             torch_cuda.empty_cache()
         # The host peak was read by pop() above: what VmHWM says now is not needed.
-        after = exact_children(self._read_from(self._probes, run.failures, peak=False), self._wants)
+        probes = _HOST_PROBES if idle else self._probes
+        after = exact_children(self._read_from(probes, run.failures, peak=False), self._wants)
         if run.watch is not None:
             # One last reading, so a peak that is still held is counted; the live view is
             # done by now and gets the report instead. The "after" readings are that
@@ -289,16 +362,16 @@ class gpu_scope(Scope["gpu_scope", GpuReport]):
         ended = ended_ranks(run.watch, after)  # ranks gone by now: what the sampler saw
         rows = tuple(row for r in [*after, *ended] if shown(row := self._row(r, run, exact)))
         holders, when = holders_named(self.held_by, rows, at_error)
-        return GpuReport(
-            **self.common(run.started_at, duration, exc),
-            devices=rows,
-            notes=self.why_no_gpu({r.source for r in rows})
+        return gpu_report(
+            self.common(run.started_at, duration, exc),
+            rows,
+            self._notes_without_gpu(rows, idle)
             + tuple(run.failures.values())
             + oom_killed(run.oom_kills)
             + unguarded(run.guard),
-            reclaimed=reclaimed,
-            holders=holders,
-            holders_when=when,
+            reclaimed,
+            holders,
+            when,
         )
 
     def _pop_peaks(self, run: _Run) -> dict[str, dict[str, int]]:
@@ -321,15 +394,15 @@ class gpu_scope(Scope["gpu_scope", GpuReport]):
         exact = exact_peaks.get(after.source, {}).get(after.name)
         sampled = run.watch.peak(*key) if run.watch is not None else None
         peak = max(before, after.used_bytes, exact or 0, sampled or 0)
-        return DeviceReport(
-            name=after.name,
-            source=after.source,
-            before_bytes=before,
-            peak_bytes=peak,
-            after_bytes=after.used_bytes,
-            total_bytes=after.total_bytes,
-            peak_exact=exact is not None,
-            reserved_bytes=after.reserved_bytes,
+        return device_report(
+            after.name,
+            after.source,
+            before,
+            peak,
+            after.used_bytes,
+            after.total_bytes,
+            exact is not None,
+            after.reserved_bytes,
         )
 
     def _should_reclaim(self, exc: BaseException) -> bool:

@@ -14,7 +14,7 @@ import pytest
 from resmagic import gpu_scope, history
 from resmagic.config import settings
 from resmagic.errors import DeviceError, OptionError
-from resmagic.probes import host, peaks
+from resmagic.probes import host, peaks, torch_cuda
 from resmagic.probes.reading import DeviceMemory
 from resmagic.report import GpuReport
 from resmagic.sampler import Watch, sampler
@@ -643,3 +643,58 @@ def test_the_first_frame_shows_an_exact_host_peak_where_the_counter_is() -> None
         (row,) = [r for r in scope.opened() if r.name == "host"]
         assert row.peak_bytes is not None  # what the panel marks exact by
         assert row.peak_bytes >= row.used_bytes
+
+
+def test_host_like_rows_read_in_straight_lines_are_what_the_probes_read() -> None:
+    # issue 26 (G8): a block reads the built-in host-like probes without the protocol's
+    # calls; the rows (and a failure's note) must be the probes' own.
+    from resmagic.probes import table
+    from resmagic.scopes import gpu
+
+    def by_probes(failures: dict[str, str]) -> list[DeviceMemory]:
+        rows: list[DeviceMemory] = []
+        for probe in table.HOST_LIKE:
+            got, failure = probe.read(scope._wants, peak=False)
+            rows += got
+            if failure is not None:
+                failures.setdefault(probe.source, failure)
+        return rows
+
+    def shape(rows: list[DeviceMemory]) -> list[tuple[str, str, int | None, object, object]]:
+        return [(r.name, r.source, r.total_bytes, r.peak_bytes, r.reserved_bytes) for r in rows]
+
+    scope = gpu_scope("host")
+    assert gpu._DIRECT
+    assert shape(gpu._read_host_like(scope._wants, {})) == shape(by_probes({}))
+    files = host._files.ensure()
+    statm = files.statm
+    files.statm = -1  # no descriptor: the host read fails (EBADF) as a lost /proc would
+    try:
+        direct: dict[str, str] = {}
+        probed: dict[str, str] = {}
+        assert shape(gpu._read_host_like(scope._wants, direct)) == shape(by_probes(probed))
+    finally:
+        files.statm = statm
+    assert direct == probed
+    assert direct[host.SOURCE].startswith("RSS: reading failed (OSError")
+
+
+def test_torch_imported_inside_the_block_gets_its_rows_and_exact_peak(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # issue 26 (G5): a block opened while torch was not imported reads no GPU source at
+    # open; it must check again at close, as the first cell of a notebook imports torch.
+    torch = FakeTorch(n_devices=1)
+    torch_cuda._totals.clear()
+    with gpu_scope() as scope:
+        monkeypatch.setattr(torch_cuda, "backend", torch)  # `import torch` in the block
+        torch.cuda.init()
+        torch.cuda.malloc(0, 300 << 20)
+        torch.cuda.free(0, 200 << 20)
+    torch_cuda._totals.clear()
+    report = _report(scope)
+    row = report.device("cuda:0", "torch allocator")
+    assert (row.before_bytes, row.after_bytes, row.peak_bytes) == (0, 100 << 20, 300 << 20)
+    assert row.peak_exact
+    assert not any(note.startswith("torch allocator") for note in report.notes)
+    assert torch.cuda.side_effect_inits == []

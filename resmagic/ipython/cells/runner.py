@@ -63,7 +63,7 @@ class ScopeRefusedError(UsageError, InputRejected):
     """
 
 
-@dataclass
+@dataclass(slots=True)  # one per cell (issue 26, C5)
 class Frame:
     """One running cell: its layers, and its scopes once entered."""
 

@@ -14,10 +14,10 @@ from __future__ import annotations
 import ast
 import functools
 import sys
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import ExitStack, contextmanager
+from collections.abc import Callable, Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass
-from types import CodeType
+from types import CodeType, TracebackType
 from typing import TYPE_CHECKING, Any
 
 from IPython.core.error import UsageError
@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from resmagic.scopes.base import Scope
 
 __all__ = [
+    "Inside",
     "Layer",
     "compile_body",
     "inside",
@@ -139,27 +140,63 @@ def run_layers(
         return code.run(shell)
 
 
-@contextmanager
-def inside(shell: InteractiveShell, layers: Sequence[Layer]) -> Iterator[None]:
+def inside(shell: InteractiveShell, layers: Sequence[Layer]) -> Inside:
+    """Enter the layers' scopes and bind their values, as one stack; on exit close, render.
+
+    See :class:`Inside`.
+    """
+    return Inside(shell, layers)
+
+
+class Inside:
     """Enter the layers' scopes and bind their values, as one stack; on exit close, render.
 
     An ``experiment_log`` layer is entered first, whatever line it is on: it then closes
     last and records every other layer's report. Reports render in the order written. The
     runner enters and exits this by hand around a cell (``pre_run_cell``/``post_run_cell``).
+
+    A class over one :class:`~contextlib.ExitStack`, not a generator context manager with
+    another per bound name: 1.3-1.9 µs less per cell, the same steps in order (issue 26, C5).
     """
-    __tracebackhide__ = True
-    with ExitStack() as stack:
-        stack.callback(_render, layers)  # runs last: every scope has closed and reported
-        # Built only by LayerFactory: a layer's magic names its scope's class.
-        for layer in sorted(layers, key=lambda layer: layer.magic != "experiment_log"):
-            value = _enter(stack, layer)
-            if layer.start is not None:
-                if layer.stop is not None:
-                    stack.callback(_safely, layer.stop, layer.magic, "stop the panel of")
-                _safely(layer.start, layer.magic, "show the panel of")
-            if layer.bind:
-                stack.enter_context(_bound(shell.user_ns, layer.bind, value))
-        yield
+
+    __slots__ = ("_layers", "_ns", "_stack")
+
+    def __init__(self, shell: InteractiveShell, layers: Sequence[Layer]) -> None:
+        self._ns = shell.user_ns
+        self._layers = layers
+        self._stack = ExitStack()
+
+    def __enter__(self) -> None:
+        __tracebackhide__ = True
+        stack, layers = self._stack, self._layers
+        try:
+            stack.callback(_render, layers)  # runs last: every scope has closed and reported
+            if len(layers) > 1:
+                layers = sorted(layers, key=_experiment_log_last)
+            for layer in layers:
+                value = _enter(stack, layer)
+                if layer.start is not None:
+                    if layer.stop is not None:
+                        stack.callback(_safely, layer.stop, layer.magic, "stop the panel of")
+                    _safely(layer.start, layer.magic, "show the panel of")
+                if layer.bind:
+                    _bind(stack, self._ns, layer.bind, value)
+        except BaseException:
+            if not stack.__exit__(*sys.exc_info()):
+                raise
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool:
+        return bool(self._stack.__exit__(exc_type, exc, tb))
+
+
+def _experiment_log_last(layer: Layer) -> bool:
+    # Built only by LayerFactory: a layer's magic names its scope's class.
+    return layer.magic != "experiment_log"
 
 
 def _enter(stack: ExitStack, layer: Layer) -> Any:
@@ -171,18 +208,18 @@ def _enter(stack: ExitStack, layer: Layer) -> Any:
         raise UsageError(msg) from None
 
 
-@contextmanager
-def _bound(ns: dict[str, Any], name: str, value: object) -> Iterator[None]:
+def _bind(stack: ExitStack, ns: dict[str, Any], name: str, value: object) -> None:
     """``ns[name] = value`` for the block; the old value (or no name) afterwards."""
     old = ns.get(name, _MISSING)
     ns[name] = value
-    try:
-        yield
-    finally:
-        if old is _MISSING:
-            ns.pop(name, None)
-        else:
-            ns[name] = old
+    stack.callback(_unbind, ns, name, old)
+
+
+def _unbind(ns: dict[str, Any], name: str, old: object) -> None:
+    if old is _MISSING:
+        ns.pop(name, None)
+    else:
+        ns[name] = old
 
 
 def _render(layers: Sequence[Layer]) -> None:
