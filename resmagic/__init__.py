@@ -9,10 +9,10 @@ Importing this package imports neither IPython, ipywidgets, torch nor pynvml.
 
 from __future__ import annotations
 
-import importlib
 import sys
 from typing import TYPE_CHECKING, Any
 
+from resmagic._lazy import later
 from resmagic._version import __version__
 from resmagic.bus import clear_history, history, history_frame
 from resmagic.config import settings
@@ -80,15 +80,8 @@ _LATER = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    """The names of ``__all__`` not imported yet, imported when first asked for (PEP 562)."""
-    where = _LATER.get(name)
-    if where is None:
-        msg = f"module {__name__!r} has no attribute {name!r}"
-        raise AttributeError(msg)
-    value = getattr(importlib.import_module(where), name)
-    globals()[name] = value
-    return value
+__getattr__ = later(__name__, _LATER, globals())
+"""The names of ``__all__`` not imported yet, imported when first asked for (PEP 562)."""
 
 
 def who(*args: Any, **kwargs: Any) -> Any:

@@ -6,8 +6,9 @@ asked for); ``from resmagic.scopes import timed`` works as it always did.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any, Literal, get_args
+from typing import TYPE_CHECKING, Literal, get_args
+
+from resmagic._lazy import later
 
 if TYPE_CHECKING:
     from resmagic.scopes.database import db_transaction
@@ -46,12 +47,5 @@ _WHERE = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    """Each scope by name, imported when first asked for (PEP 562)."""
-    where = _WHERE.get(name)
-    if where is None:
-        msg = f"module {__name__!r} has no attribute {name!r}"
-        raise AttributeError(msg)
-    value = getattr(importlib.import_module(where), name)
-    globals()[name] = value
-    return value
+__getattr__ = later(__name__, _WHERE, globals())
+"""Each scope by name, imported when first asked for (PEP 562)."""
