@@ -5,8 +5,9 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterable
 
+from resmagic.cellfigures import CellFigures, fold
 from resmagic.report import DeviceReport, GpuReport, Report, TimingReport
-from resmagic.topcells import TABLE, CellFigures, fold, table_of, top_cells
+from resmagic.topcells import TABLE, table_of, top_cells
 from tests.reports import BASE, MiB, host_row, timing_report
 
 

@@ -17,10 +17,10 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from resmagic.cellfigures import CellFigures, MiB, device_key, mib, steps_text
 from resmagic.redact import redact
 from resmagic.report import Report
 from resmagic.sinks.rankmetrics import rank_metrics
-from resmagic.topcells import CellFigures, MiB, device_key, mib, steps_text
 
 __all__ = ["cell_tags", "clean_name", "metrics_of", "params_of", "series_of"]
 

@@ -29,12 +29,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from resmagic.cellfigures import CellFigures, fold
 from resmagic.redact import redact
 from resmagic.report import LogReport, Report
 from resmagic.sinks.cellids import CellIds
 from resmagic.sinks.metrics import cell_tags, metrics_of, params_of, series_of
 from resmagic.sinks.session import library_params, run_name, session_params, session_tags
-from resmagic.topcells import TABLE, CellFigures, fold, table_of, top_cells
+from resmagic.topcells import TABLE, table_of, top_cells
 
 __all__ = ["ARTIFACT_DIR", "TOP_CELLS", "MlflowSink", "session_tags"]
 

@@ -9,9 +9,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from resmagic.cellfigures import device_key
 from resmagic.store.rows import code_sha
 from resmagic.tidy import as_frame, holders_cell, ranks_cell, tidy_rows
-from resmagic.topcells import device_key
 
 if TYPE_CHECKING:
     import pandas

@@ -19,7 +19,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from resmagic.topcells import By, CellFigures, Ranked, cells_of, fold, ranked
+from resmagic.cellfigures import CellFigures, cells_of, fold
+from resmagic.topcells import By, Ranked, ranked
 
 __all__ = ["COLUMNS", "TopQuery", "cell_runs", "plain_rows", "top_of"]
 

@@ -90,7 +90,8 @@ def test_top_with_the_store_off_says_so(
 def test_top_and_the_mlflow_top_cells_artifact_rank_a_session_alike(ip: Any, store: Path) -> None:
     # issue 27 item 3: one ranking for the notebook and for MLflow (resmagic.topcells)
     from resmagic.bus import history
-    from resmagic.topcells import fold, top_cells
+    from resmagic.cellfigures import fold
+    from resmagic.topcells import top_cells
 
     start = len(history())
     for name, mib in (("t1_", 8), ("t2_", 40), ("t3_", 24)):

@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 from mlflow.exceptions import MlflowException
 from mlflow.utils.validation import _validate_metric_name
 
+from resmagic.cellfigures import CellFigures, fold, mib
 from resmagic.report import (
     DeviceReport,
     GpuReport,
@@ -17,7 +18,6 @@ from resmagic.report import (
     TransactionReport,
 )
 from resmagic.sinks.metrics import cell_tags, clean_name, metrics_of, params_of, series_of
-from resmagic.topcells import CellFigures, fold, mib
 from tests.reports import BASE, MiB, gpu_report, host_row, timing_report
 
 
