@@ -77,6 +77,7 @@ LATER = (
     "resmagic.store.recorder",
     "resmagic.store.died",
     "resmagic.ipython.commands",
+    "resmagic.ipython.command_parser",
     "resmagic.ipython.watch",
     "resmagic.ipython.views.live_table",
 )
