@@ -7,7 +7,7 @@ resmagic`` (with ``--store-off``: then ``settings.store = ""``, no run store), a
 ``run_cell(..., store_history=False)`` for every variant, rounds interleaved, output
 swallowed. Interpreters of the two trees alternate (``--against REF``: that ref's
 ``resmagic/`` exported and put first on the child's PYTHONPATH), so a loaded machine slows
-both alike. Printed per variant and tree: the median over rounds of (variant − bare cell of
+both alike. Printed per variant and tree: the median over rounds of (variant - bare cell of
 the same round), and the difference of the 10th percentiles.
 """
 

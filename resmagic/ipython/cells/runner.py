@@ -109,7 +109,9 @@ class CellRunner:
         on_close: Callable[[Frame], None] | None = None,
     ) -> None:
         self.shell = shell
-        self.header = HeaderTransformer(ours, factory.layer, factory.expand, on_pending=self.arm)
+        self.header = HeaderTransformer(
+            ours, factory.options, factory.build, factory.expand, on_pending=self.arm
+        )
         """The transformer holding the pending header of the cell about to run."""
         self.watcher = watcher
         self.output = output
