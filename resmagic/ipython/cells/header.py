@@ -195,8 +195,12 @@ class HeaderTransformer:
         pending, self.pending = self.pending, None
         if pending is None:
             return None
-        if raw_cell == pending.source:
-            return pending  # the very text it was built from: the same header (no re-read)
+        source = pending.source
+        if raw_cell == source or (
+            # IPython ends the text it transforms with a newline: the same cell, no re-read
+            len(source) == len(raw_cell) + 1 and source[-1] == "\n" and source.startswith(raw_cell)
+        ):
+            return pending  # the very text it was built from: the same header
         return pending if header_of(raw_cell, self.ours) == pending.lines else None
 
     @staticmethod
