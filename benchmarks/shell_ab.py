@@ -44,14 +44,14 @@ def child(rounds: int, store_off: bool) -> None:
     from IPython.core.interactiveshell import InteractiveShell
     from IPython.utils.capture import capture_output
 
-    shell = InteractiveShell.instance()
+    shell: Any = InteractiveShell.instance()
     shell.run_line_magic("load_ext", "resmagic")
     if store_off:
         from resmagic.config import settings
 
         settings.store = ""
     got: dict[str, list[float]] = {label: [] for label, _, _ in VARIANTS}
-    run = shell.run_cell
+    run: Any = shell.run_cell
 
     def cells(src: str, n: int) -> float:
         t0 = time.perf_counter()
@@ -119,8 +119,8 @@ def main() -> int:
     return 0
 
 
-def _p10(values: Any) -> float:
-    return statistics.quantiles(values, n=10)[0]
+def _p10(values: list[float]) -> float:
+    return float(statistics.quantiles(values, n=10)[0])
 
 
 if __name__ == "__main__":
