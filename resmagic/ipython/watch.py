@@ -76,6 +76,9 @@ class Watcher:
         new run of each. The cell runner must then be armed
         (:meth:`resmagic.ipython.session.Session.watch` does both).
         """
+        for name, spec in options.specs():
+            # Built once as before: bad options refused now, the panel's widgets loaded now.
+            self.factory.build(name, **spec)
         layers = [self.factory.build(name, quiet=True, **spec) for name, spec in options.specs()]
         if options.log is not None:  # `--log ''` is a mistake too, not "no log"
             _check_writable(options.log)
