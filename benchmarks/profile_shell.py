@@ -1,6 +1,6 @@
 """Where a ``%%timed`` cell's and a watched cell's microseconds go, in an in-process shell.
 
-    python benchmarks/profile_shell.py [--rounds N]
+    python benchmarks/profile_shell.py [--rounds N] [--store-off] [--no-cprofile]
 
 A real ``InteractiveShell`` of this interpreter (fresh IPYTHONDIR, so the run store is on
 in a new profile, as in a kernel), ``%load_ext resmagic``, then nested
@@ -40,9 +40,24 @@ VARIANTS: list[tuple[str, str | None, str]] = [
     ("%%noop (IPython's floor for a cell magic)", None, "%%noop\npass"),
     ("%%timed", None, "%%timed\npass"),
     ("%%timed -q", None, "%%timed -q\npass"),
+    ("%%gpu_scope --no-panel", None, "%%gpu_scope --no-panel\npass"),
     ("watch on (gpu_scope, timed)", "%resmagic watch on", "pass"),
     ("watch on --scopes timed", "%resmagic watch on --scopes timed", "pass"),
 ]
+
+CPROFILE = True
+"""``--no-cprofile``: no cProfile listings."""
+STORE_OFF = False
+"""``--store-off``: ``settings.store = ""`` after every ``%load_ext`` (no run store)."""
+
+
+def load(shell: Any) -> None:
+    """``%load_ext resmagic``, then the run store off when asked."""
+    shell.run_line_magic("load_ext", "resmagic")
+    if STORE_OFF:
+        from resmagic.config import settings
+
+        settings.store = ""
 
 
 def patch_shell(t: Tracer) -> None:
@@ -156,10 +171,13 @@ def main(rounds: int) -> None:
     shell = make_shell()
     import profile_library
 
-    shell.run_line_magic("load_ext", "resmagic")
+    load(shell)
     import resmagic
 
-    print(f"resmagic from {Path(resmagic.__file__).parent}; load average {os.getloadavg()}\n")
+    print(
+        f"resmagic from {Path(resmagic.__file__).parent}; load average {os.getloadavg()};"
+        f" run store {'off' if STORE_OFF else 'on'}\n"
+    )
     seconds = per_cell(shell, rounds)
     bare = seconds["bare cell"]
     whole = {}
@@ -186,7 +204,7 @@ def main(rounds: int) -> None:
     profile_library.patch_gpu(tracer)
     if tracer.missing:
         print(f"not in this tree (not wrapped): {', '.join(tracer.missing)}\n")
-    shell.run_line_magic("load_ext", "resmagic")
+    load(shell)
     from IPython.utils.capture import capture_output
 
     for label, before, src in VARIANTS:
@@ -212,7 +230,9 @@ def main(rounds: int) -> None:
     # The hooks registered while patched hold the wrappers: register them afresh, unwrapped.
     shell.run_line_magic("unload_ext", "resmagic")
     tracer.unpatch()
-    shell.run_line_magic("load_ext", "resmagic")
+    if not CPROFILE:
+        return
+    load(shell)
     for label, before, src in VARIANTS:
         if label == "bare cell" or label.startswith("%%noop") or label == "%%timed -q":
             continue
@@ -228,3 +248,15 @@ def _block(shell: Any, src: str) -> Callable[[int], float]:
         return _cells(shell, src, n)
 
     return block
+
+
+if __name__ == "__main__":
+    import argparse
+
+    cli = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    cli.add_argument("--rounds", type=int, default=15, help="rounds per variant")
+    cli.add_argument("--store-off", action="store_true", help='settings.store = "" (no run store)')
+    cli.add_argument("--no-cprofile", action="store_true", help="no cProfile listings")
+    args = cli.parse_args()
+    STORE_OFF, CPROFILE = args.store_off, not args.no_cprofile
+    main(args.rounds)

@@ -62,6 +62,7 @@ class Watcher:
         self.options: WatchOptions | None = None
         self.log: WatchLog | None = None
         """The ``--log`` file of this watch, with its counts."""
+        self._output: WatchOutput | None = None
 
     @property
     def active(self) -> bool:
@@ -71,43 +72,48 @@ class Watcher:
     def start(self, options: WatchOptions) -> None:
         """Measure every cell from the next one on; checks the options now (UsageError).
 
-        The cell runner must then be armed (:meth:`resmagic.ipython.session.Session.watch`
-        does both).
+        The layers are built here, once (issue 26, C6): each cell runs the same scopes, a
+        new run of each. The cell runner must then be armed
+        (:meth:`resmagic.ipython.session.Session.watch` does both).
         """
         for name, spec in options.specs():
-            self.factory.build(name, **spec)  # build once to refuse bad options right away
+            # Built once as before: bad options refused now, the panel's widgets loaded now.
+            self.factory.build(name, **spec)
+        layers = [self.factory.build(name, quiet=True, **spec) for name, spec in options.specs()]
         if options.log is not None:  # `--log ''` is a mistake too, not "no log"
             _check_writable(options.log)
         self.log = WatchLog(resolve_log_path(options.log)) if options.log else None
+        self._output = WatchOutput(self.notes, layers, panel=options.panel, log=self.log)
         self.options = options
 
     def stop(self) -> None:
         """Measure no new cell; the cell running now is still closed by ``post_run_cell``."""
         self.options = None
         self.log = None
+        self._output = None  # a running cell keeps its layers (and its panel) to its end
 
     def layers(self, code: str = "") -> list[Layer] | None:
-        """Fresh layers for a new cell (``code``: its source), or None when watch is off.
+        """The layers for a new cell (``code``: its source), or None when watch is off.
 
         The layers share one output (:class:`WatchOutput`): a compact line, or the full
         panel for a cell that ran long or moved memory; and one log record per cell.
         """
-        options = self.options
-        if options is None:
+        output = self._output
+        if self.options is None or output is None:
             return None
-        layers = [self.factory.build(name, quiet=True, **spec) for name, spec in options.specs()]
-        WatchOutput(self.notes, layers, panel=options.panel, code=code, log=self.log)
-        return layers
+        return output.begin(code)
 
 
 class WatchOutput:
-    """Gives the layers of one watched cell a single output (and one log line).
+    """Gives the layers of watched cells a single output per cell (and one log line).
+
+    Made once per ``%resmagic watch on``, with its layers; :meth:`begin` readies them for
+    each cell.
 
     Args:
         notes: makes the panel and the ``held by`` lines, and shows the output.
-        layers: the cell's layers, built ``quiet``; their render callbacks are set here.
+        layers: the layers, built ``quiet``; their render callbacks are set here.
         panel: whether a kernel shows the live panel for a long cell.
-        code: the cell's source, hashed for the log.
         log: the JSON-lines file each cell appends one record to, or None.
     """
 
@@ -117,19 +123,44 @@ class WatchOutput:
         layers: Sequence[Layer],
         *,
         panel: bool,
-        code: str,
         log: WatchLog | None,
     ) -> None:
-        self.notes, self.code, self.log = notes, code, log
+        self.notes, self.log, self.panel = notes, log, panel
+        self.layers = list(layers)
+        self.code = ""
+        """The running cell's source, hashed for the log."""
         self.gpu = next((lay for lay in layers if lay.magic == "gpu_scope"), None)
         self.timed = next((lay for lay in layers if lay.magic == "timed"), None)
         self.view: CellPanel | None = None
-        if self.gpu is not None and isinstance(self.gpu.scope, gpu_scope) and panel:
-            self.view = notes.panel(self.gpu.scope, "watch", delay=settings.watch_panel_s)
-            if self.view is not None:
-                self.gpu.start, self.gpu.stop = self.view.start, self.view.stop
         if layers:
             layers[-1].render = self.render  # renders run after every scope has closed
+
+    def begin(self, code: str) -> list[Layer]:
+        """The layers for a new cell: as if built afresh, and its own live panel.
+
+        Each scope forgets its last report (a cell whose scopes never close shows no line,
+        as a fresh scope would), the previous cell's panel stops following the ``gpu_scope``
+        (a reused scope must not feed every cell's panel), and the namespace that names what
+        holds memory is the shell's now.
+        """
+        self.code = code
+        for layer in self.layers:
+            layer.scope.report = None
+        view, self.view = self.view, None
+        if view is not None:
+            view.let_go()
+        gpu = self.gpu
+        if gpu is not None and isinstance(gpu.scope, gpu_scope):
+            namespace = self.notes.shell.user_ns
+            if gpu.scope.held_by is not namespace:
+                gpu.scope.held_by = namespace
+            if self.panel:
+                self.view = self.notes.panel(gpu.scope, "watch", delay=settings.watch_panel_s)
+                if self.view is not None:
+                    gpu.start, gpu.stop = self.view.start, self.view.stop
+                else:
+                    gpu.start = gpu.stop = None
+        return list(self.layers)
 
     def render(self, _last: Report) -> None:
         """Show the cell's line (or its full panel) and append its log record.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import gc as _gc
 import time
 from collections.abc import Mapping, Sequence
@@ -203,6 +204,11 @@ class gpu_scope(Scope["gpu_scope", GpuReport]):
             msg = "gpu_scope.follow() must be called before entering the scope"
             raise RuntimeError(msg)
         self._listeners.append(listener)
+
+    def unfollow(self, listener: Listener) -> None:
+        """Hand ``listener`` no more samples (a view whose cell has ended); None if it was not."""
+        with contextlib.suppress(ValueError):
+            self._listeners.remove(listener)
 
     # -- readings --------------------------------------------------------------------------
 

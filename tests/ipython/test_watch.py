@@ -367,3 +367,38 @@ def test_a_watched_cell_has_one_summary_no_timed_line_and_one_table_row(
                 f"(get_ipython().run_line_magic('resmagic', '{command}'))"
             )
             assert rows == ["gpu_scope+timed"], command
+
+
+def test_each_watched_cell_starts_with_no_report_of_the_cell_before(
+    watching: Any,
+) -> None:
+    # Issue 26 (C6): the scopes are built once per `watch on`; a cell whose scopes never
+    # close must not show the line of the cell before it.
+    assert watching.run_cell("x = 1", store_history=True).success
+    first = {r.scope: r for r in resmagic.history()}
+    assert set(first) == {"gpu_scope", "timed"}
+    session = extension._sessions[id(watching)][0]
+    layers = session.watcher.layers("y = 2")
+    assert layers is not None
+    assert [layer.scope.report for layer in layers] == [None, None]
+    result = watching.run_cell("y = 2", store_history=True)
+    assert result.success
+    second = {r.scope: r for r in resmagic.history()[-2:]}
+    assert {r.cell for r in second.values()} == {result.execution_count}
+    assert all(second[s] is not first[s] for s in ("gpu_scope", "timed"))
+
+
+@pytest.mark.kernel
+def test_a_watched_gpu_scope_feeds_only_the_running_cells_panel(tmp_path: Path) -> None:
+    # Issue 26 (C6): one gpu_scope runs every watched cell; each cell's live panel follows
+    # it, and the panel of the cell before lets go (else every sample fed every old panel).
+    env = {**os.environ, "IPYTHONDIR": str(tmp_path / "ipython")}
+    with Kernel(cwd=str(tmp_path), env=env) as kernel:
+        kernel.run("%load_ext resmagic\n%resmagic watch on")
+        for i in range(5):
+            assert kernel.run(f"x{i} = {i}").status == "ok"
+        followers = kernel.value(
+            "len(__import__('resmagic.ipython.extension', fromlist=['_sessions'])"
+            "._sessions[id(get_ipython())][0].watcher._output.gpu.scope._listeners)"
+        )
+        assert followers == 1  # the cell asking: its own panel only

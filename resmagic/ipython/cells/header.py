@@ -15,6 +15,7 @@ import ast
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from IPython.core.error import UsageError
 
@@ -24,9 +25,24 @@ from resmagic.ipython.cells.stack import Layer
 __all__ = ["Header", "HeaderTransformer", "header_of", "read_header"]
 
 _LINE = re.compile(r"%%(\w+)(?:[ \t]+(.*?))?[ \t]*")
+_SEEN_MAX = 256
 
 
-@dataclass
+class _Line:
+    """One ``%%magic options`` line as read: its parts, whether it asks for help or expands."""
+
+    __slots__ = ("expands", "help", "magic", "options", "parsed")
+
+    def __init__(self, magic: str, options: str) -> None:
+        self.magic = magic
+        self.options = options
+        self.help = asks_help(options)
+        self.expands = "$" in options or "{" in options or "}" in options
+        self.parsed: dict[str, Any] | None = None
+        """The options parsed, after the first cell that used them (never for ``expands``)."""
+
+
+@dataclass(slots=True)  # one per magic cell (issue 26)
 class Header:
     """The leading resmagic lines of one cell, and the layers built from them (not entered).
 
@@ -91,7 +107,9 @@ class HeaderTransformer:
 
     Args:
         ours: True for a magic name that is ours in this shell now.
-        build: builds the layer of one ``(magic, options)`` line; raises ``UsageError``.
+        parse: a ``(magic, options)`` line's options as ``build`` takes them; raises
+            ``UsageError``.
+        build: builds the layer of one magic from its parsed options; raises ``UsageError``.
         expand: what IPython does to a magic's first line (``{var}``), for our lines.
         on_pending: called when a header starts waiting for its cell (the runner arms its
             hooks).
@@ -102,50 +120,87 @@ class HeaderTransformer:
     def __init__(
         self,
         ours: Callable[[str], bool],
-        build: Callable[[str, str], Layer],
+        parse: Callable[[str, str], dict[str, Any]],
+        build: Callable[..., Layer],
         expand: Callable[[str], str],
         on_pending: Callable[[], None] | None = None,
     ) -> None:
         self.ours = ours
+        self.parse = parse
         self.build = build
         self.expand = expand
         self.on_pending = on_pending
         self.pending: Header | None = None
+        self._seen: dict[str, _Line | None] = {}
+        """Each distinct line read once (issue 26, C2): a notebook runs the same few."""
 
     def __call__(self, lines: list[str]) -> list[str]:
         """Hide our header from IPython; every other cell passes through untouched."""
         if not lines or not lines[0].startswith("%%"):
             return lines
-        found = read_header(lines, self.ours)
-        if not found or any(asks_help(options) for _, options in found):
-            return lines
-        n = len(found)
-        rest = lines[n:]
-        if not "".join(rest).strip():
-            msg = f"%%{found[-1][0]} needs code under it: the cell body is empty"
-            raise UsageError(msg)
         source = "".join(lines)
-        header = tuple(line.rstrip("\r\n") for line in lines[:n])
         pending = self.pending
         if pending is not None and pending.source == source:
             # ipykernel transforms a cell twice (once to decide on await): build once.
-            return self._hidden(pending, rest)
-        layers = [self.build(name, self.expand(options)) for name, options in found]
+            return self._hidden(pending, lines[len(pending.lines) :])
+        found: list[_Line] = []
+        for line in lines:
+            read = self._read(line) if line.startswith("%%") else None
+            if read is None or not self.ours(read.magic):
+                break
+            found.append(read)
+        if not found or any(read.help for read in found):
+            return lines
+        n = len(found)
+        last = len(lines)  # the line the cell's code ends on (its last one not blank)
+        while not lines[last - 1].strip():
+            last -= 1
+        if last <= n:
+            msg = f"%%{found[-1].magic} needs code under it: the cell body is empty"
+            raise UsageError(msg)
+        rest = lines[n:]
+        layers = [self._layer(read) for read in found]
+        header = tuple(line.rstrip("\r\n") for line in lines[:n])
         follows = rest[0].startswith("%%")
-        last = max(i for i, line in enumerate(lines) if line.strip()) + 1
         # IPython writes a cell magic as one line: get_ipython().run_cell_magic(...)
         self.pending = Header(header, layers, source, follows, 1 if follows else last)
         if self.on_pending is not None:
             self.on_pending()
         return self._hidden(self.pending, rest)
 
+    def _read(self, line: str) -> _Line | None:
+        """``line`` as a magic and its options (None: not a ``%%name`` line), read once."""
+        try:
+            return self._seen[line]
+        except KeyError:
+            pass
+        match = _LINE.fullmatch(line.rstrip("\r\n"))
+        read = None if match is None else _Line(match[1], match[2] or "")
+        if len(self._seen) >= _SEEN_MAX:  # lines typed once each (a notebook of labels)
+            self._seen.clear()
+        self._seen[line] = read
+        return read
+
+    def _layer(self, read: _Line) -> Layer:
+        """The line's layer: a fresh scope each cell, options parsed once unless they expand."""
+        if read.expands:  # `$var`, `{var}`: the namespace may differ each cell
+            return self.build(read.magic, **self.parse(read.magic, self.expand(read.options)))
+        parsed = read.parsed
+        if parsed is None:  # a bad line raises here every time: nothing is kept
+            parsed = read.parsed = self.parse(read.magic, read.options)
+        return self.build(read.magic, **parsed)
+
     def take(self, raw_cell: str) -> Header | None:
         """The pending header if it is ``raw_cell``'s, else None; nothing is pending after."""
         pending, self.pending = self.pending, None
         if pending is None:
             return None
-        if raw_cell == pending.source:
-            return pending  # the very text it was built from: the same header (no re-read)
+        source = pending.source
+        if raw_cell == source or (
+            # IPython ends the text it transforms with a newline: the same cell, no re-read
+            len(source) == len(raw_cell) + 1 and source[-1] == "\n" and source.startswith(raw_cell)
+        ):
+            return pending  # the very text it was built from: the same header
         return pending if header_of(raw_cell, self.ours) == pending.lines else None
 
     @staticmethod

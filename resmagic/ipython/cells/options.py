@@ -116,9 +116,13 @@ class LayerFactory:
                 raise UsageError(msg) from None
             raise
 
+    def options(self, magic: str, line: str) -> dict[str, Any]:
+        """``line`` parsed as ``%%magic``'s options, as :meth:`build` takes them (UsageError)."""
+        return vars(self._parse(magic, line))
+
     def layer(self, magic: str, line: str, bind: str | None = None) -> Layer:
         """Parse ``line`` as ``%%magic``'s options and build its layer (UsageError when bad)."""
-        options = vars(self._parse(magic, line))
+        options = self.options(magic, line)
         if bind is not None:
             options.setdefault("var", bind)
         return self.build(magic, **options)

@@ -25,13 +25,12 @@ import ast
 import re
 import sys
 from collections.abc import Callable
-from contextlib import AbstractContextManager
-from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from IPython.core.error import InputRejected, UsageError
 
-from resmagic.ipython.cell_number import BUMPED_BEFORE, running_cell
+from resmagic.ipython.cell_number import running_cell
+from resmagic.ipython.cells.frame import Frame, count_escaped, depth_of
 from resmagic.ipython.cells.header import HeaderTransformer
 from resmagic.ipython.cells.options import LayerFactory
 from resmagic.ipython.cells.stack import Layer, inside
@@ -61,20 +60,6 @@ class ScopeRefusedError(UsageError, InputRejected):
 
     IPython shows it as a ``UsageError`` (one line, no traceback) and runs nothing.
     """
-
-
-@dataclass(slots=True)  # one per cell (issue 26, C5)
-class Frame:
-    """One running cell: its layers, and its scopes once entered."""
-
-    info: Any
-    layers: list[Layer]
-    cell: int | None
-    watched: bool
-    scopes: AbstractContextManager[None] | None = field(default=None, repr=False)
-    opened: bool = False
-    interrupted: bool = False
-    """A Ctrl-C arrived while ``pre_run_cell`` pushed the frame: the AST hook raises it."""
 
 
 class CellRunner:
@@ -109,7 +94,9 @@ class CellRunner:
         on_close: Callable[[Frame], None] | None = None,
     ) -> None:
         self.shell = shell
-        self.header = HeaderTransformer(ours, factory.layer, factory.expand, on_pending=self.arm)
+        self.header = HeaderTransformer(
+            ours, factory.options, factory.build, factory.expand, on_pending=self.arm
+        )
         """The transformer holding the pending header of the cell about to run."""
         self.watcher = watcher
         self.output = output
@@ -262,10 +249,10 @@ class CellRunner:
             if self.frames:
                 self._close_top(_interrupted(), None)
             return
-        depth = self._depth_of(getattr(result, "info", None))
+        depth = depth_of(self.frames, getattr(result, "info", None))
         if depth is None:
             return
-        self._count_escaped(self.frames[depth], result)
+        count_escaped(self.shell, self.frames[depth], result)
         while len(self.frames) > depth + 1:
             self._close_top(_interrupted(), None)
         error = result.error_in_exec or result.error_before_exec
@@ -277,40 +264,6 @@ class CellRunner:
             self._disarm_if_idle()
 
     # -- helpers ---------------------------------------------------------------------------
-
-    def _count_escaped(self, frame: Frame, result: Any) -> None:
-        """Count a cell whose Ctrl-C escaped IPython's runner from the AST hook, as IPython would.
-
-        IPython before 9.8 counts a cell after running it, and only on the paths it knows
-        (a syntax error, a refused AST, the body): a ``KeyboardInterrupt`` raised from the AST
-        hook leaves ``execution_count`` where it was, so the next cell stored its input
-        under the same number ("Session/line number was not unique in database. History
-        logging moved to new session").
-        """
-        info = getattr(result, "info", None)
-        if info is frame.info or not getattr(info, "store_history", False):
-            return  # IPython ran its own path to the end and counted (or never counts)
-        if (
-            not BUMPED_BEFORE
-            and frame.cell is not None
-            and self.shell.execution_count == frame.cell
-        ):
-            self.shell.execution_count += 1
-
-    def _depth_of(self, info: Any) -> int | None:
-        """Where the frame of the cell with ``info`` is on the stack (None: not there)."""
-        for depth in range(len(self.frames) - 1, -1, -1):
-            if self.frames[depth].info is info:
-                return depth
-        # A KeyboardInterrupt that escaped IPython's runner (one the AST hook raised) gets a
-        # new ExecutionInfo of the same cell: the innermost frame is that cell's.
-        top = self.frames[-1].info if self.frames else None
-        same = ("raw_cell", "store_history", "silent")
-        if top is None or info is None:
-            return None
-        if all(getattr(top, a, None) == getattr(info, a, None) for a in same):
-            return len(self.frames) - 1
-        return None
 
     def _watches(self, raw: str) -> bool:
         # Never inside a cell watch mode already measures (a %%capture body is part of it),

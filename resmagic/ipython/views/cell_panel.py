@@ -203,6 +203,10 @@ class CellPanel:
             bundle = {"text/html": markup, "text/plain": f"{self.magic} running"}
             self._handle = display(bundle, raw=True, display_id=True, metadata=MARK)
 
+    def let_go(self) -> None:
+        """Stop following the scope: watch mode's next cell runs the same one (issue 26, C6)."""
+        self.scope.unfollow(self._sampled)
+
     def stop(self) -> None:
         """Take no more samples; the widget keeps its last state until :meth:`finish`."""
         with self._lock:

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from resmagic.ipython.views.held import NOT_VARIABLES, cell_holds, held_by_variables
 from resmagic.ipython.views.output import ReportOutput
-from resmagic.ipython.views.text import render_report
+from resmagic.ipython.views.text import render_report, report_kinds
 from resmagic.units import format_delta
 
 if TYPE_CHECKING:
@@ -72,9 +72,7 @@ class Notes:
         The scope named them when it closed (``report.holders``): after a cell that left a
         lot held, or at an out-of-memory error, before the reclaim cleared its frames.
         """
-        from resmagic.report import GpuReport  # loaded by then: a report exists (issue 26)
-
-        if not isinstance(report, GpuReport) or not report.holders_when:
+        if not isinstance(report, report_kinds()[0]) or not report.holders_when:
             return []
         from resmagic.holders import Holders, held_device  # with the first holders' line
 

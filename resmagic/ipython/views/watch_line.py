@@ -14,7 +14,7 @@ from typing import Any
 from resmagic.config import settings
 from resmagic.report import DeviceReport, GpuReport, Report, TimingReport
 from resmagic.store.rows import code_sha
-from resmagic.units import format_seconds, scale_unit
+from resmagic.units import format_seconds, scale_numbers
 
 __all__ = ["cell_record", "compact_line", "rows_of", "worth_panel"]
 
@@ -43,11 +43,9 @@ def rows_of(gpu: GpuReport | None) -> list[DeviceReport]:
 
 
 def _device(row: DeviceReport) -> str:
-    before, after, peak, rise = scale_unit(
-        [row.before_bytes, row.after_bytes, row.peak_bytes, row.peak_bytes - row.before_bytes]
-    )
-    unit = after.split(" ")[1]
-    number = [text.split(" ")[0] for text in (before, after, peak, rise)]
+    before, peak = row.before_bytes, row.peak_bytes
+    # The numbers and their unit apart: no texts split again per cell (issue 26, C4).
+    number, unit = scale_numbers([before, row.after_bytes, peak, peak - before])
     sign = "+" if not number[3].startswith("-") else ""
     label = row.name if row.source != "NVML" else f"{row.name} NVML"
     # The peak and the rise carry the unit too: a bare "+1.17" read as nothing (UX audit

@@ -5,11 +5,15 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
+from hypothesis import given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 
 from resmagic.config import settings
 from resmagic.ipython.views.panel_html import scale_of
 from resmagic.ipython.views.watch_line import cell_record, compact_line, worth_panel
 from resmagic.report import DeviceReport, GpuReport, TimingReport
+from resmagic.units import scale_unit
 
 MiB, GiB = 1 << 20, 1 << 30
 
@@ -89,3 +93,36 @@ def test_a_bar_zooms_to_the_cells_range_on_a_big_machine() -> None:
     assert 823 * MiB * 1.25 <= scale <= 823 * MiB * 1.25 * 1.2
     assert scale_of(0, 0, GiB) == GiB  # nothing in use: the whole device
     assert scale_of(MiB, MiB, None) is None
+
+
+def _device_line_before(row: DeviceReport) -> str:
+    """A device's part of the line as written before issue 26 (C4): the reference text."""
+    before, after, peak, rise = scale_unit(
+        [row.before_bytes, row.after_bytes, row.peak_bytes, row.peak_bytes - row.before_bytes]
+    )
+    unit = after.split(" ")[1]
+    number = [text.split(" ")[0] for text in (before, after, peak, rise)]
+    sign = "+" if not number[3].startswith("-") else ""
+    label = row.name if row.source != "NVML" else f"{row.name} NVML"
+    return (
+        f"{label} {number[0]} → {number[1]} {unit} (peak {number[2]} {unit},"
+        f" {sign}{number[3]} {unit})"
+    )
+
+
+_SIZES = st.integers(0, 1 << 45) | st.sampled_from([0, 1, 1023, 1024, 1023 * MiB, 80 * GiB])
+
+
+@given(st.lists(st.tuples(_SIZES, _SIZES, _SIZES, st.booleans()), min_size=1, max_size=3))
+@hypothesis_settings(max_examples=1500, deadline=None)
+def test_the_line_is_the_text_it_was_for_any_memory(
+    rows: list[tuple[int, int, int, bool]],
+) -> None:
+    devices = [
+        row(f"cuda:{i}", b, max(b, peak), after, "NVML") if nvml else row("host", b, peak, after)
+        for i, (b, peak, after, nvml) in enumerate(rows)
+    ]
+    timing = TimingReport(status="ok", duration_s=0.002, started_at=0.0, wall_s=0.002, cpu_s=0.0019)
+    line = compact_line(gpu(*devices), timing)
+    head = compact_line(None, timing)
+    assert line == " · ".join([head, *(_device_line_before(d) for d in devices)])
