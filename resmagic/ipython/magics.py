@@ -1,4 +1,4 @@
-"""The magics: one thin method each; options parsed by IPython's ``magic_arguments``.
+"""The magics: one thin method each; options declared with IPython's ``magic_arguments``.
 
 In a cell IPython runs, our ``%%`` lines never reach these methods: the header transformer
 builds their layers with :meth:`ResMagics.layer` and IPython runs the body itself
@@ -25,11 +25,12 @@ from IPython.core.magic import (
     magics_class,
     output_can_be_silenced,
 )
-from IPython.core.magic_arguments import argument, kwds, magic_arguments
+from IPython.core.magic_arguments import argument, kwds
 
 from resmagic.ipython.cells.header import read_header
 from resmagic.ipython.cells.options import BIND_RULE, BINDS, BUILDERS, asks_help, split_once
 from resmagic.ipython.cells.stack import Layer, run_layers
+from resmagic.ipython.magic_options import Parsers, options, parser_of
 from resmagic.scopes import MAX_TIMEOUT_S, RECLAIM
 
 if TYPE_CHECKING:
@@ -53,12 +54,13 @@ class ResMagics(Magics):
         """This shell's resmagic: the layer factory, watch mode, the guard, the store."""
 
     @classmethod
-    def parsers(cls) -> dict[str, argparse.ArgumentParser]:
-        """Each cell magic's option parser, by magic name (read off the class, no instance)."""
-        return {name: getattr(cls, name).parser for name in BUILDERS}
+    def parsers(cls) -> Parsers:
+        """Each cell magic's option parser, by magic name, built when first looked up."""
+        return Parsers(cls, tuple(BUILDERS))
 
-    # magic_arguments("%name"): IPython's usage line adds one "%", right only for line magics.
-    @magic_arguments("%gpu_scope")
+    # options("%name"): IPython's usage line adds one "%", right only for line magics. The
+    # parsers are built when first needed, not at import (issue 26: ~3 ms of %load_ext).
+    @options("%gpu_scope")
     @kwds(argument_default=argparse.SUPPRESS)
     @argument(
         "device",
@@ -105,7 +107,7 @@ class ResMagics(Magics):
         __tracebackhide__ = True
         return self._run("gpu_scope", line, cell)
 
-    @magic_arguments("%timed")
+    @options("%timed")
     @kwds(argument_default=argparse.SUPPRESS)
     @argument("label", nargs="?", help="A name for this timing, e.g. train.")
     @argument(
@@ -129,7 +131,7 @@ class ResMagics(Magics):
         __tracebackhide__ = True
         return self._run("timed", line, cell)
 
-    @magic_arguments("%experiment_log")
+    @options("%experiment_log")
     @kwds(argument_default=argparse.SUPPRESS)
     @argument(
         "path",
@@ -170,7 +172,7 @@ class ResMagics(Magics):
         __tracebackhide__ = True
         return self._run("experiment_log", line, cell, bind="logger")
 
-    @magic_arguments("%db_transaction")
+    @options("%db_transaction")
     @kwds(argument_default=argparse.SUPPRESS)
     @argument(
         "path",
@@ -292,7 +294,7 @@ class ResMagics(Magics):
         lines = lines[len(more) :]
         asked = [name for name, text, _ in stacked if asks_help(text)]
         for name in asked:
-            print(getattr(self, name).parser.format_help())
+            print(parser_of(getattr(self, name)).format_help())
         if asked:
             return None
         layers = [factory.layer(name, text, default) for name, text, default in stacked]

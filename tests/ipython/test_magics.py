@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import logging
 import os
+import subprocess
+import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -118,10 +121,37 @@ class TestHelp:
 
     @pytest.mark.parametrize("magic", ["gpu_scope", "timed", "experiment_log", "db_transaction"])
     def test_question_mark_help_is_the_option_list(self, ip: Any, magic: str) -> None:
-        doc = ip.find_cell_magic(magic).__doc__
+        doc = _inspected(ip, f"%%{magic}")  # what `%%timed?` and a frontend's inspector show
         assert f"%%{magic} [" in doc
         assert "--quiet" in doc
         assert "Example" in doc
+
+    def test_parsers_are_built_when_first_needed_and_question_mark_still_lists_options(
+        self,
+    ) -> None:
+        # Issue 26: building the four parsers was ~3 ms of every %load_ext. A fresh process:
+        # none built at load; `?` builds one and shows its options; a %% line builds its own.
+        code = (
+            "from IPython.core.interactiveshell import InteractiveShell\n"
+            "from resmagic.ipython.magics import ResMagics\n"
+            "ip = InteractiveShell.instance()\n"
+            "ip.run_line_magic('load_ext', 'resmagic')\n"
+            "built = lambda: sorted(m for m in ('gpu_scope', 'timed', 'experiment_log',"
+            " 'db_transaction') if 'parser' in vars(getattr(ResMagics, m)))\n"
+            "print(built())\n"
+            "print('--no-sync' in ip.object_inspect_mime('%%timed')['text/plain'], built())\n"
+            "assert ip.run_cell('%%gpu_scope -q\\npass').success\n"
+            "print(built())\n"
+        )
+        env = {**os.environ, "IPYTHONDIR": tempfile.mkdtemp()}
+        done = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True
+        )
+        assert done.stdout.splitlines() == [
+            "[]",
+            "True ['timed']",
+            "['gpu_scope', 'timed']",
+        ]
 
     @pytest.mark.parametrize("line", ["help", "--help", "-h"])
     def test_resmagic_line_magic_has_help(
@@ -353,10 +383,15 @@ def test_bad_option_is_refused_before_the_body_in_a_cell(
 
 def test_as_help_says_which_names_are_taken(ip: Any) -> None:
     for magic in ("experiment_log", "db_transaction"):
-        doc = " ".join(ip.find_cell_magic(magic).__doc__.split())
+        doc = " ".join(_inspected(ip, f"%%{magic}").split())
         assert "not a keyword, not a __dunder__ name, and not one of IPython's own" in doc
-    assert "from 0 to 2147483" in " ".join(ip.find_cell_magic("db_transaction").__doc__.split())
-    assert "from 0 to 50" in " ".join(ip.find_cell_magic("experiment_log").__doc__.split())
+    assert "from 0 to 2147483" in " ".join(_inspected(ip, "%%db_transaction").split())
+    assert "from 0 to 50" in " ".join(_inspected(ip, "%%experiment_log").split())
+
+
+def _inspected(ip: Any, name: str) -> str:
+    """What IPython's inspector shows for ``name?`` (the text a frontend gets)."""
+    return str(ip.object_inspect_mime(name)["text/plain"])
 
 
 @pytest.mark.parametrize("name", ["log", "_log", "match", "print", "été"])

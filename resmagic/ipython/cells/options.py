@@ -88,7 +88,7 @@ class LayerFactory:
     """Builds the layers of one shell's magics: option line or options in, scope and views out.
 
     Args:
-        parsers: each magic's option parser, by magic name (``ResMagics.gpu_scope.parser``).
+        parsers: each magic's option parser, by magic name (built when first looked up).
         notes: how the layers' reports are shown (text, the live panel, the lines beside).
         shell: the IPython shell, whose namespace ``held_by`` names holders from.
     """
