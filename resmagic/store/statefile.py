@@ -55,6 +55,7 @@ class StateFile:
         self._fd: int | None = fd
         self._header = header
         self._lines: dict[str, bytes] = {}
+        self._used = PAGE  # bytes of the last write that were not padding: the first is whole
 
     @classmethod
     def create(cls, store: str, session: Session, running: list[CellRun]) -> StateFile | None:
@@ -91,8 +92,11 @@ class StateFile:
         page = self._header + b"".join(self._lines.values())
         if len(page) > PAGE:
             page = self._header + _fit(list(self._lines.values()), PAGE - len(self._header))
+        # Issue 26 C1: padded only over what the last write said (the file stays one page):
+        # copying 4 KiB twice a cell was half of each pwrite.
+        used, self._used = self._used, len(page)
         try:
-            os.pwrite(self._fd, page.ljust(PAGE), 0)  # type: ignore[arg-type]
+            os.pwrite(self._fd, page.ljust(used), 0)  # type: ignore[arg-type]
         except (OSError, TypeError):
             # A page that may say something stale must not outlive us: without it the next
             # kernel goes by the store's rows alone, as before there were pages.
