@@ -88,6 +88,7 @@ class Recorder:
             tick=self._tick,
             ticking=lambda: bool(self._running),
             first=self._write_started,
+            many={rows.insert_report: rows.insert_reports},
         )
         self._session = Session(
             self.session_id or uuid.uuid4().hex, me(), self._notebook(), __version__

@@ -24,7 +24,7 @@ from resmagic.ranktable import rank_device_rows
 from resmagic.report import Report
 from resmagic.store.liveness import Identity
 
-__all__ = ["CellRun", "Session", "code_sha", "insert_report", "insert_session"]
+__all__ = ["CellRun", "Session", "code_sha", "insert_report", "insert_reports", "insert_session"]
 
 DIED = "the kernel died while this cell ran"
 """The error text of a ``died`` row."""
@@ -151,10 +151,32 @@ def end_running(conn: sqlite3.Connection, run: CellRun) -> None:
     conn.execute("DELETE FROM reports WHERE run = ? AND status = 'running'", (run.run,))
 
 
+_INSERT_REPORT = (
+    "INSERT INTO reports (run, session, notebook, cell_id, cell, code_sha, scope, label,"
+    " status, started_at, duration_s, updated_at, devices, holders, notes, extra, error)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+
+
 def insert_report(
     conn: sqlite3.Connection, report: Report, run: CellRun | None, session: Session
 ) -> None:
     """One report as one row; ``run`` None: a report outside any measured cell (a script)."""
+    conn.execute(_INSERT_REPORT, _report_row(report, run, session))
+
+
+def insert_reports(
+    conn: sqlite3.Connection, queued: Sequence[tuple[Report, CellRun | None, Session]]
+) -> None:
+    """:func:`insert_report` for each of ``queued``, in one ``executemany``.
+
+    Issue 26 C1: the writer thread's batch of back-to-back cells' reports; one statement
+    and one cursor for them all instead of one each (~3 µs a report of GIL time).
+    """
+    conn.executemany(_INSERT_REPORT, [_report_row(*args) for args in queued])
+
+
+def _report_row(report: Report, run: CellRun | None, session: Session) -> tuple[Any, ...]:
     record = report.to_dict()
     devices = record.get("devices")
     if record.get("ranks"):  # issue 28: rank 0's table; its ranks' rows rank like devices
@@ -162,29 +184,24 @@ def insert_report(
     holders = record.pop("holders", None)  # gpu_scope(held_by=...): name, kind, device, nbytes
     extra = {k: v for k, v in record.items() if k not in _KNOWN}
     label = extra.get("label") or extra.get("path") or None
-    conn.execute(
-        "INSERT INTO reports (run, session, notebook, cell_id, cell, code_sha, scope, label,"
-        " status, started_at, duration_s, updated_at, devices, holders, notes, extra, error)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        (
-            run.run if run else new_id(),
-            session.session,
-            run.notebook if run else session.notebook,
-            run.cell_id if run else None,
-            report.cell if report.cell is not None else (run.cell if run else None),
-            run.code_sha if run else None,
-            report.scope,
-            label,
-            report.status,
-            report.started_at,
-            report.duration_s,
-            time.time(),
-            json.dumps(devices) if devices else None,
-            json.dumps(holders) if holders else None,
-            "; ".join(record.get("notes") or ()) or None,
-            json.dumps(extra) if extra else None,
-            report.error,
-        ),
+    return (
+        run.run if run else new_id(),
+        session.session,
+        run.notebook if run else session.notebook,
+        run.cell_id if run else None,
+        report.cell if report.cell is not None else (run.cell if run else None),
+        run.code_sha if run else None,
+        report.scope,
+        label,
+        report.status,
+        report.started_at,
+        report.duration_s,
+        time.time(),
+        json.dumps(devices) if devices else None,
+        json.dumps(holders) if holders else None,
+        "; ".join(record.get("notes") or ()) or None,
+        json.dumps(extra) if extra else None,
+        report.error,
     )
 
 
