@@ -33,18 +33,25 @@ _KNOWN = {"scope", "status", "duration_s", "started_at", "cell", "error", "devic
 
 
 _ids = itertools.count()
-_prefix = [os.getpid(), uuid.uuid4().hex[:12]]
+_prefix = [uuid.uuid4().hex[:12]]
 
 
 def new_id() -> str:
     """A run id unique across processes: a random prefix per process, then a counter.
 
     ``uuid4`` reads ``os.urandom`` each time: a system call that gives up the GIL on the
-    cell's path; the counter does not.
+    cell's path; the counter does not. A forked child takes a prefix of its own as it starts
+    (not an ``os.getpid()`` per id, a system call too: issue 26 C1).
     """
-    if _prefix[0] != os.getpid():  # a forked child: a prefix of its own
-        _prefix[:] = [os.getpid(), uuid.uuid4().hex[:12]]
-    return f"{_prefix[1]}{next(_ids):x}"
+    return f"{_prefix[0]}{next(_ids):x}"
+
+
+def _new_prefix() -> None:
+    _prefix[0] = uuid.uuid4().hex[:12]
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_new_prefix)
 
 
 def code_sha(code: str) -> str:
