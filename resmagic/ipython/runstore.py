@@ -103,10 +103,13 @@ class StoreHook(StoreStart):
             recorder.started(run, gpu.readings)
         else:
             recorder.started(run)
-        recent = self._recent
-        assert recent is not None  # made by ready()
-        cached = recent.get(run.cell_id, run.code_sha)
-        previous = recorder.previous(run, scopes) if shown and cached is None else None
+        cached = previous = None
+        if shown:  # -q: nothing shows last time (no text, no panel, no watch line): no lookup
+            recent = self._recent
+            assert recent is not None  # made by ready()
+            cached = recent.get(run.cell_id, run.code_sha)
+            if cached is None:
+                previous = recorder.previous(run, scopes)
         self.open.append(_Open(frame, run, previous, cached))
 
     def closed(self, frame: Frame) -> None:
