@@ -182,19 +182,15 @@ def _create(where: str, name: str) -> int | None:
 
 def _line(run: CellRun, oom_kills: int | None) -> bytes:
     """One open cell as a JSON list; formatted by hand (one ``json.dumps`` took twice as long)."""
-    label = _text(run.label[:_LABEL_CHARS] if run.label else None)
+    # The None tests inline, not a helper call each (issue 26 C1: once per measured cell).
+    label, cell, cell_id, sha = run.label, run.cell, run.cell_id, run.code_sha
     return (
-        f"[{_quote(run.run)},{_number(run.cell)},{_text(run.cell_id)},{_text(run.code_sha)},"
-        f"{_quote(run.scope)},{label},{run.started_at!r},{_number(oom_kills)}]\n"
+        f"[{_quote(run.run)},{'null' if cell is None else int(cell)},"
+        f"{'null' if cell_id is None else _quote(cell_id)},"
+        f"{'null' if sha is None else _quote(sha)},{_quote(run.scope)},"
+        f"{'null' if not label else _quote(label[:_LABEL_CHARS])},{run.started_at!r},"
+        f"{'null' if oom_kills is None else int(oom_kills)}]\n"
     ).encode()
-
-
-def _text(value: str | None) -> str:
-    return "null" if value is None else _quote(value)
-
-
-def _number(value: int | None) -> str:
-    return "null" if value is None else str(int(value))
 
 
 def _fit(lines: list[bytes], room: int) -> bytes:
