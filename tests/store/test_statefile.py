@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from resmagic.store import statefile
 from resmagic.store.liveness import Identity, alive, me
 from resmagic.store.rows import CellRun, Session
 from resmagic.store.statefile import PAGE, State, StateFile, folder, read_dead
@@ -151,3 +152,20 @@ def test_a_page_that_cannot_be_mapped_is_written_whole_at_each_boundary(
         page.ended(run)
     assert _dead(store)[0].runs == ()
     assert os.path.getsize(page.path) == PAGE
+
+
+def test_an_older_kernels_one_text_page_is_still_read(tmp_path: Path) -> None:
+    # Pages before issue 26 C1: the header and the lines from byte 0, spaces to the end.
+    store = tmp_path / "runs.sqlite"
+    page = StateFile.create(str(store), _session(), [])
+    assert page is not None
+    run = CellRun("nb.ipynb", "c1", 4, "sha1", scope="timed", label="old")
+    page.started(run, oom_kills=2)
+    [mapped] = _dead(store)
+    text = statefile._header(_session()) + statefile._line(run, 2)
+    with open(page.path, "r+b") as f:
+        f.write(text.ljust(PAGE))
+    [old] = _dead(store)
+    assert old.runs == mapped.runs
+    assert old.runs[0].label == "old"
+    assert old.session == mapped.session
