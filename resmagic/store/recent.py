@@ -42,14 +42,16 @@ class Recent:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._by: dict[tuple[str, str], dict[str, LastRun]] = {}
+        # Two dicts keyed by the string itself (issue 26 C1: no key tuple made per cell).
+        self._cells: dict[str, dict[str, LastRun]] = {}
+        self._codes: dict[str, dict[str, LastRun]] = {}
 
     def get(self, cell_id: str | None, code_sha: str | None) -> dict[str, LastRun] | None:
         """What the cell (else its code) did last time, or None when not known here."""
         with self._lock:
-            found = self._by.get(("cell", cell_id)) if cell_id is not None else None
+            found = self._cells.get(cell_id) if cell_id is not None else None
             if found is None and code_sha is not None:
-                found = self._by.get(("code", code_sha))
+                found = self._codes.get(code_sha)
             return dict(found) if found else None
 
     def remember(
@@ -60,9 +62,10 @@ class Recent:
         if not runs:
             return
         with self._lock:
-            for key in (("cell", cell_id), ("code", code_sha)):
-                if key[1] is not None:
-                    self._by.setdefault(key, {}).update(runs)  # type: ignore[arg-type]
+            if cell_id is not None:
+                self._cells.setdefault(cell_id, {}).update(runs)
+            if code_sha is not None:
+                self._codes.setdefault(code_sha, {}).update(runs)
 
     def warm(self, conn: sqlite3.Connection, notebook: str | None) -> None:
         """Read the notebook's earlier runs (writer thread); this session's runs stay newer."""
@@ -74,8 +77,10 @@ class Recent:
             [notebook, _WARM_ROWS],
         ).fetchall()
         with self._lock:
+            cells, codes = self._cells, self._codes
             for cell_id, code, scope, duration, devices, status, started in rows:
                 last = _last(duration, devices, status, started)
-                for kind, value in (("cell", cell_id), ("code", code)):
-                    if value is not None:
-                        self._by.setdefault((kind, value), {}).setdefault(scope, last)
+                if cell_id is not None:
+                    cells.setdefault(cell_id, {}).setdefault(scope, last)
+                if code is not None:
+                    codes.setdefault(code, {}).setdefault(scope, last)

@@ -88,6 +88,7 @@ class Recorder:
             tick=self._tick,
             ticking=lambda: bool(self._running),
             first=self._write_started,
+            many={rows.insert_report: rows.insert_reports},
         )
         self._session = Session(
             self.session_id or uuid.uuid4().hex, me(), self._notebook(), __version__
@@ -140,7 +141,9 @@ class Recorder:
         if carried_elsewhere(report):
             return
         run = self.context()
-        writer = self.writer()
+        writer = self._writer
+        if writer is None or writer.path != settings.store:  # writer()'s test, inline
+            writer = self.writer()
         if writer is not None and self._session is not None:
             session = self._session
             writer.submit(rows.insert_report, report, run, session)
@@ -160,7 +163,9 @@ class Recorder:
         No job per cell: the writer writes the rows of the cells running then (a cell that
         has ended by then needs none), and samples them while they run.
         """
-        writer = self.writer()
+        writer = self._writer
+        if writer is None or writer.path != settings.store:  # writer()'s test, inline
+            writer = self.writer()
         if writer is None or self._session is None:
             return
         self._running[run.run] = (run, read)

@@ -75,6 +75,8 @@ class Writer:
             ``ticking()`` says so (a running cell's live peak), in a transaction of its own.
         first: called with the connection first in every batch's transaction (the
             running rows of cells started since: no job per cell for them).
+        many: ``{job: job_many}``: a run of queued ``job`` calls (no result asked) in one
+            batch is done as one ``job_many(conn, [args, ...])`` (one ``executemany``).
         maxsize: the queue's bound; a job that finds it full is dropped and counted.
     """
 
@@ -86,6 +88,7 @@ class Writer:
         ticking: Callable[[], bool] = lambda: False,
         tick_s: float = 1.0,
         first: Job | None = None,
+        many: dict[Job, Job] | None = None,
         maxsize: int = 10_000,
     ) -> None:
         self.path = path
@@ -94,6 +97,7 @@ class Writer:
         self._noted = False
         self._tick, self._ticking, self._tick_s = tick, ticking, tick_s
         self._first = first
+        self._many = many or {}
         self._jobs: deque[Any] = deque()
         self._maxsize = maxsize
         self._wake = threading.Event()  # set by the first job after the thread went idle
@@ -187,7 +191,7 @@ class Writer:
                 conn = self._connection()
                 conn.execute("BEGIN IMMEDIATE")
                 try:
-                    values = [job(conn, *args) for job, args, _ in jobs]
+                    values = self._run_jobs(conn, jobs)
                     conn.execute("COMMIT")
                 except BaseException:
                     if conn.in_transaction:
@@ -205,6 +209,32 @@ class Writer:
                     if pending is not None:
                         pending.set(value)
             return
+
+    def _run_jobs(self, conn: sqlite3.Connection, jobs: list[_Item]) -> list[Any]:
+        """Each job's value, in order; a run of one job with a ``many`` form goes in one call.
+
+        Issue 26 C1: back-to-back cells queue a report each; one ``executemany`` for the
+        batch's reports. A failure fails the batch, which :meth:`_failed` retries job by job.
+        """
+        many = self._many
+        if not many:
+            return [job(conn, *args) for job, args, _ in jobs]
+        values: list[Any] = []
+        i, n = 0, len(jobs)
+        while i < n:
+            job, args, pending = jobs[i]
+            together = many.get(job) if pending is None else None
+            j = i + 1
+            if together is not None:
+                while j < n and jobs[j][0] is job and jobs[j][2] is None:
+                    j += 1
+            if j - i > 1 and together is not None:
+                together(conn, [item[1] for item in jobs[i:j]])
+                values.extend([None] * (j - i))
+            else:
+                values.append(job(conn, *args))
+            i = j
+        return values
 
     def _failed(self, jobs: list[_Item], exc: Exception) -> None:
         if len(jobs) > 1 and not (isinstance(exc, sqlite3.OperationalError) and _busy(exc)):

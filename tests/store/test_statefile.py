@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import mmap
 import os
 from pathlib import Path
 
+import pytest
+
+from resmagic.store import statefile
 from resmagic.store.liveness import Identity, alive, me
 from resmagic.store.rows import CellRun, Session
 from resmagic.store.statefile import PAGE, State, StateFile, folder, read_dead
@@ -92,3 +96,76 @@ def test_a_label_with_quotes_newlines_and_accents_reads_back(tmp_path: Path) -> 
     page.started(CellRun("nb.ipynb", 'id"1', None, None, label=label), oom_kills=None)
     [run] = _dead(store)[0].runs
     assert (run.label, run.cell_id, run.cell) == (label, 'id"1', None)
+
+
+class _KilledBeforeTheFlip(BaseException):
+    """Stands for a SIGKILL between a boundary's slot and its flip."""
+
+
+def test_a_boundary_killed_before_its_flip_leaves_the_last_one_whole(tmp_path: Path) -> None:
+    # Issue 26 C1: the new text goes into the other slot; the first byte is the commit point.
+    store = tmp_path / "runs.sqlite"
+    page = StateFile.create(str(store), _session(), [])
+    assert page is not None
+    assert page._map is not None  # mapped here (tmp_path is a local file system)
+    real = page._map
+    outer = CellRun("nb.ipynb", "c1", 4, "sha1", scope="gpu_scope", label="train")
+    page.started(outer, oom_kills=None)
+
+    class Flipless:
+        def __setitem__(self, where: slice, data: bytes) -> None:
+            if where.start == 0:
+                raise _KilledBeforeTheFlip
+            real[where] = data
+
+    page._map = Flipless()  # type: ignore[assignment]
+    inner = CellRun("nb.ipynb", "c2", 5, "sha2", scope="timed", label="x" * 150)
+    with pytest.raises(_KilledBeforeTheFlip):
+        page.started(inner, oom_kills=None)
+    assert [r.run for r in _dead(store)[0].runs] == [outer.run]  # the slot alone: not read
+    with pytest.raises(_KilledBeforeTheFlip):
+        page.ended(outer)
+    assert [r.run for r in _dead(store)[0].runs] == [outer.run]
+    page._map = real  # the process lives on: inner is the one open cell it knows of
+    page.started(inner, oom_kills=None)
+    assert [r.run for r in _dead(store)[0].runs] == [inner.run]
+    page.ended(inner)
+    assert _dead(store)[0].runs == ()
+
+
+def test_a_page_that_cannot_be_mapped_is_written_whole_at_each_boundary(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def refuse(*args: object) -> None:
+        raise OSError("no mapping on this file system")
+
+    monkeypatch.setattr(mmap, "mmap", refuse)
+    store = tmp_path / "runs.sqlite"
+    page = StateFile.create(str(store), _session(), [])
+    assert page is not None
+    assert page._map is None
+    runs = [CellRun("nb.ipynb", f"c{i}", i, None, label="y" * (40 * i)) for i in range(4)]
+    for run in runs:
+        page.started(run, oom_kills=None)
+        assert _dead(store)[0].runs[-1].run == run.run
+    for run in reversed(runs):
+        page.ended(run)
+    assert _dead(store)[0].runs == ()
+    assert os.path.getsize(page.path) == PAGE
+
+
+def test_an_older_kernels_one_text_page_is_still_read(tmp_path: Path) -> None:
+    # Pages before issue 26 C1: the header and the lines from byte 0, spaces to the end.
+    store = tmp_path / "runs.sqlite"
+    page = StateFile.create(str(store), _session(), [])
+    assert page is not None
+    run = CellRun("nb.ipynb", "c1", 4, "sha1", scope="timed", label="old")
+    page.started(run, oom_kills=2)
+    [mapped] = _dead(store)
+    text = statefile._header(_session()) + statefile._line(run, 2)
+    with open(page.path, "r+b") as f:
+        f.write(text.ljust(PAGE))
+    [old] = _dead(store)
+    assert old.runs == mapped.runs
+    assert old.runs[0].label == "old"
+    assert old.session == mapped.session

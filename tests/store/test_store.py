@@ -271,3 +271,22 @@ def test_rank_zeros_table_is_stored_as_rank_rows_and_other_ranks_reports_are_not
     assert list(table["device"]) == list(frame["device"])[-3:] == ["host", "rank 0", "rank 1"]
     cell = "ranks 2 of 3; host peak 500 MiB on rank 1; rank 2 missing"
     assert table["ranks"].iloc[-1] == cell == resmagic.history_frame()["ranks"].iloc[-1]
+
+
+def test_a_forked_child_names_its_runs_apart_from_its_parents() -> None:
+    from resmagic.store.rows import new_id
+
+    mine = new_id()
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: its next id, and exit without pytest's teardown
+        os.write(write, new_id().encode())
+        os._exit(0)
+    os.close(write)
+    theirs = os.read(read, 100).decode()
+    os.close(read)
+    os.waitpid(pid, 0)
+    after = new_id()
+    assert theirs[:12] != mine[:12]  # a prefix of its own: the counters may meet
+    assert after[:12] == mine[:12]
+    assert after != mine
