@@ -80,6 +80,7 @@ LATER = (
     "resmagic.ipython.command_parser",
     "resmagic.ipython.watch",
     "resmagic.ipython.views.live_table",
+    "resmagic.ipython.views.held",
 )
 
 

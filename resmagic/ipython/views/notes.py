@@ -12,7 +12,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
-from resmagic.ipython.views.held import NOT_VARIABLES, cell_holds, held_by_variables
 from resmagic.ipython.views.output import ReportOutput
 from resmagic.ipython.views.text import render_report, report_kinds
 from resmagic.units import format_delta
@@ -132,6 +131,9 @@ def _not_variables(report: GpuReport, device: str, namespace: Any) -> str:
     row = next((d for d in report.devices if d.name == device and d.source != "NVML"), None)
     if row is None or row.delta_bytes <= 0:
         return ""
+    # Loaded with the first cell that left memory in use, not at %load_ext (issue 26).
+    from resmagic.ipython.views.held import NOT_VARIABLES, cell_holds, held_by_variables
+
     holds = cell_holds(namespace)
     named = holds.get(device, 0) if holds is not None else None
     if named is None or held_by_variables(row.delta_bytes, named):
