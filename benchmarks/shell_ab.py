@@ -38,8 +38,16 @@ VARIANTS: list[tuple[str, str | None, str]] = [
 ]
 
 
-def child(rounds: int, store_off: bool) -> None:
-    """Time every variant in this interpreter; print one JSON line of seconds per cell."""
+Timing = tuple[float, float, float]
+"""Per cell over a run of cells: wall s, this thread's CPU s, the other threads' CPU s."""
+
+
+def measure(rounds: int, store_off: bool, round_s: float | None = None) -> dict[str, list[Timing]]:
+    """Time every variant in this interpreter, rounds interleaved; per variant, each round's.
+
+    ``round_s``: cells per round sized to about this many seconds per variant (None: 40).
+    Also used by benchmarks/store_cells.py (the CPU split per thread).
+    """
     os.environ["IPYTHONDIR"] = tempfile.mkdtemp(prefix="resmagic-ab-ipython-")
     from IPython.core.interactiveshell import InteractiveShell
     from IPython.utils.capture import capture_output
@@ -50,28 +58,37 @@ def child(rounds: int, store_off: bool) -> None:
         from resmagic.config import settings
 
         settings.store = ""
-    got: dict[str, list[float]] = {label: [] for label, _, _ in VARIANTS}
+    got: dict[str, list[Timing]] = {label: [] for label, _, _ in VARIANTS}
+    counts: dict[str, int] = {}
     run: Any = shell.run_cell
 
-    def cells(src: str, n: int) -> float:
-        t0 = time.perf_counter()
+    def cells(src: str, n: int) -> Timing:
+        w0, p0, t0 = time.perf_counter(), time.process_time(), time.thread_time()
         for _ in range(n):
             run(src, store_history=False)
-        return (time.perf_counter() - t0) / n
+        w, p, t = time.perf_counter() - w0, time.process_time() - p0, time.thread_time() - t0
+        return w / n, t / n, (p - t) / n
 
     with capture_output(display=True):
-        for _, before, src in VARIANTS:  # warm up every path once
+        for label, before, src in VARIANTS:  # warm up every path once
             if before:
                 run(before, store_history=False)
-            cells(src, 20)
+            first = cells(src, 20)[0]
+            counts[label] = 40 if round_s is None else max(5, int(round_s / first))
         for r in range(rounds):
             order = VARIANTS[r % len(VARIANTS) :] + VARIANTS[: r % len(VARIANTS)]
             for label, before, src in order:
                 if before:
                     run(before, store_history=False)
-                got[label].append(cells(src, 40))
+                got[label].append(cells(src, counts[label]))
         run("%resmagic watch off", store_history=False)
-    print(json.dumps(got))
+    return got
+
+
+def child(rounds: int, store_off: bool) -> None:
+    """Print one JSON line: each variant's wall seconds per cell, per round."""
+    got = measure(rounds, store_off)
+    print(json.dumps({label: [t[0] for t in values] for label, values in got.items()}))
 
 
 def main() -> int:

@@ -20,58 +20,15 @@ import os
 import statistics
 import subprocess
 import sys
-import tempfile
-import time
 from pathlib import Path
-from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-VARIANTS: list[tuple[str, str | None, str]] = [
-    ("bare cell", "%resmagic watch off", "pass"),
-    ("%%timed", None, "%%timed\npass"),
-    ("%%timed -q", None, "%%timed -q\npass"),
-    ("%%gpu_scope --no-panel", None, "%%gpu_scope --no-panel\npass"),
-    ("watch on (gpu_scope, timed)", "%resmagic watch on --no-panel", "pass"),
-    ("watch on --scopes timed", "%resmagic watch on --no-panel --scopes timed", "pass"),
-]
+from shell_ab import VARIANTS, measure  # the same cells, timed the same way
 
 
 def _child(store: str, rounds: int, round_s: float) -> None:
-    os.environ["IPYTHONDIR"] = tempfile.mkdtemp(prefix="resmagic-storecells-")
-    from IPython.core.interactiveshell import InteractiveShell
-    from IPython.utils.capture import capture_output
-
-    shell = InteractiveShell.instance()
-    shell.run_line_magic("load_ext", "resmagic")
-    from resmagic.config import settings
-
-    if store == "off":
-        settings.store = ""
-    run: Any = shell.run_cell
-
-    def cells(src: str, n: int) -> tuple[float, float, float]:
-        w0, p0, t0 = time.perf_counter(), time.process_time(), time.thread_time()
-        for _ in range(n):
-            run(src, store_history=False)
-        w, p, t = time.perf_counter() - w0, time.process_time() - p0, time.thread_time() - t0
-        return w / n, t / n, (p - t) / n
-
-    got: dict[str, list[tuple[float, float, float]]] = {label: [] for label, _, _ in VARIANTS}
-    counts = {}
-    with capture_output(display=True):
-        for label, before, src in VARIANTS:
-            if before:
-                run(before, store_history=False)
-            counts[label] = max(5, int(round_s / cells(src, 20)[0]))
-        for r in range(rounds):
-            k = r % len(VARIANTS)
-            for label, before, src in VARIANTS[k:] + VARIANTS[:k]:
-                if before:
-                    run(before, store_history=False)
-                got[label].append(cells(src, counts[label]))
-        run("%resmagic watch off", store_history=False)
-    print(json.dumps(got))
+    print(json.dumps(measure(rounds, store == "off", round_s)))
 
 
 def _export(ref: str) -> str:
