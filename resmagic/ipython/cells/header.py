@@ -84,12 +84,25 @@ class Header:
 
 def read_header(lines: Sequence[str], ours: Callable[[str], bool]) -> list[tuple[str, str]]:
     """``(magic, options)`` for each leading line that is one of our cell magics."""
-    found: list[tuple[str, str]] = []
+    return [(read.magic, read.options) for read in _leading(lines, ours, _read_line)]
+
+
+def _read_line(line: str) -> _Line | None:
+    """``line`` as a magic and its options; None when it is not a ``%%name`` line."""
+    match = _LINE.fullmatch(line.rstrip("\r\n"))
+    return None if match is None else _Line(match[1], match[2] or "")
+
+
+def _leading(
+    lines: Sequence[str], ours: Callable[[str], bool], read: Callable[[str], _Line | None]
+) -> list[_Line]:
+    """The leading lines that are our cell magics, each as ``read`` reads it."""
+    found: list[_Line] = []
     for line in lines:
-        match = _LINE.fullmatch(line.rstrip("\r\n"))
-        if match is None or not ours(match[1]):
+        got = read(line)
+        if got is None or not ours(got.magic):
             break
-        found.append((match[1], match[2] or ""))
+        found.append(got)
     return found
 
 
@@ -143,12 +156,7 @@ class HeaderTransformer:
         if pending is not None and pending.source == source:
             # ipykernel transforms a cell twice (once to decide on await): build once.
             return self._hidden(pending, lines[len(pending.lines) :])
-        found: list[_Line] = []
-        for line in lines:
-            read = self._read(line) if line.startswith("%%") else None
-            if read is None or not self.ours(read.magic):
-                break
-            found.append(read)
+        found = _leading(lines, self.ours, self._read)
         if not found or any(read.help for read in found):
             return lines
         n = len(found)
@@ -170,12 +178,13 @@ class HeaderTransformer:
 
     def _read(self, line: str) -> _Line | None:
         """``line`` as a magic and its options (None: not a ``%%name`` line), read once."""
+        if not line.startswith("%%"):
+            return None  # the cell's code: never kept
         try:
             return self._seen[line]
         except KeyError:
             pass
-        match = _LINE.fullmatch(line.rstrip("\r\n"))
-        read = None if match is None else _Line(match[1], match[2] or "")
+        read = _read_line(line)
         if len(self._seen) >= _SEEN_MAX:  # lines typed once each (a notebook of labels)
             self._seen.clear()
         self._seen[line] = read
