@@ -76,10 +76,10 @@ class Watcher:
         new run of each. The cell runner must then be armed
         (:meth:`resmagic.ipython.session.Session.watch` does both).
         """
-        for name, spec in options.specs():
-            # Built once as before: bad options refused now, the panel's widgets loaded now.
-            self.factory.build(name, **spec)
+        # Bad options are refused here; each cell then runs these layers' scopes again.
         layers = [self.factory.build(name, quiet=True, **spec) for name, spec in options.specs()]
+        if options.panel and any(layer.magic == "gpu_scope" for layer in layers):
+            self.notes.load_panel()  # the first long cell's panel shows on time
         if options.log is not None:  # `--log ''` is a mistake too, not "no log"
             _check_writable(options.log)
         self.log = WatchLog(resolve_log_path(options.log)) if options.log else None

@@ -52,7 +52,7 @@ from resmagic.probes.table import WIDE_SOURCES
 from resmagic.report import GpuReport, Report
 from resmagic.scopes.gpu import gpu_scope
 
-__all__ = ["CellPanel", "available", "close_all"]
+__all__ = ["CellPanel", "available", "close_all", "import_widgets"]
 
 _VIEW_MIME = "application/vnd.jupyter.widget-view+json"
 
@@ -78,7 +78,7 @@ _imported = threading.Event()
 """Set once ``ipywidgets`` is imported: the sampler thread makes a widget only then."""
 
 
-def _import_widgets() -> None:
+def import_widgets() -> None:
     """Import ipywidgets (0.2-1 s on 2 cores) here, never on the sampler thread.
 
     The sampler thread also feeds the memory guard: an import there held every sample of
@@ -94,7 +94,7 @@ def _import_widgets() -> None:
 def _import_widgets_aside() -> None:
     """Start importing ipywidgets on a thread of its own, unless it is done already."""
     if not _imported.is_set():
-        threading.Thread(target=_import_widgets, name="resmagic-widgets", daemon=True).start()
+        threading.Thread(target=import_widgets, name="resmagic-widgets", daemon=True).start()
 
 
 def _html_widget(value: str) -> Any:
@@ -170,7 +170,7 @@ class CellPanel:
         scope.follow(self._sampled)  # the scope samples while open; its peak covers ours
         self._t0 = 0.0
         if delay is None:
-            _import_widgets()  # a magic cell shows its widget at once: before its scope opens
+            import_widgets()  # a magic cell shows its widget at once: before its scope opens
         else:
             _import_widgets_aside()  # a watched cell may never need it: ready by watch_panel_s
 

@@ -100,6 +100,13 @@ class Notes:
             return None
         return cell_panel.CellPanel(scope, magic, _said, self.output, delay, self._expected)
 
+    def load_panel(self) -> None:
+        """Import the live panel's widgets now, where a kernel can show a panel (0.2-1 s)."""
+        from resmagic.ipython.views import cell_panel
+
+        if cell_panel.available(self.shell):
+            cell_panel.import_widgets()
+
     def _expected(self) -> float | None:
         last = self.last_run("gpu_scope") if self.last_run is not None else None
         return getattr(last, "duration_s", None)
