@@ -154,7 +154,7 @@ class TestStatusAndError:
 
 def test_timing_report_builds_the_same_report_as_the_dataclass() -> None:
     from resmagic.report import TimingReport
-    from resmagic.report import timing_report as build
+    from resmagic.report_makers import timing_report as build
 
     fields: tuple[Any, ...] = ("error", 1.5, 1.7e9, 7, "ValueError: x", "step", 1.5, 0.25, True)
     names: tuple[str, ...] = ("status", "duration_s", "started_at", "cell", "error", "label")
@@ -172,7 +172,8 @@ def test_timing_report_builds_the_same_report_as_the_dataclass() -> None:
 
 
 def test_device_report_builds_the_same_row_as_the_dataclass() -> None:
-    from resmagic.report import DeviceReport, device_report
+    from resmagic.report import DeviceReport
+    from resmagic.report_makers import device_report
 
     fields: tuple[Any, ...] = ("cuda:0", "torch allocator", 1, 5, 2, 80, True, 3)
     names = [f.name for f in dataclasses.fields(DeviceReport)]
@@ -184,7 +185,8 @@ def test_device_report_builds_the_same_row_as_the_dataclass() -> None:
 
 
 def test_gpu_report_builds_the_same_report_as_the_dataclass() -> None:
-    from resmagic.report import DeviceReport, GpuReport, Holder, gpu_report
+    from resmagic.report import DeviceReport, GpuReport, Holder
+    from resmagic.report_makers import gpu_report
 
     common: dict[str, Any] = {
         "status": "error",

@@ -18,7 +18,8 @@ from resmagic.probes.devices import HOST, check_exists, parse_device
 from resmagic.probes.peaks import OuterPeak, PeakCounter
 from resmagic.probes.probe import Probe, Wants, describe_failure
 from resmagic.probes.reading import DeviceMemory
-from resmagic.report import DeviceReport, GpuReport, describe_error, device_report, gpu_report
+from resmagic.report import DeviceReport, GpuReport, describe_error
+from resmagic.report_makers import device_report, gpu_report
 from resmagic.sampler import Listener, Watch, sampler
 from resmagic.scopes import RECLAIM, Reclaim
 from resmagic.scopes.base import Scope

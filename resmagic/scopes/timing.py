@@ -15,7 +15,8 @@ from typing import Any, Literal, TypeVar, cast
 from resmagic.bus import current_cell, publish
 from resmagic.errors import OptionError
 from resmagic.probes import torch_cuda
-from resmagic.report import Status, TimingReport, describe_error, status_of, timing_report
+from resmagic.report import Status, TimingReport, describe_error, status_of
+from resmagic.report_makers import timing_report
 from resmagic.scopes.base import Listener, Scope, listeners_here, open_in, runs_here
 from resmagic.scopes.ranked import ranks_of
 from resmagic.totals import count
