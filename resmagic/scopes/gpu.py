@@ -13,16 +13,24 @@ from typing import Any
 from resmagic.bus import current_cell
 from resmagic.errors import OptionError
 from resmagic.guard import Guard, parse_fraction
-from resmagic.probes import cgroup, host, launched, nvml, sources, table, torch_cuda, workers
+from resmagic.probes import cgroup, host, nvml, torch_cuda
 from resmagic.probes.devices import HOST, check_exists, parse_device
-from resmagic.probes.peaks import OuterPeak, PeakCounter
-from resmagic.probes.probe import Probe, Wants, describe_failure
+from resmagic.probes.peaks import PeakCounter
+from resmagic.probes.probe import Probe
 from resmagic.probes.reading import DeviceMemory
 from resmagic.report import DeviceReport, GpuReport, describe_error
 from resmagic.report_makers import device_report, gpu_report
 from resmagic.sampler import Listener, Watch, sampler
 from resmagic.scopes import RECLAIM, Reclaim
 from resmagic.scopes.base import Scope
+from resmagic.scopes.gpu_reads import (
+    DIRECT,
+    GPU_PROBES,
+    HOST_PROBES,
+    gpu_idle,
+    plan,
+    read_host_like,
+)
 from resmagic.scopes.outcome import (
     ended_ranks,
     exact_children,
@@ -39,64 +47,7 @@ from resmagic.scopes.reclaim import clear_frames
 __all__ = ["gpu_scope", "is_out_of_memory", "parse_device"]
 
 
-_HOST_PROBES = table.HOST_LIKE
-_GPU_PROBES = table.GPU
-_ALL_PROBES = _HOST_PROBES + _GPU_PROBES  # one tuple for every scope: _plan's cache key
-
-
-def _gpu_idle() -> bool:
-    """True while no GPU source can give a row: torch not imported, NVML settled without one.
-
-    Then a block reads the host-like probes only (issue 26, G5): the GPU ones would give no
-    rows and no failure. Checked again at close, so torch imported in the block is read.
-    """
-    return not torch_cuda.imported() and nvml.unavailable() is not None
-
-
-# The built-in host-like probes, read without the protocol's calls (issue 26, G8).
-_DIRECT = _HOST_PROBES == (sources.HOST, sources.WORKERS, sources.CONTAINER)
-
-
-def _read_host_like(wants: Wants, failures: dict[str, str]) -> list[DeviceMemory]:
-    """What ``_read_from(_HOST_PROBES, failures, peak=False)`` reads, in straight lines.
-
-    Rows of the host, its workers and its container, in that order; a read that fails
-    gives no rows and its note in ``failures``, once per source, as a probe's would.
-    """
-    rows: list[DeviceMemory] = []
-    try:
-        rows.append(host.read(peak=False))
-    except Exception as exc:
-        failures.setdefault(host.SOURCE, describe_failure(host.SOURCE, exc))
-    try:
-        rows += launched.read(wants)
-    except Exception as exc:
-        failures.setdefault(workers.SOURCE, describe_failure(workers.SOURCE, exc))
-    try:
-        rows += cgroup.read()
-    except Exception as exc:
-        failures.setdefault(cgroup.SOURCE, describe_failure(cgroup.SOURCE, exc))
-    return rows
-
-
-_Plan = tuple[tuple[tuple[str, PeakCounter], ...], tuple[Probe, ...]]
-_plans: dict[tuple[tuple[Probe, ...], tuple[Probe, ...], bool], _Plan] = {}
-
-
-def _plan(counted: tuple[Probe, ...], read: tuple[Probe, ...]) -> _Plan:
-    """The exact counters of ``counted`` by source, and which of ``read`` only sampling peaks.
-
-    Sampled: a probe without an exact counter (NVML, workers, host RSS where VmHWM cannot be
-    reset) and the container (only the outermost scope has its counter). The same for every
-    run while the host's counter stays exact or not: worked out once (issue 26, G8).
-    """
-    key = (counted, read, host.peak_is_exact())
-    plan = _plans.get(key)
-    if plan is None:
-        counters = tuple((p.source, c) for p in counted if (c := p.counter) is not None)
-        sampled = tuple(p for p in read if p.counter is None or isinstance(p.counter, OuterPeak))
-        plan = _plans[key] = (counters, sampled)
-    return plan
+_ALL_PROBES = HOST_PROBES + GPU_PROBES  # one tuple for every scope: plan()'s cache key
 
 
 _idle_notes: dict[str | None, tuple[str, ...]] = {}
@@ -186,7 +137,7 @@ class gpu_scope(Scope["gpu_scope", GpuReport]):
         self.held_by = held_by
         if ranks or ranks_timeout_s is not None:
             self.ranks = ranks_of(ranks, ranks_timeout_s, "gpu_scope", None)
-        self._probes: tuple[Probe, ...] = _HOST_PROBES if self.device == HOST else _ALL_PROBES
+        self._probes: tuple[Probe, ...] = HOST_PROBES if self.device == HOST else _ALL_PROBES
         self._listeners: list[Listener] = []
         self._latest: _Run | None = None
 
@@ -236,7 +187,7 @@ class gpu_scope(Scope["gpu_scope", GpuReport]):
 
     def why_no_gpu(self, seen: set[str]) -> tuple[str, ...]:
         """In words, why rows from these sources leave out a GPU source (``()`` for host only)."""
-        gpus = (p for p in self._probes if p in _GPU_PROBES)
+        gpus = (p for p in self._probes if p in GPU_PROBES)
         return tuple(str(p.status()) for p in gpus if p.source not in seen)
 
     def _notes_without_gpu(self, rows: tuple[DeviceReport, ...], idle: bool) -> tuple[str, ...]:
@@ -262,8 +213,8 @@ class gpu_scope(Scope["gpu_scope", GpuReport]):
         A probe that fails gives no rows and a note in ``failures`` (the run's), once per
         source; per-run state stays off the scope, which threads may share.
         """
-        if probes is _HOST_PROBES and not peak and _DIRECT:
-            return _read_host_like(self._wants, failures)
+        if probes is HOST_PROBES and not peak and DIRECT:
+            return read_host_like(self._wants, failures)
         rows: list[DeviceMemory] = []
         for probe in probes:
             got, failure = probe.read(self._wants, peak=peak)
@@ -286,12 +237,12 @@ class gpu_scope(Scope["gpu_scope", GpuReport]):
         gc_t0 = time.perf_counter()
         if self.gc:
             _gc.collect()
-        idle = self.device == HOST or _gpu_idle()
+        idle = self.device == HOST or gpu_idle()
         if self.empty_cache:
             torch_cuda.empty_cache()
         # No peak read at open: the run's peak comes from the counter it resets, or from the
         # samples; VmHWM before the reset was 7-9 us of /proc/self/status per block (issue 26).
-        probes = _HOST_PROBES if idle else self._probes
+        probes = HOST_PROBES if idle else self._probes
         readings = self._read_from(probes, failures, peak=False)
         before = {(r.name, r.source): r for r in readings}
         run = _Run(time.time(), gc_t0, before, {}, None, cgroup.oom_kills(), failures)
@@ -312,7 +263,7 @@ class gpu_scope(Scope["gpu_scope", GpuReport]):
         Every probe's counter gets a frame, an idle GPU source's too: torch may initialise
         CUDA in the block, and its peak counter then holds the block's exact peak.
         """
-        counters, sampled = _plan(self._probes, probes)
+        counters, sampled = plan(self._probes, probes)
         for source, counter in counters:
             if source == cgroup.SOURCE and (cgroup.NAME, cgroup.SOURCE) not in run.before:
                 continue  # no limit, no container row: no peak to reset and read (issue 26)
@@ -354,11 +305,11 @@ class gpu_scope(Scope["gpu_scope", GpuReport]):
         if self.gc:
             _gc.collect()
             duration = time.perf_counter() - run.t0
-        idle = self.device == HOST or _gpu_idle()
+        idle = self.device == HOST or gpu_idle()
         if self.empty_cache or reclaimed:
             torch_cuda.empty_cache()
         # The host peak was read by pop() above: what VmHWM says now is not needed.
-        probes = _HOST_PROBES if idle else self._probes
+        probes = HOST_PROBES if idle else self._probes
         after = exact_children(self._read_from(probes, run.failures, peak=False), self._wants)
         if run.watch is not None:
             # One last reading, so a peak that is still held is counted; the live view is

@@ -649,7 +649,7 @@ def test_host_like_rows_read_in_straight_lines_are_what_the_probes_read() -> Non
     # issue 26 (G8): a block reads the built-in host-like probes without the protocol's
     # calls; the rows (and a failure's note) must be the probes' own.
     from resmagic.probes import table
-    from resmagic.scopes import gpu
+    from resmagic.scopes import gpu_reads
 
     def by_probes(failures: dict[str, str]) -> list[DeviceMemory]:
         rows: list[DeviceMemory] = []
@@ -664,15 +664,15 @@ def test_host_like_rows_read_in_straight_lines_are_what_the_probes_read() -> Non
         return [(r.name, r.source, r.total_bytes, r.peak_bytes, r.reserved_bytes) for r in rows]
 
     scope = gpu_scope("host")
-    assert gpu._DIRECT
-    assert shape(gpu._read_host_like(scope._wants, {})) == shape(by_probes({}))
+    assert gpu_reads.DIRECT
+    assert shape(gpu_reads.read_host_like(scope._wants, {})) == shape(by_probes({}))
     files = host._files.ensure()
     statm = files.statm
     files.statm = -1  # no descriptor: the host read fails (EBADF) as a lost /proc would
     try:
         direct: dict[str, str] = {}
         probed: dict[str, str] = {}
-        assert shape(gpu._read_host_like(scope._wants, direct)) == shape(by_probes(probed))
+        assert shape(gpu_reads.read_host_like(scope._wants, direct)) == shape(by_probes(probed))
     finally:
         files.statm = statm
     assert direct == probed
