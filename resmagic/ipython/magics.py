@@ -278,7 +278,14 @@ class ResMagics(Magics):
         prepared = self._prepare(magic, line, cell, bind)
         if prepared is None:
             return None
-        return run_layers(self._shell, *prepared)
+        output = self.session.output
+        expecting = output.expecting
+        # Its reports show as run_layers returns: a clear pending then needs a placeholder.
+        output.expecting = expecting or any(layer.render is not None for layer in prepared[0])
+        try:
+            return run_layers(self._shell, *prepared)
+        finally:
+            output.expecting = expecting
 
     def _prepare(
         self, magic: str, line: str, cell: str, bind: str | None

@@ -178,6 +178,25 @@ def test_output_after_a_clear_lets_the_report_be_a_new_output(kernel: Kernel) ->
 
 
 @pytest.mark.kernel
+def test_a_cell_that_shows_no_report_gets_no_placeholder_at_a_pending_clear() -> None:
+    # nbclient's "Clear Output" notebook: a cell ending in clear_output(wait=True) had an
+    # empty output of ours under it once resmagic was loaded, in a plain cell and under
+    # %%timed -q alike (no report would fill it).
+    cell = "from IPython.display import clear_output\nprint('result')\nclear_output(wait=True)"
+    with Kernel() as k:
+        assert k.run("%load_ext resmagic").status == "ok"
+        for source in (cell, "%%timed -q\n" + cell, "%%gpu_scope -q\n" + cell):
+            run = k.run(source)
+            kinds = [m["msg_type"] for m in run.messages if m["msg_type"] != "status"]
+            assert "display_data" not in kinds, (source, kinds)
+            assert run.stdout == "result\n"
+        shown = k.run("%%timed\n" + cell)  # a report follows: the placeholder is still made
+        kinds = [m["msg_type"] for m in shown.messages if m["msg_type"] != "status"]
+        assert kinds.index("display_data") < kinds.index("clear_output")
+        assert "timed  wall " in shown.report_text
+
+
+@pytest.mark.kernel
 def test_report_never_joins_unfinished_output(kernel: Kernel) -> None:
     run = kernel.run("print('x', end='')")
     assert run.stdout == "x"

@@ -200,6 +200,8 @@ class CellRunner:
         self.frames.append(Frame(info, layers, running_cell(self.shell), watched))
         if layers:
             self._want_ast_hook()
+            if any(layer.render is not None for layer in layers):
+                self.output.expecting = True  # its report must not erase the cell's result
 
     @held_back()
     def visit(self, node: ast.Module) -> ast.Module:

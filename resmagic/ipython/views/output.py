@@ -4,9 +4,11 @@ In a Jupyter kernel a report is a ``display_data`` output (never glued onto a ``
 end='')`` the cell left unfinished), marked with :data:`MARK` in its metadata so tools can
 tell it from the cell's own outputs. A cell that ends with ``clear_output(wait=True)`` asks
 the frontend to clear everything at the *next* output; a report displayed then would erase
-the cell's result. So when the hook sees such a clear go by it first displays an empty
-placeholder, and the report fills that placeholder in (an ``update_display_data``, which
-clears nothing) as long as no output of the cell has come since. In a terminal the report is
+the cell's result. So when the hook sees such a clear go by in a cell that will show a
+report (:attr:`ReportOutput.expecting`) it first displays an empty placeholder, and the
+report fills that placeholder in (an ``update_display_data``, which clears nothing) as long
+as no output of the cell has come since. Any other cell gets no placeholder: its outputs
+are what they are without resmagic. In a terminal the report is
 printed, on a line of its own: after the cell's own ``print(..., end="")`` (IPython keeps
 what went through ``sys.stdout``), and after a shell command (``!cmd``, an ``%alias``) whose
 output never goes through ``sys.stdout`` (see :class:`FreshLine`).
@@ -45,6 +47,9 @@ class ReportOutput:
         """Where the cell's stdout stood when a shell command last wrote past it."""
         self.clears = 0
         """How many ``clear_output`` calls went by: a display made before one may be gone."""
+        self.expecting = False
+        """The running cell will show a report (text, a panel, watch's line): a pending
+        clear gets a placeholder. Set by whoever opens such a cell, cleared by :meth:`reset`."""
 
     def register(self) -> None:
         """Watch the kernel's display messages; in a terminal, the shell's commands."""
@@ -63,6 +68,7 @@ class ReportOutput:
     def reset(self) -> None:
         """Forget the clear of the cell that ended: the next top-level cell has a fresh output."""
         self._placeholder, self._pending = None, False
+        self.expecting = False
         self._raw_at = None
         self._unwatch_streams()
 
@@ -172,7 +178,7 @@ class ReportOutput:
         kind = msg.get("msg_type")
         if kind == "clear_output":
             self.clears += 1
-            if msg.get("content", {}).get("wait"):
+            if self.expecting and msg.get("content", {}).get("wait"):
                 self._ours = True
                 try:
                     handle = display({"text/plain": ""}, raw=True, display_id=True, metadata=MARK)
