@@ -13,12 +13,12 @@ import sys
 from typing import TYPE_CHECKING, Any
 
 from resmagic._lazy import later
-from resmagic._version import __version__
 from resmagic.bus import clear_history, history, history_frame
 from resmagic.config import settings
 from resmagic.wiring import wire
 
 if TYPE_CHECKING:
+    from resmagic._version import __version__
     from resmagic.report import (
         DeviceReport,
         GpuReport,
@@ -73,6 +73,7 @@ _LATER = {
         "resmagic.report",
     ),
     **dict.fromkeys(("db_transaction", "experiment_log", "gpu_scope", "timed"), "resmagic.scopes"),
+    "__version__": "resmagic._version",
     "runs": "resmagic.store",
     "top": "resmagic.store",
     "clear_timings": "resmagic.totals",

@@ -81,6 +81,9 @@ LATER = (
     "resmagic.ipython.watch",
     "resmagic.ipython.views.live_table",
     "resmagic.ipython.views.held",
+    "resmagic.ipython.usage_request",
+    "resmagic._version",
+    "IPython.core.magic_arguments",
 )
 
 

@@ -1,4 +1,4 @@
-"""The magics: one thin method each; options declared with IPython's ``magic_arguments``.
+"""The magics: one thin method each; options declared as with IPython's ``magic_arguments``.
 
 In a cell IPython runs, our ``%%`` lines never reach these methods: the header transformer
 builds their layers with :meth:`ResMagics.layer` and IPython runs the body itself
@@ -25,12 +25,11 @@ from IPython.core.magic import (
     magics_class,
     output_can_be_silenced,
 )
-from IPython.core.magic_arguments import argument, kwds
 
 from resmagic.ipython.cells.header import read_header
 from resmagic.ipython.cells.options import BIND_RULE, BINDS, BUILDERS, asks_help, split_once
 from resmagic.ipython.cells.stack import Layer, run_layers
-from resmagic.ipython.magic_options import Parsers, options, parser_of
+from resmagic.ipython.magic_options import Parsers, argument, kwds, options, parser_of
 from resmagic.scopes import MAX_TIMEOUT_S, RECLAIM
 
 if TYPE_CHECKING:

@@ -10,7 +10,7 @@ The per-shell composition root. Each object gets what it uses through its constr
 - :class:`~resmagic.ipython.guarding.CellGuard`: ``%resmagic guard``;
 - :class:`~resmagic.ipython.cells.runner.CellRunner`: the cell hooks (and its header
   transformer), telling the store when a cell's scopes open and close;
-- :class:`~resmagic.ipython.usage_request.UsageHandler`: the status bar's readings.
+- :class:`UsageEntry`: the status bar's readings (:mod:`resmagic.ipython.usage_request`).
 
 The magics object (:class:`~resmagic.ipython.magics.ResMagics`) is made last, from the
 session; the commands of ``%resmagic`` take the session itself.
@@ -32,10 +32,13 @@ from resmagic.ipython.views.output import ReportOutput
 
 if TYPE_CHECKING:
     from resmagic.ipython.guarding import CellGuard
-    from resmagic.ipython.usage_request import UsageHandler
+    from resmagic.ipython.usage_request import Handler, UsageHandler
     from resmagic.ipython.watch import Watcher, WatchOptions
 
-__all__ = ["Session"]
+__all__ = ["USAGE_REQUEST", "Session", "UsageEntry"]
+
+USAGE_REQUEST = "usage_request"
+"""The control message the status bar item (and jupyter-resource-usage) polls."""
 
 
 class _Unwatched:
@@ -49,6 +52,62 @@ class _Unwatched:
 
 
 _UNWATCHED = _Unwatched()
+
+
+class UsageEntry:
+    """Our entry in ipykernel's table for ``usage_request``: the reply loads when first asked.
+
+    Issue 26: :mod:`resmagic.ipython.usage_request` is not imported at ``%load_ext``. ipykernel
+    (6.29 to 7.x) looks the handler up for each request and awaits it on the control thread.
+    """
+
+    def __init__(self, shell: Any, kernel: Any, original: Handler) -> None:
+        self.shell = shell
+        self.kernel = kernel
+        self.original = original
+        self.handler: UsageHandler | None = None
+        self.active = True
+        self._lock = threading.Lock()
+
+    async def __call__(self, stream: Any, ident: Any, parent: dict[str, Any]) -> None:
+        """Answer with our handler; once unloaded (yet still called, wrapped), with ipykernel's."""
+        with self._lock:
+            if self.active and self.handler is None:
+                from resmagic.ipython.usage_request import UsageHandler
+
+                self.handler = UsageHandler(self.shell, self.kernel, self.original)
+            handler = self.handler if self.active else None
+        if handler is not None:
+            await handler(stream, ident, parent)
+            return
+        result = self.original(stream, ident, parent)
+        if result is not None:
+            await result
+
+    @classmethod
+    def install(cls, shell: Any) -> tuple[UsageEntry | None, str]:
+        """Take ``usage_request`` on ``shell``'s kernel; None and why not outside ipykernel."""
+        kernel = getattr(shell, "kernel", None)
+        handlers = getattr(kernel, "control_handlers", None)
+        if not isinstance(handlers, dict):
+            return None, "not in an ipykernel kernel: no usage_request to answer"
+        original = handlers.get(USAGE_REQUEST)
+        if original is None:
+            return None, "this ipykernel has no usage_request (it came in ipykernel 6.11)"
+        entry = cls(shell, kernel, original)
+        handlers[USAGE_REQUEST] = entry
+        return entry, "answering usage_request with a resmagic block"
+
+    def unregister(self) -> None:
+        """Put ipykernel's handler back (or, if someone wrapped ours, pass through to it)."""
+        with self._lock:
+            self.active = False
+            handler = self.handler
+        handlers = self.kernel.control_handlers
+        if handlers.get(USAGE_REQUEST) is self:
+            handlers[USAGE_REQUEST] = self.original
+        if handler is not None:
+            handler.close()
 
 
 class Session:
@@ -81,7 +140,7 @@ class Session:
             on_open=self.store.opened,
             on_close=self.store.closed,
         )
-        self.usage: UsageHandler | None = None
+        self.usage: UsageEntry | None = None
         self.usage_note = ""
         """Why the status bar item gets (or lacks) readings, for ``%resmagic status``."""
 
@@ -129,9 +188,7 @@ class Session:
         """Put the hooks in place, answer the status bar, open the store."""
         self.runner.register()
         self.output.register()
-        from resmagic.ipython.usage_request import install  # the status bar item's readings
-
-        self.usage, self.usage_note = install(self.shell)
+        self.usage, self.usage_note = UsageEntry.install(self.shell)  # the status bar's readings
         self.store.load()
 
     def watch(self, options: WatchOptions) -> None:

@@ -6,6 +6,10 @@ a cell runs. The replacement must be ``async``: a sync wrapper around ipykernel'
 returns it unawaited and nothing is sent. It sends ipykernel's own keys (``kernel_cpu``,
 ``kernel_memory``, ``host_virtual_memory``, ...) plus ``resmagic``
 (:func:`resmagic.snapshot.snapshot`). Unloading puts ipykernel's handler back.
+
+This module loads with the first request (issue 26): ipykernel's table holds the session's
+:class:`~resmagic.ipython.session.UsageEntry`, which builds the handler here when first asked
+and puts ipykernel's handler back at unload.
 """
 
 from __future__ import annotations
@@ -21,11 +25,9 @@ from resmagic.ipython.cell_number import running_cell
 if TYPE_CHECKING:
     from resmagic.snapshot import CellPeaks
 
-__all__ = ["UsageHandler", "install"]
+__all__ = ["Handler", "UsageHandler"]
 
 Handler = Callable[[Any, Any, dict[str, Any]], Awaitable[None] | None]
-
-REQUEST = "usage_request"
 
 
 def usual_keys(kernel: Any) -> dict[str, Any]:
@@ -55,7 +57,13 @@ def usual_keys(kernel: Any) -> dict[str, Any]:
 
 
 class UsageHandler:
-    """Our ``usage_request`` handler on one kernel, and the cell hooks that feed its peaks."""
+    """Our ``usage_request`` handler on one kernel, and the cell hooks that feed its peaks.
+
+    Args:
+        shell: the IPython shell.
+        kernel: its ipykernel kernel.
+        original: ipykernel's own handler, which answers once this one is closed.
+    """
 
     def __init__(self, shell: Any, kernel: Any, original: Handler) -> None:
         self.shell = shell
@@ -113,11 +121,7 @@ class UsageHandler:
         if self._depth == 0:
             self.cells.end()
 
-    # -- install / restore -----------------------------------------------------------------
-
-    def register(self) -> None:
-        """Put the handler in ipykernel's table (the cell hooks follow at the first request)."""
-        self.kernel.control_handlers[REQUEST] = self
+    # -- the cell hooks --------------------------------------------------------------------
 
     def _hook(self) -> None:
         # Cells cost nothing until something asks: a session nobody watches never pays the
@@ -130,13 +134,10 @@ class UsageHandler:
                 self.shell.events.register("post_run_cell", self.post_run_cell)
                 self.hooked = True
 
-    def unregister(self) -> None:
-        """Put ipykernel's handler back (or, if someone wrapped ours, pass through to it)."""
+    def close(self) -> None:
+        """Unhook the cells; requests from now on get ipykernel's own reply."""
         with self._lock:
             self.active = False
-        handlers = self.kernel.control_handlers
-        if handlers.get(REQUEST) is self:
-            handlers[REQUEST] = self.original
         for event, hook in (
             ("pre_run_cell", self.pre_run_cell),
             ("post_run_cell", self.post_run_cell),
@@ -145,17 +146,3 @@ class UsageHandler:
                 self.shell.events.unregister(event, hook)
         if self._cells is not None:
             self._cells.end()
-
-
-def install(shell: Any) -> tuple[UsageHandler | None, str]:
-    """Answer ``usage_request`` on ``shell``'s kernel; None and why not outside ipykernel."""
-    kernel = getattr(shell, "kernel", None)
-    handlers = getattr(kernel, "control_handlers", None)
-    if not isinstance(handlers, dict):
-        return None, "not in an ipykernel kernel: no usage_request to answer"
-    original = handlers.get(REQUEST)
-    if original is None:
-        return None, "this ipykernel has no usage_request (it came in ipykernel 6.11)"
-    handler = UsageHandler(shell, kernel, original)
-    handler.register()
-    return handler, "answering usage_request with a resmagic block"

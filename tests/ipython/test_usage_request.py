@@ -60,13 +60,30 @@ def kernel() -> Iterator[Kernel]:
         yield k
 
 
+LOADED = "'resmagic.ipython.usage_request' in __import__('sys').modules"
+
+
 def test_cells_pay_nothing_until_something_asks() -> None:
     with Kernel() as k:
         k.run("%load_ext resmagic")
         count = "len(get_ipython().events.callbacks['pre_run_cell'])"
         before = k.value(count)
+        assert k.value(LOADED) is False  # issue 26: the reply loads with the first request
         assert "resmagic" in usage(k)
         assert k.value(count) == before + 1
+        assert k.value(LOADED) is True
+
+
+def test_unload_before_any_request_puts_ipykernels_handler_back() -> None:
+    with Kernel() as k:
+        k.run("%load_ext resmagic")
+        k.run("%unload_ext resmagic")
+        check = "k = get_ipython().kernel; k.control_handlers['usage_request'] == k.usage_request"
+        assert k.value(check) is True
+        reply = usage(k)
+        assert "resmagic" not in reply
+        assert reply.keys() >= USUAL
+        assert k.value(LOADED) is False
 
 
 def test_the_reply_carries_the_running_cells_gpu_and_peak_during_the_cell(
