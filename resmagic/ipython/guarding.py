@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from resmagic.guard import Guard
-from resmagic.ipython.cell_number import running_cell
+from resmagic.ipython.which_cell import running_cell
 from resmagic.probes import cgroup
 from resmagic.units import format_bytes
 

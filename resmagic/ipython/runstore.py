@@ -14,10 +14,9 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from resmagic.config import settings
-from resmagic.ipython.cell_number import running_cell
-from resmagic.ipython.cellid import execute_request, running_cell_id
 from resmagic.ipython.cells.runner import Frame
 from resmagic.ipython.storestart import StoreStart
+from resmagic.ipython.which_cell import execute_request, running_cell, running_cell_id
 from resmagic.units import format_bytes, format_seconds
 
 if TYPE_CHECKING:

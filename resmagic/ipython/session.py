@@ -23,12 +23,12 @@ import threading
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from resmagic.ipython.cellid import running_cell_id
 from resmagic.ipython.cells.options import BUILDERS, LayerFactory
 from resmagic.ipython.cells.runner import CellRunner
 from resmagic.ipython.runstore import StoreHook
 from resmagic.ipython.views.notes import Notes
 from resmagic.ipython.views.output import ReportOutput
+from resmagic.ipython.which_cell import running_cell_id
 
 if TYPE_CHECKING:
     from resmagic.ipython.guarding import CellGuard

@@ -20,7 +20,7 @@ import threading
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
-from resmagic.ipython.cell_number import running_cell
+from resmagic.ipython.which_cell import running_cell
 
 if TYPE_CHECKING:
     from resmagic.snapshot import CellPeaks

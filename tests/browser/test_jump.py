@@ -55,10 +55,10 @@ def _notebook(root: Path, name: str, last: str, output: str | None = None) -> st
     """30 code cells with ids ``c00``..``c29``; cell 3 (index 2) records its id and number."""
     book = nbformat.v4.new_notebook()
     book.cells = [nbformat.v4.new_code_cell(_filler(i)) for i in range(LAST + 1)]
-    book.cells[0].source = "import html\nfrom resmagic.ipython.cellid import running_cell_id"
+    book.cells[0].source = "import html\nfrom resmagic.ipython.which_cell import running_cell_id"
     book.cells[TARGET].source = (
         "# cell 3: the one the rows name\n"
-        "from resmagic.ipython.cell_number import running_cell\n"
+        "from resmagic.ipython.which_cell import running_cell\n"
         "target, number = running_cell_id(get_ipython()), running_cell(get_ipython())"
     )
     book.cells[LAST].source = last

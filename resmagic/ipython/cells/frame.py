@@ -12,8 +12,8 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any
 
-from resmagic.ipython.cell_number import BUMPED_BEFORE
 from resmagic.ipython.cells.stack import Layer
+from resmagic.ipython.which_cell import BUMPED_BEFORE
 
 __all__ = ["Frame", "count_escaped", "depth_of"]
 

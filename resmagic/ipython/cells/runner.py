@@ -29,12 +29,12 @@ from typing import Any, Protocol
 
 from IPython.core.error import InputRejected, UsageError
 
-from resmagic.ipython.cell_number import running_cell
 from resmagic.ipython.cells.frame import Frame, count_escaped, depth_of
 from resmagic.ipython.cells.header import HeaderTransformer
 from resmagic.ipython.cells.options import LayerFactory
 from resmagic.ipython.cells.stack import Layer, inside
 from resmagic.ipython.views.output import ReportOutput
+from resmagic.ipython.which_cell import running_cell
 from resmagic.scopes.interrupts import held_back, state
 
 __all__ = ["CellRunner", "Frame", "ScopeRefusedError", "Watching"]

@@ -24,7 +24,7 @@ from IPython.core.error import UsageError
 from IPython.core.interactiveshell import InteractiveShell
 
 from resmagic.errors import ResmagicError
-from resmagic.ipython.cell_number import running_cell
+from resmagic.ipython.which_cell import running_cell
 from resmagic.scopes.interrupts import around
 
 if TYPE_CHECKING:

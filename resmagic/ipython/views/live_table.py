@@ -18,9 +18,9 @@ from typing import Any
 from IPython.display import display
 
 from resmagic.bus import history, subscribe
-from resmagic.ipython.cell_number import running_cell
 from resmagic.ipython.views.output import MARK
 from resmagic.ipython.views.text import HistoryTable
+from resmagic.ipython.which_cell import running_cell
 from resmagic.report import Report
 
 __all__ = ["LiveTable", "live_table"]

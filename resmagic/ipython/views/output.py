@@ -22,7 +22,7 @@ from typing import Any
 
 from IPython.display import DisplayHandle, display
 
-from resmagic.ipython.cell_number import running_cell
+from resmagic.ipython.which_cell import running_cell
 
 __all__ = ["MARK", "ReportOutput"]
 

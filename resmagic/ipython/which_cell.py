@@ -1,8 +1,16 @@
-"""The notebook's id of the cell running now, as its frontend sent it (or None).
+"""Which cell is running: its ``In[n]`` (IPython's counter) and its notebook id (the frontend's).
 
-JupyterLab 4 and Notebook 7 send each cell's nbformat id in the execute request's metadata
-(``{"cellId": "..."}``); ipykernel 6.29 to 7.4 hand it to IPython 8.17 to 9.19 as
-``ExecutionInfo.cell_id``. Three places hold it while a cell runs, and one is enough:
+**The number.** IPython 9.8 moved the execution counter's bump from after a cell to before
+it (:data:`BUMPED_BEFORE`). The counter is a fact of the shell; which cell a report belongs
+to is the cell runner's answer (:attr:`resmagic.ipython.cells.runner.CellRunner.cell`: the
+innermost running cell's number, taken from here when the cell started). The hooks that may
+run before the runner's own ``pre_run_cell`` (the guard, the status bar, the live table)
+read it here.
+
+**The id**, as the frontend sent it (or None). JupyterLab 4 and Notebook 7 send each cell's
+nbformat id in the execute request's metadata (``{"cellId": "..."}``); ipykernel 6.29 to 7.4
+hand it to IPython 8.17 to 9.19 as ``ExecutionInfo.cell_id``. Three places hold it while a
+cell runs, and one is enough:
 
 1. the ``ExecutionInfo`` that ``pre_run_cell(info)`` and ``post_run_cell(result)`` get;
 2. the shell's parent message, ``shell.get_parent()`` (ipykernel's ``ZMQInteractiveShell``),
@@ -22,7 +30,18 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["execute_request", "running_cell_id"]
+import IPython
+
+__all__ = ["BUMPED_BEFORE", "execute_request", "running_cell", "running_cell_id"]
+
+# IPython 9.8 moved the execution_count bump from after a cell to before it.
+BUMPED_BEFORE = int(IPython.version_info >= (9, 8))
+"""1 where IPython counts a cell before running it (9.8 and later), else 0."""
+
+
+def running_cell(shell: Any) -> int | None:
+    """The ``In[n]`` number of the cell running now (None before the first cell)."""
+    return max(shell.execution_count - BUMPED_BEFORE, 0) or None
 
 
 def running_cell_id(shell: Any, info: Any = None) -> str | None:

@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 
-from resmagic.ipython.cellid import running_cell_id
+from resmagic.ipython.which_cell import running_cell_id
 from tests.kernel import Kernel
 
-ID = "from resmagic.ipython.cellid import running_cell_id\n"
+ID = "from resmagic.ipython.which_cell import running_cell_id\n"
 
 HOOK = f"""{ID}seen = []
 def _record(info):
