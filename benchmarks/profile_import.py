@@ -179,7 +179,7 @@ import sys
 sys.path.insert(0, {here!r})
 import resmagic.ipython.extension as ext
 from tracer import Tracer, tree_rows
-import resmagic.ipython.runstore as runstore, resmagic.ipython.session as session
+import resmagic.ipython.storestart as storestart, resmagic.ipython.session as session
 from resmagic.ipython.magics import ResMagics
 from resmagic.ipython.cells.runner import CellRunner
 from resmagic.ipython.views.output import ReportOutput
@@ -188,16 +188,16 @@ t = Tracer()
 t.calibrate()
 t.patch(ext, "load", "load()")
 t.patch(ext, "Session", "Session(shell) (output, store hook, notes, layers, watcher, guard, runner)")
-t.patch(ext, "ResMagics", "ResMagics(shell, session)")
+t.patch(ResMagics, "__init__", "ResMagics(shell, session)")
 t.patch(type(shell), "register_magics", "shell.register_magics")
 t.patch(session, "CellRunner", "CellRunner(...) (and its header transformer)")
 t.patch(CellRunner, "register", "runner.register (header transformer in place)")
 t.patch(ReportOutput, "register", "output.register (display hook / wrap system)")
-t.patch(session, "install", "install usage_request handler")
+t.patch(session.UsageEntry, "install", "usage_request: our entry in ipykernel's table")
 t.patch(ext, "ResMagic", "ResMagic(parent=shell) (traitlets config)")
 t.patch(session, "StoreHook", "StoreHook(...)")
-t.patch(runstore.StoreHook, "load", "store.load")
-t.patch(runstore.StoreHook, "_say_deaths", "store: mark dead kernels' cells (waits for the writer)")
+t.patch(storestart.StoreStart, "load", "store.load")
+t.patch(storestart.StoreStart, "ready", "store.ready (only with a dead kernel's state file)")
 t.patch(Recorder, "deaths", "recorder.deaths")
 t.patch(Recorder, "writer", "recorder.writer (opens the store, starts its thread)")
 t.patch(Recorder, "lookup", "recorder.lookup (warm recent runs)")
