@@ -33,6 +33,7 @@ from resmagic.store.rows import CellRun, Session
 from resmagic.store.running import Reader, host_reading, sample
 from resmagic.store.schema import connect
 from resmagic.store.statefile import State, StateFile
+from resmagic.store.trimming import trim
 from resmagic.store.writer import Pending, Writer
 
 if TYPE_CHECKING:
@@ -155,7 +156,7 @@ class Recorder:
         self._untrimmed = 0
         limit = settings.store_limit
         keep = self._session.session if self._session is not None else None
-        writer.submit(rows.trim, limit, keep)
+        writer.submit(trim, limit, keep)
 
     def started(self, run: CellRun, read: Reader = host_reading) -> None:
         """A measured cell started: its running row is written with the writer's next batch.
