@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import functools
 import os
 import sqlite3
 import sys
@@ -33,7 +34,7 @@ from resmagic.store.rows import CellRun, Session
 from resmagic.store.running import Reader, host_reading, sample
 from resmagic.store.schema import connect
 from resmagic.store.statefile import State, StateFile
-from resmagic.store.trimming import trim
+from resmagic.store.trimming import Tally
 from resmagic.store.writer import Pending, Writer
 
 if TYPE_CHECKING:
@@ -42,7 +43,7 @@ if TYPE_CHECKING:
 __all__ = ["Recorder", "recorder"]
 
 T = TypeVar("T")
-_TRIM_EVERY = 50  # reports between two counts of the rows (and before every read)
+_TRIM_EVERY = 50  # reports between two trims (and one before every read)
 
 
 class Recorder:
@@ -65,6 +66,7 @@ class Recorder:
         """False once the IPython layer has set :attr:`notebook` (maybe to None)."""
         self._exit_registered = False
         self._untrimmed = 0
+        self._tally = Tally()  # the writer's count of finished rows (a fresh one per writer)
 
     # -- the writer for the current setting ------------------------------------------------
 
@@ -95,6 +97,7 @@ class Recorder:
             self.session_id or uuid.uuid4().hex, me(), self._notebook(), __version__
         )
         self._writer = writer
+        self._tally = Tally()
         writer.submit(self._begin, self._session)
         if not self._exit_registered:
             # The thread is a daemon: commit what is queued, waiting at most a few seconds
@@ -152,11 +155,11 @@ class Recorder:
             if self._untrimmed >= _TRIM_EVERY:
                 self._trim(writer)
 
-    def _trim(self, writer: Writer) -> None:
+    def _trim(self, writer: Writer, *, exact: bool = False) -> None:
         self._untrimmed = 0
         limit = settings.store_limit
         keep = self._session.session if self._session is not None else None
-        writer.submit(trim, limit, keep)
+        writer.submit(functools.partial(self._tally.trim, exact=exact), limit, keep)
 
     def started(self, run: CellRun, read: Reader = host_reading) -> None:
         """A measured cell started: its running row is written with the writer's next batch.
@@ -268,7 +271,7 @@ class Recorder:
         path = path or settings.store
         writer = self._writer
         if writer is not None and writer.path == path:
-            self._trim(writer)
+            self._trim(writer, exact=True)
             writer.flush()
         conn = connect(path, create=False)  # a missing file reads as an empty store
         try:
