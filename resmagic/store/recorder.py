@@ -96,8 +96,8 @@ class Recorder:
         self._session = Session(
             self.session_id or uuid.uuid4().hex, me(), self._notebook(), __version__
         )
+        self._tally = Tally()  # before the writer is seen: its trims never count another store
         self._writer = writer
-        self._tally = Tally()
         writer.submit(self._begin, self._session)
         if not self._exit_registered:
             # The thread is a daemon: commit what is queued, waiting at most a few seconds

@@ -68,24 +68,43 @@ def test_rows_another_kernel_wrote_count_too(tmp_path: Path) -> None:
     assert finished(mine) == (10, 14)
 
 
-def test_what_the_range_count_cannot_see_is_put_right_at_the_next_full_count(
+def test_two_kernels_at_the_limit_never_drop_a_row_under_it(tmp_path: Path) -> None:
+    # Each kernel trims what both added; another's deletes are not in the range count.
+    path = str(tmp_path / "runs.sqlite")
+    kernels = [(connect(path), Tally()), (connect(path), Tally())]
+    for i in range(30):
+        conn, tally = kernels[i % 2]
+        add(conn, 7, session=f"k{i % 2}")
+        tally.trim(conn, 20, None)
+        assert len(finished_ids(conn)) == min(7 * (i + 1), 20)
+    assert finished_ids(conn) == list(range(7 * 30 - 19, 7 * 30 + 1))
+
+
+def test_what_the_range_count_cannot_see_makes_it_low_until_the_next_full_count(
     conn: sqlite3.Connection,
 ) -> None:
     tally = Tally()
     add(conn, 10)
-    tally.trim(conn, 10, None)
-    conn.execute("DELETE FROM reports WHERE id <= 5")  # another kernel's trim, say
-    add(conn, 3)
-    tally.trim(conn, 10, None)  # thinks 13: drops 3 of the 8 there
-    assert len(finished_ids(conn)) == 5
-    add(conn, 5)
-    assert tally.trim(conn, 10, None, exact=True) == 0  # before a read: counted in full
-    assert tally.count == 10
-    for _ in range(RECOUNT - 1):
+    add(conn, 1, status="running")
+    tally.trim(conn, 100, None)
+    conn.execute("UPDATE reports SET status = 'died' WHERE status = 'running'")
+    tally.trim(conn, 100, None)
+    assert tally.count == 10  # the died row is older than the range: not seen yet
+    for _ in range(RECOUNT - 2):
         tally.trim(conn, 100, None)
-    conn.execute("DELETE FROM reports WHERE id <= 12")
     tally.trim(conn, 100, None)  # the RECOUNT-th since the last full count: a full one
-    assert tally.count == len(finished_ids(conn))
+    assert tally.count == 11
+    assert tally.trim(conn, 100, None, exact=True) == 0  # before a read: counted in full
+
+
+def test_a_rolled_back_trim_is_counted_again(conn: sqlite3.Connection) -> None:
+    tally = Tally()
+    add(conn, 12)
+    conn.execute("BEGIN")
+    assert tally.trim(conn, 10, None) == 2
+    conn.execute("ROLLBACK")  # a later job of the same batch failed
+    assert tally.trim(conn, 10, None) == 2
+    assert len(finished_ids(conn)) == 10
 
 
 def test_sessions_left_without_rows_go_and_the_kept_one_stays(conn: sqlite3.Connection) -> None:
