@@ -73,9 +73,12 @@ class UsageEntry:
         """Answer with our handler; once unloaded (yet still called, wrapped), with ipykernel's."""
         with self._lock:
             if self.active and self.handler is None:
-                from resmagic.ipython.usage_request import UsageHandler
+                try:
+                    from resmagic.ipython.usage_request import UsageHandler
 
-                self.handler = UsageHandler(self.shell, self.kernel, self.original)
+                    self.handler = UsageHandler(self.shell, self.kernel, self.original)
+                except Exception:  # the frontend still gets ipykernel's reply, every time
+                    self.active = False
             handler = self.handler if self.active else None
         if handler is not None:
             await handler(stream, ident, parent)

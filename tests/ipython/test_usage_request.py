@@ -74,6 +74,16 @@ def test_cells_pay_nothing_until_something_asks() -> None:
         assert k.value(LOADED) is True
 
 
+def test_a_handler_that_cannot_load_leaves_ipykernels_reply() -> None:
+    with Kernel() as k:
+        k.run("%load_ext resmagic")
+        k.run("import sys; sys.modules['resmagic.ipython.usage_request'] = None")  # import fails
+        for _ in range(2):
+            reply = usage(k)
+            assert "resmagic" not in reply
+            assert reply.keys() >= USUAL
+
+
 def test_unload_before_any_request_puts_ipykernels_handler_back() -> None:
     with Kernel() as k:
         k.run("%load_ext resmagic")
