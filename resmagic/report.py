@@ -25,6 +25,7 @@ __all__ = [
     "TimingReport",
     "TransactionReport",
     "describe_error",
+    "plain",
     "status_of",
 ]
 
@@ -94,17 +95,18 @@ def _fields(obj: Any) -> dict[str, Any]:
     names = _NAMES.get(kind)
     if names is None:
         names = _NAMES[kind] = tuple(f.name for f in dataclasses.fields(obj))
-    return {name: _plain(getattr(obj, name)) for name in names}
+    return {name: plain(getattr(obj, name)) for name in names}
 
 
-def _plain(value: Any) -> Any:
+def plain(value: Any) -> Any:
+    """One field's value as :meth:`Report.to_dict` has it (``dataclasses.asdict``'s rules)."""
     kind = type(value)
     if kind in _ATOMS:
         return value  # what deepcopy gives back for these
     if kind is tuple or kind is list:
-        return kind(_plain(v) for v in value)
+        return kind(plain(v) for v in value)
     if kind is dict:
-        return {_plain(k): _plain(v) for k, v in value.items()}
+        return {plain(k): plain(v) for k, v in value.items()}
     if hasattr(kind, "__dataclass_fields__"):
         return _fields(value)
     return dataclasses.asdict(_Box(value))["value"]  # anything else: asdict's own rules

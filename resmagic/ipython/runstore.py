@@ -67,6 +67,8 @@ class StoreHook(StoreStart):
         self.open: list[_Open] = []
         self._new_run: Callable[[str | None, str | None, int | None, str | None], CellRun] | None
         self._new_run = None
+        self._known: tuple[Any, ...] | None = None
+        """The last unmeasured cell's (number, parent message, running, notebook, its run)."""
 
     def _end_open(self, recorder: Recorder) -> None:
         while self.open:
@@ -138,7 +140,37 @@ class StoreHook(StoreStart):
             # The kernel's request read from another thread may be the next cell's
             # (ipykernel 6): no id, no code, rather than another cell's.
             return self._new(self.ready().notebook, None, running_cell(self.shell), None)
-        return self._cell(None, running_cell(self.shell))
+        return self._unmeasured()
+
+    def _unmeasured(self) -> CellRun:
+        """The run of a cell that is not measured, for its reports (``with timed()`` in a loop).
+
+        One object per cell, made with the cell's first report: the cell's id and code hash
+        are looked up once, not once per report (issue 26: a loop of blocks publishes
+        thousands, and the hash grows with the cell). It is the same cell while its number,
+        the kernel's parent message and IPython's record of the running cell are the same
+        objects. Each report is still a run of its own (``each_report``), as before.
+        """
+        shell = self.shell
+        number = running_cell(shell)
+        get_parent = getattr(shell, "get_parent", None)
+        parent = get_parent() if get_parent is not None else None
+        running = getattr(getattr(shell, "displayhook", None), "exec_result", None)
+        notebook = (self._recorder or self.ready()).notebook
+        known = self._known
+        if (
+            known is not None
+            and known[0] == number
+            and known[1] is parent
+            and known[2] is running
+            and known[3] is notebook
+        ):
+            run: CellRun = known[4]
+            return run
+        run = self._cell(None, number)
+        run.each_report = True
+        self._known = (number, parent, running, notebook, run)
+        return run
 
     def _cell(self, info: Any, number: int | None) -> CellRun:
         raw = getattr(info, "raw_cell", None)

@@ -90,6 +90,31 @@ def test_runs_outlive_a_restart_and_the_cell_says_last_time(kernel: Kernel, prof
     assert "x = 1" not in _store(profile).read_bytes().decode("latin-1")  # a hash, never code
 
 
+def test_reports_of_a_cell_not_measured_carry_that_cell_each_a_run(
+    kernel: Kernel, profile: Path
+) -> None:
+    # The cell's id and code hash are looked up once per cell (issue 26): a loop's reports
+    # must still name their own cell, and the next cell's its own.
+    loop = "from resmagic import timed\nfor _ in range(3):\n    with timed('step'):\n        pass"
+    assert kernel.run(loop, cell_id="loop").status == "ok"
+    assert kernel.run(loop, cell_id="again").status == "ok"  # the same code, another cell
+    other = "from resmagic import timed\nwith timed('other'):\n    pass"
+    assert kernel.run(other, cell_id="other").status == "ok"
+    kernel.run("%resmagic runs")  # reads after a flush
+    rows = _rows(profile)
+    assert [r["cell_id"] for r in rows] == ["loop"] * 3 + ["again"] * 3 + ["other"]
+    assert [r["label"] for r in rows] == ["step"] * 6 + ["other"]
+    cells = [r["cell"] for r in rows]
+    assert cells[0] == cells[2]
+    assert cells[3] == cells[5]
+    assert len({cells[0], cells[3], cells[6]}) == 3
+    shas = [r["code_sha"] for r in rows]
+    assert len(set(shas[:6])) == 1
+    assert shas[6] not in shas[:6]
+    assert None not in shas
+    assert len({r["run"] for r in rows}) == 7  # each report a run of its own, as before
+
+
 def test_a_running_cell_has_a_live_row(kernel: Kernel, profile: Path) -> None:
     msg_id = kernel.start(SLOW + "time.sleep(3)", cell_id="slow")
 

@@ -49,6 +49,20 @@ def test_quiet_cells_are_stored_too(ip: Any, store: Path) -> None:
     assert set(table["label"].dropna()) == {"quiet"}
 
 
+def test_reports_of_unmeasured_cells_with_one_number_name_their_own_cell(
+    ip: Any, store: Path
+) -> None:
+    # Cells kept out of history share one number: the cell each report names is told by
+    # IPython's record of the running cell (the number alone would say the first).
+    code = "from resmagic import timed\nfor _ in range(2):\n    with timed({!r}):\n        pass"
+    for cell_id in ("first", "second"):
+        assert ip.run_cell(code.format(cell_id), store_history=False, cell_id=cell_id).success
+    table = runs()
+    assert list(table["label"]) == ["first", "first", "second", "second"]
+    assert list(table["cell_id"]) == list(table["label"])
+    assert table["run"].nunique() == 4
+
+
 def test_runs_command_has_help_and_refuses_a_bad_count(
     ip: Any, store: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

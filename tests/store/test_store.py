@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import sqlite3
 import subprocess
@@ -10,20 +11,22 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 import resmagic
 from resmagic.bus import publish
 from resmagic.config import settings
-from resmagic.report import LogReport
+from resmagic.ranktable import rank_device_rows
+from resmagic.report import Holder, LogReport, TransactionReport
 from resmagic.store import runs
 from resmagic.store.died import Death, mark_dead
 from resmagic.store.liveness import Identity, alive, me
 from resmagic.store.recorder import recorder
-from resmagic.store.rows import CellRun, Session, insert_running, insert_session
+from resmagic.store.rows import CellRun, Session, _report_row, insert_running, insert_session
 from resmagic.store.schema import connect
-from tests.reports import ranks_report
+from tests.reports import BASE, gpu_report, ranks_report, timing_report
 
 SCRIPT = """
 import sys, resmagic
@@ -290,3 +293,56 @@ def test_a_forked_child_names_its_runs_apart_from_its_parents() -> None:
     assert theirs[:12] != mine[:12]  # a prefix of its own: the counters may meet
     assert after[:12] == mine[:12]
     assert after != mine
+
+
+def _as_to_dict_said(report: resmagic.Report) -> dict[str, Any]:
+    """The row's JSON columns as the first store built them: from ``report.to_dict()``."""
+    record = report.to_dict()
+    devices = record.get("devices")
+    if record.get("ranks"):
+        devices = [*(devices or ()), *rank_device_rows(record["ranks"])]
+    holders = record.pop("holders", None)
+    known = {"scope", "status", "duration_s", "started_at", "cell", "error", "devices", "notes"}
+    extra = {k: v for k, v in record.items() if k not in known}
+    return {
+        "label": extra.get("label") or extra.get("path") or None,
+        "devices": json.dumps(devices) if devices else None,
+        "holders": json.dumps(holders) if holders else None,
+        "notes": "; ".join(record.get("notes") or ()) or None,
+        "extra": json.dumps(extra) if extra else None,
+    }
+
+
+@pytest.mark.parametrize(
+    "report",
+    [
+        timing_report(),
+        timing_report(label=None, status="error"),
+        gpu_report(),
+        dataclasses.replace(
+            gpu_report(),
+            holders=(Holder("model.fc.weight", "parameter", "host", 4096, ("tied",)),),
+            holders_when="after",
+        ),
+        ranks_report(),
+        LogReport(status="ok", **BASE, path="/tmp/run.log", records=3, notes=("disk full",)),
+        TransactionReport(status="ok", **BASE, path="db.sqlite", committed=True, changes=2),
+    ],
+    ids=["timed", "timed-error", "gpu", "gpu-holders", "ranks", "log", "transaction"],
+)
+def test_a_row_holds_what_to_dict_says(report: resmagic.Report) -> None:
+    # The writer builds a row field by field (issue 26), not from to_dict(): the same columns.
+    session = Session("s", me(), "nb.ipynb", "0")
+    values = _report_row(report, CellRun("nb", "c", 1, "sha"), session)
+    row = dict(zip(_ROW_COLUMNS, values, strict=True))
+    assert {k: row[k] for k in ("label", "devices", "holders", "notes", "extra")} == (
+        _as_to_dict_said(report)
+    )
+    assert row["scope"] == report.scope
+    assert row["status"] == report.status
+
+
+_ROW_COLUMNS = [
+    *("run", "session", "notebook", "cell_id", "cell", "code_sha", "scope", "label", "status"),
+    *("started_at", "duration_s", "updated_at", "devices", "holders", "notes", "extra", "error"),
+]

@@ -1,0 +1,143 @@
+"""The library form where users call it: in a notebook's shell, resmagic loaded, store on.
+
+    python benchmarks/library_loaded.py [--before REF] [--interpreters N] [--rounds N]
+
+``benchmarks/library.py`` times ``with timed("x"): pass`` in a bare interpreter. In a
+notebook ``%load_ext resmagic`` has run: every report also goes to the run store (a row per
+report, written by the store's thread), and each names its cell. This times the same blocks
+in an in-process ``InteractiveShell`` (a fresh IPYTHONDIR, so a fresh store) first without
+and then with ``%load_ext resmagic``, in rounds of ``--blocks`` blocks, each round ending
+with the store's writes committed (``recorder.flush()``), so the store's work is counted and
+nothing is dropped (its queue holds 10,000 jobs). Per variant: wall µs per block with the
+flush, the main thread's CPU µs per block, and the other threads' (the writer's) CPU µs per
+block; medians over rounds. ``--before REF``: the resmagic of git ref REF too, in
+interpreters alternating with this tree's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+
+sys.path.insert(0, str(HERE))
+
+from library import VARIANTS as ALL  # noqa: E402  # beside this file (see above)
+from library import trees  # noqa: E402
+
+SHOWN = (
+    'timed("x")',
+    'timed("x", keep="totals")',
+    '@timed("f") f()',
+    "gpu_scope() (CPU: host row)",
+)
+VARIANTS = [variant for variant in ALL if variant[0] in SHOWN]
+"""library.py's (name, setup, one block) of the resmagic forms: setup runs once."""
+
+
+def child(rounds: int, blocks: int) -> dict[str, Any]:
+    """In this interpreter: each variant's rounds without, then with, ``%load_ext resmagic``."""
+    os.environ["IPYTHONDIR"] = tempfile.mkdtemp(prefix="resmagic-loaded-ipython-")
+    from IPython.core.interactiveshell import InteractiveShell
+
+    import resmagic
+
+    shell: Any = InteractiveShell.instance()
+    loops: dict[str, Any] = {}
+    for name, setup, stmt in VARIANTS:
+        body = "\n".join(f"    {line}" for line in (f"for _ in range({blocks}):", f"    {stmt}"))
+        ns: dict[str, Any] = {}
+        exec(f"{setup}\ndef loop():\n{body}", ns)
+        loops[name] = ns["loop"]
+
+    def rounds_of(flush: Any) -> dict[str, dict[str, list[float]]]:
+        got: dict[str, dict[str, list[float]]] = {}
+        for name, loop in loops.items():
+            loop()  # warm-up
+            flush()
+            slot = got.setdefault(name, {"wall": [], "main": [], "others": []})
+            for _ in range(rounds):
+                t0, main0, all0 = time.perf_counter(), time.thread_time(), time.process_time()
+                loop()
+                flush()
+                wall = time.perf_counter() - t0
+                main, total = time.thread_time() - main0, time.process_time() - all0
+                slot["wall"].append(wall * 1e6 / blocks)
+                slot["main"].append(main * 1e6 / blocks)
+                slot["others"].append((total - main) * 1e6 / blocks)
+        return got
+
+    out: dict[str, Any] = {"resmagic_from": resmagic.__file__}
+    out["not loaded"] = rounds_of(lambda: None)
+    shell.run_line_magic("load_ext", "resmagic")
+    from resmagic.store.recorder import recorder
+
+    out["loaded"] = rounds_of(recorder.flush)
+    writer = recorder._writer  # a benchmark may look: nothing dropped
+    out["lost"] = writer.lost if writer is not None else 0
+    return out
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--before", metavar="REF", help="also measure the resmagic of REF")
+    parser.add_argument("--interpreters", type=int, default=3, help="per tree, alternating")
+    parser.add_argument("--rounds", type=int, default=15, help="rounds per variant")
+    parser.add_argument("--blocks", type=int, default=2000, help="blocks per round")
+    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        print(json.dumps(child(args.rounds, args.blocks)))
+        return 0
+    pooled: dict[str, dict[str, dict[str, dict[str, list[float]]]]] = {}
+    tree_list = trees(args.before)
+    for i in range(args.interpreters):
+        for label, env in tree_list:
+            print(f"[loaded] {label}, interpreter {i + 1}/{args.interpreters}", file=sys.stderr)
+            cmd = [sys.executable, __file__, "--child", "--rounds", str(args.rounds)]
+            run = subprocess.run(
+                [*cmd, "--blocks", str(args.blocks)],
+                env=dict(os.environ, **(env or {})),
+                capture_output=True,
+                text=True,
+                check=True,
+                cwd=str(HERE),
+            )
+            got = json.loads(run.stdout)
+            if got["lost"]:
+                print(f"  {label}: the store dropped {got['lost']} reports", file=sys.stderr)
+            for state in ("not loaded", "loaded"):
+                for name, series in got[state].items():
+                    slot = pooled.setdefault(label, {}).setdefault(state, {}).setdefault(name, {})
+                    for key, values in series.items():
+                        slot.setdefault(key, []).extend(values)
+    labels = list(pooled)
+    print(
+        "| block | "
+        + " | ".join(f"{t}: not loaded / loaded (main CPU, writer CPU)" for t in labels)
+    )
+    print("|---|" + "---|" * len(labels))
+    for name, _, _ in VARIANTS:
+        cells = []
+        for label in labels:
+            bare = statistics.median(pooled[label]["not loaded"][name]["wall"])
+            loaded = pooled[label]["loaded"][name]
+            main = statistics.median(loaded["main"])
+            others = statistics.median(loaded["others"])
+            wall = statistics.median(loaded["wall"])
+            cells.append(f"{bare:.2f} / **{wall:.2f}** ({main:.2f}, {others:.2f})")
+        print(f"| `{name}` | " + " | ".join(cells) + " |")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
