@@ -19,6 +19,7 @@ import sqlite3
 import sys
 import threading
 import uuid
+import warnings
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, TypeVar
 
@@ -154,6 +155,10 @@ class Recorder:
             self._untrimmed += 1
             if self._untrimmed >= _TRIM_EVERY:
                 self._trim(writer)
+            if writer.problem is not None and (run is None or run.each_report):
+                # No measured cell will end to say it (the IPython layer says it there): a
+                # script, or a plain cell's loop that filled the queue. Said once.
+                warnings.warn(f"resmagic: {self.problem}", RuntimeWarning, stacklevel=2)
 
     def _trim(self, writer: Writer, *, exact: bool = False) -> None:
         self._untrimmed = 0

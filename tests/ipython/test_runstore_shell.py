@@ -151,6 +151,59 @@ def test_an_unwritable_store_is_said_once_and_the_cells_run(
     assert "(said once)" in err
 
 
+def test_an_unwritable_store_is_said_once_by_plain_cells_too(
+    ip: Any, tmp_path: Path, recwarn: pytest.WarningsRecorder
+) -> None:
+    # No measured cell ends to say it: the report that finds the problem warns, once.
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    before = settings.store
+    settings.store = str(blocker / "runs.sqlite")
+    recorder.writer()
+    try:
+        results = []
+        for _ in range(4):
+            cell = "from resmagic import timed\nwith timed('plain'):\n    pass"
+            results.append(ip.run_cell(cell, store_history=True))
+            recorder.flush()  # the write has failed before the next cell's report
+        ip.run_cell("%%timed -q\nx = 1", store_history=True)  # settles the start's checks
+    finally:
+        settings.store = before
+        recorder.writer()
+    assert all(r.success for r in results)
+    said = [w for w in recwarn if "could not write the run store" in str(w.message)]
+    assert len(said) == 1
+    assert said[0].category is RuntimeWarning
+
+
+def test_a_loop_that_fills_the_stores_queue_is_told_and_counts_what_it_dropped(
+    ip: Any, store: Path, recwarn: pytest.WarningsRecorder
+) -> None:
+    assert ip.run_cell("%%timed -q\nx = 1", store_history=True).success
+    assert recorder.flush()  # the store and its tables are there
+    lock = sqlite3.connect(store, isolation_level=None)
+    lock.execute("BEGIN EXCLUSIVE")  # the writer waits for it: its queue (10,000) fills
+    blocks = 25_000  # more than the queue holds after any one batch the writer took first
+    try:
+        cell = f"from resmagic import timed\nfor _ in range({blocks}):\n    with timed('s'):\n" + (
+            "        pass"
+        )
+        result = ip.run_cell(cell, store_history=True)
+    finally:
+        lock.execute("ROLLBACK")
+        lock.close()
+    assert recorder.flush()
+    assert result.success
+    said = [w for w in recwarn if "the run store is behind" in str(w.message)]
+    assert len(said) == 1
+    writer = recorder.writer()
+    assert writer is not None
+    kept = runs()
+    stored = int((kept["label"] == "s").sum())
+    assert stored < blocks
+    assert stored + writer.lost >= blocks  # every report dropped was counted (trims too)
+
+
 def _refused(ip: Any, path: Path | str, match: str) -> None:
     """``%resmagic config store=path`` is a UsageError, and the store stays as it was."""
     before = settings.store
