@@ -87,6 +87,72 @@ def child(rounds: int, blocks: int) -> dict[str, Any]:
     return out
 
 
+def measure(
+    tree_list: list[tuple[str, dict[str, str] | None]],
+    interpreters: int = 3,
+    rounds: int = 15,
+    blocks: int = 2000,
+) -> dict[str, Any]:
+    """Every tree's rounds, pooled over its interpreters (trees alternating)."""
+    pooled: dict[str, dict[str, Any]] = {}
+    for i in range(interpreters):
+        for label, env in tree_list:
+            print(
+                f"[notebook library] {label}, interpreter {i + 1}/{interpreters}", file=sys.stderr
+            )
+            run = subprocess.run(
+                [
+                    sys.executable,
+                    __file__,
+                    "--child",
+                    "--rounds",
+                    str(rounds),
+                    "--blocks",
+                    str(blocks),
+                ],
+                env=dict(os.environ, **(env or {})),
+                capture_output=True,
+                text=True,
+                check=True,
+                cwd=str(HERE),
+            )
+            got = json.loads(run.stdout)
+            tree = pooled.setdefault(label, {"resmagic_from": got["resmagic_from"], "lost": 0})
+            tree["lost"] += got["lost"]
+            for state in ("not loaded", "loaded"):
+                for name, series in got[state].items():
+                    slot = tree.setdefault(state, {}).setdefault(name, {})
+                    for key, values in series.items():
+                        slot.setdefault(key, []).extend(values)
+    plan = {"interpreters": interpreters, "rounds": rounds, "blocks": blocks}
+    return {"trees": pooled, "plan": plan}
+
+
+def table(results: dict[str, Any]) -> str:
+    """Per block and tree: µs without resmagic loaded, loaded (main thread CPU, writer CPU)."""
+    pooled = results["trees"]
+    labels = list(pooled)
+    lines = [
+        "| block | "
+        + " | ".join(f"{t}: not loaded / **loaded** (its main thread, the writer)" for t in labels)
+        + " |",
+        "|---|" + "---|" * len(labels),
+    ]
+    for name, _, _ in VARIANTS:
+        cells = []
+        for label in labels:
+            bare = statistics.median(pooled[label]["not loaded"][name]["wall"])
+            loaded = pooled[label]["loaded"][name]
+            main, others = statistics.median(loaded["main"]), statistics.median(loaded["others"])
+            wall = statistics.median(loaded["wall"])
+            cells.append(f"{bare:.2f} / **{wall:.2f}** ({main:.2f}, {others:.2f})")
+        lines.append(f"| `{name}` | " + " | ".join(cells) + " |")
+    lost = {label: tree["lost"] for label, tree in pooled.items() if tree["lost"]}
+    if lost:
+        lines += ["", f"Reports the store dropped (its queue was full): {lost}."]
+    return "\n".join(lines)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--before", metavar="REF", help="also measure the resmagic of REF")
@@ -98,44 +164,8 @@ def main() -> int:
     if args.child:
         print(json.dumps(child(args.rounds, args.blocks)))
         return 0
-    pooled: dict[str, dict[str, dict[str, dict[str, list[float]]]]] = {}
-    tree_list = trees(args.before)
-    for i in range(args.interpreters):
-        for label, env in tree_list:
-            print(f"[loaded] {label}, interpreter {i + 1}/{args.interpreters}", file=sys.stderr)
-            cmd = [sys.executable, __file__, "--child", "--rounds", str(args.rounds)]
-            run = subprocess.run(
-                [*cmd, "--blocks", str(args.blocks)],
-                env=dict(os.environ, **(env or {})),
-                capture_output=True,
-                text=True,
-                check=True,
-                cwd=str(HERE),
-            )
-            got = json.loads(run.stdout)
-            if got["lost"]:
-                print(f"  {label}: the store dropped {got['lost']} reports", file=sys.stderr)
-            for state in ("not loaded", "loaded"):
-                for name, series in got[state].items():
-                    slot = pooled.setdefault(label, {}).setdefault(state, {}).setdefault(name, {})
-                    for key, values in series.items():
-                        slot.setdefault(key, []).extend(values)
-    labels = list(pooled)
-    print(
-        "| block | "
-        + " | ".join(f"{t}: not loaded / loaded (main CPU, writer CPU)" for t in labels)
-    )
-    print("|---|" + "---|" * len(labels))
-    for name, _, _ in VARIANTS:
-        cells = []
-        for label in labels:
-            bare = statistics.median(pooled[label]["not loaded"][name]["wall"])
-            loaded = pooled[label]["loaded"][name]
-            main = statistics.median(loaded["main"])
-            others = statistics.median(loaded["others"])
-            wall = statistics.median(loaded["wall"])
-            cells.append(f"{bare:.2f} / **{wall:.2f}** ({main:.2f}, {others:.2f})")
-        print(f"| `{name}` | " + " | ".join(cells) + " |")
+    results = measure(trees(args.before), args.interpreters, args.rounds, args.blocks)
+    print(table(results))
     return 0
 
 

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import library
+import library_loaded
 from kernel import Kernel, export, patched
 from machine import git, machine
 from parse import parse_peak, parse_time
@@ -191,7 +192,7 @@ def run_all(
     patches: list[str] | None = None,
     library_before: str | None = None,
 ) -> dict[str, Any]:
-    """Measure every session (or those in ``only``; "load", "library"): the raw results."""
+    """Measure every session (or those in ``only``; "load", "library", "notebook-library")."""
     compile_resmagic()
     started = time.monotonic()
     load_start = list(os.getloadavg())  # other work on this machine shows up as noise
@@ -221,6 +222,12 @@ def run_all(
         lib_trees = other_trees(library_before, patches or [])
         lib_plan = library.QUICK if plan.reps < Plan.reps else library.LibraryPlan()
         results["library"] = library.measure(lib_plan, [("this tree", None), *lib_trees])
+    if only is None or "notebook-library" in only:
+        lib_trees = other_trees(library_before, patches or [])
+        quick = plan.reps < Plan.reps
+        results["library_loaded"] = library_loaded.measure(
+            [("this tree", None), *lib_trees], *((1, 3, 500) if quick else ())
+        )
     results["elapsed_s"] = time.monotonic() - started
     results["load_average"] = {"start": load_start, "end": list(os.getloadavg())}
     return results

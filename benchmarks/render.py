@@ -88,6 +88,14 @@ alternating trees; `gpu_scope` runs in interpreters of its own (its sampler thre
 after each block). A figure is the median over rounds of the mean per block, beside the
 10th percentile (the rounds the machine left alone); `@timed` rows are net of a bare call
 of the same round. Its "before" is `--library-before` (the base of the hot-path work).
+
+Table 7 (`benchmarks/library_loaded.py`) times the same resmagic blocks where users call them:
+in an in-process IPython shell (a fresh IPYTHONDIR, so a fresh run store), first without and
+then with `%load_ext resmagic`, when every report also goes to the run store and names its
+cell. Rounds of 2,000 blocks each end with the store's writes committed, so the writer
+thread's work is counted and nothing is dropped (its queue holds 10,000 jobs); in brackets,
+the CPU µs per block of the main thread and of the other threads (the store's writer), which
+contend for the GIL. Medians over rounds, three interpreters per tree, alternating.
 """
 
 

@@ -13,13 +13,15 @@ One run measures, each tool in a fresh kernel of this interpreter:
 5. the CPU cost of resmagic's sampler thread at 10 Hz and 20 Hz;
 6. the library form per block (``with timed(): pass``, ``with gpu_scope(): pass``) beside
    ``codetiming`` and ``contexttimer`` and the raw reads under it, in fresh interpreters
-   (benchmarks/library.py).
+   (benchmarks/library.py);
+7. the same blocks where users call them: in a notebook's shell with resmagic loaded, every
+   report also written to the run store (benchmarks/library_loaded.py).
 
 It prints markdown tables and, with ``--write``, regenerates docs/benchmarks.md (with the
 machine, the versions and the raw numbers); ``benchmarks/notes.md`` is copied in as the
 "profile and fixes" section. ``--before REF`` and ``--patch FILE`` time resmagic's own
 sessions again, as of a git ref and with proposed patches applied, in the same run;
-``--library-before REF`` gives table 6 a "before" of its own (default: ``--before``).
+``--library-before REF`` gives tables 6 and 7 a "before" of their own (default: ``--before``).
 """
 
 from __future__ import annotations
@@ -64,7 +66,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--render", metavar="FILE", help="render a saved --json, measure nothing")
     parser.add_argument("--quick", action="store_true", help="fewer rounds, for trying the script")
     parser.add_argument(
-        "--only", help="comma list of sessions (resmagic, ipython-autotime, ..., load, library)"
+        "--only",
+        help="comma list of sessions (resmagic, ipython-autotime, ..., load, library,"
+        " notebook-library)",
     )
     args = parser.parse_args(argv)
     if args.render:

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import library
+import library_loaded
 from plan import ARRAY_BYTES, COMPARED, HOLDS, LOADS, LONG_LABEL, MIB, SLEEP
 
 
@@ -233,6 +234,19 @@ def library_section(results: dict[str, Any]) -> list[str]:
     ]
 
 
+def library_loaded_section(results: dict[str, Any]) -> list[str]:
+    """Table 7, where the run measured the library form in a notebook's shell."""
+    loaded = results.get("library_loaded")
+    if not loaded:
+        return []
+    return [
+        "",
+        "## 7. The library form in a notebook (resmagic loaded, run store on), per block",
+        "",
+        library_loaded.table(loaded),
+    ]
+
+
 def tables(results: dict[str, Any]) -> str:
     """The tables under their headings: what ``run.py`` prints."""
     parts = [
@@ -257,5 +271,6 @@ def tables(results: dict[str, Any]) -> str:
         "",
         sampler_table(results),
         *library_section(results),
+        *library_loaded_section(results),
     ]
     return "\n".join(parts)
