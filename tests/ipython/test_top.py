@@ -89,15 +89,21 @@ def test_top_with_the_store_off_says_so(
 
 def test_top_and_the_mlflow_top_cells_artifact_rank_a_session_alike(ip: Any, store: Path) -> None:
     # issue 27 item 3: one ranking for the notebook and for MLflow (resmagic.topcells)
-    from resmagic.bus import history
+    from resmagic.bus import subscribe
     from resmagic.cellfigures import fold
     from resmagic.topcells import top_cells
 
-    start = len(history())
-    for name, mib in (("t1_", 8), ("t2_", 40), ("t3_", 24)):
-        _alloc(ip, name, mib, keep=False)
+    published: list[Any] = []  # not a slice of history(): at its limit its length stays put
+    unsubscribe = subscribe(published.append)
+    try:
+        # Each above glibc's largest mmap threshold (32 MiB): fresh pages however much heap
+        # earlier tests freed (an 8 MiB cell reused it and never rose after a 25,000-report one).
+        for name, mib in (("t1_", 40), ("t2_", 72), ("t3_", 56)):
+            _alloc(ip, name, mib, keep=False)
+    finally:
+        unsubscribe()
     runs: dict[object, Any] = {}
-    for report in history()[start:]:  # as the sink folds them: by cell number
+    for report in published:  # as the sink folds them: by cell number
         runs[report.cell] = fold(runs.get(report.cell), report)
     artifact = [row["cell"] for row in top_cells(runs.values())["peak"]["host"]]
     shown = ip.run_line_magic("resmagic", "top --session this --device host")
