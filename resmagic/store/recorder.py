@@ -21,6 +21,7 @@ import threading
 import uuid
 import warnings
 from collections.abc import Callable, Sequence
+from types import FrameType
 from typing import TYPE_CHECKING, TypeVar
 
 from resmagic._version import __version__
@@ -158,7 +159,8 @@ class Recorder:
             if writer.problem is not None and (run is None or run.each_report):
                 # No measured cell will end to say it (the IPython layer says it there): a
                 # script, or a plain cell's loop that filled the queue. Said once.
-                warnings.warn(f"resmagic: {self.problem}", RuntimeWarning, stacklevel=2)
+                level = _first_outside_resmagic()
+                warnings.warn(f"resmagic: {self.problem}", RuntimeWarning, stacklevel=level)
 
     def _trim(self, writer: Writer, *, exact: bool = False) -> None:
         self._untrimmed = 0
@@ -336,6 +338,15 @@ def _dead_kernels(
     from resmagic.store.died import dead_kernels
 
     return dead_kernels(conn, notebook, store)
+
+
+def _first_outside_resmagic() -> int:
+    """The ``stacklevel`` of the caller's first frame outside resmagic (the user's line)."""
+    frame: FrameType | None = sys._getframe(2)
+    level = 2
+    while frame is not None and frame.f_globals.get("__name__", "").startswith("resmagic."):
+        frame, level = frame.f_back, level + 1
+    return level
 
 
 def _script() -> str | None:

@@ -175,6 +175,7 @@ def test_an_unwritable_store_is_said_once_by_plain_cells_too(
     said = [w for w in recwarn if "could not write the run store" in str(w.message)]
     assert len(said) == 1
     assert said[0].category is RuntimeWarning
+    assert "resmagic" not in said[0].filename  # said at the user's line, not one of ours
 
 
 def test_a_loop_that_fills_the_stores_queue_is_told_and_counts_what_it_dropped(
@@ -198,6 +199,7 @@ def test_a_loop_that_fills_the_stores_queue_is_told_and_counts_what_it_dropped(
     assert result.success
     said = [w for w in recwarn if "the run store is behind" in str(w.message)]
     assert len(said) == 1
+    assert "resmagic" not in said[0].filename
     writer = recorder.writer()
     assert writer is not None
     kept = runs()
