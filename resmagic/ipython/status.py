@@ -6,6 +6,7 @@ run store, watch mode, the guard, the sinks and the status bar item, one line ea
 
 from __future__ import annotations
 
+import sys
 from typing import TYPE_CHECKING
 
 from resmagic.bus import history
@@ -40,7 +41,7 @@ def status_text(session: Session | None = None) -> str:
     lines.append(f"  sampler: {state}, every {settings.sample_interval:g} s")
     lines.append(f"  history: {len(history())} reports (limit {settings.history_limit})")
     store = settings.store or "off"
-    lines.append(f"  run store: {store} (limit {settings.store_limit} reports)")
+    lines.append(f"  run store: {store} (limit {settings.store_limit} reports){_store_lost()}")
     lines.append("  " + (watch_line(session.watcher) if session is not None else "watch: off"))
     lines.append("  " + (session.guard.state() if session is not None else "guard: off"))
     lines.extend(f"  {line}" for line in _sink_lines())
@@ -48,6 +49,15 @@ def status_text(session: Session | None = None) -> str:
     if note:
         lines.append(f"  status bar: {note}")
     return "resmagic status\n" + "\n".join(lines)
+
+
+def _store_lost() -> str:
+    """``; 12 writes lost (...)`` once the store's writer dropped or failed a write, else ""."""
+    loaded = sys.modules.get("resmagic.store.recorder")  # not imported here if never used
+    lost = loaded.recorder.lost if loaded is not None else 0
+    if not lost:
+        return ""
+    return f"; {lost} writes lost (its queue was full, or writing failed; said when it happened)"
 
 
 def _sink_lines() -> list[str]:

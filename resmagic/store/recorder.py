@@ -287,6 +287,12 @@ class Recorder:
             conn.close()
 
     @property
+    def lost(self) -> int:
+        """Writes the current writer dropped (a full queue) or could not do: reports, trims."""
+        writer = self._writer
+        return writer.lost if writer is not None else 0
+
+    @property
     def problem(self) -> str | None:
         """What went wrong writing, said once (then cleared)."""
         writer = self._writer

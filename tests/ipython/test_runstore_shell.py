@@ -179,7 +179,7 @@ def test_an_unwritable_store_is_said_once_by_plain_cells_too(
 
 
 def test_a_loop_that_fills_the_stores_queue_is_told_and_counts_what_it_dropped(
-    ip: Any, store: Path, recwarn: pytest.WarningsRecorder
+    ip: Any, store: Path, recwarn: pytest.WarningsRecorder, capsys: pytest.CaptureFixture[str]
 ) -> None:
     assert ip.run_cell("%%timed -q\nx = 1", store_history=True).success
     assert recorder.flush()  # the store and its tables are there
@@ -206,6 +206,9 @@ def test_a_loop_that_fills_the_stores_queue_is_told_and_counts_what_it_dropped(
     stored = int((kept["label"] == "s").sum())
     assert stored < blocks
     assert stored + writer.lost >= blocks  # every report dropped was counted (trims too)
+    capsys.readouterr()
+    ip.run_line_magic("resmagic", "status")
+    assert f"; {writer.lost} writes lost (its queue was full" in capsys.readouterr().out
 
 
 def _refused(ip: Any, path: Path | str, match: str) -> None:
