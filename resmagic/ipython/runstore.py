@@ -8,14 +8,13 @@ The store's start at load and its death notices are :mod:`resmagic.ipython.store
 from __future__ import annotations
 
 import dataclasses
-import sys
 import threading
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from resmagic.config import settings
 from resmagic.ipython.cells.runner import Frame
-from resmagic.ipython.storestart import StoreStart
+from resmagic.ipython.storestart import StoreStart, say_once
 from resmagic.ipython.which_cell import execute_request, running_cell, running_cell_id
 from resmagic.units import format_bytes, format_seconds
 
@@ -68,7 +67,7 @@ class StoreHook(StoreStart):
         self._new_run: Callable[[str | None, str | None, int | None, str | None], CellRun] | None
         self._new_run = None
         self._known: tuple[Any, ...] | None = None
-        """The last unmeasured cell's (number, parent message, running, notebook, its run)."""
+        """The last unmeasured cell's (number, request id, its ExecutionInfo, notebook, run)."""
 
     def _end_open(self, recorder: Recorder) -> None:
         while self.open:
@@ -130,7 +129,7 @@ class StoreHook(StoreStart):
             self._said(recorder)
         problem = recorder.problem
         if problem is not None:
-            print(f"resmagic: {problem} (said once)", file=sys.stderr)
+            say_once(problem)
 
     def current(self) -> CellRun | None:
         """The cell a report published now belongs to (a thread's: its number alone)."""
@@ -148,20 +147,22 @@ class StoreHook(StoreStart):
         One object per cell, made with the cell's first report: the cell's id and code hash
         are looked up once, not once per report (issue 26: a loop of blocks publishes
         thousands, and the hash grows with the cell). It is the same cell while its number,
-        the kernel's parent message and IPython's record of the running cell are the same
-        objects. Each report is still a run of its own (``each_report``), as before.
+        the kernel's request (its message id) and IPython's record of the running cell (its
+        ``ExecutionInfo``) are the same. The key holds no value of the user's: not the
+        result (its ``Out``, its traceback), not the request's buffers. Each report is
+        still a run of its own (``each_report``), as before.
         """
         shell = self.shell
         number = running_cell(shell)
-        get_parent = getattr(shell, "get_parent", None)
-        parent = get_parent() if get_parent is not None else None
-        running = getattr(getattr(shell, "displayhook", None), "exec_result", None)
+        request = _request_id(shell)
+        result = getattr(getattr(shell, "displayhook", None), "exec_result", None)
+        running = getattr(result, "info", None)  # not the result: it holds the cell's Out
         notebook = (self._recorder or self.ready()).notebook
         known = self._known
         if (
             known is not None
             and known[0] == number
-            and known[1] is parent
+            and known[1] == request
             and known[2] is running
             and known[3] is notebook
         ):
@@ -169,7 +170,7 @@ class StoreHook(StoreStart):
             return run
         run = self._cell(None, number)
         run.each_report = True
-        self._known = (number, parent, running, notebook, run)
+        self._known = (number, request, running, notebook, run)
         return run
 
     def _cell(self, info: Any, number: int | None) -> CellRun:
@@ -228,6 +229,19 @@ def describe_last(last: LastRun) -> str:
         if last.device:
             text += f" {last.device}"
     return text if last.status == "ok" else f"{text}, {last.status}"
+
+
+def _request_id(shell: Any) -> object:
+    """The message id of the request the kernel serves now (None in a terminal)."""
+    get_parent = getattr(shell, "get_parent", None)
+    if get_parent is None:
+        return None
+    try:
+        parent = get_parent()
+    except Exception:  # a shell of another kernel, half torn down (as execute_request)
+        return None
+    header = parent.get("header") if isinstance(parent, Mapping) else None
+    return header.get("msg_id") if isinstance(header, Mapping) else None
 
 
 def _run_maker() -> Callable[[str | None, str | None, int | None, str | None], CellRun]:

@@ -139,12 +139,14 @@ class StoreStart:
             recorder.session_id,
             recorder.notebook,
             recorder.script,
+            recorder.say,
         )
         kernel = getattr(self.shell, "kernel", None)
         recorder.session_id = getattr(getattr(kernel, "session", None), "session", None)
         recorder.notebook = _notebook(self.shell)
         recorder.script = False
         recorder.context = self.current
+        recorder.say = say_once
         if settings.store:
             self._check_deaths(recorder)
             # Not waited for here (issue 26: `%load_ext` ≤ 12 ms): the first measured cell
@@ -240,6 +242,7 @@ class StoreStart:
                 recorder.session_id,
                 recorder.notebook,
                 recorder.script,
+                recorder.say,
             ) = self._saved
 
     def current(self) -> CellRun | None:
@@ -253,3 +256,8 @@ class StoreStart:
 def _notebook(shell: Any) -> str | None:
     """The notebook this kernel runs (ipykernel's ``__session__``, else ``JPY_SESSION_NAME``)."""
     return shell.user_ns.get("__session__") or os.environ.get("JPY_SESSION_NAME")
+
+
+def say_once(text: str) -> None:
+    """A store problem as a measured cell's end says it: on stderr, under the cell."""
+    print(f"resmagic: {text} (said once)", file=sys.stderr)

@@ -66,6 +66,9 @@ class Recorder:
         """The notebook path (ipykernel's ``__session__``); in a script, the script's."""
         self.script = True
         """False once the IPython layer has set :attr:`notebook` (maybe to None)."""
+        self.say: Callable[[str], None] | None = None
+        """How a problem found outside a measured cell is said (the IPython layer sets it;
+        None: a ``RuntimeWarning``)."""
         self._exit_registered = False
         self._untrimmed = 0
         self._tally = Tally()  # the writer's count of finished rows (a fresh one per writer)
@@ -159,8 +162,26 @@ class Recorder:
             if writer.problem is not None and (run is None or run.each_report):
                 # No measured cell will end to say it (the IPython layer says it there): a
                 # script, or a plain cell's loop that filled the queue. Said once.
+                text = self.problem  # taken (cleared) first: two threads never both say it
+                if text is not None:
+                    self._say(text)
+
+    def _say(self, text: str) -> None:
+        """Say a problem of the store's where the user sees it; never raise into the block.
+
+        In IPython the session's :attr:`say` prints it as a measured cell's end would; a
+        script gets a ``RuntimeWarning`` at its own line. Warnings turned into errors (``-W
+        error``) must not fail the block that published (the bus's rule): printed instead.
+        """
+        try:
+            if self.say is not None:
+                self.say(text)
+            else:
                 level = _first_outside_resmagic()
-                warnings.warn(f"resmagic: {self.problem}", RuntimeWarning, stacklevel=level)
+                warnings.warn(f"resmagic: {text}", RuntimeWarning, stacklevel=level)
+        except Exception:
+            with contextlib.suppress(Exception):
+                print(f"resmagic: {text}", file=sys.stderr)
 
     def _trim(self, writer: Writer, *, exact: bool = False) -> None:
         self._untrimmed = 0

@@ -9,6 +9,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -346,3 +347,35 @@ _ROW_COLUMNS = [
     *("run", "session", "notebook", "cell_id", "cell", "code_sha", "scope", "label", "status"),
     *("started_at", "duration_s", "updated_at", "devices", "holders", "notes", "extra", "error"),
 ]
+
+
+def test_a_scripts_store_problem_is_a_warning_at_its_line_and_never_fails_the_block(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    saved = settings.store, recorder.say, recorder.context
+    recorder.say, recorder.context = None, lambda: None  # a script: no IPython layer
+
+    def unwritable(name: str) -> None:  # a new writer each time: a problem of its own
+        blocker = tmp_path / name
+        blocker.write_text("not a folder")
+        settings.store = str(blocker / "runs.sqlite")
+        recorder.writer()
+        with resmagic.timed("first"):
+            pass
+        recorder.flush()  # its write has failed before the next report
+
+    try:
+        unwritable("a")
+        warned = pytest.warns(RuntimeWarning, match="could not write the run store")
+        with warned as said, resmagic.timed("second"):
+            pass
+        assert said[0].filename == __file__  # the script's own line, not one of ours
+        unwritable("b")
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # -W error must not fail the block (the bus's rule)
+            with pytest.raises(ValueError, match="the block's own"), resmagic.timed("third"):
+                raise ValueError("the block's own")
+        assert "resmagic: could not write the run store" in capsys.readouterr().err
+    finally:
+        settings.store, recorder.say, recorder.context = saved
+        recorder.writer()
