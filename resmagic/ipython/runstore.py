@@ -15,7 +15,12 @@ from typing import TYPE_CHECKING, Any
 from resmagic.config import settings
 from resmagic.ipython.cells.runner import Frame
 from resmagic.ipython.storestart import StoreStart, say_once
-from resmagic.ipython.which_cell import execute_request, running_cell, running_cell_id
+from resmagic.ipython.which_cell import (
+    execute_request,
+    request_header,
+    running_cell,
+    running_cell_id,
+)
 from resmagic.units import format_bytes, format_seconds
 
 if TYPE_CHECKING:
@@ -233,15 +238,8 @@ def describe_last(last: LastRun) -> str:
 
 def _request_id(shell: Any) -> object:
     """The message id of the request the kernel serves now (None in a terminal)."""
-    get_parent = getattr(shell, "get_parent", None)
-    if get_parent is None:
-        return None
-    try:
-        parent = get_parent()
-    except Exception:  # a shell of another kernel, half torn down (as execute_request)
-        return None
-    header = parent.get("header") if isinstance(parent, Mapping) else None
-    return header.get("msg_id") if isinstance(header, Mapping) else None
+    request = request_header(shell)
+    return request[1].get("msg_id") if request is not None else None
 
 
 def _run_maker() -> Callable[[str | None, str | None, int | None, str | None], CellRun]:

@@ -32,7 +32,13 @@ from typing import Any
 
 import IPython
 
-__all__ = ["BUMPED_BEFORE", "execute_request", "running_cell", "running_cell_id"]
+__all__ = [
+    "BUMPED_BEFORE",
+    "execute_request",
+    "request_header",
+    "running_cell",
+    "running_cell_id",
+]
 
 # IPython 9.8 moved the execution_count bump from after a cell to before it.
 BUMPED_BEFORE = int(IPython.version_info >= (9, 8))
@@ -68,6 +74,17 @@ def execute_request(shell: Any) -> Mapping[str, Any] | None:
     None in terminal IPython, and while the kernel serves another kind of request (a widget's
     ``comm_msg``).
     """
+    parent = request_header(shell)
+    if parent is None or parent[1].get("msg_type") != "execute_request":
+        return None
+    return parent[0]
+
+
+def request_header(shell: Any) -> tuple[Mapping[str, Any], Mapping[str, Any]] | None:
+    """The request the kernel is serving now, of any kind, and its header; None if none.
+
+    None in terminal IPython.
+    """
     get_parent = getattr(shell, "get_parent", None)
     if get_parent is None:
         return None
@@ -78,6 +95,4 @@ def execute_request(shell: Any) -> Mapping[str, Any] | None:
     if not isinstance(parent, Mapping):
         return None
     header = parent.get("header")
-    if not isinstance(header, Mapping) or header.get("msg_type") != "execute_request":
-        return None
-    return parent
+    return (parent, header) if isinstance(header, Mapping) else None
