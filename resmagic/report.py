@@ -25,6 +25,7 @@ __all__ = [
     "TimingReport",
     "TransactionReport",
     "describe_error",
+    "fields_of",
     "plain",
     "status_of",
 ]
@@ -81,21 +82,27 @@ class Holder:
 
 
 _ATOMS = frozenset({str, int, float, bool, type(None)})
-_NAMES: dict[type, tuple[str, ...]] = {}
+_NAMES: dict[tuple[type, frozenset[str]], tuple[str, ...]] = {}
+_NO_NAMES: frozenset[str] = frozenset()
 
 
-def _fields(obj: Any) -> dict[str, Any]:
-    """``dataclasses.asdict(obj)``, the same dict, at a quarter of its cost.
+def fields_of(obj: Any, skip: frozenset[str] = _NO_NAMES) -> dict[str, Any]:
+    """``dataclasses.asdict(obj)`` less the fields named in ``skip``: the same dict, faster.
 
     Issue 26 (C1): the run store's writer thread turns every report into a row, and
     ``asdict``'s generic recursion (a ``deepcopy`` per leaf) was half of that: 16 of 35 µs
-    per ``TimingReport``, GIL time a cell loop waits for.
+    per ``TimingReport``, GIL time a cell loop waits for. Atoms (most fields) are taken as
+    they are, without a call each; the store's row asks for the fields without a column.
     """
-    kind = type(obj)
-    names = _NAMES.get(kind)
+    key = (type(obj), skip)
+    names = _NAMES.get(key)
     if names is None:
-        names = _NAMES[kind] = tuple(f.name for f in dataclasses.fields(obj))
-    return {name: plain(getattr(obj, name)) for name in names}
+        names = _NAMES[key] = tuple(f.name for f in dataclasses.fields(obj) if f.name not in skip)
+    out: dict[str, Any] = {}
+    for name in names:
+        value = getattr(obj, name)
+        out[name] = value if type(value) in _ATOMS else plain(value)
+    return out
 
 
 def plain(value: Any) -> Any:
@@ -108,7 +115,7 @@ def plain(value: Any) -> Any:
     if kind is dict:
         return {plain(k): plain(v) for k, v in value.items()}
     if hasattr(kind, "__dataclass_fields__"):
-        return _fields(value)
+        return fields_of(value)
     return dataclasses.asdict(_Box(value))["value"]  # anything else: asdict's own rules
 
 
@@ -143,7 +150,7 @@ class Report:
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict of every field, with ``"scope"`` first."""
-        return {"scope": self.scope, **_fields(self)}
+        return {"scope": self.scope, **fields_of(self)}
 
     def _details(self) -> str:
         return format_seconds(self.duration_s)

@@ -9,7 +9,6 @@ as a cell that launched ranks has them: no new column.
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import itertools
 import json
@@ -22,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from resmagic.ranktable import rank_device_rows
-from resmagic.report import Report, plain
+from resmagic.report import Report, fields_of, plain
 from resmagic.store.liveness import Identity
 
 __all__ = ["CellRun", "Session", "code_sha", "insert_report", "insert_reports", "insert_session"]
@@ -31,6 +30,10 @@ DIED = "the kernel died while this cell ran"
 """The error text of a ``died`` row."""
 
 _KNOWN = {"scope", "status", "duration_s", "started_at", "cell", "error", "devices", "notes"}
+# to_dict() less the columns of their own and holders: the JSON of the extra column
+# (built field by field for the writer thread, issue 26: the whole dict, then a second one
+# without the columns, was 6.7 of its ~14 µs per timed report in a loop).
+_EXTRA_SKIP = frozenset(_KNOWN | {"holders"})
 
 
 _ids = itertools.count()
@@ -189,7 +192,7 @@ def insert_reports(
 
 
 def _report_row(report: Report, run: CellRun | None, session: Session) -> tuple[Any, ...]:
-    extra = _extra(report)  # to_dict() but the columns of their own, in its order
+    extra = fields_of(report, _EXTRA_SKIP)  # to_dict() less the columns, in its order
     devices = plain(getattr(report, "devices", None)) or None
     ranks = extra.get("ranks")
     if ranks:  # issue 28: rank 0's table; its ranks' rows rank like devices
@@ -215,31 +218,6 @@ def _report_row(report: Report, run: CellRun | None, session: Session) -> tuple[
         json.dumps(extra) if extra else None,
         report.error,
     )
-
-
-_ATOMS = frozenset({str, int, float, bool, type(None)})
-_EXTRA: dict[type, tuple[str, ...]] = {}
-
-
-def _extra(report: Report) -> dict[str, Any]:
-    """``report.to_dict()`` less the columns of their own and ``holders``, field by field.
-
-    Issue 26: the writer thread turns every report into a row while the cells wait for the
-    GIL; the whole dict, then a second one without the columns, was 6.7 of its ~14 µs
-    per ``timed`` report in a loop. Atoms (most fields) are taken as they are.
-    """
-    kind = type(report)
-    names = _EXTRA.get(kind)
-    if names is None:
-        skip = _KNOWN | {"holders"}
-        names = _EXTRA[kind] = tuple(
-            f.name for f in dataclasses.fields(report) if f.name not in skip
-        )
-    extra: dict[str, Any] = {}
-    for name in names:
-        value = getattr(report, name)
-        extra[name] = value if type(value) in _ATOMS else plain(value)
-    return extra
 
 
 def _devices_json(run: CellRun) -> str | None:
