@@ -131,52 +131,49 @@ def test_a_running_cell_can_ask_for_its_last_run(ip: Any, store: Path) -> None:
     assert last.duration_s > 0
 
 
-def test_an_unwritable_store_is_said_once_and_the_cells_run(
-    ip: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+@pytest.fixture
+def unwritable_store(tmp_path: Path) -> Iterator[None]:
+    """``settings.store`` under a file, so every write fails; put back afterwards."""
     blocker = tmp_path / "a-file"
     blocker.write_text("not a folder")
     before = settings.store
     # Set as a script may (%resmagic config refuses this path before anything is written).
     settings.store = str(blocker / "runs.sqlite")
     recorder.writer()
-    try:
-        results = []
-        for i in range(4):
-            results.append(ip.run_cell(f"%%timed -q\n{i}", store_history=True))
-            recorder.flush()  # each cell's write has failed before the next cell ends
-        err = capsys.readouterr().err
-    finally:
-        settings.store = before
-        recorder.writer()
+    yield
+    settings.store = before
+    recorder.writer()
+
+
+@pytest.mark.usefixtures("unwritable_store")
+def test_an_unwritable_store_is_said_once_and_the_cells_run(
+    ip: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    results = []
+    for i in range(4):
+        results.append(ip.run_cell(f"%%timed -q\n{i}", store_history=True))
+        recorder.flush()  # each cell's write has failed before the next cell ends
+    err = capsys.readouterr().err
     assert all(r.success for r in results)
     assert err.count("could not write the run store") == 1
     assert "(said once)" in err
 
 
+@pytest.mark.usefixtures("unwritable_store")
 def test_an_unwritable_store_is_said_once_by_plain_cells_too(
-    ip: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    ip: Any, capsys: pytest.CaptureFixture[str]
 ) -> None:
     # No measured cell ends to say it: the report that finds the problem says it, once, as
     # a measured cell's end would (printed: a warnings filter must not hide it).
-    blocker = tmp_path / "a-file"
-    blocker.write_text("not a folder")
-    before = settings.store
-    settings.store = str(blocker / "runs.sqlite")
-    recorder.writer()
-    try:
-        results = []
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # as many ML notebooks have it
-            for _ in range(4):
-                cell = "from resmagic import timed\nwith timed('plain'):\n    pass"
-                results.append(ip.run_cell(cell, store_history=True))
-                recorder.flush()  # the write has failed before the next cell's report
-        err = capsys.readouterr().err
-        ip.run_cell("%%timed -q\nx = 1", store_history=True)  # settles the start's checks
-    finally:
-        settings.store = before
-        recorder.writer()
+    results = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # as many ML notebooks have it
+        for _ in range(4):
+            cell = "from resmagic import timed\nwith timed('plain'):\n    pass"
+            results.append(ip.run_cell(cell, store_history=True))
+            recorder.flush()  # the write has failed before the next cell's report
+    err = capsys.readouterr().err
+    ip.run_cell("%%timed -q\nx = 1", store_history=True)  # settles the start's checks
     assert all(r.success for r in results)
     assert err.count("could not write the run store") == 1
     assert "(said once)" in err
