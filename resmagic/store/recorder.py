@@ -19,9 +19,7 @@ import sqlite3
 import sys
 import threading
 import uuid
-import warnings
 from collections.abc import Callable, Sequence
-from types import FrameType
 from typing import TYPE_CHECKING, TypeVar
 
 from resmagic._version import __version__
@@ -36,6 +34,7 @@ from resmagic.store.rows import CellRun, Session
 from resmagic.store.running import Reader, host_reading, sample
 from resmagic.store.schema import connect
 from resmagic.store.statefile import State, StateFile
+from resmagic.store.telling import tell
 from resmagic.store.trimming import Tally
 from resmagic.store.writer import Pending, Writer
 
@@ -164,24 +163,7 @@ class Recorder:
                 # script, or a plain cell's loop that filled the queue. Said once.
                 text = self.problem  # taken (cleared) first: two threads never both say it
                 if text is not None:
-                    self._say(text)
-
-    def _say(self, text: str) -> None:
-        """Say a problem of the store's where the user sees it; never raise into the block.
-
-        In IPython the session's :attr:`say` prints it as a measured cell's end would; a
-        script gets a ``RuntimeWarning`` at its own line. Warnings turned into errors (``-W
-        error``) must not fail the block that published (the bus's rule): printed instead.
-        """
-        try:
-            if self.say is not None:
-                self.say(text)
-            else:
-                level = _first_outside_resmagic()
-                warnings.warn(f"resmagic: {text}", RuntimeWarning, stacklevel=level)
-        except Exception:
-            with contextlib.suppress(Exception):
-                print(f"resmagic: {text}", file=sys.stderr)
+                    tell(text, self.say)
 
     def _trim(self, writer: Writer, *, exact: bool = False) -> None:
         self._untrimmed = 0
@@ -365,15 +347,6 @@ def _dead_kernels(
     from resmagic.store.died import dead_kernels
 
     return dead_kernels(conn, notebook, store)
-
-
-def _first_outside_resmagic() -> int:
-    """The ``stacklevel`` of the caller's first frame outside resmagic (the user's line)."""
-    frame: FrameType | None = sys._getframe(2)
-    level = 2
-    while frame is not None and frame.f_globals.get("__name__", "").startswith("resmagic."):
-        frame, level = frame.f_back, level + 1
-    return level
 
 
 def _script() -> str | None:
