@@ -21,17 +21,6 @@ from resmagic.store.recorder import recorder
 from tests.children import holding_children
 
 
-@pytest.fixture
-def store(ip: Any, tmp_path: Path) -> Iterator[Path]:
-    """The shell's store moved to a fresh file for the test, and put back afterwards."""
-    path = tmp_path / "shell.sqlite"
-    before = settings.store
-    ip.run_line_magic("resmagic", f"config store={path}")
-    yield path
-    settings.store = before
-    recorder.writer()
-
-
 def test_the_text_line_says_how_the_same_cell_did_last_time(
     ip: Any, store: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

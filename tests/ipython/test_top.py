@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -11,19 +10,8 @@ from IPython.core.error import UsageError
 
 from resmagic.bus import history
 from resmagic.config import settings
-from resmagic.store.recorder import recorder
 
 TOUCH = "for i in range(0, len({0}), 4096): {0}[i] = 1"
-
-
-@pytest.fixture
-def store(ip: Any, tmp_path: Path) -> Iterator[Path]:
-    path = tmp_path / "top.sqlite"
-    before = settings.store
-    ip.run_line_magic("resmagic", f"config store={path}")
-    yield path
-    settings.store = before
-    recorder.writer()
 
 
 def _alloc(ip: Any, name: str, mib: int, keep: bool) -> None:
