@@ -8,7 +8,10 @@ report, written by the store's thread), and each names its cell. This times the 
 in an in-process ``InteractiveShell`` (a fresh IPYTHONDIR, so a fresh store) first without
 and then with ``%load_ext resmagic``, in rounds of ``--blocks`` blocks, each round ending
 with the store's writes committed (``recorder.flush()``), so the store's work is counted and
-nothing is dropped (its queue holds 10,000 jobs). Per variant: wall µs per block with the
+nothing is dropped (its queue holds 10,000 jobs). Every report is stored (``store_per_cell``
+raised), then the same loops run past the cell's ``store_per_cell`` (1,000), where a block's
+report is counted and not stored (a tree before that setting: its every report stored).
+Per variant: wall µs per block with the
 flush, the main thread's CPU µs per block, and the other threads' (the writer's) CPU µs per
 block; medians over rounds. ``--before REF``: the resmagic of git ref REF too, in
 interpreters alternating with this tree's.
@@ -42,6 +45,8 @@ SHOWN = (
 )
 VARIANTS = [variant for variant in ALL if variant[0] in SHOWN]
 """library.py's (name, setup, one block) of the resmagic forms: setup runs once."""
+PAST = "loaded, past store_per_cell"
+"""The blocks of a loop past its cell's ``store_per_cell`` reports: counted, not stored."""
 
 
 def child(rounds: int, blocks: int) -> dict[str, Any]:
@@ -79,9 +84,18 @@ def child(rounds: int, blocks: int) -> dict[str, Any]:
     out: dict[str, Any] = {"resmagic_from": resmagic.__file__}
     out["not loaded"] = rounds_of(lambda: None)
     shell.run_line_magic("load_ext", "resmagic")
+    from resmagic.config import settings
     from resmagic.store.recorder import recorder
 
+    # Every block's report stored: a cell's first store_per_cell reports of a label (a tree
+    # before that setting stores every one).
+    cap = getattr(settings, "store_per_cell", None)
+    if cap is not None:
+        settings.update(store_per_cell=10**9)
     out["loaded"] = rounds_of(recorder.flush)
+    if cap is not None:  # the same loops, now past the cell's cap: reports not stored
+        settings.update(store_per_cell=cap)
+        out[PAST] = rounds_of(recorder.flush)
     writer = recorder._writer  # a benchmark may look: nothing dropped
     out["lost"] = writer.lost if writer is not None else 0
     return out
@@ -119,8 +133,8 @@ def measure(
             got = json.loads(run.stdout)
             tree = pooled.setdefault(label, {"resmagic_from": got["resmagic_from"], "lost": 0})
             tree["lost"] += got["lost"]
-            for state in ("not loaded", "loaded"):
-                for name, series in got[state].items():
+            for state in ("not loaded", "loaded", PAST):
+                for name, series in got.get(state, {}).items():
                     slot = tree.setdefault(state, {}).setdefault(name, {})
                     for key, values in series.items():
                         slot.setdefault(key, []).extend(values)
@@ -139,18 +153,27 @@ def table(results: dict[str, Any]) -> str:
         "|---|" + "---|" * len(labels),
     ]
     for name, _, _ in VARIANTS:
-        cells = []
-        for label in labels:
-            bare = statistics.median(pooled[label]["not loaded"][name]["wall"])
-            loaded = pooled[label]["loaded"][name]
-            main, others = statistics.median(loaded["main"]), statistics.median(loaded["others"])
-            wall = statistics.median(loaded["wall"])
-            cells.append(f"{bare:.2f} / **{wall:.2f}** ({main:.2f}, {others:.2f})")
-        lines.append(f"| `{name}` | " + " | ".join(cells) + " |")
+        for state in ("loaded", PAST):
+            if state == PAST and (name.endswith('keep="totals")') or not _has(pooled, PAST)):
+                continue  # it stores no report
+            cells = []
+            for label in labels:
+                bare = statistics.median(pooled[label]["not loaded"][name]["wall"])
+                loaded = pooled[label].get(state, pooled[label]["loaded"])[name]
+                main = statistics.median(loaded["main"])
+                others = statistics.median(loaded["others"])
+                wall = statistics.median(loaded["wall"])
+                cells.append(f"{bare:.2f} / **{wall:.2f}** ({main:.2f}, {others:.2f})")
+            shown = f"`{name}`" + (", past the cell's `store_per_cell`" if state == PAST else "")
+            lines.append(f"| {shown} | " + " | ".join(cells) + " |")
     lost = {label: tree["lost"] for label, tree in pooled.items() if tree["lost"]}
     if lost:
         lines += ["", f"Reports the store dropped (its queue was full): {lost}."]
     return "\n".join(lines)
+
+
+def _has(pooled: dict[str, Any], state: str) -> bool:
+    return any(state in tree for tree in pooled.values())
 
 
 def main() -> int:

@@ -95,7 +95,10 @@ then with `%load_ext resmagic`, when every report also goes to the run store and
 cell. Rounds of 2,000 blocks each end with the store's writes committed, so the writer
 thread's work is counted and nothing is dropped (its queue holds 10,000 jobs); in brackets,
 the CPU µs per block of the main thread and of the other threads (the store's writer), which
-contend for the GIL. Medians over rounds, three interpreters per tree, alternating.
+contend for the GIL. Medians over rounds, three interpreters per tree, alternating. A row
+"past the cell's `store_per_cell`" times the same loop after the cell's first 1,000 reports
+of a label, which are counted in `timings()` and not stored (a tree before that setting
+stores every one, so its figure there is its stored one).
 """
 
 

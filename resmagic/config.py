@@ -61,6 +61,11 @@ class Settings:
         store: the run store's SQLite file, "" for none: set at ``%load_ext`` to the
             profile's ``resmagic.sqlite``; in scripts "" unless set (``on``: that default).
         store_limit: the most reports the run store keeps (oldest dropped first).
+        store_per_cell: the most reports of one scope and label the run store keeps from
+            one cell run (a loop's blocks: ``with timed("step")`` 100,000 times would
+            otherwise fill the store and push every other cell out of it). The rest still
+            go to ``history()``, ``timings()`` and the sinks. A measured cell's own reports
+            are always kept.
         ranks_timeout_s: how long rank 0 of a ``gpu_scope(ranks=True)`` or
             ``timed(ranks=True)`` waits for the other ranks' records before it reports
             them missing (a rank that is late, stuck, dead or skipped the scope).
@@ -75,6 +80,7 @@ class Settings:
     sink: str = "off"
     store: str = ""
     store_limit: int = 100_000
+    store_per_cell: int = 1_000
     ranks_timeout_s: float = 60.0
 
     def update(self, **values: object) -> None:
@@ -98,7 +104,13 @@ class Settings:
 
 
 # The lowest value of each integer setting, and the range of each seconds setting.
-_INTEGERS = {"history_limit": 1, "held_mib": 0, "watch_panel_mib": 0, "store_limit": 1}
+_INTEGERS = {
+    "history_limit": 1,
+    "held_mib": 0,
+    "watch_panel_mib": 0,
+    "store_limit": 1,
+    "store_per_cell": 1,
+}
 _SECONDS = {
     "sample_interval": (0.001, 60.0),
     "sampler_linger": (0.0, 60.0),

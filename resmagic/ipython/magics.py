@@ -221,7 +221,7 @@ class ResMagics(Magics):
                                                 sampler_linger, held_mib, watch_panel_s,
                                                 watch_panel_mib, sink, store (a path,
                                                 on or off), store_limit,
-                                                ranks_timeout_s
+                                                store_per_cell, ranks_timeout_s
             %resmagic config sink=mlflow        also send every report to MLflow (one run
                                                 per session, off the cell path); sink=off
             %resmagic watch [on|off] [--scopes gpu_scope,timed] [--log PATH] [--no-panel]

@@ -73,6 +73,8 @@ class StoreHook(StoreStart):
         self._new_run = None
         self._known: tuple[Any, ...] | None = None
         """The last unmeasured cell's (number, request id, its ExecutionInfo, notebook, run)."""
+        self._from_threads: tuple[int | None, str | None, CellRun] | None = None
+        """The last cell number another thread reported in: (number, notebook, run)."""
 
     def _end_open(self, recorder: Recorder) -> None:
         while self.open:
@@ -103,6 +105,7 @@ class StoreHook(StoreStart):
             if layer.render is not None:
                 shown = True
         run.scope = ",".join(scopes)
+        run.own = tuple(layer.scope for layer in frame.layers)
         if gpu is not None:
             run.opened = gpu.opened  # the running row's before: what the scope opened with
             recorder.started(run, gpu.readings)
@@ -141,10 +144,26 @@ class StoreHook(StoreStart):
         if self.open:
             return self.open[-1].run
         if threading.current_thread() is not threading.main_thread():
-            # The kernel's request read from another thread may be the next cell's
-            # (ipykernel 6): no id, no code, rather than another cell's.
-            return self._new(self.ready().notebook, None, running_cell(self.shell), None)
+            return self._from_thread()
         return self._unmeasured()
+
+    def _from_thread(self) -> CellRun:
+        """The run of a report from another thread: the running cell's number alone.
+
+        The kernel's request read from another thread may be the next cell's (ipykernel 6):
+        no id, no code, rather than another cell's. One object per cell number, as for the
+        main thread's unmeasured cells, so its reports share one count for the store's cap.
+        """
+        number = running_cell(self.shell)
+        notebook = self.ready().notebook
+        known = self._from_threads
+        if known is not None and known[0] == number and known[1] is notebook:
+            run: CellRun = known[2]
+            return run
+        run = self._new(notebook, None, number, None)
+        run.each_report = True
+        self._from_threads = (number, notebook, run)
+        return run
 
     def _unmeasured(self) -> CellRun:
         """The run of a cell that is not measured, for its reports (``with timed()`` in a loop).

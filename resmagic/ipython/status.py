@@ -52,12 +52,25 @@ def status_text(session: Session | None = None) -> str:
 
 
 def _store_lost() -> str:
-    """``; 12 writes lost (...)`` once the store's writer dropped or failed a write, else ""."""
+    """What the store did not keep: writes its writer dropped or failed, reports past a cap.
+
+    ``; 12 writes lost (...)``, ``; 99000 reports not stored (...)``; "" when nothing.
+    """
     loaded = sys.modules.get("resmagic.store.recorder")  # not imported here if never used
-    lost = loaded.recorder.lost if loaded is not None else 0
-    if not lost:
+    if loaded is None:
         return ""
-    return f"; {lost} writes lost (its queue was full, or writing failed; said when it happened)"
+    lost, past = loaded.recorder.lost, loaded.recorder.past_cap
+    text = ""
+    if lost:
+        text += (
+            f"; {lost} writes lost (its queue was full, or writing failed; said when it happened)"
+        )
+    if past:
+        text += (
+            f"; {past} reports not stored (past store_per_cell={settings.store_per_cell}"
+            " in their cell: counted in timings())"
+        )
+    return text
 
 
 def _sink_lines() -> list[str]:

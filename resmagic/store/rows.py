@@ -93,6 +93,8 @@ class CellRun:
         each_report: a cell that is not measured (``with timed():`` in a plain cell): it has
             no running row, and each of its reports is a run of its own (its row gets a
             fresh ``run`` id), so one object serves all of them.
+        kept: reports stored so far, per scope and label (``settings.store_per_cell``).
+        own: the measured cell's own scopes: their reports are stored past that cap.
     """
 
     notebook: str | None
@@ -108,6 +110,8 @@ class CellRun:
     written: bool = False
     opened: Callable[[], Sequence[Any]] | None = None
     each_report: bool = False
+    kept: dict[tuple[str, str | None], int] = field(default_factory=dict)
+    own: tuple[Any, ...] = ()
 
 
 def insert_session(conn: sqlite3.Connection, s: Session) -> None:

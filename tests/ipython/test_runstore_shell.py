@@ -187,13 +187,14 @@ def test_a_plain_cells_report_keeps_nothing_of_that_cell_alive(ip: Any, store: P
 
 
 def test_a_loop_that_fills_the_stores_queue_is_told_and_counts_what_it_dropped(
-    ip: Any, store: Path, capsys: pytest.CaptureFixture[str]
+    ip: Any, store: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    blocks = 25_000  # more than the queue holds after any one batch the writer took first
+    monkeypatch.setattr(settings, "store_per_cell", blocks)  # every block's report queued
     assert ip.run_cell("%%timed -q\nx = 1", store_history=True).success
     assert recorder.flush()  # the store and its tables are there
     lock = sqlite3.connect(store, isolation_level=None)
     lock.execute("BEGIN EXCLUSIVE")  # the writer waits for it: its queue (10,000) fills
-    blocks = 25_000  # more than the queue holds after any one batch the writer took first
     try:
         cell = f"from resmagic import timed\nfor _ in range({blocks}):\n    with timed('s'):\n" + (
             "        pass"
