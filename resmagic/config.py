@@ -64,8 +64,8 @@ class Settings:
         store_per_cell: the most reports of one scope and label the run store keeps from
             one cell run (a loop's blocks: ``with timed("step")`` 100,000 times would
             otherwise fill the store and push every other cell out of it). The rest still
-            go to ``history()``, ``timings()`` and the sinks. A measured cell's own reports
-            are always kept.
+            go to ``history()`` and the sinks, and ``timings()`` counts every ``timed``
+            block. A measured cell's own reports are always kept.
         ranks_timeout_s: how long rank 0 of a ``gpu_scope(ranks=True)`` or
             ``timed(ranks=True)`` waits for the other ranks' records before it reports
             them missing (a rank that is late, stuck, dead or skipped the scope).

@@ -281,9 +281,11 @@ class ResMagics(Magics):
         expecting = output.expecting
         # Its reports show as run_layers returns: a clear pending then needs a placeholder.
         output.expecting = expecting or any(layer.render is not None for layer in prepared[0])
+        disown = self.session.store.owning([layer.scope for layer in prepared[0]])
         try:
             return run_layers(self._shell, *prepared)
         finally:
+            disown()
             output.expecting = expecting
 
     def _prepare(

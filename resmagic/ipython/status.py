@@ -59,17 +59,14 @@ def _store_lost() -> str:
     loaded = sys.modules.get("resmagic.store.recorder")  # not imported here if never used
     if loaded is None:
         return ""
-    lost, past = loaded.recorder.lost, loaded.recorder.past_cap
+    lost, past = loaded.recorder.lost, loaded.recorder.cap.past
     text = ""
     if lost:
         text += (
             f"; {lost} writes lost (its queue was full, or writing failed; said when it happened)"
         )
     if past:
-        text += (
-            f"; {past} reports not stored (past store_per_cell={settings.store_per_cell}"
-            " in their cell: counted in timings())"
-        )
+        text += f"; {past} reports not stored (past their cell's store_per_cell)"
     return text
 
 

@@ -28,6 +28,7 @@ from resmagic.probes import cgroup
 from resmagic.ranktable import carried_elsewhere
 from resmagic.report import Report
 from resmagic.store import rows
+from resmagic.store.capping import Cap
 from resmagic.store.liveness import me
 from resmagic.store.query import LastRun, last_runs
 from resmagic.store.rows import CellRun, Session
@@ -68,9 +69,8 @@ class Recorder:
         self.say: Callable[[str], None] | None = None
         """How a problem found outside a measured cell is said (the IPython layer sets it;
         None: a ``RuntimeWarning``)."""
-        self.past_cap = 0
-        """Reports not stored: past ``settings.store_per_cell`` in their cell run."""
-        self._kept: dict[tuple[str, str | None], int] = {}  # a script's (no cell): per process
+        self.cap = Cap()
+        """A cell's share of the store (``settings.store_per_cell``)."""
         self._exit_registered = False
         self._untrimmed = 0
         self._tally = Tally()  # the writer's count of finished rows (a fresh one per writer)
@@ -156,15 +156,8 @@ class Recorder:
         if writer is None or writer.path != settings.store:  # writer()'s test, inline
             writer = self.writer()
         if writer is not None and self._session is not None:
-            # A loop's blocks: a cell run keeps its first store_per_cell of each scope and
-            # label, so one long loop cannot push every other cell out of the store.
-            kept = run.kept if run is not None else self._kept
-            key = (report.scope, getattr(report, "label", None))
-            n = kept.get(key, 0)
-            if n >= settings.store_per_cell and not _own(run, report):
-                self._not_kept(key)
+            if not self.cap.keeps(report, run, self.say):  # a loop's blocks past its cell's
                 return
-            kept[key] = n + 1
             session = self._session
             writer.submit(rows.insert_report, report, run, session)
             self._untrimmed += 1
@@ -176,25 +169,6 @@ class Recorder:
                 text = self.problem  # taken (cleared) first: two threads never both say it
                 if text is not None:
                     tell(text, self.say)
-
-    def _not_kept(self, key: tuple[str, str | None]) -> None:
-        """A report past its cell run's cap: counted, and the first one said."""
-        self.past_cap += 1
-        if self.past_cap == 1:
-            scope, label = key
-            limit = settings.store_per_cell
-            name = f"{scope} {label!r}" if label else scope
-            more = (
-                "resmagic.settings.update(store_per_cell=N)"
-                if self.say is None
-                else "%resmagic config store_per_cell=N"
-            )
-            tell(
-                f"{name} ran more than {limit} times in one cell: the run store"
-                f" keeps a cell's first {limit} reports of each scope and label; timings()"
-                f" still counts every one ({more} to store more)",
-                self.say,
-            )
 
     def _trim(self, writer: Writer, *, exact: bool = False) -> None:
         self._untrimmed = 0
@@ -366,15 +340,10 @@ class Recorder:
         self._lock = threading.Lock()
         self._writer, self._session, self._running = None, None, {}
         self.session_id = None
-        self._kept = {}
+        self.cap = Cap()
         page, self._page = self._page, None
         if page is not None:
             page.close(remove=False)  # the parent's page: this process only drops its copy
-
-
-def _own(run: CellRun | None, report: Report) -> bool:
-    """True for a report of the measured cell's own scopes (``%%timed``'s): always kept."""
-    return run is not None and any(scope.report is report for scope in run.own)
 
 
 def _dead_kernels(

@@ -114,6 +114,11 @@ class CellRun:
     own: tuple[Any, ...] = ()
 
 
+def label_of(report: Report) -> str | None:
+    """The row's label column: the report's label, else its path (a log, a database)."""
+    return getattr(report, "label", None) or getattr(report, "path", None) or None
+
+
 def insert_session(conn: sqlite3.Connection, s: Session) -> None:
     """Record the process (again: a row per session, replaced)."""
     ident = s.identity
@@ -202,7 +207,7 @@ def _report_row(report: Report, run: CellRun | None, session: Session) -> tuple[
     if ranks:  # issue 28: rank 0's table; its ranks' rows rank like devices
         devices = [*(devices or ()), *rank_device_rows(ranks)]
     holders = plain(getattr(report, "holders", None))  # name, kind, device, nbytes
-    label = extra.get("label") or extra.get("path") or None
+    label = label_of(report)
     return (
         run.run if run is not None and not run.each_report else new_id(),
         session.session,

@@ -115,6 +115,27 @@ def test_reports_of_a_cell_not_measured_carry_that_cell_each_a_run(
     assert len({r["run"] for r in rows}) == 7  # each report a run of its own, as before
 
 
+def test_a_loop_stores_its_cells_first_reports_and_the_kernel_says_so_once(
+    kernel: Kernel, profile: Path
+) -> None:
+    assert kernel.run("%resmagic config store_per_cell=3").status == "ok"
+    loop = "from resmagic import timed\nfor _ in range(5):\n    with timed('step'):\n        pass"
+    first = kernel.run(loop, cell_id="loop")
+    again = kernel.run(loop, cell_id="again")  # the same code, another cell: its own count
+    said = [
+        m["content"]["text"] for m in first.of_type("stream") if m["content"]["name"] == "stderr"
+    ]
+    assert len(said) == 1
+    assert said[0].startswith("resmagic: timed 'step' ran more than 3 times in one cell")
+    assert "%resmagic config store_per_cell=N" in said[0]
+    assert not again.of_type("stream")  # said once
+    status = kernel.run("%resmagic status").stdout
+    assert "; 4 reports not stored (past their cell's store_per_cell)" in status
+    kernel.run("%resmagic runs")
+    rows = _rows(profile)
+    assert [r["cell_id"] for r in rows] == ["loop"] * 3 + ["again"] * 3
+
+
 def test_a_running_cell_has_a_live_row(kernel: Kernel, profile: Path) -> None:
     msg_id = kernel.start(SLOW + "time.sleep(3)", cell_id="slow")
 

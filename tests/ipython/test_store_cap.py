@@ -17,6 +17,7 @@ import pytest
 from resmagic import timings
 from resmagic.bus import clear_history
 from resmagic.config import settings
+from resmagic.store.capping import Cap
 from resmagic.store.recorder import recorder
 
 LOOP = "from resmagic import timed\nfor _ in range({n}):\n    with timed({label!r}):\n        pass"
@@ -26,7 +27,7 @@ LOOP = "from resmagic import timed\nfor _ in range({n}):\n    with timed({label!
 def cap(monkeypatch: pytest.MonkeyPatch) -> int:
     """A cap of 5 reports per scope and label, and the recorder's count from zero."""
     monkeypatch.setattr(settings, "store_per_cell", 5)
-    monkeypatch.setattr(recorder, "past_cap", 0)
+    monkeypatch.setattr(recorder, "cap", Cap())
     return 5
 
 
@@ -57,10 +58,11 @@ def test_a_plain_cells_loop_stores_its_first_reports_and_says_so_once(
     ]
     assert err.count("ran more than 5 times in one cell") == 1
     assert "timed 'step' ran more than 5 times" in err
+    assert "timings() still counts every one" in err
     assert "%resmagic config store_per_cell=N" in err
-    assert recorder.past_cap == 14
+    assert recorder.cap.past == 14
     ip.run_line_magic("resmagic", "status")
-    assert "; 14 reports not stored (past store_per_cell=5" in capsys.readouterr().out
+    assert "; 14 reports not stored (past their cell's store_per_cell)" in capsys.readouterr().out
 
 
 def test_every_report_is_still_counted_in_timings(ip: Any, store: Path, cap: int) -> None:
@@ -79,6 +81,44 @@ def test_a_measured_cells_own_report_is_stored_past_the_cap(ip: Any, store: Path
         (0, "gpu_scope", None, 1, 1),
         (0, "timed", "train", cap + 1, 1),  # the loop's first 5 and the cell's own
     ]
+
+
+@pytest.mark.parametrize(
+    "cell",
+    [
+        "%%time\n%%timed outer\n" + LOOP.format(n=12, label="outer"),  # our magic, called
+        "get_ipython().run_cell_magic('timed', 'outer', {!r})".format(
+            LOOP.format(n=12, label="outer")
+        ),
+    ],
+    ids=["under %%time", "run_cell_magic"],
+)
+def test_our_magic_running_its_own_body_stores_its_own_report_past_the_cap(
+    ip: Any, store: Path, cap: int, cell: str
+) -> None:
+    assert ip.run_cell(cell, store_history=True).success
+    assert [row[2:] for row in _stored(store)] == [("outer", cap + 1, cap + 1)]
+    assert recorder.cap.past == 12 - cap
+
+
+def test_other_scopes_are_capped_by_their_path_and_not_said_to_be_in_timings(
+    ip: Any, store: Path, cap: int, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    a, b = tmp_path / "a.db", tmp_path / "b.db"
+    cell = (
+        "from resmagic import db_transaction\n"
+        f"for _ in range(7):\n    for path in ({str(a)!r}, {str(b)!r}):\n"
+        "        with db_transaction(path):\n            pass"
+    )
+    assert ip.run_cell(cell, store_history=True).success
+    err = capsys.readouterr().err
+    assert [row[1:4] for row in _stored(store)] == [
+        ("db_transaction", str(a), cap),  # a count per database, as the label column
+        ("db_transaction", str(b), cap),
+    ]
+    assert "ran more than 5 times in one cell" in err
+    assert "timings()" not in err  # it counts timed blocks only
+    assert "history() and any sink still get them" in err
 
 
 def test_reports_from_another_thread_share_their_cells_count(
@@ -117,13 +157,13 @@ def test_a_script_is_warned_at_its_own_line_with_the_setting_to_change(tmp_path:
         "    with resmagic.timed('step'):\n"
         "        pass\n"
         "resmagic.store.recorder.recorder.flush()\n"
-        "print(resmagic.store.recorder.recorder.past_cap)\n"
+        "print(resmagic.store.recorder.recorder.cap.past)\n"
     )
     done = subprocess.run(
         [sys.executable, str(script)], capture_output=True, text=True, check=True, timeout=60
     )
     assert done.stdout.strip() == "2"
-    warned = f"{script}:4: RuntimeWarning: resmagic: timed 'step' ran more than 3 times"
+    warned = f"{script}:4: RuntimeWarning: resmagic: timed 'step' ran more than 3 times in this"
     assert warned in done.stderr
     assert "resmagic.settings.update(store_per_cell=N)" in done.stderr
     assert done.stderr.count("RuntimeWarning") == 1
