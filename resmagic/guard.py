@@ -89,6 +89,9 @@ class Guard:
         limit = self.limit_bytes
         if limit is None or self._watch is not None:
             return self
+        from resmagic import delivery  # here, not in the sampler thread as the stop fires
+
+        delivery.prepare()
         # A block that starts above the threshold (what earlier cells hold, kept by an
         # earlier stop) would be stopped at once, and so would every cell after it: such a
         # block is stopped halfway from where it started to the limit instead.
@@ -130,7 +133,7 @@ class Guard:
         if used < self.threshold_bytes:
             self._sample_sooner(used)
             return []
-        from resmagic import delivery  # on first use: `import resmagic` does not pay for it
+        from resmagic import delivery  # imported by start(): `import resmagic` does not pay
 
         with _lock:
             if self not in _on.get(self.thread, []):

@@ -200,6 +200,24 @@ def test_a_guarded_loop_that_logs_every_step_is_stopped_and_the_process_lives(
     assert {(stop["file"], stop["function"]) for stop in stops} == {("<string>", "train")}
 
 
+def test_a_started_guard_has_imported_what_its_stop_needs(child_cgroup: Path) -> None:
+    # Imported by the sampler thread as the first stop fired, each of the imports' system
+    # calls waited a switch interval (5 ms) for the GIL the guarded loop held: the first stop
+    # took 0.3-1 s to arm and the logging loop above met the OOM killer in 3 of 12 runs.
+    code = (
+        "import sys\nsys.stdin.readline()\nfrom resmagic.guard import Guard\n"
+        "before = set(sys.modules)\nguard = Guard(0.5).start()\n"
+        "print(' '.join(sorted(set(sys.modules) - before)))\nguard.stop()\n"
+    )
+    done = cgroups.run_inside(child_cgroup, code)
+    assert done.returncode == 0, done.stderr
+    loaded = set(done.stdout.split())
+    wanted = {"ctypes", "sysconfig"} | {
+        f"resmagic.delivery.{name}" for name in ("asyncexc", "linetrace", "monitor", "pending")
+    }
+    assert wanted <= loaded
+
+
 def test_a_library_that_catches_exception_does_not_swallow_the_stop(
     child_cgroup: Path, tmp_path: Path
 ) -> None:

@@ -28,6 +28,7 @@ __all__ = [
     "frame_kind",
     "is_user_frame",
     "safe_point",
+    "warm",
 ]
 
 # Code an exception must never land in, by package, wherever it is installed (a development
@@ -94,6 +95,11 @@ def safe_point(
     return True
 
 
+def warm() -> None:
+    """Read now what :func:`frame_kind` reads once (the standard library's folders)."""
+    _libraries()
+
+
 def is_user_frame(frame: FrameType) -> bool:
     """True for a frame of the user's own code: a cell, a script, a module outside libraries."""
     return frame_kind(frame) == USER
@@ -146,7 +152,7 @@ def _kind_of_file(filename: str) -> str:
 def _libraries() -> tuple[str, ...]:
     global _library_roots
     if _library_roots is None:
-        import sysconfig  # only once a stop is on its way: it is not free to import
+        import sysconfig  # once a guard starts (delivery.prepare): it is not free to import
 
         paths = sysconfig.get_paths()
         roots = {

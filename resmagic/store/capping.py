@@ -47,7 +47,7 @@ class Cap:
         n = kept.get(key, 0)
         if n < settings.store_per_cell:
             if not n and len(kept) >= _KEYS_MAX:
-                kept.clear()  # a new label each block: nothing to cap, nothing to keep
+                kept.clear()  # a label per block: bounded memory; every count starts over
             kept[key] = n + 1
             return True
         if run is not None and any(scope.report is report for scope in run.own):

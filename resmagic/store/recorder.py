@@ -156,7 +156,7 @@ class Recorder:
         if writer is None or writer.path != settings.store:  # writer()'s test, inline
             writer = self.writer()
         if writer is not None and self._session is not None:
-            if not self.cap.keeps(report, run, self.say):  # a loop's blocks past its cell's
+            if not self.cap.keeps(report, run, self.say):  # past its cell's share: not stored
                 return
             session = self._session
             writer.submit(rows.insert_report, report, run, session)
