@@ -226,10 +226,7 @@ class StoreHook(StoreStart):
             content = request.get("content") if request is not None else None
             raw = content.get("code") if isinstance(content, Mapping) else None
         cell_id = running_cell_id(self.shell, info)
-        new_run = self._new_run
-        if new_run is None:
-            new_run = self._new_run = _run_maker()
-        return new_run((self._recorder or self.ready()).notebook, cell_id, number, raw)
+        return self._new((self._recorder or self.ready()).notebook, cell_id, number, raw)
 
     def _new(
         self, notebook: str | None, cell_id: str | None, number: int | None, raw: str | None

@@ -41,7 +41,7 @@ def status_text(session: Session | None = None) -> str:
     lines.append(f"  sampler: {state}, every {settings.sample_interval:g} s")
     lines.append(f"  history: {len(history())} reports (limit {settings.history_limit})")
     store = settings.store or "off"
-    lines.append(f"  run store: {store} (limit {settings.store_limit} reports){_store_lost()}")
+    lines.append(f"  run store: {store} (limit {settings.store_limit} reports){_not_stored()}")
     lines.append("  " + (watch_line(session.watcher) if session is not None else "watch: off"))
     lines.append("  " + (session.guard.state() if session is not None else "guard: off"))
     lines.extend(f"  {line}" for line in _sink_lines())
@@ -51,7 +51,7 @@ def status_text(session: Session | None = None) -> str:
     return "resmagic status\n" + "\n".join(lines)
 
 
-def _store_lost() -> str:
+def _not_stored() -> str:
     """What the store did not keep: writes its writer dropped or failed, reports past a cap.
 
     ``; 12 writes lost (...)``, ``; 99000 reports not stored (...)``; "" when nothing.
