@@ -104,7 +104,7 @@ class Guard:
         self._anchor = _block_frame(sys._getframe(1))
         with _lock:
             _on.setdefault(self.thread, []).append(self)
-        self._watch = sampler.add(Watch(self.check))
+        self._watch = sampler.add(Watch(self.check, prompt=True))
         return self
 
     def stop(self) -> None:

@@ -11,6 +11,7 @@ once. The thread only reads probes and calls the watches' callbacks; it never pr
 from __future__ import annotations
 
 import os
+import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -23,6 +24,13 @@ __all__ = ["Sampler", "Watch", "sampler"]
 Reader = Callable[[], Sequence[DeviceMemory]]
 Listener = Callable[[float, Sequence[DeviceMemory]], None]
 
+# Each system call of a sample gives up the GIL, and a thread running pure Python hands it
+# back only after the interpreter's switch interval (5 ms unless set): a guard's sample of a
+# few reads took 12-42 ms under a busy loop, and a loop of 1,000 steps of Python per 5 MiB went
+# from the guard's 50% of a 300 MiB limit to the OOM killer in 1 of 12 processes (default
+# sample_interval). At 1 ms: 0 of 12, the stop at most 195 MiB instead of 240 (docs/reliability.md).
+_PROMPT_SWITCH_S = 0.001
+
 
 class Watch:
     """One view's interest: what to read, the running maximum per (device, source), a listener.
@@ -30,11 +38,16 @@ class Watch:
     Args:
         read: returns the readings to sample.
         on_sample: called from the sampler thread with ``(time.monotonic(), readings)``.
+        prompt: its samples must come on time, under a busy loop too (a memory guard): while
+            such a watch is sampled, the interpreter's switch interval is at most 1 ms.
     """
 
-    def __init__(self, read: Reader, on_sample: Listener | None = None) -> None:
+    def __init__(
+        self, read: Reader, on_sample: Listener | None = None, *, prompt: bool = False
+    ) -> None:
         self.read = read
         self.on_sample = on_sample
+        self.prompt = prompt
         self.peaks: dict[tuple[str, str], int] = {}
         self.samples = 0
         self.error: str | None = None
@@ -73,11 +86,14 @@ class Sampler:
         self._leaving: threading.Thread | None = None
         self._stop = threading.Event()
         self._soon: float | None = None
+        self._switch: tuple[float, float] | None = None  # (the interval before, the one set)
 
     def add(self, watch: Watch) -> Watch:
         """Start sampling ``watch`` (starting the thread if needed); returns it."""
         with self._lock:
             self._watches.append(watch)
+            if watch.prompt:
+                self._quicken()
             if self._thread is None:
                 leaving, self._leaving = self._leaving, None
                 if leaving is not None:
@@ -94,6 +110,8 @@ class Sampler:
         with self._lock:
             if watch in self._watches:
                 self._watches.remove(watch)
+                if watch.prompt:
+                    self._relax()
             idle = not self._watches and settings.sampler_linger <= 0
         if idle:
             self._halt()
@@ -102,7 +120,25 @@ class Sampler:
         """Drop every watch and stop the thread now (used by ``%unload_ext``)."""
         with self._lock:
             self._watches.clear()
+            self._relax()
         self._halt()
+
+    def _quicken(self) -> None:
+        """A prompt watch came (under the lock): the switch interval at most 1 ms."""
+        if self._switch is None:
+            before = sys.getswitchinterval()
+            if before > _PROMPT_SWITCH_S:
+                sys.setswitchinterval(_PROMPT_SWITCH_S)
+                self._switch = (before, sys.getswitchinterval())
+
+    def _relax(self) -> None:
+        """A prompt watch went (under the lock): the last one gives the interval back."""
+        if self._switch is None or any(w.prompt for w in self._watches):
+            return
+        before, ours = self._switch
+        self._switch = None
+        if sys.getswitchinterval() == ours:  # the user's own change meanwhile is kept
+            sys.setswitchinterval(before)
 
     def _halt(self) -> None:
         with self._lock:
@@ -122,6 +158,7 @@ class Sampler:
         self._watches = []
         self._thread = self._leaving = None
         self._stop = threading.Event()
+        self._relax()  # the parent's guard is not this process's: its interval back
 
     def soon(self, delay: float) -> None:
         """Take the next sample within ``delay`` seconds, not a whole interval on.

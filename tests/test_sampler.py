@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import threading
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -268,3 +269,73 @@ def test_a_watch_that_asks_for_the_next_sample_sooner_gets_it(fresh: Sampler) ->
     fresh.soon(0.001)
     fresh.add(Watch(read, ticks))
     assert all(ticks.semaphore.acquire(timeout=WAIT) for _ in range(3))
+
+
+# A guard's watch is prompt: its samples' system calls each wait a switch interval for a busy
+# loop to hand the GIL back, and at 5 ms a fast loop reached the OOM killer between two.
+@pytest.fixture
+def switching() -> Iterator[None]:
+    """Python's default switch interval (5 ms) for the test; the test's own one after it."""
+    before = sys.getswitchinterval()
+    sys.setswitchinterval(0.005)
+    yield
+    sys.setswitchinterval(before)
+
+
+@pytest.mark.usefixtures("switching")
+def test_a_prompt_watch_lowers_the_switch_interval_while_it_is_sampled(fresh: Sampler) -> None:
+    plain = fresh.add(Watch(_host))
+    assert sys.getswitchinterval() == pytest.approx(0.005)
+    first, second = fresh.add(Watch(_host, prompt=True)), fresh.add(Watch(_host, prompt=True))
+    assert sys.getswitchinterval() == pytest.approx(0.001)
+    fresh.remove(first)
+    assert sys.getswitchinterval() == pytest.approx(0.001)  # the other one is sampled still
+    fresh.remove(second)
+    assert sys.getswitchinterval() == pytest.approx(0.005)
+    fresh.remove(plain)
+
+
+@pytest.mark.usefixtures("switching")
+def test_a_switch_interval_the_user_set_meanwhile_is_kept(fresh: Sampler) -> None:
+    watch = fresh.add(Watch(_host, prompt=True))
+    sys.setswitchinterval(0.002)
+    fresh.remove(watch)
+    assert sys.getswitchinterval() == pytest.approx(0.002)
+    sys.setswitchinterval(0.0002)  # already below 1 ms: left as it is
+    fresh.add(Watch(_host, prompt=True))
+    assert sys.getswitchinterval() == pytest.approx(0.0002)
+    fresh.shutdown()
+    assert sys.getswitchinterval() == pytest.approx(0.0002)
+
+
+@pytest.mark.usefixtures("switching")
+def test_shutdown_gives_the_switch_interval_back(fresh: Sampler) -> None:
+    fresh.add(Watch(_host, prompt=True))
+    fresh.shutdown()
+    assert sys.getswitchinterval() == pytest.approx(0.005)
+
+
+@pytest.mark.usefixtures("switching")
+def test_a_child_forked_under_a_prompt_watch_gets_the_interval_back() -> None:
+    import os
+
+    from resmagic.sampler import sampler
+
+    watch = sampler.add(Watch(_host, prompt=True))
+    try:
+        read_end, write_end = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            try:
+                os.close(read_end)
+                os.write(write_end, repr(sys.getswitchinterval()).encode())
+            finally:
+                os._exit(0)
+        os.close(write_end)
+        with os.fdopen(read_end) as pipe:
+            answer = float(pipe.read())
+        os.waitpid(pid, 0)
+        assert sys.getswitchinterval() == pytest.approx(0.001)  # the parent's guard goes on
+    finally:
+        sampler.remove(watch)
+    assert answer == pytest.approx(0.005)
