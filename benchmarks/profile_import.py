@@ -184,6 +184,7 @@ from resmagic.ipython.magics import ResMagics
 from resmagic.ipython.cells.runner import CellRunner
 from resmagic.ipython.views.output import ReportOutput
 from resmagic.store.recorder import Recorder
+from resmagic.store import deadkernels
 t = Tracer()
 t.calibrate()
 t.patch(ext, "load", "load()")
@@ -198,7 +199,7 @@ t.patch(ext, "ResMagic", "ResMagic(parent=shell) (traitlets config)")
 t.patch(session, "StoreHook", "StoreHook(...)")
 t.patch(storestart.StoreStart, "load", "store.load")
 t.patch(storestart.StoreStart, "ready", "store.ready (only with a dead kernel's state file)")
-t.patch(Recorder, "deaths", "recorder.deaths")
+t.patch(deadkernels, "find", "deadkernels.find")
 t.patch(Recorder, "writer", "recorder.writer (opens the store, starts its thread)")
 t.patch(Recorder, "lookup", "recorder.lookup (warm recent runs)")
 t.patch(Recorder, "wait", "recorder.wait (for the warm lookup)")

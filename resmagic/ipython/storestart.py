@@ -23,6 +23,7 @@ from resmagic.store.paths import default_path, kernels_folder
 
 if TYPE_CHECKING:
     from resmagic.report import Report
+    from resmagic.store.deadkernels import Found
     from resmagic.store.died import Death
     from resmagic.store.recent import Recent
     from resmagic.store.recorder import Recorder
@@ -56,7 +57,7 @@ class StoreStart:
         self._dead: list[State] | None = None
         self._recorder: Recorder | None = None
         self._warm: Pending[None] | None = None
-        self._deaths: Pending[tuple[list[Death], list[State]]] | None = None
+        self._deaths: Pending[Found] | None = None
 
     @property
     def default(self) -> str:
@@ -168,11 +169,13 @@ class StoreStart:
         named = notebook is not None and any(
             state.notebook == notebook and state.runs for state in self._dead_pages()
         )
+        from resmagic.store import deadkernels
+
         try:
             if named:
-                self._say_deaths(recorder.deaths())
+                self._say_deaths(deadkernels.find(recorder))
             else:
-                self._deaths = recorder.deaths_later()
+                self._deaths = deadkernels.find_later(recorder)
         except Exception as exc:  # an unusable file must not stop %load_ext: no store
             self._store_off(recorder, exc)
 
@@ -211,8 +214,10 @@ class StoreStart:
         if not pending.done:
             return  # said at a later cell's end
         self._deaths = None
+        from resmagic.store import deadkernels
+
         try:
-            deaths = recorder.said_deaths(pending)
+            deaths = deadkernels.said(pending)
         except Exception as exc:
             self._store_off(recorder, exc)
             return

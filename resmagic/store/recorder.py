@@ -12,7 +12,6 @@ saying where and at how much.
 from __future__ import annotations
 
 import atexit
-import contextlib
 import functools
 import os
 import sqlite3
@@ -20,7 +19,7 @@ import sys
 import threading
 import uuid
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, TypeVar
+from typing import TypeVar
 
 from resmagic._version import __version__
 from resmagic.config import settings
@@ -34,13 +33,10 @@ from resmagic.store.query import LastRun, last_runs
 from resmagic.store.rows import CellRun, Session
 from resmagic.store.running import Reader, host_reading, sample
 from resmagic.store.schema import connect
-from resmagic.store.statefile import State, StateFile
+from resmagic.store.statefile import StateFile
 from resmagic.store.telling import tell
 from resmagic.store.trimming import Tally
 from resmagic.store.writer import Pending, Writer
-
-if TYPE_CHECKING:
-    from resmagic.store.died import Death
 
 __all__ = ["Recorder", "recorder"]
 
@@ -101,7 +97,7 @@ class Recorder:
             many={rows.insert_report: rows.insert_reports},
         )
         self._session = Session(
-            self.session_id or uuid.uuid4().hex, me(), self._notebook(), __version__
+            self.session_id or uuid.uuid4().hex, me(), self.rows_notebook(), __version__
         )
         self._tally = Tally()  # before the writer is seen: its trims never count another store
         self._writer = writer
@@ -126,7 +122,8 @@ class Recorder:
         if page is not None:
             page.close()
 
-    def _notebook(self) -> str | None:
+    def rows_notebook(self) -> str | None:
+        """The notebook this process's rows name: :attr:`notebook`, in a script the script."""
         return _script() if self.script else self.notebook
 
     @property
@@ -241,46 +238,6 @@ class Recorder:
                 writer.hurry()
         return pending.result(timeout)
 
-    def deaths(self, timeout: float = 30.0) -> list[Death]:
-        """Mark the cells this notebook's dead kernels died in ``died``; what each said.
-
-        Raises:
-            PathError: the store's path holds something that is not a resmagic store.
-            sqlite3.Error, OSError: the store cannot be opened or written.
-        """
-        pending = self.deaths_later()
-        if pending is None:
-            return []
-        self.wait(pending, timeout)
-        return self.said_deaths(pending)
-
-    def deaths_later(self) -> Pending[tuple[list[Death], list[State]]] | None:
-        """:meth:`deaths` queued on the writer thread, not waited for (None: the store is off).
-
-        Raises:
-            PathError: the store's path holds something that is not a resmagic store.
-        """
-        notebook = self._notebook()
-        writer = self.writer()
-        if writer is None:
-            return None
-        return writer.submit(_dead_kernels, notebook, writer.path, result=True)
-
-    @staticmethod
-    def said_deaths(pending: Pending[tuple[list[Death], list[State]]]) -> list[Death]:
-        """What a done :meth:`deaths_later` found; the state files it settled are removed.
-
-        Raises:
-            sqlite3.Error, OSError: the job failed (the store cannot be opened or written).
-        """
-        if pending.error is not None:
-            raise pending.error
-        deaths, done = pending.result(0) or ([], [])
-        for state in done:  # committed: the next kernel need not read them again
-            with contextlib.suppress(OSError):
-                os.unlink(state.path)
-        return deaths
-
     def read(self, query: Callable[[sqlite3.Connection], T], path: str | None = None) -> T:
         """Run ``query`` on a connection of its own, after what this process queued is written."""
         path = path or settings.store
@@ -344,15 +301,6 @@ class Recorder:
         page, self._page = self._page, None
         if page is not None:
             page.close(remove=False)  # the parent's page: this process only drops its copy
-
-
-def _dead_kernels(
-    conn: sqlite3.Connection, notebook: str | None, store: str
-) -> tuple[list[Death], list[State]]:
-    # Imported on the writer thread: a new kernel asks once, and not on %load_ext's path.
-    from resmagic.store.died import dead_kernels
-
-    return dead_kernels(conn, notebook, store)
 
 
 def _script() -> str | None:
