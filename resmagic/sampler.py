@@ -26,9 +26,9 @@ Listener = Callable[[float, Sequence[DeviceMemory]], None]
 
 # Each system call of a sample gives up the GIL, and a thread running pure Python hands it
 # back only after the interpreter's switch interval (5 ms unless set): a guard's sample of a
-# few reads took 12-42 ms under a busy loop, and a loop of 1,000 steps of Python per 5 MiB went
-# from the guard's 50% of a 300 MiB limit to the OOM killer in 1 of 12 processes (default
-# sample_interval). At 1 ms: 0 of 12, the stop at most 195 MiB instead of 240 (docs/reliability.md).
+# few reads took 12-42 ms under a busy loop, and a loop of 200 steps of Python per 5 MiB went
+# from the guard's 50% of a 300 MiB limit to the OOM killer in 3 of 155 processes (default
+# sample_interval). At 1 ms: 0 of 235 (docs/reliability.md).
 _PROMPT_SWITCH_S = 0.001
 
 
@@ -39,7 +39,8 @@ class Watch:
         read: returns the readings to sample.
         on_sample: called from the sampler thread with ``(time.monotonic(), readings)``.
         prompt: its samples must come on time, under a busy loop too (a memory guard): while
-            such a watch is sampled, the interpreter's switch interval is at most 1 ms.
+            such a watch is sampled, the interpreter's switch interval is lowered to 1 ms
+            (one the user sets meanwhile is kept).
     """
 
     def __init__(
@@ -102,7 +103,16 @@ class Sampler:
                 self._thread = threading.Thread(
                     target=self._run, args=(self._stop,), name="resmagic-sampler", daemon=True
                 )
-                self._thread.start()
+                try:
+                    self._thread.start()
+                except BaseException:
+                    # No thread (a container at its pids.max): no watch either, so the
+                    # caller's failure leaves nothing behind and a later add starts one.
+                    self._thread = None
+                    self._watches.remove(watch)
+                    if watch.prompt:
+                        self._relax()
+                    raise
         return watch
 
     def remove(self, watch: Watch) -> None:
@@ -128,17 +138,19 @@ class Sampler:
         if self._switch is None:
             before = sys.getswitchinterval()
             if before > _PROMPT_SWITCH_S:
+                # Noted before it is set, and cleared after it is given back: a process
+                # forked between the two still gives it back (_after_fork).
+                self._switch = (before, _PROMPT_SWITCH_S)
                 sys.setswitchinterval(_PROMPT_SWITCH_S)
-                self._switch = (before, sys.getswitchinterval())
 
     def _relax(self) -> None:
         """A prompt watch went (under the lock): the last one gives the interval back."""
         if self._switch is None or any(w.prompt for w in self._watches):
             return
         before, ours = self._switch
-        self._switch = None
         if sys.getswitchinterval() == ours:  # the user's own change meanwhile is kept
             sys.setswitchinterval(before)
+        self._switch = None
 
     def _halt(self) -> None:
         with self._lock:

@@ -1,4 +1,4 @@
-"""A real child cgroup v1 of this process's own memory cgroup, with a limit, for tests.
+"""A real child cgroup v1 of this process's own memory (or pids) cgroup, with a limit, for tests.
 
 Made inside the process's own cgroup (never at the hierarchy's root), and removed after the
 test. Skipped where the machine has no writable cgroup v1 memory hierarchy (cgroup v2 is
@@ -31,13 +31,40 @@ def child_cgroup(limit: int = LIMIT) -> Iterator[Path]:
     group = cgroup.own()
     if group is None or group.version != 1 or not os.access(group.path, os.W_OK):
         pytest.skip("needs a writable cgroup v1 memory hierarchy (root on this machine)")
-    path = Path(group.path) / f"resmagic-test-{os.getpid()}-{next(_names)}"
+    with _child(Path(group.path), "memory.limit_in_bytes", str(limit)) as path:
+        yield path
+
+
+@contextmanager
+def pids_cgroup(most: int) -> Iterator[Path]:
+    """A new child of this process's cgroup v1 ``pids`` group: at most ``most`` tasks in it."""
+    own = _own_v1("pids")
+    if own is None:
+        pytest.skip("needs a writable cgroup v1 pids hierarchy (root on this machine)")
+    with _child(own, "pids.max", str(most)) as path:
+        yield path
+
+
+@contextmanager
+def _child(parent: Path, limit: str, value: str) -> Iterator[Path]:
+    """A new child group of ``parent`` with its ``limit`` file set to ``value``; removed after."""
+    path = parent / f"resmagic-test-{os.getpid()}-{next(_names)}"
     path.mkdir()
     try:
-        (path / "memory.limit_in_bytes").write_text(str(limit))
+        (path / limit).write_text(value)
         yield path
     finally:
         _remove(path)
+
+
+def _own_v1(controller: str) -> Path | None:
+    """This process's cgroup v1 folder of ``controller``, if mounted and writable."""
+    for line in Path("/proc/self/cgroup").read_text().splitlines():
+        _, controllers, where = line.split(":", 2)
+        if controller in controllers.split(","):
+            path = Path("/sys/fs/cgroup", controller, where.lstrip("/"))
+            return path if path.is_dir() and os.access(path, os.W_OK) else None
+    return None
 
 
 def _remove(path: Path) -> None:
@@ -63,8 +90,8 @@ def move(path: Path, pid: int) -> None:
     (path / "cgroup.procs").write_text(str(pid))
 
 
-def run_inside(path: Path, code: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    """Run ``python -c code`` inside the cgroup; the code reads one line of stdin first."""
+def start_inside(path: Path, code: str) -> subprocess.Popen[str]:
+    """Start ``python -c code`` (text pipes) and move it into the cgroup before it reads stdin."""
     process = subprocess.Popen(
         [sys.executable, "-c", code],
         stdin=subprocess.PIPE,
@@ -73,5 +100,11 @@ def run_inside(path: Path, code: str, timeout: float = 120) -> subprocess.Comple
         text=True,
     )
     move(path, process.pid)
+    return process
+
+
+def run_inside(path: Path, code: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """Run ``python -c code`` inside the cgroup; the code reads one line of stdin first."""
+    process = start_inside(path, code)
     out, err = process.communicate("go\n", timeout=timeout)
     return subprocess.CompletedProcess(process.args, process.returncode, out, err)

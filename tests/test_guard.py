@@ -222,7 +222,7 @@ def test_a_started_guard_is_sampled_promptly_and_gives_the_switch_interval_back(
     child_cgroup: Path,
 ) -> None:
     # At Python's 5 ms switch interval a loop of 200 steps of Python per 5 MiB went from the
-    # guard's 50% to the OOM killer in 1 of 12 processes (default sample_interval): each of
+    # guard's 50% to the OOM killer in 3 of 155 processes (default sample_interval): each of
     # a sample's system calls waited that long for the GIL. A guard lowers it to 1 ms.
     code = (
         "import sys\nsys.stdin.readline()\nfrom resmagic.guard import Guard\n"

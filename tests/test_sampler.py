@@ -339,3 +339,42 @@ def test_a_child_forked_under_a_prompt_watch_gets_the_interval_back() -> None:
     finally:
         sampler.remove(watch)
     assert answer == pytest.approx(0.005)
+
+
+STARTS_NO_THREAD = """
+import sys
+sys.stdin.readline()
+sys.setswitchinterval(0.005)
+from resmagic.sampler import Sampler, Watch
+sampler = Sampler()
+try:
+    sampler.add(Watch(list, prompt=True))
+except RuntimeError:
+    print("refused", sys.getswitchinterval(), sampler.watches, sampler.running, flush=True)
+sys.stdin.readline()
+sampler.add(Watch(list, prompt=True))
+print("sampled", sys.getswitchinterval(), sampler.watches, sampler.running, flush=True)
+sampler.shutdown()
+"""
+
+
+def test_a_sampler_thread_that_cannot_start_leaves_no_watch_and_the_interval_back() -> None:
+    # A container at its pids.max (a real cgroup v1 pids limit of one task): the thread
+    # cannot start, and the guard that asked fails; nothing it added may stay behind.
+    from tests import cgroups
+
+    with cgroups.pids_cgroup(1) as group:
+        child = cgroups.start_inside(group, STARTS_NO_THREAD)
+        assert child.stdin is not None
+        assert child.stdout is not None
+        try:
+            child.stdin.write("go\n")
+            child.stdin.flush()
+            refused = child.stdout.readline()
+            (group / "pids.max").write_text("max")
+            out, err = child.communicate("on\n", timeout=WAIT)
+        finally:
+            child.kill()
+            child.wait()
+    assert refused.split() == ["refused", "0.005", "0", "False"], err
+    assert out.split() == ["sampled", "0.001", "1", "True"], err
