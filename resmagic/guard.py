@@ -104,7 +104,15 @@ class Guard:
         self._anchor = _block_frame(sys._getframe(1))
         with _lock:
             _on.setdefault(self.thread, []).append(self)
-        self._watch = sampler.add(Watch(self.check, prompt=True))
+        try:
+            self._watch = sampler.add(Watch(self.check, prompt=True))
+        except BaseException:
+            # No sampler (no thread could start): stop() could not undo a half start, and the
+            # registry would keep this guard, and through its anchor the block's locals.
+            with _lock:
+                self._leave()
+            self._anchor = None
+            raise
         return self
 
     def stop(self) -> None:
@@ -114,16 +122,20 @@ class Guard:
             return
         sampler.remove(watch)
         with _lock:
-            guards = _on.get(self.thread, [])
-            if self in guards:
-                guards.remove(self)
-            if not guards:
-                _on.pop(self.thread, None)
+            self._leave()
             if self._sent is not None:
                 from resmagic import delivery
 
                 delivery.withdraw(self.thread, self._sent)  # a no-op once it was raised
         self._anchor = None
+
+    def _leave(self) -> None:
+        """Out of the guards of its thread (the caller holds ``_lock``)."""
+        guards = _on.get(self.thread, [])
+        if self in guards:
+            guards.remove(self)
+        if not guards:
+            _on.pop(self.thread, None)
 
     def check(self) -> list[DeviceMemory]:
         """One sample (the sampler calls it): past the threshold, send a stop if none waits."""

@@ -105,13 +105,15 @@ class Sampler:
                 )
                 try:
                     self._thread.start()
-                except BaseException:
-                    # No thread (a container at its pids.max): no watch either, so the
-                    # caller's failure leaves nothing behind and a later add starts one.
-                    self._thread = None
+                except BaseException as exc:
+                    # The caller gets no watch to remove: it goes. A thread that never started
+                    # (an Exception: a container at its pids.max) goes too, so a later add
+                    # starts one; one that did (Ctrl-C as it started) lingers, as usual.
                     self._watches.remove(watch)
                     if watch.prompt:
                         self._relax()
+                    if isinstance(exc, Exception):
+                        self._thread = None
                     raise
         return watch
 

@@ -99,7 +99,12 @@ def start_inside(path: Path, code: str) -> subprocess.Popen[str]:
         stderr=subprocess.PIPE,
         text=True,
     )
-    move(path, process.pid)
+    try:
+        move(path, process.pid)
+    except BaseException:
+        process.kill()
+        process.wait()
+        raise
     return process
 
 

@@ -236,6 +236,44 @@ def test_a_started_guard_is_sampled_promptly_and_gives_the_switch_interval_back(
     assert (before, during, after) == (0.005, 0.001, 0.005)
 
 
+NO_SAMPLER = """
+import gc, sys, weakref
+sys.stdin.readline()
+from resmagic.guard import Guard
+class Block:
+    pass
+def block():
+    held = Block()
+    guard = Guard(0.5)
+    try:
+        guard.start()
+    except RuntimeError:
+        print("refused", end=" ")
+    guard.stop()
+    return weakref.ref(held)
+held = block()
+gc.collect()
+print("freed" if held() is None else "kept", sys.getswitchinterval())
+"""
+
+
+def test_a_guard_whose_sampler_cannot_start_keeps_nothing_of_its_block(
+    child_cgroup: Path,
+) -> None:
+    # A container at its pids.max (a real cgroup v1 pids limit of one task): the start fails
+    # with its RuntimeError, and the half-started guard must not keep the block's locals (its
+    # arrays) or the lowered switch interval for the rest of the process.
+    with cgroups.pids_cgroup(1) as tasks:
+        child = cgroups.start_inside(child_cgroup, NO_SAMPLER)
+        try:
+            cgroups.move(tasks, child.pid)
+            out, err = child.communicate("go\n", timeout=60)
+        finally:
+            child.kill()
+            child.wait()
+    assert out.split() == ["refused", "freed", "0.005"], err
+
+
 def test_a_library_that_catches_exception_does_not_swallow_the_stop(
     child_cgroup: Path, tmp_path: Path
 ) -> None:

@@ -349,6 +349,7 @@ from resmagic.sampler import Sampler, Watch
 sampler = Sampler()
 try:
     sampler.add(Watch(list, prompt=True))
+    print("added", flush=True)
 except RuntimeError:
     print("refused", sys.getswitchinterval(), sampler.watches, sampler.running, flush=True)
 sys.stdin.readline()
@@ -365,9 +366,9 @@ def test_a_sampler_thread_that_cannot_start_leaves_no_watch_and_the_interval_bac
 
     with cgroups.pids_cgroup(1) as group:
         child = cgroups.start_inside(group, STARTS_NO_THREAD)
-        assert child.stdin is not None
-        assert child.stdout is not None
         try:
+            assert child.stdin is not None
+            assert child.stdout is not None
             child.stdin.write("go\n")
             child.stdin.flush()
             refused = child.stdout.readline()
