@@ -160,10 +160,6 @@ def _parse(text: str | None) -> int | None:
     return int(text) if text.isdigit() and int(text) < _NO_LIMIT else None
 
 
-def _number(path: str) -> int | None:
-    return _parse(_read(path))
-
-
 def _stat(group: Cgroup, key: str) -> int | None:
     # A find, not a split into lines: the sampler reads this file ten times a second.
     text = "\n" + (_text(group, "memory.stat") or "")
@@ -179,11 +175,15 @@ def limit_bytes(group: Cgroup | None = None) -> int | None:
     group = group if group is not None else own()
     if group is None:
         return None
+    # The own cgroup's files, its ancestors' too (they outlive it), through kept descriptors:
+    # the store's writer thread reads the limit for a running cell, and a file it opened and
+    # closed there was an fd that came and went under the cell (a flaky fd count in a test).
     if group.version == 1:
         limit = _stat(group, "hierarchical_memory_limit")
         limit = limit if limit is not None and limit < _NO_LIMIT else None
-        return limit if limit is not None else _number(group.file("memory.limit_in_bytes"))
-    limits = [_number(os.path.join(p, "memory.max")) for p in group.ancestors()]
+        return limit if limit is not None else _parse(_text(group, "memory.limit_in_bytes"))
+    read = _read_kept if group is own() else _read
+    limits = [_parse(read(os.path.join(p, "memory.max"))) for p in group.ancestors()]
     found = [value for value in limits if value is not None]
     return min(found) if found else None
 
