@@ -70,7 +70,7 @@ print(sorted(opened))
 
 def test_no_thread_of_ours_opens_a_file_while_watched_cells_run() -> None:
     # The store's writer read a running cell's cgroup limit by opening the file: an fd that
-    # came and went under the cell, so the fd count below was one over in 1 of ~10 runs of
+    # came and went under the cell, so the fd count below was one over once in a run of
     # `make compat`. Every file a thread of ours reads is opened once, before the cells.
     done = subprocess.run(
         [sys.executable, "-c", OPENS_OFF_THE_MAIN_THREAD],
