@@ -149,10 +149,15 @@ def _pread_kept(path: str) -> bytes | None:
 
 
 def _text(group: Cgroup, name: str) -> str | None:
+    return _reader(group)(group.file(name))
+
+
+def _reader(group: Cgroup) -> Callable[[str], str | None]:
+    """How ``group``'s files are read: kept open for the own cgroup (its ancestors' too)."""
     # Only the own cgroup's files are kept open: another cgroup (a test's) may be removed
     # and made again under the same path, and a kept descriptor would read the old one.
-    path = group.file(name)
-    return _read_kept(path) if group is own() else _read(path)
+    # The own cgroup's ancestors outlive it.
+    return _read_kept if group is own() else _read
 
 
 def _parse(text: str | None) -> int | None:
@@ -175,14 +180,14 @@ def limit_bytes(group: Cgroup | None = None) -> int | None:
     group = group if group is not None else own()
     if group is None:
         return None
-    # The own cgroup's files, its ancestors' too (they outlive it), through kept descriptors:
-    # the store's writer thread reads the limit for a running cell, and a file it opened and
-    # closed there was an fd that came and went under the cell (a flaky fd count in a test).
+    # Through _reader, never an open per call: the store's writer thread reads the limit for
+    # a running cell, and a file it opened and closed there was an fd that came and went
+    # under the cell (a flaky fd count in a test).
     if group.version == 1:
         limit = _stat(group, "hierarchical_memory_limit")
         limit = limit if limit is not None and limit < _NO_LIMIT else None
         return limit if limit is not None else _parse(_text(group, "memory.limit_in_bytes"))
-    read = _read_kept if group is own() else _read
+    read = _reader(group)
     limits = [_parse(read(os.path.join(p, "memory.max"))) for p in group.ancestors()]
     found = [value for value in limits if value is not None]
     return min(found) if found else None
