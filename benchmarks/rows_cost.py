@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from resmagic import gpu_scope, settings
 from resmagic.guard import Guard
-from resmagic.probes import cgroup, sources, workers
+from resmagic.probes import cgroup, cgroup_where, sources, workers
 from tests.children import holding_children
 
 MiB = 1 << 20
@@ -49,12 +49,12 @@ def limited_cgroup() -> Iterator[Path]:
     path.mkdir()
     (path / "memory.limit_in_bytes").write_text(str(4 << 30))
     (path / "cgroup.procs").write_text(str(os.getpid()))
-    cgroup._self.cache_clear()  # this process has moved
+    cgroup_where._self.cache_clear()  # this process has moved
     try:
         yield path
     finally:
         Path(group.path, "cgroup.procs").write_text(str(os.getpid()))
-        cgroup._self.cache_clear()
+        cgroup_where._self.cache_clear()
         path.rmdir()
 
 
