@@ -58,8 +58,13 @@ class Watching(Protocol):
 class ScopeRefusedError(UsageError, InputRejected):
     """A scope could not be entered (a locked database, a log the disk refuses).
 
-    IPython shows it as a ``UsageError`` (one line, no traceback) and runs nothing.
+    IPython runs nothing and shows it as one line, ``UsageError: ...``, with no traceback.
     """
+
+    def _render_traceback_(self) -> list[str]:
+        # IPython shortens only an exception whose type *is* UsageError; a subclass got a
+        # full traceback through our hooks' frames. Any exception may render itself.
+        return [f"UsageError: {self}"]
 
 
 class CellRunner:

@@ -89,3 +89,36 @@ def test_lsmagic_and_completion_still_know_our_magics(ip: Any) -> None:
     with provisionalcompleter():
         matches = [c.text for c in ip.Completer.completions("%%gpu_sc", 8)]
     assert "%%gpu_scope" in matches
+
+
+@pytest.mark.parametrize("kind", ["locked database", "log that cannot be opened"])
+def test_a_scope_refused_as_the_cell_starts_is_one_line_and_no_traceback(
+    ip: Any, tmp_path: Any, capsys: pytest.CaptureFixture[str], kind: str
+) -> None:
+    import sqlite3
+
+    from IPython.core.error import UsageError
+
+    db = tmp_path / "locked.db"
+    holder = sqlite3.connect(db, isolation_level=None)
+    holder.execute("create table t (x)")
+    holder.execute("begin immediate")
+    # Both pass the line's checks and fail as the scope opens: the lock is held, and /proc
+    # takes no new files.
+    header = (
+        f"%%db_transaction {db} --timeout 0.2 -q"
+        if kind == "locked database"
+        else "%%experiment_log /proc/resmagic-test.log -q"
+    )
+    ip.user_ns.pop("ran_body", None)
+    capsys.readouterr()
+    try:
+        result = ip.run_cell(f"{header}\nran_body = 1", store_history=True)
+    finally:
+        holder.close()
+    shown = capsys.readouterr()
+    assert isinstance(result.error_before_exec, UsageError), result
+    assert "ran_body" not in ip.user_ns, "the body ran although its scope was refused"
+    lines = [line for line in (shown.out + shown.err).splitlines() if line.strip()]
+    assert len(lines) == 1, lines  # before: a traceback through resmagic's hooks
+    assert lines[0].startswith("UsageError: %%"), lines
