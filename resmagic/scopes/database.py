@@ -13,7 +13,7 @@ from resmagic.errors import DatabaseLockedError, NotADatabaseError, OptionError,
 from resmagic.report import TransactionReport
 from resmagic.scopes import MAX_TIMEOUT_S
 from resmagic.scopes.base import Scope
-from resmagic.scopes.filekind import file_kind
+from resmagic.scopes.filekind import file_kind, names_a_folder
 
 __all__ = ["MAX_TIMEOUT_S", "db_transaction", "resolve_db_path"]
 
@@ -29,7 +29,8 @@ def resolve_db_path(path: str | os.PathLike[str]) -> str:
     (reliability 2026-12-06 #9).
 
     Raises:
-        PathError: a directory, a device, FIFO or socket, or a missing folder.
+        PathError: a directory (or a path ending with ``/``), a device, FIFO or socket, or
+            a folder that is missing or a file.
         NotADatabaseError: an existing, non-empty file that is not SQLite.
     """
     text = os.fspath(path)
@@ -39,13 +40,16 @@ def resolve_db_path(path: str | os.PathLike[str]) -> str:
         msg = "the database path is empty: give a file name, e.g. data.db (or :memory:)"
         raise PathError(msg)
     full = os.path.abspath(os.path.expanduser(text))
-    if os.path.isdir(full):
-        msg = (
-            f"{text!r} is a directory, not a database file; e.g. {os.path.join(text, 'data.db')!r}"
-        )
+    if os.path.isdir(full) or names_a_folder(text):
+        what = "is a directory" if os.path.isdir(full) else "names a folder"
+        msg = f"{text!r} {what}, not a database file; e.g. {os.path.join(text, 'data.db')!r}"
         raise PathError(msg)
-    if not os.path.isdir(os.path.dirname(full)):
-        msg = f"cannot create {text!r}: folder {os.path.dirname(full)!r} does not exist"
+    folder = os.path.dirname(full)
+    if not os.path.isdir(folder):
+        missing = f"folder {folder!r} does not exist"
+        if os.path.exists(folder):
+            missing = f"{folder!r} is a file, not a directory"
+        msg = f"cannot create {text!r}: {missing}"
         raise PathError(msg)
     kind = file_kind(full)
     if kind is not None and kind != "file":

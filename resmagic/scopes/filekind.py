@@ -7,7 +7,7 @@ import stat
 
 from resmagic.errors import PathError
 
-__all__ = ["file_kind"]
+__all__ = ["file_kind", "names_a_folder"]
 
 
 def file_kind(path: str) -> str | None:
@@ -41,3 +41,8 @@ def file_kind(path: str) -> str | None:
     if stat.S_ISFIFO(mode):
         return "a FIFO (named pipe)"
     return "a socket" if stat.S_ISSOCK(mode) else "not a regular file"
+
+
+def names_a_folder(path: str) -> bool:
+    """True for a path written as a folder (``runs/``): opening it would make a file ``runs``."""
+    return path.endswith(os.sep) or (os.altsep is not None and path.endswith(os.altsep))

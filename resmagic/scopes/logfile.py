@@ -13,7 +13,7 @@ from types import TracebackType
 from typing import Any, TextIO
 
 from resmagic.errors import OptionError, PathError
-from resmagic.scopes.filekind import file_kind
+from resmagic.scopes.filekind import file_kind, names_a_folder
 from resmagic.scopes.linefile import LineFile
 
 __all__ = [
@@ -63,8 +63,8 @@ def resolve_log_path(path: str | os.PathLike[str]) -> str:
     here, before the block runs (reliability 2026-12-06 #9).
 
     Raises:
-        PathError: the path is empty, a directory, a device, FIFO or socket, under a file,
-            or not writable.
+        PathError: the path is empty, a directory (or ends with ``/``), a device, FIFO or
+            socket, under a file, or not writable.
     """
     text = os.fspath(path)
     if not text.strip():
@@ -72,9 +72,10 @@ def resolve_log_path(path: str | os.PathLike[str]) -> str:
         raise PathError(msg)
     full = os.path.abspath(os.path.expanduser(text))
     kind = file_kind(full)
-    if kind == "a directory":
+    if kind == "a directory" or names_a_folder(text):
         example = os.path.join(text, "run.log")
-        msg = f"{text!r} is a directory: give a file inside it, e.g. {example!r}"
+        what = "is a directory" if kind == "a directory" else "names a folder"
+        msg = f"{text!r} {what}: give a file inside it, e.g. {example!r}"
         raise PathError(msg)
     if kind not in (None, "file") and full != os.devnull:
         msg = f"{text!r} is {kind}, not a file a log can be written to; give a file name"
@@ -120,8 +121,11 @@ class LineHandler(logging.Handler):
     """
 
     def __init__(self, path: str, mode: str = "a") -> None:
+        # The file first: logging keeps every Handler made (for its exit hook), and one whose
+        # file failed to open made that hook fail at exit, before the handlers made earlier.
+        file = LineFile(path, mode)
         super().__init__()
-        self.file = LineFile(path, mode)
+        self.file = file
         self.close_error: OSError | None = None
         """Why closing the file failed, if it did."""
 

@@ -140,12 +140,22 @@ def test_empty_file_is_a_new_database(tmp_path: Path) -> None:
     [
         (lambda tmp: tmp, "is a directory, not a database file"),
         (lambda tmp: tmp / "missing" / "data.db", "folder .* does not exist"),
+        # Before: a file named "new" was made, and "new/x.db" then failed.
+        (lambda tmp: f"{tmp}/new/", r"'.*/new/' names a folder, not a database file; e\.g\."),
+        # Before: "folder ... does not exist", of a folder that exists as a file.
+        (lambda tmp: _file(tmp / "notdb.txt") / "x.db", "notdb.txt' is a file, not a directory"),
         (lambda tmp: "  ", "the database path is empty"),
     ],
 )
 def test_unusable_path_raises_path_error(tmp_path: Path, make: Any, message: str) -> None:
     with pytest.raises(PathError, match=message):
         db_transaction(make(tmp_path))
+    assert sorted(p.name for p in tmp_path.iterdir()) in ([], ["notdb.txt"])  # nothing made
+
+
+def _file(path: Path) -> Path:
+    path.write_text("not a database")
+    return path
 
 
 @pytest.mark.parametrize(

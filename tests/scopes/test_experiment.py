@@ -363,6 +363,14 @@ class TestBadInput:
         with pytest.raises(PathError, match=r"is a directory: give a file inside it, e\.g\."):
             experiment_log(tmp_path)
 
+    def test_a_path_written_as_a_folder_raises_path_error_and_makes_nothing(
+        self, tmp_path: Path
+    ) -> None:
+        # Before: a log file named "runs" was made, and "runs/a.log" then failed.
+        with pytest.raises(PathError, match=r"'.*/runs/' names a folder: give a file inside"):
+            experiment_log(f"{tmp_path}/runs/")
+        assert list(tmp_path.iterdir()) == []
+
     def test_path_under_a_file_raises_path_error(self, tmp_path: Path) -> None:
         (tmp_path / "file").write_text("")
         with pytest.raises(PathError, match="is a file, not a directory"):
@@ -496,3 +504,31 @@ class TestFullDisk:
         report = _report(scope)
         assert (report.status, report.error) == ("error", "ZeroDivisionError: division by zero")
         assert report.lost == 3  # start, the traceback record, end
+
+
+def test_a_log_that_cannot_be_opened_leaves_no_handler_to_break_loggings_exit(
+    tmp_path: Path,
+) -> None:
+    import subprocess
+
+    # The refusal is kept (IPython keeps the last one in sys.last_value). logging's exit
+    # hook closes the handlers newest first: one made before the refusal comes after it.
+    script = (
+        "import logging\n"
+        "from resmagic import experiment_log\n"
+        "class Earlier(logging.Handler):\n"
+        "    def close(self): print('closed'); super().close()\n"
+        "earlier = Earlier()\n"
+        "try:\n"
+        "    with experiment_log('/proc/resmagic-test.log'): pass\n"
+        "except ValueError as e:\n"
+        "    kept = e\n"
+        "else:\n"
+        "    raise SystemExit('the log opened')\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, cwd=tmp_path
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == ""  # before: "Exception ignored in atexit callback ... no 'file'"
+    assert done.stdout == "closed\n"
