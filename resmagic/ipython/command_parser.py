@@ -7,6 +7,7 @@ A mistake in an option is a ``UsageError`` naming what to type, raised before an
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from typing import Any
 
 from IPython.core.magic_arguments import MagicArgumentParser
@@ -22,11 +23,16 @@ __all__ = ["COMMANDS", "NAMES", "PARSER", "parser"]
 _MOST = 10**9  # a count SQLite's LIMIT and a slice both take (reliability 2026-12-06 #8)
 
 
-def _positive(text: str) -> int:
-    if text.isascii() and text.isdigit() and 0 < int(text) <= _MOST:
-        return int(text)
-    msg = f"takes one positive number up to {_MOST} (how many reports), not {text!r}"
-    raise argparse.ArgumentTypeError(msg)
+def _count(what: str) -> Callable[[str], int]:
+    """A converter of one positive count of ``what`` (named in its error)."""
+
+    def count(text: str) -> int:
+        if text.isascii() and text.isdigit() and 0 < int(text) <= _MOST:
+            return int(text)
+        msg = f"takes one positive number up to {_MOST} (how many {what}), not {text!r}"
+        raise argparse.ArgumentTypeError(msg)
+
+    return count
 
 
 def _scopes(text: str) -> tuple[str, ...]:
@@ -47,6 +53,15 @@ def _device(text: str) -> str:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def _ranked_device(text: str) -> str:
+    from resmagic.store import ranked_device
+
+    try:
+        return ranked_device(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc).removeprefix("device ")) from None
+
+
 def _share(text: str) -> float:
     try:
         return parse_fraction(text)
@@ -60,7 +75,7 @@ def parser() -> MagicArgumentParser:
     sub = top.add_subparsers(dest="command", metavar="COMMAND")
     sub.add_parser("status", help="what each probe can measure here, and why not")
     history_cmd = sub.add_parser("history", help="a table of this session's reports")
-    history_cmd.add_argument("count", nargs="?", type=_positive, help="only the last N")
+    history_cmd.add_argument("count", nargs="?", type=_count("reports"), help="only the last N")
     runs = sub.add_parser(
         "runs",
         help="the run store's last reports, of every session",
@@ -68,7 +83,7 @@ def parser() -> MagicArgumentParser:
         " when, which session (this one says so), notebook, cell, scope, status, time, memory."
         " resmagic.runs() gives them all as a DataFrame.",
     )
-    runs.add_argument("count", nargs="?", type=_positive, default=20, help="how many (20)")
+    runs.add_argument("count", nargs="?", type=_count("reports"), default=20, help="how many (20)")
     _add_top(sub)
     sub.add_parser("clear", help="forget the reports so far")
     config = sub.add_parser("config", help="show settings, or set KEY=VALUE ...")
@@ -76,7 +91,7 @@ def parser() -> MagicArgumentParser:
     _add_watch(sub)
     _add_guard(sub)
     who = sub.add_parser("who", help="which variables hold the memory, largest first")
-    who.add_argument("count", nargs="?", type=_positive, default=10, help="how many rows")
+    who.add_argument("count", nargs="?", type=_count("rows"), default=10, help="how many rows")
     who.add_argument(
         "--device", type=_device, help="only this device: host, cuda:N (or N), or cuda (every GPU)"
     )
@@ -94,7 +109,7 @@ def _add_watch(sub: Any) -> None:
         description="Every cell from the next one on runs inside the scopes, as if it began"
         " with their magics: one line per cell, the full panel for a cell that runs over"
         " watch_panel_s (2 s) or moves over watch_panel_mib (256 MiB) on a device"
-        " (%%resmagic config changes both).",
+        " (%resmagic config changes both).",
     )
     watch.add_argument("state", nargs="?", choices=("on", "off"))
     watch.add_argument(
@@ -115,7 +130,8 @@ def _add_top(sub: Any) -> None:
     top = sub.add_parser(
         "top",
         help="this notebook's cells that used the most, from the run store",
-        description="This notebook's cells ranked by what they used, read from the run store:"
+        description="This notebook's cells (where the kernel knows no notebook: every"
+        " notebook's) ranked by what they used, read from the run store:"
         " across kernel restarts, and a cell the kernel died in ranks with what it had"
         " (status died). A cell run several times shows its last run and how many runs."
         " Memory ranks per device (host, cuda:N for torch's allocator, cuda:N.nvml; never"
@@ -123,7 +139,9 @@ def _add_top(sub: Any) -> None:
         " largest. In Jupyter a click on a row goes to its cell. resmagic.top() gives the"
         " same rows as a DataFrame (a list of dicts without pandas).",
     )
-    top.add_argument("count", nargs="?", type=_positive, default=10, help="how many cells (10)")
+    top.add_argument(
+        "count", nargs="?", type=_count("cells"), default=10, help="how many cells (10)"
+    )
     top.add_argument(
         "--by",
         choices=("peak", "held", "time"),
@@ -139,6 +157,7 @@ def _add_top(sub: Any) -> None:
     )
     top.add_argument(
         "--device",
+        type=_ranked_device,
         help="rank this device only: host, cuda:N (torch's allocator), cuda:N.nvml (the"
         " driver's count)",
     )
@@ -159,8 +178,8 @@ def _add_guard(sub: Any) -> None:
         "--at",
         type=_share,
         default=DEFAULT_AT,
-        help="the share of the container limit at which to stop, e.g. 85%% (default"
-        f" {DEFAULT_AT * 100:.0f}%%)",
+        help="the share of the container limit at which to stop: 85%%, 85 or 0.85 (a"
+        f" number above 1 is a percent; default {DEFAULT_AT * 100:.0f}%%)",
     )
 
 

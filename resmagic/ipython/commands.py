@@ -84,9 +84,7 @@ def _top(session: Session, options: argparse.Namespace) -> Any:
     if not settings.store:
         print("the run store is off: %resmagic config store=on turns it on")
         return None
-    device = options.device
-    if device is not None and device.isascii() and device.isdigit():
-        device = f"cuda:{device}"
+    device = options.device  # host, cuda:N or cuda:N.nvml (the parser's _ranked_device)
     query = top_query(options.count, options.by, options.session, device, None)
     found = recorder.read(lambda conn: top_of(conn, query))
     mine = recorder.session

@@ -8,6 +8,7 @@ sqlite3; the first write or read does.
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING, Any
 
 from resmagic.store.paths import default_path, resolve
@@ -18,7 +19,9 @@ if TYPE_CHECKING:
     from resmagic.store.query import LastRun
     from resmagic.store.ranking import TopQuery
 
-__all__ = ["default_path", "last_run", "resolve", "runs", "top"]
+__all__ = ["default_path", "last_run", "ranked_device", "resolve", "runs", "top"]
+
+_RANKED = re.compile(r"host|cuda:[0-9]+(\.nvml)?")
 
 
 def runs(
@@ -84,7 +87,7 @@ def top(
         :data:`resmagic.store.ranking.COLUMNS`, highest first.
 
     Raises:
-        ValueError: ``by``, ``session`` or ``n`` is not one of those.
+        ValueError: ``by``, ``session``, ``n`` or ``device`` is not one of those.
     """
     from resmagic.store.ranking import COLUMNS, plain_rows, top_of
     from resmagic.store.recorder import recorder
@@ -106,7 +109,7 @@ def top_query(
     """What :func:`top` ranks: checked, and scoped to this notebook/session when known.
 
     Raises:
-        ValueError: ``by``, ``session`` or ``n`` is not one of those.
+        ValueError: ``by``, ``session``, ``n`` or ``device`` is not one of those.
     """
     from resmagic.store.ranking import TopQuery
     from resmagic.store.recorder import recorder
@@ -121,6 +124,8 @@ def top_query(
     if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 1):
         msg = f"n takes a positive number or None, not {n!r}"
         raise ValueError(msg)
+    if device is not None:
+        device = ranked_device(device)
     mine = recorder.session
     if notebook is None and mine is not None:
         notebook = mine.notebook
@@ -133,6 +138,21 @@ def top_query(
         device=device,
         any_notebook=notebook is None,
     )
+
+
+def ranked_device(device: str) -> str:
+    """``device`` as :func:`top` ranks it: ``host``, ``cuda:N`` or ``cuda:N.nvml`` (``N``: cuda:N).
+
+    Raises:
+        ValueError: anything else (``workers`` and ``container`` are other processes' memory).
+    """
+    text = device.strip()
+    if text.isascii() and text.isdigit():
+        text = f"cuda:{int(text)}"
+    if not _RANKED.fullmatch(text):
+        msg = f"device takes host, cuda:N (torch's allocator) or cuda:N.nvml, not {device!r}"
+        raise ValueError(msg)
+    return text
 
 
 def last_run(

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 from IPython.core.error import UsageError
 
+import resmagic
 from resmagic.bus import history
 from resmagic.config import settings
 
@@ -65,6 +66,20 @@ def test_top_help_says_what_it_ranks_and_bad_options_are_usage_errors(
         ip.run_line_magic("resmagic", "top --by memory")
     with pytest.raises(UsageError, match="positive number"):
         ip.run_line_magic("resmagic", "top 0")
+    for device in ("banana", "cuda:x", "workers", "cuda"):  # before: "banana only", no rows
+        with pytest.raises(UsageError, match=r"takes host, cuda:N .* or cuda:N\.nvml"):
+            ip.run_line_magic("resmagic", f"top --device {device}")
+    with pytest.raises(ValueError, match="device takes host"):
+        resmagic.top(device="banana")
+
+
+@pytest.mark.parametrize(
+    ("given", "ranked"), [("host", "host"), ("1", "cuda:1"), ("cuda:0.nvml", "cuda:0.nvml")]
+)
+def test_top_takes_the_devices_it_ranks(given: str, ranked: str) -> None:
+    from resmagic.store import ranked_device
+
+    assert ranked_device(given) == ranked
 
 
 def test_top_with_the_store_off_says_so(
