@@ -82,7 +82,7 @@ class ResMagics(Magics):
         "--guard",
         metavar="SHARE",
         help="Stop the cell with MemoryLimitError once the container's working set passes"
-        " this share of its limit, e.g. 90%%.",
+        " this share of its limit: 90%%, 90 or 0.9 (a number above 1 is a percent).",
     )
     @argument("--no-panel", dest="panel", action="store_false", help="Print text, no widget.")
     @_quiet

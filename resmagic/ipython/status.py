@@ -39,7 +39,10 @@ def status_text(session: Session | None = None) -> str:
     lines = [f"  {probe.status()}" for probe in PROBES]
     state = "running" if sampler.running else "stopped"
     lines.append(f"  sampler: {state}, every {settings.sample_interval:g} s")
-    lines.append(f"  history: {len(history())} reports (limit {settings.history_limit})")
+    kept = len(history())
+    lines.append(
+        f"  history: {kept} report{'' if kept == 1 else 's'} (limit {settings.history_limit})"
+    )
     store = settings.store or "off"
     lines.append(f"  run store: {store} (limit {settings.store_limit} reports){_not_stored()}")
     lines.append("  " + (watch_line(session.watcher) if session is not None else "watch: off"))
