@@ -103,7 +103,10 @@ class Settings:
                 setattr(self, key, hook(getattr(self, key)))
 
 
-# The lowest value of each integer setting, and the range of each seconds setting.
+# The lowest value of each integer setting, and the range of each seconds setting. Every
+# integer is at most _MOST: history_limit is a deque's maxlen (2**63 raised OverflowError
+# in every later cell), and the store's limits go to SQLite.
+_MOST = 10**9
 _INTEGERS = {
     "history_limit": 1,
     "held_mib": 0,
@@ -127,7 +130,7 @@ def _convert(key: str, raw: object) -> object:
         value: int | float
         if key in _INTEGERS:
             value = int(str(raw))
-            ok = value >= _INTEGERS[key]
+            ok = _INTEGERS[key] <= value <= _MOST
         else:
             value = float(str(raw))
             low, high = _SECONDS[key]
@@ -135,7 +138,7 @@ def _convert(key: str, raw: object) -> object:
     except ValueError:
         ok = False
     if not ok:
-        hint = f"an integer >= {_INTEGERS.get(key, 1)}"
+        hint = f"an integer from {_INTEGERS.get(key, 1)} to {_MOST}"
         if key in _SECONDS:
             low, high = _SECONDS[key]
             hint = f"seconds between {low:g} and {high:g}"

@@ -28,6 +28,11 @@ def test_unknown_key_names_the_known_settings() -> None:
         ("history_limit", "ten"),
         ("history_limit", 2.5),
         ("history_limit", True),
+        # Before: taken, and every later cell failed with OverflowError (a deque's maxlen).
+        ("history_limit", 2**63),
+        ("history_limit", "9" * 30),
+        ("store_limit", 10**9 + 1),
+        ("held_mib", 10**30),
         ("sample_interval", "fast"),
         ("sample_interval", 0),
         ("sample_interval", 0.0001),
@@ -76,3 +81,18 @@ def test_unknown_sink_says_which_there_are() -> None:
     with pytest.raises(OptionError, match=r"unknown sink 'tensorboard': known sinks are mlflow"):
         s.update(sink="mlflow,tensorboard")
     assert s.sink == "off"
+
+
+def test_the_largest_count_is_taken_and_a_cell_still_reports() -> None:
+    from resmagic import bus, history, timed
+    from resmagic.config import settings
+
+    before = settings.history_limit
+    try:
+        settings.update(history_limit=10**9)
+        with timed("x", keep="each"):
+            pass
+        assert history()[-1].label == "x"
+    finally:
+        settings.update(history_limit=before)
+        bus.clear_history()
