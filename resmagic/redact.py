@@ -53,6 +53,13 @@ def _mask_userinfo(match: re.Match[str]) -> str:
 
 
 def _mask_param(match: re.Match[str]) -> str:
-    if not _SECRET_NAME.search(match["name"]) or not match["value"]:
+    value = match["value"]
+    # Punctuation that ends the value is the text's, not the secret's: "(...?token=abc): retry"
+    # lost its ")" and ":". Masking stays greedy otherwise: a secret is never cut short.
+    secret = value.rstrip(_AFTER)
+    if not _SECRET_NAME.search(match["name"]) or not secret:
         return match[0]
-    return f"{match['lead']}{match['name']}={MASK}"
+    return f"{match['lead']}{match['name']}={MASK}{value[len(secret) :]}"
+
+
+_AFTER = ").,:!]}>"

@@ -41,6 +41,13 @@ from resmagic.report import describe_error
         ),
         ("?password=hunter2&user=bob", "?password=***&user=bob"),
         ("?client_secret=a;session_id=b", "?client_secret=***;session_id=***"),
+        # The text's punctuation after a value stays (before: "(...token=*** retry").
+        ("failed (https://h/?token=abc): retry", "failed (https://h/?token=***): retry"),
+        (
+            "(no run yet, https://alice:pw@127.0.0.1:9/?token=abc)",
+            "(no run yet, https://alice:***@127.0.0.1:9/?token=***)",
+        ),
+        ("see https://h/?key=a.b.c.", "see https://h/?key=***."),
     ],
 )
 def test_secrets_of_a_uri_are_masked(text: str, shown: str) -> None:
