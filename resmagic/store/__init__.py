@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 
 __all__ = ["default_path", "last_run", "ranked_device", "resolve", "runs", "top"]
 
-_RANKED = re.compile(r"host|cuda:[0-9]+(\.nvml)?")
+_RANKED = re.compile(r"host|cuda:(?P<index>[0-9]+)(?P<nvml>\.nvml)?")
 
 
 def runs(
@@ -149,10 +149,13 @@ def ranked_device(device: str) -> str:
     text = device.strip()
     if text.isascii() and text.isdigit():
         text = f"cuda:{int(text)}"
-    if not _RANKED.fullmatch(text):
+    found = _RANKED.fullmatch(text)
+    if found is None:
         msg = f"device takes host, cuda:N (torch's allocator) or cuda:N.nvml, not {device!r}"
         raise ValueError(msg)
-    return text
+    if found["index"] is None:
+        return text
+    return f"cuda:{int(found['index'])}{found['nvml'] or ''}"  # cuda:00 is cuda:0's rows
 
 
 def last_run(

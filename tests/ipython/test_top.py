@@ -74,7 +74,8 @@ def test_top_help_says_what_it_ranks_and_bad_options_are_usage_errors(
 
 
 @pytest.mark.parametrize(
-    ("given", "ranked"), [("host", "host"), ("1", "cuda:1"), ("cuda:0.nvml", "cuda:0.nvml")]
+    ("given", "ranked"),
+    [("host", "host"), ("1", "cuda:1"), ("cuda:0.nvml", "cuda:0.nvml"), ("cuda:01", "cuda:1")],
 )
 def test_top_takes_the_devices_it_ranks(given: str, ranked: str) -> None:
     from resmagic.store import ranked_device
