@@ -53,13 +53,32 @@ def _mask_userinfo(match: re.Match[str]) -> str:
 
 
 def _mask_param(match: re.Match[str]) -> str:
-    value = match["value"]
-    # Punctuation that ends the value is the text's, not the secret's: "(...?token=abc): retry"
-    # lost its ")" and ":". Masking stays greedy otherwise: a secret is never cut short.
-    secret = value.rstrip(_AFTER)
-    if not _SECRET_NAME.search(match["name"]) or not secret:
+    if not _SECRET_NAME.search(match["name"]) or not match["value"]:
         return match[0]
-    return f"{match['lead']}{match['name']}={MASK}{value[len(secret) :]}"
+    value = match["value"]
+    tail = _texts_tail(match.string[: match.start()], value)
+    return f"{match['lead']}{match['name']}={MASK}{tail}"
 
 
-_AFTER = ").,:!]}>"
+_CLOSES = {")": "(", "]": "[", "}": "{", ">": "<"}
+
+
+def _texts_tail(before: str, value: str) -> str:
+    """The end of ``value`` that is the text's, not the secret's: "" when in any doubt.
+
+    Only closing brackets that an opener before the URI left open (``(see ...?token=abc)``),
+    and one ``.,:;!`` right after them (``(...?token=abc): retry``). Anything else stays
+    masked, so a secret ending in ``!`` or ``)`` is never shown, even in part.
+    """
+    end = len(value)
+    if end > 1 and value[-1] in ".,:;!" and value[-2] in _CLOSES:
+        end -= 1
+    start = end
+    used: dict[str, int] = {}
+    while start > 1 and value[start - 1] in _CLOSES:  # a secret of brackets alone stays masked
+        close = value[start - 1]
+        if before.count(_CLOSES[close]) - before.count(close) - used.get(close, 0) <= 0:
+            break
+        used[close] = used.get(close, 0) + 1
+        start -= 1
+    return value[start:] if start < end else ""

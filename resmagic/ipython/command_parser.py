@@ -159,7 +159,7 @@ def _add_top(sub: Any) -> None:
         "--device",
         type=_ranked_device,
         help="rank this device only: host, cuda:N (torch's allocator), cuda:N.nvml (the"
-        " driver's count)",
+        ' driver\'s count), a rank\'s: "rank R", "rank R cuda:N"',
     )
 
 

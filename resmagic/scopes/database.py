@@ -46,9 +46,12 @@ def resolve_db_path(path: str | os.PathLike[str]) -> str:
         raise PathError(msg)
     folder = os.path.dirname(full)
     if not os.path.isdir(folder):
+        existing = folder  # the nearest folder of the path that is there: a file in the way?
+        while not os.path.exists(existing) and os.path.dirname(existing) != existing:
+            existing = os.path.dirname(existing)
         missing = f"folder {folder!r} does not exist"
-        if os.path.exists(folder):
-            missing = f"{folder!r} is a file, not a directory"
+        if not os.path.isdir(existing):
+            missing = f"{existing!r} is a file, not a directory"
         msg = f"cannot create {text!r}: {missing}"
         raise PathError(msg)
     kind = file_kind(full)

@@ -44,5 +44,6 @@ def file_kind(path: str) -> str | None:
 
 
 def names_a_folder(path: str) -> bool:
-    """True for a path written as a folder (``runs/``): opening it would make a file ``runs``."""
-    return path.endswith(os.sep) or (os.altsep is not None and path.endswith(os.altsep))
+    """True for a path written as a folder (``runs/``, ``runs/.``): it makes a file ``runs``."""
+    last = path.replace(os.altsep, os.sep) if os.altsep else path
+    return last.rsplit(os.sep, 1)[-1] in ("", ".", "..")

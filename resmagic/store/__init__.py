@@ -21,7 +21,9 @@ if TYPE_CHECKING:
 
 __all__ = ["default_path", "last_run", "ranked_device", "resolve", "runs", "top"]
 
-_RANKED = re.compile(r"host|cuda:(?P<index>[0-9]+)(?P<nvml>\.nvml)?")
+_GPU = r"cuda:[0-9]+(?:\.nvml)?"
+_RANKED = re.compile(rf"host|{_GPU}|rank [0-9]+(?: {_GPU})?")  # a rank's rows: "rank 1 cuda:0"
+_NUMBER = re.compile(r"[0-9]+")
 
 
 def runs(
@@ -140,22 +142,26 @@ def top_query(
     )
 
 
-def ranked_device(device: str) -> str:
-    """``device`` as :func:`top` ranks it: ``host``, ``cuda:N`` or ``cuda:N.nvml`` (``N``: cuda:N).
+def ranked_device(device: object) -> str:
+    """``device`` as :func:`top` ranks it (``N`` alone is ``cuda:N``).
+
+    ``host``, ``cuda:N``, ``cuda:N.nvml``, and a rank's rows ``rank R`` and ``rank R cuda:N``.
 
     Raises:
         ValueError: anything else (``workers`` and ``container`` are other processes' memory).
     """
-    text = device.strip()
-    if text.isascii() and text.isdigit():
-        text = f"cuda:{int(text)}"
-    found = _RANKED.fullmatch(text)
-    if found is None:
-        msg = f"device takes host, cuda:N (torch's allocator) or cuda:N.nvml, not {device!r}"
+    text = device.strip() if isinstance(device, str) else None
+    if isinstance(device, int) and not isinstance(device, bool):
+        text = str(device)
+    if text is not None and text.isascii() and text.isdigit():
+        text = f"cuda:{text}"
+    if text is None or not _RANKED.fullmatch(text):
+        msg = (
+            "device takes host, cuda:N (torch's allocator), cuda:N.nvml or a rank's"
+            f" (rank R, rank R cuda:N), not {device!r}"
+        )
         raise ValueError(msg)
-    if found["index"] is None:
-        return text
-    return f"cuda:{int(found['index'])}{found['nvml'] or ''}"  # cuda:00 is cuda:0's rows
+    return _NUMBER.sub(lambda n: str(int(n[0])), text)  # cuda:01 is cuda:1's rows
 
 
 def last_run(

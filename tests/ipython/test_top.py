@@ -67,17 +67,30 @@ def test_top_help_says_what_it_ranks_and_bad_options_are_usage_errors(
     with pytest.raises(UsageError, match="positive number"):
         ip.run_line_magic("resmagic", "top 0")
     for device in ("banana", "cuda:x", "workers", "cuda"):  # before: "banana only", no rows
-        with pytest.raises(UsageError, match=r"takes host, cuda:N .* or cuda:N\.nvml"):
+        with pytest.raises(UsageError, match=r"takes host, cuda:N .*, cuda:N\.nvml or a rank"):
             ip.run_line_magic("resmagic", f"top --device {device}")
+    from resmagic.store import ranked_device
+
+    for bad in ("banana", 0.5, True, None):
+        with pytest.raises(ValueError, match="device takes host"):
+            ranked_device(bad)
     with pytest.raises(ValueError, match="device takes host"):
         resmagic.top(device="banana")
 
 
 @pytest.mark.parametrize(
     ("given", "ranked"),
-    [("host", "host"), ("1", "cuda:1"), ("cuda:0.nvml", "cuda:0.nvml"), ("cuda:01", "cuda:1")],
+    [
+        ("host", "host"),
+        ("1", "cuda:1"),
+        (1, "cuda:1"),
+        ("cuda:0.nvml", "cuda:0.nvml"),
+        ("cuda:01", "cuda:1"),
+        ("rank 1", "rank 1"),  # review: the rank rows top ranks (docs/store.md)
+        ("rank 02 cuda:0.nvml", "rank 2 cuda:0.nvml"),
+    ],
 )
-def test_top_takes_the_devices_it_ranks(given: str, ranked: str) -> None:
+def test_top_takes_the_devices_it_ranks(given: object, ranked: str) -> None:
     from resmagic.store import ranked_device
 
     assert ranked_device(given) == ranked

@@ -144,6 +144,8 @@ def test_empty_file_is_a_new_database(tmp_path: Path) -> None:
         (lambda tmp: f"{tmp}/new/", r"'.*/new/' names a folder, not a database file; e\.g\."),
         # Before: "folder ... does not exist", of a folder that exists as a file.
         (lambda tmp: _file(tmp / "notdb.txt") / "x.db", "notdb.txt' is a file, not a directory"),
+        (lambda tmp: _file(tmp / "notdb.txt") / "a" / "x.db", "notdb.txt' is a file, not a"),
+        (lambda tmp: f"{tmp}/new/.", r"'.*/new/\.' names a folder"),
         (lambda tmp: "  ", "the database path is empty"),
     ],
 )
