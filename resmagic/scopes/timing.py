@@ -158,12 +158,9 @@ class timed(Scope["timed", TimingReport]):
                 and self.sync_cuda is not False
                 and torch_cuda.synchronize()
             )
-            # The wall clock outside the CPU clock, at both ends: a CPU clock read costs a
-            # system call, and counted inside the CPU time it made a tiny block's CPU time
-            # larger than its wall time.
             started_at = _time()
-            wall0 = _perf_counter()
-            run = (started_at, wall0, _process_time(), synced is True, listeners, get_ident())
+            cpu0 = _process_time()
+            run = (started_at, _perf_counter(), cpu0, synced is True, listeners, get_ident())
             # A Ctrl-C that lands before the claim leaves nothing; one after it leaves the
             # run on the object, like an __exit__ it skipped: that object's later runs take
             # the stack, and its __exit__ still finds the run by the thread that holds it.
@@ -192,8 +189,8 @@ class timed(Scope["timed", TimingReport]):
             and self.sync_cuda is not False
             and torch_cuda.synchronize()
         ) is True or run[3]
-        cpu = _process_time() - run[2]
         wall = _perf_counter() - run[1]
+        cpu = _process_time() - run[2]
         self._done(run[0], wall, cpu, synced, exc, run[4])
         return None
 
@@ -232,8 +229,8 @@ class timed(Scope["timed", TimingReport]):
     def _stop(self, run: _Run, listeners: tuple[Listener, ...], exc: BaseException | None) -> None:
         # The stack's runs and running() (a cell's layer) close as the fast slot does.
         synced = _sync(self.sync_cuda) or run[3]
-        cpu = _process_time() - run[2]
         wall = _perf_counter() - run[1]
+        cpu = _process_time() - run[2]
         self._done(run[0], wall, cpu, synced, exc, listeners)
 
     def _open(self) -> tuple[_Run, timed]:
@@ -243,8 +240,8 @@ class timed(Scope["timed", TimingReport]):
 
     def _close(self, run: _Run, exc: BaseException | None) -> TimingReport:
         synced = _sync(self.sync_cuda)
-        cpu = _process_time() - run[2]
         wall = _perf_counter() - run[1]
+        cpu = _process_time() - run[2]
         return TimingReport(
             **self.common(run[0], wall, exc),
             label=self.label,
@@ -277,7 +274,7 @@ class timed(Scope["timed", TimingReport]):
             async def run_async(*args: Any, **kwargs: Any) -> Any:
                 listeners = listeners_here()
                 synced = _sync(self.sync_cuda)
-                started_at, wall0, cpu0 = _time(), _perf_counter(), _process_time()
+                started_at, cpu0, wall0 = _time(), _process_time(), _perf_counter()
                 try:
                     result = await func(*args, **kwargs)
                 except BaseException as exc:
@@ -295,7 +292,7 @@ class timed(Scope["timed", TimingReport]):
             synced = (torch_cuda.backend is not None or "torch" in _modules) and _sync(
                 self.sync_cuda
             )
-            started_at, wall0, cpu0 = _time(), _perf_counter(), _process_time()
+            started_at, cpu0, wall0 = _time(), _process_time(), _perf_counter()
             try:
                 result = func(*args, **kwargs)
             except BaseException as exc:
@@ -303,8 +300,8 @@ class timed(Scope["timed", TimingReport]):
                 raise
             if (torch_cuda.backend is not None or "torch" in _modules) and _sync(self.sync_cuda):
                 synced = True
-            cpu = _process_time() - cpu0
             wall = _perf_counter() - wall0
+            cpu = _process_time() - cpu0
             self._done(started_at, wall, cpu, synced, None, listeners)
             return result
 
@@ -320,8 +317,8 @@ class timed(Scope["timed", TimingReport]):
         listeners: tuple[Listener, ...],
     ) -> None:
         synced = _sync(self.sync_cuda) or synced
-        cpu = _process_time() - cpu0
         wall = _perf_counter() - wall0
+        cpu = _process_time() - cpu0
         self._done(started_at, wall, cpu, synced, exc, listeners)
 
 

@@ -152,35 +152,3 @@ def test_one_timed_object_entered_by_many_threads_at_once_counts_every_run() -> 
     assert resmagic.timings()["shared"].count == 6 * 3000
     assert shared.open_runs == 0
     resmagic.clear_timings()
-
-
-def test_one_thread_never_reads_more_cpu_time_than_wall_time() -> None:
-    import json
-    import subprocess
-    import sys
-
-    # A fresh interpreter: no thread but the main one, so the process's CPU time can only
-    # grow as fast as the wall clock. Before, the CPU clock's reads wrapped the wall clock's
-    # and its system calls counted as the block's CPU time: 10,000 empty calls read
-    # cpu 25 ms against wall 5.6 ms.
-    script = (
-        "import json\n"
-        "from resmagic import timed, timings\n"
-        "@timed('f', keep='totals')\n"
-        "def f(): pass\n"
-        "for _ in range(10000): f()\n"
-        "for _ in range(10000):\n"
-        "    with timed('b', keep='totals'): pass\n"
-        "t = timed('e')\n"
-        "with t: pass\n"
-        "rows = {r.label: (r.total_s, r.cpu_s) for r in timings()}\n"
-        "rows['e'] = (t.report.wall_s, t.report.cpu_s)\n"
-        "print(json.dumps(rows))\n"
-    )
-    done = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=True
-    )
-    rows = json.loads(done.stdout)
-    assert set(rows) == {"f", "b", "e"}
-    for label, (wall, cpu) in rows.items():
-        assert 0 <= cpu <= wall, (label, wall, cpu)
