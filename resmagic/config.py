@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from resmagic.errors import OptionError
 
-__all__ = ["Converter", "OnSet", "Settings", "register", "settings"]
+__all__ = ["MAX_COUNT", "Converter", "OnSet", "Settings", "register", "settings"]
 
 Converter = Callable[[object], object]
 """Checks and cleans a raw value (a string from ``%resmagic config``); raises ``OptionError``."""
@@ -103,10 +103,13 @@ class Settings:
                 setattr(self, key, hook(getattr(self, key)))
 
 
-# The lowest value of each integer setting, and the range of each seconds setting. Every
-# integer is at most _MOST: history_limit is a deque's maxlen (2**63 raised OverflowError
-# in every later cell), and the store's limits go to SQLite.
-_MOST = 10**9
+MAX_COUNT = 10**9
+"""The largest count resmagic takes, from a setting or a command: SQLite's LIMIT, a slice
+and a deque's ``maxlen`` all take it (reliability 2026-12-06 #8; 2**63 as ``history_limit``
+failed every later cell)."""
+
+# The lowest value of each integer setting (each at most MAX_COUNT), and the range of each
+# seconds setting.
 _INTEGERS = {
     "history_limit": 1,
     "held_mib": 0,
@@ -130,7 +133,7 @@ def _convert(key: str, raw: object) -> object:
         value: int | float
         if key in _INTEGERS:
             value = int(str(raw))
-            ok = _INTEGERS[key] <= value <= _MOST
+            ok = _INTEGERS[key] <= value <= MAX_COUNT
         else:
             value = float(str(raw))
             low, high = _SECONDS[key]
@@ -138,7 +141,7 @@ def _convert(key: str, raw: object) -> object:
     except ValueError:
         ok = False
     if not ok:
-        hint = f"an integer from {_INTEGERS.get(key, 1)} to {_MOST}"
+        hint = f"an integer from {_INTEGERS.get(key, 1)} to {MAX_COUNT}"
         if key in _SECONDS:
             low, high = _SECONDS[key]
             hint = f"seconds between {low:g} and {high:g}"

@@ -12,6 +12,7 @@ from typing import Any
 
 from IPython.core.magic_arguments import MagicArgumentParser
 
+from resmagic.config import MAX_COUNT
 from resmagic.errors import ResmagicError
 from resmagic.guard import DEFAULT_AT, parse_fraction
 from resmagic.holders import device_name
@@ -20,16 +21,13 @@ from resmagic.ipython.watch import SCOPES
 __all__ = ["COMMANDS", "NAMES", "PARSER", "parser"]
 
 
-_MOST = 10**9  # a count SQLite's LIMIT and a slice both take (reliability 2026-12-06 #8)
-
-
 def _count(what: str) -> Callable[[str], int]:
     """A converter of one positive count of ``what`` (named in its error)."""
 
     def count(text: str) -> int:
-        if text.isascii() and text.isdigit() and 0 < int(text) <= _MOST:
+        if text.isascii() and text.isdigit() and 0 < int(text) <= MAX_COUNT:
             return int(text)
-        msg = f"takes one positive number up to {_MOST} (how many {what}), not {text!r}"
+        msg = f"takes one positive number up to {MAX_COUNT} (how many {what}), not {text!r}"
         raise argparse.ArgumentTypeError(msg)
 
     return count

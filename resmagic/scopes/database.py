@@ -13,7 +13,7 @@ from resmagic.errors import DatabaseLockedError, NotADatabaseError, OptionError,
 from resmagic.report import TransactionReport
 from resmagic.scopes import MAX_TIMEOUT_S
 from resmagic.scopes.base import Scope
-from resmagic.scopes.filekind import file_kind, names_a_folder
+from resmagic.scopes.filekind import file_kind, names_a_folder, nearest_existing
 
 __all__ = ["MAX_TIMEOUT_S", "db_transaction", "resolve_db_path"]
 
@@ -46,9 +46,7 @@ def resolve_db_path(path: str | os.PathLike[str]) -> str:
         raise PathError(msg)
     folder = os.path.dirname(full)
     if not os.path.isdir(folder):
-        existing = folder  # the nearest folder of the path that is there: a file in the way?
-        while not os.path.exists(existing) and os.path.dirname(existing) != existing:
-            existing = os.path.dirname(existing)
+        existing = nearest_existing(folder)  # a file in the way, or the folders are missing
         missing = f"folder {folder!r} does not exist"
         if not os.path.isdir(existing):
             missing = f"{existing!r} is a file, not a directory"

@@ -7,7 +7,7 @@ import stat
 
 from resmagic.errors import PathError
 
-__all__ = ["file_kind", "names_a_folder"]
+__all__ = ["file_kind", "names_a_folder", "nearest_existing"]
 
 
 def file_kind(path: str) -> str | None:
@@ -47,3 +47,10 @@ def names_a_folder(path: str) -> bool:
     """True for a path written as a folder (``runs/``, ``runs/.``): it makes a file ``runs``."""
     last = path.replace(os.altsep, os.sep) if os.altsep else path
     return last.rsplit(os.sep, 1)[-1] in ("", ".", "..")
+
+
+def nearest_existing(path: str) -> str:
+    """``path`` itself or its nearest ancestor that exists (a file in the way, or a folder)."""
+    while not os.path.exists(path) and os.path.dirname(path) != path:
+        path = os.path.dirname(path)
+    return path

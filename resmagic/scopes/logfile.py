@@ -13,7 +13,7 @@ from types import TracebackType
 from typing import Any, TextIO
 
 from resmagic.errors import OptionError, PathError
-from resmagic.scopes.filekind import file_kind, names_a_folder
+from resmagic.scopes.filekind import file_kind, names_a_folder, nearest_existing
 from resmagic.scopes.linefile import LineFile
 
 __all__ = [
@@ -81,9 +81,7 @@ def resolve_log_path(path: str | os.PathLike[str]) -> str:
         msg = f"{text!r} is {kind}, not a file a log can be written to; give a file name"
         msg += ", e.g. runs/experiment.log"
         raise PathError(msg)
-    parent = os.path.dirname(full)
-    while not os.path.exists(parent):
-        parent = os.path.dirname(parent)
+    parent = nearest_existing(os.path.dirname(full))
     if not os.path.isdir(parent):
         msg = f"cannot create {text!r}: {parent!r} is a file, not a directory"
         raise PathError(msg)
