@@ -84,7 +84,7 @@ def _top(session: Session, options: argparse.Namespace) -> Any:
     if not settings.store:
         print("the run store is off: %resmagic config store=on turns it on")
         return None
-    device = options.device  # host, cuda:N or cuda:N.nvml (the parser's _ranked_device)
+    device = options.device  # as store.ranked_device gives it (the parser's converter)
     query = top_query(options.count, options.by, options.session, device, None)
     found = recorder.read(lambda conn: top_of(conn, query))
     mine = recorder.session
