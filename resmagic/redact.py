@@ -18,6 +18,12 @@ MASK = "***"
 # scheme://user-info@ : the user-info ends at the last "@" before the path, query or end
 # (a password may hold an unescaped "@": all of it is masked).
 _USERINFO = re.compile(r"(?P<scheme>\b[A-Za-z][A-Za-z0-9+.\-]*://)(?P<info>[^/?#\s]*)@")
+# scheme://user:password@ where the password breaks the URI's rules (a space, "?" or "#"
+# in it: https://alice:pa ss@host): up to the last "@" before a "/" or the line's end.
+# Such a URI is invalid, but a user can type it, and it is shown as typed.
+_LOOSE_PASSWORD = re.compile(
+    r"(?P<scheme>\b[A-Za-z][A-Za-z0-9+.\-]*://)(?P<user>[^/?#\s:@]*):(?P<password>[^/\n]*)@"
+)
 # ?name=value or &name=value (also ;name=value), in a URI or a bare path such as urllib3's
 # "Max retries exceeded with url: /api?token=...".
 _PARAM = re.compile(r"(?P<lead>[?&;])(?P<name>[^=&;#\s]+)=(?P<value>[^&;#\s'\"]*)")
@@ -42,6 +48,7 @@ def redact(text: str) -> str:
     """
     if "://" not in text and "=" not in text:
         return text
+    text = _LOOSE_PASSWORD.sub(_mask_loose, text)
     text = _USERINFO.sub(_mask_userinfo, text)
     return _PARAM.sub(_mask_param, text)
 
@@ -50,6 +57,14 @@ def _mask_userinfo(match: re.Match[str]) -> str:
     user, colon, _ = match["info"].partition(":")
     kept = f"{user}:{MASK}" if colon and user else MASK
     return f"{match['scheme']}{kept}@"
+
+
+def _mask_loose(match: re.Match[str]) -> str:
+    return (
+        f"{match['scheme']}{match['user']}:{MASK}@"
+        if match["user"]
+        else f"{match['scheme']}{MASK}@"
+    )
 
 
 def _mask_param(match: re.Match[str]) -> str:

@@ -51,14 +51,17 @@ def status_of(exc: BaseException | None) -> Status:
 def describe_error(exc: BaseException | None) -> str | None:
     """``"ZeroDivisionError: division by zero"``, shortened to one line of at most 200 chars.
 
-    URI passwords and secret query values show as ``***`` (:func:`resmagic.redact.redact`):
-    this text goes to the run store, the sinks (MLflow's ``cell.N.error`` tag) and logs.
+    A longer line keeps its start and its end, where a wrapped error names its cause
+    (urllib3's "Max retries exceeded with url: ... (Caused by ResponseError('too many 500
+    error responses'))"). URI passwords and secret query values show as ``***``
+    (:func:`resmagic.redact.redact`): this text goes to the run store, the sinks (MLflow's
+    ``cell.N.error`` tag) and logs.
     """
     if exc is None:
         return None
     text = str(exc).strip().splitlines()
     line = f"{type(exc).__name__}: {redact(text[0])}" if text else type(exc).__name__
-    return line if len(line) <= 200 else line[:199] + "…"
+    return line if len(line) <= 200 else f"{line[:140]} … {line[-57:]}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -282,6 +285,8 @@ class LogReport(Report):
     """``experiment_log``'s report: where the log went and how many records it took.
 
     Attributes:
+        path: the log's path as it was given (relative to the folder the cell ran in).
+        file: the same file's absolute path, as it was opened (the sinks upload it).
         records: records written to the file, each a whole line.
         lost: records the file refused (a full disk): none of them is in the file.
         notes: what went wrong with the file, said once for the run, e.g.
@@ -291,6 +296,7 @@ class LogReport(Report):
     scope: ClassVar[str] = "experiment_log"
 
     path: str = ""
+    file: str = ""
     logger: str = ""
     run_id: str = ""
     fmt: str = "text"

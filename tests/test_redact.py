@@ -18,6 +18,14 @@ from resmagic.report import describe_error
         ("https://ghp_abc123@github.com/org/repo.git", "https://***@github.com/org/repo.git"),
         ("https://alice:p@ss@host/x", "https://alice:***@host/x"),
         ("https://:only-pass@host", "https://***@host"),
+        # An invalid URI as a user may type it (attack 2026-12-07): shown whole before.
+        ("https://user:pa ss@host:badport/x", "https://user:***@host:badport/x"),
+        ("https://u:p?w#d@h/x", "https://u:***@h/x"),
+        ("https://:pw d@h", "https://***@h"),
+        (
+            "http://127.0.0.1:5000/api failed for bob@x.com",
+            "http://127.0.0.1:5000/api failed for bob@x.com",
+        ),
         ("postgresql://mlflow:pw@db:5432/runs", "postgresql://mlflow:***@db:5432/runs"),
         (
             "see https://a:one@h1 and https://b:two@h2/p",

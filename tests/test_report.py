@@ -142,12 +142,15 @@ class TestStatusAndError:
         assert describe_error(ValueError("\n  first\nsecond")) == "ValueError: first"
         assert describe_error(KeyboardInterrupt()) == "KeyboardInterrupt"
 
-    def test_describe_error_truncates_to_200_chars(self) -> None:
-        text = describe_error(RuntimeError("x" * 500))
+    def test_describe_error_keeps_the_start_and_the_cause_at_the_end_in_200_chars(self) -> None:
+        cause = "(Caused by ResponseError('too many 500 error responses'))"
+        long = f"Max retries exceeded with url: /api/2.0/mlflow/runs/log-batch{'x' * 300} {cause}"
+        text = describe_error(ConnectionError(long))
         assert text is not None
         assert len(text) == 200
-        assert text.startswith("RuntimeError: xxx")
-        assert text.endswith("x…")
+        assert text.startswith("ConnectionError: Max retries exceeded with url: /api/2.0/")
+        assert " … " in text
+        assert text.endswith(cause)
         exact = "y" * (200 - len("RuntimeError: "))
         assert describe_error(RuntimeError(exact)) == f"RuntimeError: {exact}"
 

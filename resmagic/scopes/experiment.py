@@ -226,6 +226,7 @@ class experiment_log(Scope[logging.Logger, LogReport]):
         return LogReport(
             **self.common(run.started_at, duration, run.ended),
             path=self.display_path,
+            file=self.path,
             logger=self.name,
             run_id=run.run_id,
             fmt=self.fmt,

@@ -8,7 +8,7 @@ from typing import Protocol
 
 from resmagic.report import Report
 
-__all__ = ["Sink", "SinkFactory", "SinkState", "Slot"]
+__all__ = ["PartlySentError", "Sink", "SinkFactory", "SinkState", "Slot"]
 
 
 class Sink(Protocol):
@@ -24,6 +24,15 @@ class Sink(Protocol):
 
     def describe(self) -> str:
         """Where the reports go, for ``%resmagic status`` (e.g. a run id and a URI)."""
+
+
+class PartlySentError(Exception):
+    """A send that delivered all but ``failed`` of its reports; ``cause`` says why those not."""
+
+    def __init__(self, failed: int, cause: Exception) -> None:
+        super().__init__(f"{failed} not sent: {cause}")
+        self.failed = failed
+        self.cause = cause
 
 
 SinkFactory = tuple[str | None, Callable[[str | None], Sink]]

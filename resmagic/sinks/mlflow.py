@@ -22,7 +22,9 @@ one); how long a request to an unreachable server retries is MLflow's
 from __future__ import annotations
 
 import json
+import logging
 import os
+import threading
 import time
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -32,6 +34,7 @@ from typing import Any
 from resmagic.cellfigures import CellFigures, fold
 from resmagic.redact import redact
 from resmagic.report import LogReport, Report
+from resmagic.sinks.base import PartlySentError
 from resmagic.sinks.cellids import CellIds
 from resmagic.sinks.metrics import cell_tags, metrics_of, params_of, series_of
 from resmagic.sinks.session import library_params, run_name, session_params, session_tags
@@ -85,6 +88,8 @@ class MlflowSink:
         self._runs: OrderedDict[str, CellFigures] = OrderedDict()  # "cell.12" → its figures
         self._params: dict[str, str] = {}  # what the run's params say, by key
         self._outside = 0  # reports from outside a cell so far (a script's)
+        self._folders: dict[str, str] = {}  # a log file -> its folder in the run
+        self._names: dict[str, int] = {}  # a log file's name -> how many files had it
 
     def describe(self) -> str:
         """``"run 3f2a… at http://127.0.0.1:5000"``, or that no run exists yet.
@@ -108,20 +113,45 @@ class MlflowSink:
             key = self._add(batch, report, deadline)
         self._new_params(batch, library_params(), key)
         _log_batch(client, run_id, batch, self._entities)
-        for report in reports:
-            if isinstance(report, LogReport) and report.path:
-                path = os.path.abspath(os.path.expanduser(report.path))
-                client.log_artifact(run_id, path, ARTIFACT_DIR)
+        self._upload(client, run_id, [r for r in reports if isinstance(r, LogReport) and r.file])
+
+    def _upload(self, client: Any, run_id: str, logs: list[LogReport]) -> None:
+        """Upload each log's file; one that fails leaves the others going (PartlySentError)."""
+        failed: list[Exception] = []
+        for report in logs:
+            try:
+                client.log_artifact(run_id, report.file, self._folder_of(report.file))
+            except Exception as exc:
+                failed.append(exc)
+        if failed:
+            raise PartlySentError(len(failed), failed[0])
+
+    def _folder_of(self, file: str) -> str:
+        """``experiment_log``; a second file of the same name from elsewhere, ``experiment_log/2``.
+
+        MLflow keys an artifact by its folder and name: two runs' ``run.log`` from two
+        folders would overwrite each other in one.
+        """
+        folder = self._folders.get(file)
+        if folder is None:
+            name = os.path.basename(file)
+            n = self._names[name] = self._names.get(name, 0) + 1
+            folder = self._folders[file] = ARTIFACT_DIR if n == 1 else f"{ARTIFACT_DIR}/{n}"
+        return folder
 
     def close(self) -> None:
-        """Log the top cells, end the run as FINISHED (a kernel that dies leaves it RUNNING)."""
+        """End the run as FINISHED, then log the top cells (a kernel that dies leaves it RUNNING).
+
+        The end first: a close that Jupyter's shutdown cuts short leaves the run ended
+        without its table, rather than a table in a run RUNNING for good.
+        """
         self._cell_ids.stop()
         if self.run_id is None:
             return
         try:
-            _log_table(self._client, self.run_id, table_of(top_cells(self._runs.values())))
-        finally:
             self._client.set_terminated(self.run_id, "FINISHED")
+        finally:
+            _log_table(self._client, self.run_id, table_of(top_cells(self._runs.values())))
 
     def _add(self, batch: _Batch, report: Report, deadline: float) -> str:
         """Put ``report`` in ``batch`` at its series' next step; returns its cell's key."""
@@ -173,6 +203,8 @@ class MlflowSink:
         import mlflow.entities
         from mlflow import MlflowClient
 
+        _quiet_here(logging.getLogger("mlflow"))
+
         client = MlflowClient(tracking_uri=self.tracking_uri)
         tags = session_tags(self.notebook)
         run = client.create_run(
@@ -189,6 +221,28 @@ class MlflowSink:
         self._new_params(batch := _Batch(), session_params(), "session")
         _log_batch(client, self.run_id, batch, self._entities)
         return client, self.run_id
+
+
+class _NotesOfThisThread(logging.Filter):
+    """Drops the INFO and DEBUG records of the thread that made it: the sink's.
+
+    A notebook shows a thread's output under whichever cell is newest ("Creating initial
+    MLflow database tables..." under a cell that had nothing to do with it).
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.thread = threading.get_ident()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.thread != self.thread or record.levelno >= logging.WARNING
+
+
+def _quiet_here(logger: logging.Logger) -> None:
+    """MLflow's own handler (its loggers, SQLAlchemy's, alembic's) says only warnings of ours."""
+    for handler in logger.handlers:
+        if not any(isinstance(f, _NotesOfThisThread) for f in handler.filters):
+            handler.addFilter(_NotesOfThisThread())
 
 
 def _log_batch(client: Any, run_id: str, batch: _Batch, entities: Any) -> None:

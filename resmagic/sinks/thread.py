@@ -9,15 +9,20 @@ queue drops the new report and counts it. A sink that raises is counted and said
 stderr, by the next report's publisher or by :meth:`SinkThread.flush`, so a notebook shows
 it under a cell instead of wherever a thread's output lands. Closing a sink (``sink=off``,
 ``%unload_ext``, interpreter exit) sends what is queued first, waiting at most a timeout:
-a tracker that never answers delays the exit by that long, never more.
+a tracker that never answers delays the exit by that long, never more. A close that stops
+waiting lets its sink go at once (a new one can start); the sink's own close still runs on
+the thread when its tracker answers, so its run ends.
 """
 
 from __future__ import annotations
 
 import atexit
+import contextlib
 import os
+import signal
 import sys
 import threading
+import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -26,13 +31,15 @@ from resmagic import bus
 from resmagic.ranktable import carried_elsewhere
 from resmagic.redact import redact
 from resmagic.report import Report, describe_error
-from resmagic.sinks.base import Sink, SinkState, Slot
+from resmagic.sinks.base import PartlySentError, Sink, SinkState, Slot
 
 __all__ = ["CAPACITY", "EXIT_TIMEOUT_S", "Sink", "SinkState", "SinkThread", "sink_thread"]
 
 CAPACITY = 1000  # reports waiting at most; a cell publishes one to four
 EXIT_TIMEOUT_S = 10.0  # the most ``sink=off``, unload and exit wait for a slow tracker
 LINGER_S = 0.1  # the thread waits this long after a report before it sends (see _work)
+TERM_GRACE_S = 2.0  # after a SIGTERM during the exit's close, the most it still waits
+_SLICE_S = 0.1  # a flush looks at the clock this often (a SIGTERM may have cut it short)
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +71,7 @@ class SinkThread:
         self.dropped = 0
         self._unsaid: list[str] = []
         self._said_full = False
+        self._cut_at = float("inf")  # a SIGTERM at exit: flushes end by then
 
     def add(self, sink: Sink) -> None:
         """Send every report published from now on to ``sink`` (starting the thread if needed)."""
@@ -77,7 +85,7 @@ class SinkThread:
             if self._unsubscribe is None:
                 self._unsubscribe = bus.subscribe(self.offer)
             if not self._exit_hooked:
-                atexit.register(self.close, EXIT_TIMEOUT_S)
+                atexit.register(self._close_at_exit)
                 self._exit_hooked = True
 
     def names(self) -> list[str]:
@@ -112,26 +120,42 @@ class SinkThread:
 
     def flush(self, timeout: float = EXIT_TIMEOUT_S) -> bool:
         """Wait until every queued report was handled, at most ``timeout`` s; True if it was."""
+        deadline = time.monotonic() + timeout
         with self._cond:
             self._hurry += 1
             self._cond.notify_all()
             try:
-                done = self._cond.wait_for(lambda: not self._items and not self._inflight, timeout)
+                while self._items or self._inflight:
+                    left = min(deadline, self._cut_at) - time.monotonic()
+                    if left <= 0:
+                        break
+                    self._cond.wait(min(left, _SLICE_S))
+                done = not self._items and not self._inflight
             finally:
                 self._hurry -= 1
         self._say()
         return done
 
     def remove(self, name: str, timeout: float = EXIT_TIMEOUT_S) -> bool:
-        """Send what is queued, then close the sink ``name``; True if that took < ``timeout``."""
+        """Send what is queued, then close the sink ``name``; True if that took < ``timeout``.
+
+        Past the timeout (or on Ctrl-C) the sink is let go: no report goes to it any more,
+        what was queued for it alone is dropped and said, and its close (ending its run)
+        still runs on the thread once the report it is sending is done.
+        """
         with self._cond:
             slots = [slot for slot in self._slots if slot.sink.name == name]
             for slot in slots:
                 self._items.append(_Close(slot))
             self._cond.notify_all()
-        done = self.flush(timeout)
+        try:
+            done = self.flush(timeout)
+        except BaseException:
+            self._let_go(name, slots, "interrupted")
+            raise
         if not done:
-            self._tell(f"{name}: gave up after {timeout:g} s; reports still queued are lost")
+            cut = self._cut_at < float("inf")
+            self._let_go(name, slots, "the process is ending" if cut else f"{timeout:g} s")
         self._stop_if_idle()
         return done
 
@@ -141,6 +165,51 @@ class SinkThread:
         for name in dict.fromkeys(self.names()):
             done = self.remove(name, timeout) and done
         return done
+
+    def _let_go(self, name: str, slots: list[Slot], why: str) -> None:
+        """Stop feeding ``slots``; drop the reports queued that no sink is left to take."""
+        with self._cond:
+            for slot in slots:
+                if slot in self._slots:
+                    self._slots.remove(slot)
+            unsent = 0
+            if not self._slots:
+                kept: deque[Report | _Close] = deque(
+                    item for item in self._items if isinstance(item, _Close)
+                )
+                unsent, self._items = len(self._items) - len(kept), kept
+        reports = f"{unsent} queued report{'s' * (unsent != 1)}"
+        self._tell(
+            f"{name}: stopped waiting for its tracker ({why}); {name} is off, {reports} not "
+            "sent; the report it is sending and the end of its run go on in the background"
+        )
+
+    def _close_at_exit(self) -> None:
+        """Close every sink as the interpreter exits; a SIGTERM meanwhile waits for the close.
+
+        Jupyter shuts a kernel down by asking, then SIGTERM 2.5 s later, SIGKILL 2.5 s after
+        that; Python's default SIGTERM ends the process at once, mid-request, and leaves the
+        run RUNNING. So while this closes, a SIGTERM only cuts the wait to ``TERM_GRACE_S``,
+        and is delivered as it was meant once the close is done.
+        """
+        noted: list[int] = []
+
+        def on_term(signum: int, frame: object) -> None:
+            noted.append(signum)
+            self._cut_at = min(self._cut_at, time.monotonic() + TERM_GRACE_S)
+
+        previous = None
+        # Only Python's default is replaced: a program's own handler stays in charge.
+        if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+            with contextlib.suppress(ValueError):  # not the main thread: nothing to hold
+                previous = signal.signal(signal.SIGTERM, on_term)
+        try:
+            self.close(EXIT_TIMEOUT_S)
+        finally:
+            if previous is not None:
+                signal.signal(signal.SIGTERM, previous)
+                if noted:
+                    signal.raise_signal(signal.SIGTERM)
 
     def states(self) -> list[SinkState]:
         """Each sink's counts now."""
@@ -160,6 +229,8 @@ class SinkThread:
         with self._cond:
             if self._slots or self._thread is None:
                 return
+            if self._items or self._inflight:
+                return  # a let-go sink is still sending or closing: the thread stays for it
             thread, self._thread = self._thread, None
             unsubscribe, self._unsubscribe = self._unsubscribe, None
             self._cond.notify_all()
@@ -207,6 +278,10 @@ class SinkThread:
     def _send(self, slot: Slot, reports: list[Report]) -> None:
         try:
             slot.sink.send(reports)
+        except PartlySentError as exc:
+            self._failed(slot, exc.cause, exc.failed)
+            with self._cond:
+                slot.sent += len(reports) - exc.failed
         except Exception as exc:
             self._failed(slot, exc, len(reports))
         else:

@@ -6,6 +6,7 @@ import threading
 from collections.abc import Sequence
 
 from resmagic.report import Report
+from resmagic.sinks.base import PartlySentError
 
 
 class Recording:
@@ -55,3 +56,18 @@ class Failing(Recording):
     def send(self, reports: Sequence[Report]) -> None:
         msg = "tracker unreachable"
         raise ConnectionError(msg)
+
+
+class Partial(Recording):
+    """Delivers every report but one file of each send (a log file gone before its upload)."""
+
+    name = "partial"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.refused = 0
+
+    def send(self, reports: Sequence[Report]) -> None:
+        super().send(reports)
+        self.refused += 1
+        raise PartlySentError(1, OSError("log file gone"))

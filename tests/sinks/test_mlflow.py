@@ -289,3 +289,67 @@ def test_cells_go_on_when_the_server_goes_away_and_the_loss_is_said_once(
     assert stderr.count("resmagic: the mlflow sink failed: MlflowException: ") == 1, stderr
     assert stderr.count("resmagic:") == 1, stderr
     assert "sink mlflow: 1 sent, 0 queued, 0 dropped, 4 failures" in status
+
+
+def test_the_run_ends_before_its_top_cells_go_up(
+    mlflow_server: MlflowServer, tmp_path: Path
+) -> None:
+    """A close that Jupyter's shutdown cuts short must leave the run ended, table or not."""
+    sink = MlflowSink(tracking_uri=mlflow_server.uri, cell_ids=CellIds(lambda: None))
+    sink.send([dataclasses.replace(gpu_report(), cell=1)])
+    sink.close()
+    assert sink.run_id is not None
+    run = MlflowClient(mlflow_server.uri).get_run(sink.run_id)
+    assert run.info.status == "FINISHED"
+    (table,) = (mlflow_server.root / "artifacts").rglob(f"{sink.run_id}/**/top_cells.json")
+    assert run.info.end_time / 1000 <= table.stat().st_mtime
+
+
+def test_each_log_goes_up_from_where_it_was_written_and_same_names_do_not_overwrite(
+    mlflow_server: MlflowServer, tmp_path: Path
+) -> None:
+    notebook = tmp_path / "logs.ipynb"
+    for folder in ("a", "b"):
+        (tmp_path / folder).mkdir()
+    (tmp_path / "run.log").write_text("the notebook folder's own run.log\n")
+    back_out = (
+        "import os, resmagic\nos.chdir('a')\n"
+        "with resmagic.experiment_log('run.log') as log:\n    log.info('from a')\n"
+        "os.chdir('..')"  # before the sink thread uploads the file
+    )
+    with Kernel(env=kernel_env(mlflow_server.uri, notebook), cwd=str(tmp_path)) as kernel:
+        _ok(kernel, "%load_ext resmagic")
+        _ok(kernel, "%resmagic config sink=mlflow")
+        _ok(kernel, back_out)
+        _ok(kernel, "%%experiment_log b/run.log\nlogger.info('from b')")
+        assert kernel.value(FLUSH) is True
+        status = _ok(kernel, "%resmagic status").stdout
+        _ok(kernel, "%resmagic config sink=off")
+    assert "sink mlflow: 2 sent, 0 queued, 0 dropped, 0 failures" in status
+    client = MlflowClient(mlflow_server.uri)
+    (run,) = client.search_runs(["0"], filter_string=f"tags.`resmagic.notebook` = '{notebook}'")
+    got = {}
+    for folder in ("experiment_log", "experiment_log/2"):
+        local = client.download_artifacts(run.info.run_id, f"{folder}/run.log", str(tmp_path))
+        got[folder] = Path(local).read_text()
+    assert "from a" in got["experiment_log"]
+    assert "from b" in got["experiment_log/2"]
+
+
+def test_mlflows_own_notes_from_the_sink_thread_stay_out_of_the_cells(tmp_path: Path) -> None:
+    """A first SQLite tracking store: MLflow says it creates its tables, under no cell of ours."""
+    notebook = tmp_path / "quiet.ipynb"
+    env = kernel_env(f"sqlite:///{tmp_path}/tracking.db", notebook)
+    with Kernel(env=env, cwd=str(tmp_path)) as kernel:
+        said = [
+            _ok(kernel, "%load_ext resmagic"),
+            _ok(kernel, "%resmagic config sink=mlflow"),
+            _ok(kernel, "%%timed first\n1"),
+            _ok(kernel, FLUSH),
+            _ok(kernel, "%%timed second\n2"),
+            _ok(kernel, FLUSH),
+        ]
+        status = _ok(kernel, "%resmagic status").stdout
+    assert "sink mlflow: 2 sent, 0 queued, 0 dropped, 0 failures" in status
+    text = "".join(m["content"]["text"] for run in said for m in run.of_type("stream"))
+    assert text == "", text
