@@ -14,6 +14,8 @@ issued, which is the point (measured in ``benchmarks/ranks_cost.py`` and
   with its own timeout) or ``monitored_barrier`` breaks the group it ran on, and on nccl a
   timed-out collective aborts the process;
 - nothing needs a device: no tensor, no CUDA stream synchronised, the same on gloo and nccl.
+- only a process that joined the group gathers: a child a rank forked (a DataLoader worker)
+  has the group and the store's socket copied, but is no rank, and gathers nothing.
 
 The keys carry a count per ``tag``, so every rank must open the same ranks scopes in the same
 order, as with collectives. A record that arrives after rank 0 gave up on it stays in the
@@ -31,6 +33,7 @@ import socket
 import sys
 import threading
 import time
+import weakref
 from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
@@ -90,9 +93,18 @@ def record_of(report: Report, rank: int = -1) -> RankRow:
 
 
 def world() -> tuple[int, int] | None:
-    """``(rank, world size)`` in the initialised default group; None without one (no import)."""
+    """``(rank, world size)`` in the default group this process joined; None without one.
+
+    A forked child of a rank (a DataLoader worker) has its parent's group but is no rank of
+    it: None there too, as with no group. Never imports torch.
+    """
     dist = sys.modules.get("torch.distributed")
     if dist is None or not dist.is_available() or not dist.is_initialized():
+        return None
+    if _inherited is not None and _inherited() is dist.distributed_c10d._get_default_group():
+        # Gathering here would speak as the parent's rank through the parent's store socket,
+        # copied by fork: the two processes' messages interleave and the parent's store
+        # connection breaks (DistStoreError), or a rank waits out torch's store timeout.
         return None
     return int(dist.get_rank()), int(dist.get_world_size())
 
@@ -143,14 +155,21 @@ _lock = threading.Lock()
 _channel: tuple[Any, Any, dict[str, int]] | None = None  # (group, its store, gathers per tag)
 
 
-def _forget() -> None:
-    global _channel, _lock
-    _channel = None  # a forked child counts its own gathers, in its own group
+_inherited: weakref.ref[Any] | None = None  # the default group this process was forked with
+
+
+def _forked() -> None:
+    """In a forked child: the group it was forked with is its parent's; no gather counted."""
+    global _channel, _lock, _inherited
+    _channel = None
     _lock = threading.Lock()
+    dist = sys.modules.get("torch.distributed")
+    if dist is not None and dist.is_available() and dist.is_initialized():
+        _inherited = weakref.ref(dist.distributed_c10d._get_default_group())
 
 
 if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_forget)
+    os.register_at_fork(after_in_child=_forked)
 
 
 def _keys(tag: str) -> tuple[Any, str]:

@@ -130,6 +130,32 @@ def late(rank: int) -> Any:
     }
 
 
+def forked(rank: int) -> Any:
+    """Each rank forks a child, as a DataLoader worker, that opens a ranks scope; then both
+    ranks gather again and use their store. Rank 0 learns rank 1's child's answer by the store.
+    """
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: its parent's group, store socket and all
+        with timed("worker", ranks=True, ranks_timeout_s=TIMEOUT_S) as t:
+            pass
+        os.write(write, b"1" if t.report is not None and t.report.ranks is not None else b"0")
+        os._exit(0)
+    os.close(write)
+    with os.fdopen(read, "rb") as pipe:
+        gathered = pipe.read().decode()
+    os.waitpid(pid, 0)
+    with timed("after-fork", ranks=True) as both:
+        pass
+    assert both.report is not None
+    try:
+        store().set(f"test/forked-{rank}", gathered)
+        answers = [gathered, store().get("test/forked-1").decode()] if rank == 0 else []
+    except Exception as exc:  # the store connection a child broke
+        answers = [type(exc).__name__]
+    return {"children_gathered": answers, "after": table_json(both.report.ranks)}
+
+
 def torch_sum(value: int) -> int:
     """``all_reduce`` SUM of ``value`` over the default group."""
     import torch
@@ -186,7 +212,9 @@ def dead(rank: int) -> Any:
     return table_json(report.ranks)
 
 
-SCENARIOS = {f.__name__: f for f in (truth, raised, timing, skipped, late, interrupted, dead)}
+SCENARIOS = {
+    f.__name__: f for f in (truth, raised, timing, skipped, late, forked, interrupted, dead)
+}
 
 
 def run(rank: int, scenarios: list[str]) -> None:

@@ -30,7 +30,7 @@ needs_torch = pytest.mark.skipif(find_spec("torch") is None, reason="needs torch
 WORKER = Path(__file__).with_name("ranks_worker.py")
 ROOT = WORKER.parent.parent
 MiB = 1 << 20
-SCENARIOS = ["truth", "raised", "timing", "skipped", "late", "interrupted", "dead"]
+SCENARIOS = ["truth", "raised", "timing", "skipped", "late", "forked", "interrupted", "dead"]
 
 
 def free_port() -> str:
@@ -118,6 +118,15 @@ def test_late_rank_is_missing_and_the_users_group_still_works(played: Any) -> No
     assert "no record within 1 s" in one["error"]
     assert result["all_reduce"] == 1 + 2  # the user's next collective: no stray message in it
     assert [row["status"] for row in result["second"]["rows"]] == ["ok", "ok"]
+
+
+@needs_torch
+def test_forked_child_of_a_rank_gathers_nothing_and_leaves_the_ranks_store_whole(
+    played: Any,
+) -> None:
+    result = played["forked"]
+    assert result["children_gathered"] == ["0", "0"]  # rank 0's child, then rank 1's
+    assert [row["status"] for row in result["after"]["rows"]] == ["ok", "ok"]
 
 
 @needs_torch
