@@ -16,6 +16,8 @@ issued, which is the point (measured in ``benchmarks/ranks_cost.py`` and
 - nothing needs a device: no tensor, no CUDA stream synchronised, the same on gloo and nccl.
 - only a process that joined the group gathers: a child a rank forked (a DataLoader worker)
   has the group and the store's socket copied, but is no rank, and gathers nothing.
+- nothing of the group is kept between gathers: ``destroy_process_group()`` frees its store
+  and sockets (rank 0's port too), so a group made again on the same port starts clean.
 
 The keys carry a count per ``tag``, so every rank must open the same ranks scopes in the same
 order, as with collectives. A record that arrives after rank 0 gave up on it stays in the
@@ -152,9 +154,10 @@ def gather(
 # -- the store -------------------------------------------------------------------------------
 
 _lock = threading.Lock()
-_channel: tuple[Any, Any, dict[str, int]] | None = None  # (group, its store, gathers per tag)
-
-
+# The default group's gathers per tag. The group is held weakly and its store is looked up per
+# gather: a kept reference outlived destroy_process_group() and kept the group's sockets open,
+# rank 0's store server listening on MASTER_PORT included, so a group made again there failed.
+_channel: tuple[weakref.ref[Any], dict[str, int]] | None = None
 _inherited: weakref.ref[Any] | None = None  # the default group this process was forked with
 
 
@@ -175,16 +178,16 @@ if hasattr(os, "register_at_fork"):
 def _keys(tag: str) -> tuple[Any, str]:
     """The store to use for the default group, and this gather's key prefix."""
     global _channel
-    dist = sys.modules["torch.distributed"]
-    group = dist.distributed_c10d._get_default_group()
+    c10d = sys.modules["torch.distributed"].distributed_c10d
+    group = c10d._get_default_group()
     with _lock:
-        if _channel is None or _channel[0] is not group:
-            # The group's own store: every call here is one short round trip (no blocking
-            # wait holds the client's lock, which torch's threads share) and sets no timeout.
-            _channel = (group, dist.distributed_c10d._get_default_store(), {})
-        counts = _channel[2]
+        if _channel is None or _channel[0]() is not group:
+            _channel = (weakref.ref(group), {})  # a new group counts from 1
+        counts = _channel[1]
         counts[tag] = n = counts.get(tag, 0) + 1
-        return _channel[1], f"{_PREFIX}/{tag}/{n}"
+    # The group's own store: every call here is one short round trip (no blocking wait holds
+    # the client's lock, which torch's threads share) and sets no timeout.
+    return c10d._get_default_store(), f"{_PREFIX}/{tag}/{n}"
 
 
 def _collect(

@@ -6,8 +6,8 @@ so the tests share one start of two processes (each imports torch: ~1.5 s); ``py
 tests/ranks_worker.py spawn PORT SCENARIO...`` starts the two ranks with
 ``torch.multiprocessing.spawn``. Rank 0 prints every scenario's result as one JSON line,
 prefixed ``RESULT ``. Ranks wait for each other through the group's store, never through
-sleeps, so each scenario plays out the same way on a loaded machine. ``dead`` must be last:
-rank 1 leaves for good.
+sleeps, so each scenario plays out the same way on a loaded machine. ``dead`` and
+``destroyed`` must be last: rank 1 leaves for good; the group is gone.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import sys
 import threading
 import time
@@ -156,6 +157,22 @@ def forked(rank: int) -> Any:
     return {"children_gathered": answers, "after": table_json(both.report.ranks)}
 
 
+def destroyed(rank: int) -> Any:
+    """Both ranks gather, then destroy the group: is rank 0's port free for a new group?"""
+    with timed("before-destroy", ranks=True) as t:
+        pass
+    assert t.report is not None
+    dist.destroy_process_group()
+    with socket.socket() as probe:  # what a new group's store on the same port does first
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(("", int(os.environ["MASTER_PORT"])))
+            port = "free"
+        except OSError as exc:
+            port = os.strerror(exc.errno or 0)
+    return {"table": table_json(t.report.ranks), "port": port}
+
+
 def torch_sum(value: int) -> int:
     """``all_reduce`` SUM of ``value`` over the default group."""
     import torch
@@ -213,7 +230,8 @@ def dead(rank: int) -> Any:
 
 
 SCENARIOS = {
-    f.__name__: f for f in (truth, raised, timing, skipped, late, forked, interrupted, dead)
+    f.__name__: f
+    for f in (truth, raised, timing, skipped, late, forked, interrupted, dead, destroyed)
 }
 
 
@@ -225,7 +243,8 @@ def run(rank: int, scenarios: list[str]) -> None:
         print("RESULT " + json.dumps(results), flush=True)
     if "dead" in scenarios or "interrupted" in scenarios:
         os._exit(0)  # a group with a dead or stray rank cannot be destroyed collectively
-    dist.destroy_process_group()
+    if dist.is_initialized():  # "destroyed" destroyed it
+        dist.destroy_process_group()
 
 
 def spawned(index: int, port: str, scenarios: list[str]) -> None:

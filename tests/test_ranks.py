@@ -48,6 +48,11 @@ def result_of(out: str) -> Any:
 @pytest.fixture(scope="module")
 def played() -> Any:
     """Rank 0's results of every scenario, its two ranks started as torchrun would start them."""
+    return play(SCENARIOS)
+
+
+def play(scenarios: list[str]) -> Any:
+    """Rank 0's results of ``scenarios``, played by two plain processes with torchrun's env."""
     port = free_port()
     procs = []
     for rank in (0, 1):
@@ -55,7 +60,7 @@ def played() -> Any:
         env.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=port)
         procs.append(
             subprocess.Popen(
-                [sys.executable, str(WORKER), *SCENARIOS],
+                [sys.executable, str(WORKER), *scenarios],
                 env=env,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.STDOUT,
@@ -144,6 +149,13 @@ def test_dead_rank_is_missing_not_a_hang(played: Any) -> None:
     assert table["rows"][0]["status"] == "ok"
     assert (table["rows"][1]["rank"], table["rows"][1]["status"]) == (1, "missing")
     assert "no record within 1 s" in table["rows"][1]["error"]
+
+
+@needs_torch
+def test_destroyed_group_frees_rank_zeros_port_for_the_next_group() -> None:
+    result = play(["destroyed"])["destroyed"]
+    assert [row["status"] for row in result["table"]["rows"]] == ["ok", "ok"]
+    assert result["port"] == "free"
 
 
 @needs_torch
