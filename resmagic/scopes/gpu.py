@@ -101,8 +101,8 @@ class gpu_scope(Scope["gpu_scope", GpuReport]):
 
     Raises:
         DeviceError: the device does not exist here.
-        OptionError: ``reclaim`` is not one of the three values, ``guard`` no share, or
-            ``ranks_timeout_s`` no positive number of seconds.
+        OptionError: ``reclaim`` is not one of the three values, ``guard`` no share,
+            ``ranks`` no bool, or ``ranks_timeout_s`` no positive number of seconds.
 
     Examples:
         >>> with gpu_scope() as scope:
@@ -135,7 +135,7 @@ class gpu_scope(Scope["gpu_scope", GpuReport]):
         self.gc = gc
         self.reclaim = reclaim
         self.held_by = held_by
-        if ranks or ranks_timeout_s is not None:
+        if ranks is not False or ranks_timeout_s is not None:  # ranks_of checks both
             self.ranks = ranks_of(ranks, ranks_timeout_s, "gpu_scope", None)
         self._probes: tuple[Probe, ...] = HOST_PROBES if self.device == HOST else _ALL_PROBES
         self._listeners: list[Listener] = []

@@ -22,6 +22,7 @@ from typing import TypeVar
 
 from resmagic import ranks
 from resmagic.config import settings
+from resmagic.errors import OptionError
 from resmagic.report import Report
 from resmagic.scopes.interrupts import hold, release, state
 
@@ -70,8 +71,13 @@ def ranks_of(ranks_on: object, timeout_s: object, kind: str, label: str | None) 
     """The :class:`Ranks` of a scope made here with ``ranks=ranks_on``; None when off.
 
     Raises:
-        OptionError: ``timeout_s`` is not a positive number of seconds (or None).
+        OptionError: ``ranks_on`` is not True or False, or ``timeout_s`` is not a positive
+            number of seconds (or None).
     """
+    if ranks_on is not True and ranks_on is not False:
+        # A truth test would turn ranks="no" on; sync_cuda, keep and reclaim refuse too.
+        msg = f"ranks must be True or False, not {ranks_on!r}"
+        raise OptionError(msg)
     if timeout_s is not None:
         timeout_s = ranks.check_timeout(timeout_s)
     if not ranks_on:

@@ -107,7 +107,7 @@ class timed(Scope["timed", TimingReport]):
         self.label = label
         self.sync_cuda = sync_cuda
         self.keep = keep
-        if ranks or ranks_timeout_s is not None:
+        if ranks is not False or ranks_timeout_s is not None:  # ranks_of checks both
             self.ranks = ranks_of(ranks, ranks_timeout_s, "timed", label)
         self.open_runs = 0
         self._last: TimingReport | _Fields | None = None
