@@ -13,15 +13,18 @@ issued, which is the point (measured in ``benchmarks/ranks_cost.py`` and
 - the user's process group is never touched: a timed-out gloo collective (a resmagic group
   with its own timeout) or ``monitored_barrier`` breaks the group it ran on, and on nccl a
   timed-out collective aborts the process;
-- nothing needs a device: no tensor, no CUDA stream synchronised, the same on gloo and nccl.
+- nothing needs a device: no tensor, no CUDA stream synchronised, the same on gloo and nccl;
 - only a process that joined the group gathers: a child a rank forked (a DataLoader worker)
-  has the group and the store's socket copied, but is no rank, and gathers nothing.
+  has the group and the store's socket copied, but is no rank, and gathers nothing;
 - nothing of the group is kept between gathers: ``destroy_process_group()`` frees its store
   and sockets (rank 0's port too), so a group made again on the same port starts clean.
 
 The keys carry a count per ``tag``, so every rank must open the same ranks scopes in the same
 order, as with collectives. A record that arrives after rank 0 gave up on it stays in the
-store (a few hundred bytes per timeout, each of which cost ``timeout_s`` of waiting).
+store (a few hundred bytes per timeout, each of which cost ``timeout_s`` of waiting). The
+keys also carry the group's generation, the number each rank gives it among its groups on
+this store (:func:`_generation`): a store can outlive its group (torchrun's agent store
+does), and a late record of a destroyed group must not be read as the next group's.
 Nothing here imports torch: with ``torch.distributed`` not imported, no group can be
 initialised and :func:`gather` returns None.
 """
@@ -142,7 +145,7 @@ def gather(
     if size == 1:
         return RankTable(rank, size, (own,))
     try:
-        store, base = _keys(tag)
+        store, base = _keys(tag, rank)
         if rank == 0:
             return _collect(store, base, own, size, timeout_s, stop)
         store.set(f"{base}/{rank}", _encode(own))  # sent without waiting for a reply
@@ -154,10 +157,11 @@ def gather(
 # -- the store -------------------------------------------------------------------------------
 
 _lock = threading.Lock()
-# The default group's gathers per tag. The group is held weakly and its store is looked up per
-# gather: a kept reference outlived destroy_process_group() and kept the group's sockets open,
-# rank 0's store server listening on MASTER_PORT included, so a group made again there failed.
-_channel: tuple[weakref.ref[Any], dict[str, int]] | None = None
+# The default group, its generation and its gathers per tag. The group is held weakly and its
+# store is looked up per gather: a kept reference outlived destroy_process_group() and kept
+# the group's sockets open, rank 0's store server listening on MASTER_PORT included, so a
+# group made again there failed.
+_channel: tuple[weakref.ref[Any], int, dict[str, int]] | None = None
 _inherited: weakref.ref[Any] | None = None  # the default group this process was forked with
 
 
@@ -175,19 +179,30 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_forked)
 
 
-def _keys(tag: str) -> tuple[Any, str]:
+def _keys(tag: str, rank: int) -> tuple[Any, str]:
     """The store to use for the default group, and this gather's key prefix."""
     global _channel
     c10d = sys.modules["torch.distributed"].distributed_c10d
     group = c10d._get_default_group()
-    with _lock:
-        if _channel is None or _channel[0]() is not group:
-            _channel = (weakref.ref(group), {})  # a new group counts from 1
-        counts = _channel[1]
-        counts[tag] = n = counts.get(tag, 0) + 1
     # The group's own store: every call here is one short round trip (no blocking wait holds
     # the client's lock, which torch's threads share) and sets no timeout.
-    return c10d._get_default_store(), f"{_PREFIX}/{tag}/{n}"
+    store = c10d._get_default_store()
+    with _lock:
+        if _channel is None or _channel[0]() is not group:
+            _channel = (weakref.ref(group), _generation(store, rank), {})  # counts from 1
+        _, generation, counts = _channel
+        counts[tag] = n = counts.get(tag, 0) + 1
+    return store, f"{_PREFIX}/{generation}/{tag}/{n}"
+
+
+def _generation(store: Any, rank: int) -> int:
+    """Which of this rank's groups on ``store`` the default group is: 1, 2, ... (one ``add``).
+
+    Every rank of a group counts the same, with no message between them (none waits on
+    another), as long as each rank gathered at least once in each earlier group on this store
+    in which any rank did; the rows of a rank that counts differently are missing.
+    """
+    return int(store.add(f"{_PREFIX}/groups/{rank}", 1))
 
 
 def _collect(

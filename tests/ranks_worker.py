@@ -6,8 +6,8 @@ so the tests share one start of two processes (each imports torch: ~1.5 s); ``py
 tests/ranks_worker.py spawn PORT SCENARIO...`` starts the two ranks with
 ``torch.multiprocessing.spawn``. Rank 0 prints every scenario's result as one JSON line,
 prefixed ``RESULT ``. Ranks wait for each other through the group's store, never through
-sleeps, so each scenario plays out the same way on a loaded machine. ``dead`` and
-``destroyed`` must be last: rank 1 leaves for good; the group is gone.
+sleeps, so each scenario plays out the same way on a loaded machine. ``dead``,
+``destroyed`` and ``regroup`` must be last: rank 1 leaves for good; the group is gone.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import torch.distributed as dist
+from torch._C._distributed_c10d import PrefixStore, TCPStore
 
 from resmagic import gpu_scope, history, timed
 from resmagic.ranktable import RankTable
@@ -173,6 +174,47 @@ def destroyed(rank: int) -> Any:
     return {"table": table_json(t.report.ranks), "port": port}
 
 
+def regroup(rank: int) -> Any:
+    """Two groups in turn on one store that outlives them (as torchrun's agent store): in
+    each, rank 1 gathers only once rank 0 gave up on it, and it raises in the first only.
+
+    So the second group's rank 0 can find nothing of rank 1 but the first group's late
+    record: its row must be missing, not that record's ``error``.
+    """
+    port = int(os.environ["TEST_STORE_PORT"])
+    base = TCPStore("127.0.0.1", port, 2, rank == 0, timedelta(seconds=60))
+    dist.destroy_process_group()  # the run's group: the two below are made on ``base``
+    tables = []
+    for group in (1, 2):
+        pg_store = PrefixStore("default_pg", base)
+        dist.init_process_group("gloo", store=pg_store, rank=rank, world_size=2)
+        if rank == 1:
+            base.wait([f"test/regroup-{group}-gave-up"])
+        scope = timed("regroup", ranks=True, ranks_timeout_s=TIMEOUT_S)
+        try:
+            with scope:
+                if rank == 1 and group == 1:
+                    raise ValueError("late in the first group")
+        except ValueError:
+            pass
+        assert scope.report is not None
+        tables.append(table_json(scope.report.ranks))
+        if rank == 0:
+            base.set(f"test/regroup-{group}-gave-up", "1")
+            base.wait([f"test/regroup-{group}-sent"])  # rank 1's record is in the store
+            # Gloo's addresses of the old group: a rank of the new one reading them first
+            # would dial the old group. Only gloo's: resmagic's keys stay, as they would.
+            for key in base.list_keys():
+                if key.startswith("default_pg/0//cpu/"):
+                    base.delete_key(key)
+            base.set(f"test/regroup-{group}-cleared", "1")
+        else:
+            base.set(f"test/regroup-{group}-sent", "1")  # on the socket its record took
+            base.wait([f"test/regroup-{group}-cleared"])
+        dist.destroy_process_group()
+    return tables
+
+
 def torch_sum(value: int) -> int:
     """``all_reduce`` SUM of ``value`` over the default group."""
     import torch
@@ -231,7 +273,7 @@ def dead(rank: int) -> Any:
 
 SCENARIOS = {
     f.__name__: f
-    for f in (truth, raised, timing, skipped, late, forked, interrupted, dead, destroyed)
+    for f in (truth, raised, timing, skipped, late, forked, regroup, interrupted, dead, destroyed)
 }
 
 

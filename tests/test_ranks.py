@@ -53,11 +53,11 @@ def played() -> Any:
 
 def play(scenarios: list[str]) -> Any:
     """Rank 0's results of ``scenarios``, played by two plain processes with torchrun's env."""
-    port = free_port()
+    port, store_port = free_port(), free_port()
     procs = []
     for rank in (0, 1):
         env = {**os.environ, "RANK": str(rank), "WORLD_SIZE": "2"}
-        env.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=port)
+        env.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=port, TEST_STORE_PORT=store_port)
         procs.append(
             subprocess.Popen(
                 [sys.executable, str(WORKER), *scenarios],
@@ -156,6 +156,14 @@ def test_destroyed_group_frees_rank_zeros_port_for_the_next_group() -> None:
     result = play(["destroyed"])["destroyed"]
     assert [row["status"] for row in result["table"]["rows"]] == ["ok", "ok"]
     assert result["port"] == "free"
+
+
+@needs_torch
+def test_late_record_of_a_destroyed_group_is_not_read_as_the_next_groups() -> None:
+    first, second = play(["regroup"])["regroup"]  # a store that outlives each group
+    assert first["rows"][1]["status"] == "missing"
+    assert second["rows"][1]["status"] == "missing", second["rows"][1]  # not the late "error"
+    assert "no record within 1 s" in second["rows"][1]["error"]
 
 
 @needs_torch
