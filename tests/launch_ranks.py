@@ -8,7 +8,9 @@ children, no launch), waits until each holds its memory, prints what
 process of its own, so the test process gets no children. (Spawned ranks are tested in a
 real kernel: tests/ipython/test_ranks_cell.py.) ``fake-nvml``: the GPU seam says each
 rank holds ``(rank + 1)`` GiB on one GPU (the only fake: no GPU here).
-``python tests/launch_ranks.py rank DIR`` is one rank under torchrun.
+``python tests/launch_ranks.py rank DIR [helper]`` is one rank under torchrun; ``helper``:
+it first starts a child, as a DataLoader worker, which inherits its ``RANK`` and holds
+``HELPER`` bytes (HOW ``torchrun-helper``).
 
 Rank ``i`` holds ``(i + 1) * STEP`` bytes, creates ``DIR/ready-i`` and waits for ``DIR/go``.
 """
@@ -32,6 +34,7 @@ from resmagic.probes import launched, nvml, workers
 MiB = 1 << 20
 GiB = 1 << 30
 STEP = 40 * MiB
+HELPER = 3 * STEP
 
 
 def hold(index: int, directory: str) -> None:
@@ -46,6 +49,19 @@ def hold(index: int, directory: str) -> None:
     del held
 
 
+def helper(directory: str) -> subprocess.Popen[bytes]:
+    """A child of this rank holding ``HELPER`` bytes until ``directory/go`` exists."""
+    go = str(Path(directory, "go"))
+    code = (
+        f"import os, time\nheld = bytearray(b'x') * {HELPER}\nprint(flush=True)\n"
+        f"while not os.path.exists({go!r}): time.sleep(0.02)\n"
+    )
+    child = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE)
+    assert child.stdout is not None
+    child.stdout.readline()  # it holds its bytes
+    return child
+
+
 def wait_ready(directory: Path, alive: Callable[[], bool]) -> dict[int, int]:
     """Until both ranks hold their memory (fails if one ends first); their pids by index."""
     while sum(1 for _ in directory.glob("ready-*")) < 2:
@@ -58,9 +74,10 @@ def wait_ready(directory: Path, alive: Callable[[], bool]) -> dict[int, int]:
 @contextmanager
 def launch(how: str, directory: Path) -> Iterator[dict[int, int]]:
     """Two ranks launched ``how``, holding until the block ends; their pids by index."""
-    if how == "torchrun":
+    if how.startswith("torchrun"):
         cmd = f"{sys.executable} -m torch.distributed.run --nproc_per_node=2 {__file__} rank"
-        shell = subprocess.Popen(f"{cmd} {directory}", shell=True)
+        extra = " helper" if how == "torchrun-helper" else ""
+        shell = subprocess.Popen(f"{cmd} {directory}{extra}", shell=True)
         try:
             yield wait_ready(directory, lambda: shell.poll() is None)
         finally:
@@ -128,6 +145,9 @@ def kernel(how: str, directory: Path, gpu: bool) -> None:
 
 if __name__ == "__main__":
     if sys.argv[1] == "rank":
+        child = helper(sys.argv[2]) if sys.argv[3:] == ["helper"] else None
         hold(int(os.environ["LOCAL_RANK"]), sys.argv[2])
+        if child is not None:
+            child.wait()
     else:
         kernel(sys.argv[2], Path(sys.argv[3]), sys.argv[4:] == ["fake-nvml"])

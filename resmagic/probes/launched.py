@@ -12,7 +12,9 @@ How a launcher starts its ranks decides what the kernel can see of them (ranks 2
 
 - **torchrun** (``!torchrun`` in a cell, ``accelerate launch``, any launcher that starts its
   ranks with ``subprocess`` and torch's environment contract): each rank's ``RANK`` is in
-  ``/proc/PID/environ``. Exact, also for ranks that are grandchildren.
+  ``/proc/PID/environ``. Exact, also for ranks that are grandchildren. What a rank starts
+  (DataLoader workers, a subprocess) inherits its ``RANK``: the rank is the topmost process
+  with it, the ones below stay in ``workers``.
 - **fork** (accelerate's ``notebook_launcher`` through ``elastic_launch(start_method="fork")``,
   its ``debug_launcher``, ``torch.multiprocessing.start_processes(start_method="fork")``):
   the rank's environment is set inside the child after the fork, which ``/proc/PID/environ``
@@ -120,14 +122,33 @@ def _gpu_rows(found: list[LaunchedRank], wants: Callable[[int], bool]) -> list[D
 
 
 def _by_environment(pids: list[int]) -> list[LaunchedRank]:
+    """The topmost process of each ``RANK`` among ``pids``: the rank, not what it started."""
     if "RANK" in os.environ:  # we are a rank ourselves: our children inherit our RANK
         return []
-    found = []
+    ranks, descendants = {}, set(pids)
     for pid in pids:
         rank = _environ(pid).get(b"RANK")
         if rank is not None and rank.isdigit():
-            found.append(LaunchedRank(pid, int(rank), ENVIRONMENT))
+            ranks[pid] = rank
+    found = [
+        LaunchedRank(pid, int(rank), ENVIRONMENT)
+        for pid, rank in ranks.items()
+        # A process a rank starts (a DataLoader worker, a compile worker) inherits its RANK:
+        # taken for a rank it was a second row of that rank, its memory shown as the rank's.
+        # It stays in workers, so each process is counted once, as the README promises.
+        if not any(ranks.get(up) == rank for up in _ancestors(pid, descendants))
+    ]
     return sorted(found, key=lambda r: r.rank)
+
+
+def _ancestors(pid: int, among: set[int]) -> list[int]:
+    """``pid``'s parent, its parent's parent, ... while they are in ``among``."""
+    out = []
+    parent = _parent(pid)
+    while parent in among and parent not in out:
+        out.append(parent)
+        parent = _parent(parent)
+    return out
 
 
 def _direct_children(own: list[int]) -> tuple[list[int], list[int]]:
@@ -193,6 +214,15 @@ def _cmdline(pid: int) -> bytes:
             return f.read()
     except OSError:
         return b""
+
+
+def _parent(pid: int) -> int:
+    """``pid``'s parent (``/proc/PID/stat`` field 4); 0 when it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return int(f.read().rsplit(b")", 1)[1].split()[1])
+    except (OSError, IndexError, ValueError):
+        return 0
 
 
 def _start_ticks(pid: int) -> int:

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from resmagic.probes import launched
-from tests.launch_ranks import STEP, GiB
+from tests.launch_ranks import HELPER, STEP, GiB
 
 KERNEL = Path(__file__).parent.parent / "launch_ranks.py"
 
@@ -58,6 +58,17 @@ def test_torchrun_workers_are_ranks_by_their_environment(tmp_path: Path) -> None
     assert_two_ranks(seen, launched.ENVIRONMENT)
     # The shell and torchrun's agent (which imports torch) stay in workers, the ranks do not.
     assert rows_by_name(seen)["workers"] > 0
+
+
+def test_a_torchrun_ranks_own_child_is_no_rank_and_counts_once_in_workers(
+    tmp_path: Path,
+) -> None:
+    # Each rank starts a child holding HELPER bytes; the child inherits the rank's RANK.
+    seen = seen_by_kernel("torchrun-helper", tmp_path)
+    assert_two_ranks(seen, launched.ENVIRONMENT)  # one row per rank: its own process
+    used = rows_by_name(seen)
+    assert used["rank 0"] < HELPER  # the rank's row is not its child's memory
+    assert used["workers"] >= 2 * HELPER  # both children, in workers
 
 
 def test_forked_ranks_are_numbered_by_start_order_during_a_launch(tmp_path: Path) -> None:
