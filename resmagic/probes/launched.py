@@ -218,17 +218,19 @@ def _cmdline(pid: int) -> bytes:
 
 def _parent(pid: int) -> int:
     """``pid``'s parent (``/proc/PID/stat`` field 4); 0 when it is gone."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            return int(f.read().rsplit(b")", 1)[1].split()[1])
-    except (OSError, IndexError, ValueError):
-        return 0
+    return _stat_field(pid, 4)
 
 
 def _start_ticks(pid: int) -> int:
     """When ``pid`` started, in clock ticks since boot (``/proc/PID/stat`` field 22)."""
+    return _stat_field(pid, 22)
+
+
+def _stat_field(pid: int, field: int) -> int:
+    """Field ``field`` (numbered from 1, as proc(5) does) of ``/proc/PID/stat``; 0 if gone."""
     try:
         with open(f"/proc/{pid}/stat", "rb") as f:
-            return int(f.read().rsplit(b")", 1)[1].split()[19])
+            # Fields 1 and 2 are the pid and "(command)", which may hold spaces and ")".
+            return int(f.read().rsplit(b")", 1)[1].split()[field - 3])
     except (OSError, IndexError, ValueError):
         return 0
