@@ -22,6 +22,11 @@ from resmagic.report import describe_error
         ("https://user:pa ss@host:badport/x", "https://user:***@host:badport/x"),
         ("https://u:p?w#d@h/x", "https://u:***@h/x"),
         ("https://:pw d@h", "https://***@h"),
+        (  # a host:port and then text with an "@" is no user-info (review 2026-12-08)
+            "tracker http://127.0.0.1:5000 refused; ask ops@example.com",
+            "tracker http://127.0.0.1:5000 refused; ask ops@example.com",
+        ),
+        ("http://[::1]:5000 x@y.z", "http://[::1]:5000 x@y.z"),
         (
             "http://127.0.0.1:5000/api failed for bob@x.com",
             "http://127.0.0.1:5000/api failed for bob@x.com",

@@ -241,7 +241,10 @@ class _NotesOfThisThread(logging.Filter):
 def _quiet_here(logger: logging.Logger) -> None:
     """MLflow's own handler (its loggers, SQLAlchemy's, alembic's) says only warnings of ours."""
     for handler in logger.handlers:
-        if not any(isinstance(f, _NotesOfThisThread) for f in handler.filters):
+        kept = [f for f in handler.filters if isinstance(f, _NotesOfThisThread)]
+        if kept:
+            kept[0].thread = threading.get_ident()  # a later sink thread: this one now
+        else:
             handler.addFilter(_NotesOfThisThread())
 
 

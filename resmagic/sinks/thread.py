@@ -65,9 +65,11 @@ class SinkThread:
         self._items: deque[Report | _Close] = deque()
         self._slots: list[Slot] = []
         self._inflight = 0  # reports being sent (-1: a sink being closed)
+        self._sending_to: tuple[Slot, ...] = ()  # the sinks the reports in flight go to
         self._idle = False  # the thread waits for a first report (else it lingers or sends)
         self._hurry = 0  # callers waiting in flush: stop lingering
         self._thread: threading.Thread | None = None
+        self._started: threading.Thread | None = None  # the last thread started, to join
         self.dropped = 0
         self._unsaid: list[str] = []
         self._said_full = False
@@ -78,7 +80,7 @@ class SinkThread:
         with self._cond:
             self._slots.append(Slot(sink))
             if self._thread is None:
-                self._thread = threading.Thread(
+                self._thread = self._started = threading.Thread(
                     target=self._work, name="resmagic-sinks", daemon=True
                 )
                 self._thread.start()
@@ -143,15 +145,17 @@ class SinkThread:
         what was queued for it alone is dropped and said, and its close (ending its run)
         still runs on the thread once the report it is sending is done.
         """
-        with self._cond:
-            slots = [slot for slot in self._slots if slot.sink.name == name]
-            for slot in slots:
-                self._items.append(_Close(slot))
-            self._cond.notify_all()
-        try:
+        slots: list[Slot] = []
+        try:  # a Ctrl-C once a close is queued lets the sink go: it is never closed twice
+            with self._cond:
+                slots = [slot for slot in self._slots if slot.sink.name == name]
+                for slot in slots:
+                    self._items.append(_Close(slot))
+                self._cond.notify_all()
             done = self.flush(timeout)
         except BaseException:
-            self._let_go(name, slots, "interrupted")
+            if slots:
+                self._let_go(name, slots, "interrupted")
             raise
         if not done:
             cut = self._cut_at < float("inf")
@@ -160,10 +164,17 @@ class SinkThread:
         return done
 
     def close(self, timeout: float = EXIT_TIMEOUT_S) -> bool:
-        """Close every sink (sending what is queued first) and stop the thread."""
+        """Close every sink (sending what is queued first) and stop the thread.
+
+        A sink let go earlier that is still sending or closing is waited for too: all of it
+        within ``timeout`` s.
+        """
+        deadline = time.monotonic() + timeout
         done = True
         for name in dict.fromkeys(self.names()):
-            done = self.remove(name, timeout) and done
+            done = self.remove(name, max(deadline - time.monotonic(), 0)) and done
+        done = self.flush(max(deadline - time.monotonic(), 0)) and done
+        self._stop_if_idle()
         return done
 
     def _let_go(self, name: str, slots: list[Slot], why: str) -> None:
@@ -181,7 +192,8 @@ class SinkThread:
         reports = f"{unsent} queued report{'s' * (unsent != 1)}"
         self._tell(
             f"{name}: stopped waiting for its tracker ({why}); {name} is off, {reports} not "
-            "sent; the report it is sending and the end of its run go on in the background"
+            "sent; what it is sending and the end of its run go on in the background while "
+            "this process runs"
         )
 
     def _close_at_exit(self) -> None:
@@ -215,28 +227,39 @@ class SinkThread:
         """Each sink's counts now."""
         with self._cond:
             queued = sum(isinstance(item, Report) for item in self._items)
-            queued += max(self._inflight, 0)
+            sending = max(self._inflight, 0)
+            to = self._sending_to
             slots = list(self._slots)
             dropped = self.dropped
         return [
             SinkState(
-                s.sink.name, _where(s.sink), queued, s.sent, dropped, s.failures, s.last_error
+                s.sink.name,
+                _where(s.sink),
+                queued + (sending if s in to else 0),
+                s.sent,
+                dropped,
+                s.failures,
+                s.last_error,
             )
             for s in slots
         ]
 
     def _stop_if_idle(self) -> None:
+        """Stop the thread and stop listening once no sink is left and nothing is pending.
+
+        Called by the thread itself after a let-go sink's close, which never waits for it;
+        by anyone else, it also waits until the thread has returned.
+        """
         with self._cond:
-            if self._slots or self._thread is None:
-                return
-            if self._items or self._inflight:
-                return  # a let-go sink is still sending or closing: the thread stays for it
-            thread, self._thread = self._thread, None
+            if self._slots or self._items or self._inflight:
+                return  # a sink still listed, or a let-go one still sending or closing
+            self._thread = None
             unsubscribe, self._unsubscribe = self._unsubscribe, None
             self._cond.notify_all()
+            thread = self._started
         if unsubscribe is not None:
             unsubscribe()
-        if thread is not threading.current_thread():
+        if thread is not None and thread is not threading.current_thread():
             thread.join()
 
     def _work(self) -> None:
@@ -256,12 +279,15 @@ class SinkThread:
                 if isinstance(item, _Close):
                     self._close(item.slot)
                 else:
-                    for slot in list(self._slots):
+                    for slot in self._sending_to:
                         self._send(slot, item)
             finally:
                 with self._cond:
                     self._inflight = 0
+                    self._sending_to = ()
                     self._cond.notify_all()
+            if isinstance(item, _Close):
+                self._stop_if_idle()  # the last sink closed: nobody may come to stop us
 
     def _take(self) -> list[Report] | _Close:
         """The reports up to the next close (or that close alone), now in flight."""
@@ -273,6 +299,7 @@ class SinkThread:
         while self._items and isinstance(self._items[0], Report):
             batch.append(self._items.popleft())  # type: ignore[arg-type]
         self._inflight = len(batch)
+        self._sending_to = tuple(self._slots)
         return batch
 
     def _send(self, slot: Slot, reports: list[Report]) -> None:

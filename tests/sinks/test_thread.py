@@ -144,6 +144,49 @@ def test_a_close_that_gives_up_lets_the_sink_go_and_a_new_one_starts(
     assert _labels(after) == ["new"]
 
 
+def test_a_let_go_sinks_close_ends_the_thread_and_its_listening_by_itself(
+    runner: SinkThread,
+) -> None:
+    sink = _stuck_sending(runner)
+    assert runner.remove("blocking", timeout=0.05) is False
+    thread = runner._started
+    assert thread is not None
+    assert runner.states() == []  # nothing of the let-go sink's counts on another line
+    sink.release.set()
+    thread.join(30)
+    assert not thread.is_alive()
+    assert sink.closed
+    assert runner.offer not in bus._subscribers
+
+
+def test_a_new_sinks_counts_leave_out_the_let_go_sinks_report_in_flight(
+    runner: SinkThread,
+) -> None:
+    sink = _stuck_sending(runner)
+    assert runner.remove("blocking", timeout=0.05) is False
+    runner.add(Recording())
+    (state,) = runner.states()
+    assert (state.name, state.queued) == ("recording", 0)  # "held" is the old sink's
+    sink.release.set()
+
+
+def test_close_waits_for_a_let_go_sinks_close_then_stops_the_thread(runner: SinkThread) -> None:
+    """Unload and exit: the old run must still end, as the let-go line says it will."""
+    sink = _stuck_sending(runner)
+    assert runner.remove("blocking", timeout=0.05) is False
+
+    def release_once_waiting() -> None:
+        while not runner._hurry:  # close() waits for the let-go sink's close
+            time.sleep(0.001)
+        sink.release.set()
+
+    threading.Thread(target=release_once_waiting, daemon=True).start()
+    assert runner.close(30) is True
+    assert sink.closed
+    assert runner._started is not None
+    assert not runner._started.is_alive()
+
+
 def test_ctrl_c_while_a_close_waits_lets_the_sink_go(
     runner: SinkThread, capsys: pytest.CaptureFixture[str]
 ) -> None:
