@@ -6,7 +6,9 @@ add is their unique set). The unique set (USS: private pages, from ``/proc/PID/s
 costs ~11 ms per GiB of RSS, too slow for 10 samples a second; RSS (``/proc/PID/statm``,
 ~10 µs) is cheap. So each worker's shared part is read once, when the sampler first sees it
 (RSS less USS then; read again as copy-on-write unshares pages, as often as keeps the
-reads under 0.5 % of a core), and each sample counts ``RSS - shared``: its unique set.
+reads under 0.5 % of a core, and whenever its RSS grew by an eighth: a forked child maps its
+parent's files without their pages and takes them, shared, as it runs), and each sample
+counts ``RSS - shared``: its unique set.
 :func:`read_exact` reads the unique set itself (at a block's end).
 Children are found through ``/proc/self/task/*/children`` (all threads, then their children,
 recursively). Linux only; elsewhere there is no reading.
@@ -42,9 +44,11 @@ SOURCE = "USS"
 
 _PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 _lock = threading.Lock()
-_shared: dict[int, tuple[int, float]] = {}  # pid -> (bytes it shares, when that was read)
+_shared: dict[int, tuple[int, float, int]] = {}  # pid -> (bytes it shares, when, its RSS then)
 _BUDGET = 0.005  # the share of a core spent re-reading smaps_rollup, at most, all children
 _due = 0.0  # when the next re-read may start
+_GROWTH = 1.125  # RSS this much above its RSS at the last read (and _GROWN_BYTES): read again
+_GROWN_BYTES = 4 << 20
 
 
 def _after_fork() -> None:
@@ -197,21 +201,25 @@ def _measure(pid: int) -> float:
     now = time.monotonic()
     if rollup is not None:
         with _lock:
-            _shared[pid] = (max(rollup[0] - rollup[1], 0), now)
+            _shared[pid] = (max(rollup[0] - rollup[1], 0), now, rollup[0])
     return now - start
 
 
-def _refresh(alive: list[int]) -> None:
-    """Measure new children; re-read the stalest one when the budget allows."""
+def _refresh(alive: dict[int, int]) -> None:
+    """Read new and grown children (``alive``: pid -> RSS); the stalest when the budget allows."""
     global _due
-    for pid in alive:
-        if pid not in _shared:
-            _measure(pid)  # once per child: its estimate needs it
-    known = [pid for pid in alive if pid in _shared]
-    if known and time.monotonic() >= _due:
+    for pid, rss in alive.items():
+        known = _shared.get(pid)
+        if known is None or (rss > known[2] * _GROWTH and rss - known[2] > _GROWN_BYTES):
+            # New: its estimate needs it. Grown: what it took since may be its parent's file
+            # pages, shared (fork copies no page of a file mapping); counted as its own, they
+            # made a forked rank's sampled peak 12 MiB over what it held, on a loaded machine.
+            _measure(pid)
+    measured = [pid for pid in alive if pid in _shared]
+    if measured and time.monotonic() >= _due:
         # Pages stop being shared as either process writes them (copy on write): one child
         # at a time, so all of them together stay under _BUDGET of a core.
-        stalest = min(known, key=lambda pid: _shared[pid][1])
+        stalest = min(measured, key=lambda pid: _shared[pid][1])
         _due = time.monotonic() + _measure(stalest) / _BUDGET
 
 
@@ -221,11 +229,12 @@ def estimates(alive: list[int]) -> dict[int, int]:
     ``alive`` is every descendant (:func:`listing`): the shared parts of the others are
     forgotten. A process gone meanwhile has no entry.
     """
-    _refresh(alive)
+    rss_of = {pid: rss for pid in alive if (rss := _rss(pid)) is not None}
+    _refresh(rss_of)
     found: dict[int, int] = {}
-    for pid in alive:
-        rss, known = _rss(pid), _shared.get(pid)
-        if rss is not None and known is not None:
+    for pid, rss in rss_of.items():
+        known = _shared.get(pid)
+        if known is not None:
             found[pid] = max(rss - known[0], 0)
     with _lock:
         for gone in set(_shared) - set(alive):
