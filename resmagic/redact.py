@@ -26,9 +26,9 @@ _USERINFO = re.compile(rf"(?P<scheme>{_SCHEME})(?P<info>[^/?#\s]*)@")
 # characters at most. Such a URI is invalid, but a user can type it, and it is shown as
 # typed. A password with an unescaped "/" is not recognised.
 _LOOSE_PASSWORD = re.compile(
-    rf"(?P<scheme>{_SCHEME})(?P<user>[^/?#\s:@\[\]]*):"
+    rf"(?P<scheme>{_SCHEME})(?P<info>[^/?#\s:@\[\]]*:"
     r"(?!\d+(?:[\s)/?#;,]|$))"  # host:port and then text: "...:5000 refused; ask ops@x.com"
-    r"(?P<password>[^/\n]{0,128})@"
+    r"[^/\n]{0,128})@"
 )
 # ?name=value or &name=value (also ;name=value), in a URI or a bare path such as urllib3's
 # "Max retries exceeded with url: /api?token=...".
@@ -54,7 +54,7 @@ def redact(text: str) -> str:
     """
     if "://" not in text and "=" not in text:
         return text
-    text = _LOOSE_PASSWORD.sub(_mask_loose, text)
+    text = _LOOSE_PASSWORD.sub(_mask_userinfo, text)
     text = _USERINFO.sub(_mask_userinfo, text)
     return _PARAM.sub(_mask_param, text)
 
@@ -63,14 +63,6 @@ def _mask_userinfo(match: re.Match[str]) -> str:
     user, colon, _ = match["info"].partition(":")
     kept = f"{user}:{MASK}" if colon and user else MASK
     return f"{match['scheme']}{kept}@"
-
-
-def _mask_loose(match: re.Match[str]) -> str:
-    return (
-        f"{match['scheme']}{match['user']}:{MASK}@"
-        if match["user"]
-        else f"{match['scheme']}{MASK}@"
-    )
 
 
 def _mask_param(match: re.Match[str]) -> str:

@@ -125,30 +125,41 @@ def _by_environment(pids: list[int]) -> list[LaunchedRank]:
     """The topmost process of each ``RANK`` among ``pids``: the rank, not what it started."""
     if "RANK" in os.environ:  # we are a rank ourselves: our children inherit our RANK
         return []
-    ranks, descendants = {}, set(pids)
+    ranks = {}
     for pid in pids:
         rank = _environ(pid).get(b"RANK")
         if rank is not None and rank.isdigit():
             ranks[pid] = rank
+    among = set(pids)
+    parents: dict[int, int] = {}  # each process's parent read once, however many ranks ask
     found = [
         LaunchedRank(pid, int(rank), ENVIRONMENT)
         for pid, rank in ranks.items()
         # A process a rank starts (a DataLoader worker, a compile worker) inherits its RANK:
         # taken for a rank it was a second row of that rank, its memory shown as the rank's.
         # It stays in workers, so each process is counted once, as the README promises.
-        if not any(ranks.get(up) == rank for up in _ancestors(pid, descendants))
+        if not any(ranks.get(up) == rank for up in _ancestors(pid, among, parents))
     ]
     return sorted(found, key=lambda r: r.rank)
 
 
-def _ancestors(pid: int, among: set[int]) -> list[int]:
-    """``pid``'s parent, its parent's parent, ... while they are in ``among``."""
+def _ancestors(pid: int, among: set[int], parents: dict[int, int]) -> list[int]:
+    """``pid``'s parent, its parent's parent, ... while they are in ``among``.
+
+    ``parents`` keeps what was read (``/proc/PID/stat``) for the next call.
+    """
     out = []
-    parent = _parent(pid)
+    parent = _parent_of(pid, parents)
     while parent in among and parent not in out:
         out.append(parent)
-        parent = _parent(parent)
+        parent = _parent_of(parent, parents)
     return out
+
+
+def _parent_of(pid: int, parents: dict[int, int]) -> int:
+    if pid not in parents:
+        parents[pid] = _parent(pid)
+    return parents[pid]
 
 
 def _direct_children(own: list[int]) -> tuple[list[int], list[int]]:

@@ -208,6 +208,7 @@ def _measure(pid: int) -> float:
 def _refresh(alive: dict[int, int]) -> None:
     """Read new and grown children (``alive``: pid -> RSS); the stalest when the budget allows."""
     global _due
+    read_now = set()
     for pid, rss in alive.items():
         known = _shared.get(pid)
         if known is None or (rss > known[2] * _GROWTH and rss - known[2] > _GROWN_BYTES):
@@ -215,7 +216,8 @@ def _refresh(alive: dict[int, int]) -> None:
             # pages, shared (fork copies no page of a file mapping); counted as its own, they
             # made a forked rank's sampled peak 12 MiB over what it held, on a loaded machine.
             _measure(pid)
-    measured = [pid for pid in alive if pid in _shared]
+            read_now.add(pid)
+    measured = [pid for pid in alive if pid in _shared and pid not in read_now]
     if measured and time.monotonic() >= _due:
         # Pages stop being shared as either process writes them (copy on write): one child
         # at a time, so all of them together stay under _BUDGET of a core.
