@@ -17,9 +17,7 @@ the thread when its tracker answers, so its run ends.
 from __future__ import annotations
 
 import atexit
-import contextlib
 import os
-import signal
 import sys
 import threading
 import time
@@ -31,6 +29,7 @@ from resmagic import bus
 from resmagic.ranktable import carried_elsewhere
 from resmagic.redact import redact
 from resmagic.report import Report, describe_error
+from resmagic.sinks import sigterm
 from resmagic.sinks.base import PartlySentError, Sink, SinkState, Slot
 
 __all__ = ["CAPACITY", "EXIT_TIMEOUT_S", "Sink", "SinkState", "SinkThread", "sink_thread"]
@@ -199,29 +198,15 @@ class SinkThread:
     def _close_at_exit(self) -> None:
         """Close every sink as the interpreter exits; a SIGTERM meanwhile waits for the close.
 
-        Jupyter shuts a kernel down by asking, then SIGTERM 2.5 s later, SIGKILL 2.5 s after
-        that; Python's default SIGTERM ends the process at once, mid-request, and leaves the
-        run RUNNING. So while this closes, a SIGTERM only cuts the wait to ``TERM_GRACE_S``,
-        and is delivered as it was meant once the close is done.
+        Jupyter's SIGTERM comes 2.5 s into a shutdown (:mod:`resmagic.sinks.sigterm`): it
+        cuts the wait to ``TERM_GRACE_S`` and is delivered once the close is done.
         """
-        noted: list[int] = []
 
-        def on_term(signum: int, frame: object) -> None:
-            noted.append(signum)
+        def cut() -> None:
             self._cut_at = min(self._cut_at, time.monotonic() + TERM_GRACE_S)
 
-        previous = None
-        # Only Python's default is replaced: a program's own handler stays in charge.
-        if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
-            with contextlib.suppress(ValueError):  # not the main thread: nothing to hold
-                previous = signal.signal(signal.SIGTERM, on_term)
-        try:
+        with sigterm.held(cut):
             self.close(EXIT_TIMEOUT_S)
-        finally:
-            if previous is not None:
-                signal.signal(signal.SIGTERM, previous)
-                if noted:
-                    signal.raise_signal(signal.SIGTERM)
 
     def states(self) -> list[SinkState]:
         """Each sink's counts now."""
