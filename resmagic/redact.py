@@ -24,11 +24,19 @@ _USERINFO = re.compile(rf"(?P<scheme>{_SCHEME})(?P<info>[^/?#\s]*)@")
 # scheme://user:password@ where the password breaks the URI's rules (a space, "?" or "#"
 # in it: https://alice:pa ss@host): up to the last "@" before a "/" or the line's end, 128
 # characters at most. Such a URI is invalid, but a user can type it, and it is shown as
-# typed. A password with an unescaped "/" is not recognised.
-_LOOSE_PASSWORD = re.compile(
-    rf"(?P<scheme>{_SCHEME})(?P<info>[^/?#\s:@\[\]]*:"
+# typed.
+_USER_COLON = (
+    r"[^/?#\s:@\[\]]*:"
     r"(?!\d+(?:[\s)/?#;,]|$))"  # host:port and then text: "...:5000 refused; ask ops@x.com"
-    r"[^/\n]{0,128})@"
+)
+_LOOSE_PASSWORD = re.compile(rf"(?P<scheme>{_SCHEME})(?P<info>{_USER_COLON}[^/\n]{{0,128}})@")
+# ... and a password with an unescaped "/" in it (https://alice:pa/ss@host): up to the first
+# "@" (a "/" then an "@" further on is a path's more often than a password's), no space.
+# Its run of characters is taken whole (a lookahead, Python 3.10's atomic group): backing off
+# one at a time to look for an "@" was 128 steps at every "x://" of a long text.
+_SLASHED_PASSWORD = re.compile(
+    rf"(?P<scheme>{_SCHEME})(?P<info>{_USER_COLON}"
+    r"(?=(?P<password>[^\s@/]{0,128}/[^\s@]{0,128}))(?P=password))@"
 )
 # ?name=value or &name=value (also ;name=value), in a URI or a bare path such as urllib3's
 # "Max retries exceeded with url: /api?token=...".
@@ -55,6 +63,7 @@ def redact(text: str) -> str:
     if "://" not in text and "=" not in text:
         return text
     text = _LOOSE_PASSWORD.sub(_mask_userinfo, text)
+    text = _SLASHED_PASSWORD.sub(_mask_userinfo, text)
     text = _USERINFO.sub(_mask_userinfo, text)
     return _PARAM.sub(_mask_param, text)
 

@@ -21,6 +21,13 @@ from resmagic.report import describe_error
         # An invalid URI as a user may type it (attack 2026-12-07): shown whole before.
         ("https://user:pa ss@host:badport/x", "https://user:***@host:badport/x"),
         ("https://u:p?w#d@h/x", "https://u:***@h/x"),
+        # An unescaped "/" in the password (left open on 2026-12-08): shown whole before.
+        ("https://alice:pa/ss@host/x", "https://alice:***@host/x"),
+        (
+            "MLFLOW_TRACKING_URI=https://u:a/b/c@h:5000 failed",
+            "MLFLOW_TRACKING_URI=https://u:***@h:5000 failed",
+        ),
+        ("https://u:/lead@h", "https://u:***@h"),
         ("https://:pw d@h", "https://***@h"),
         (  # a host:port and then text with an "@" is no user-info (review 2026-12-08)
             "tracker http://127.0.0.1:5000 refused; ask ops@example.com",
@@ -86,6 +93,10 @@ def test_secrets_of_a_uri_are_masked(text: str, shown: str) -> None:
         "ValueError: x=3 and y=4",
         "bob@example.com wrote",
         "https://host/x bob@example.com",
+        # a port, a path, then an "@" further on: no password
+        "http://127.0.0.1:5000/api/users/bob@example.com",
+        "https://host:8443/x?email=a@b.com",
+        "see https://host/a:b/c@d",
         "https://h/api?page=2&sort=asc",
         "https://h/api?token=",
         "",
