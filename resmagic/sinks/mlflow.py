@@ -89,7 +89,7 @@ class MlflowSink:
         self._params: dict[str, str] = {}  # what the run's params say, by key
         self._outside = 0  # reports from outside a cell so far (a script's)
         self._folders: dict[str, str] = {}  # a log file -> its folder in the run
-        self._names: dict[str, int] = {}  # a log file's name -> how many files had it
+        self._taken: set[str] = set()  # the names in experiment_log: its files and numbered folders
 
     def describe(self) -> str:
         """``"run 3f2a… at http://127.0.0.1:5000"``, or that no run exists yet.
@@ -130,13 +130,22 @@ class MlflowSink:
         """``experiment_log``; a second file of the same name from elsewhere, ``experiment_log/2``.
 
         MLflow keys an artifact by its folder and name: two runs' ``run.log`` from two
-        folders would overwrite each other in one.
+        folders would overwrite each other in one. A number is never a name already in
+        ``experiment_log`` (a log named ``2``), nor the other way round: one of the two
+        would be a file where the other needs a folder, and its upload would fail.
         """
         folder = self._folders.get(file)
         if folder is None:
-            name = os.path.basename(file)
-            n = self._names[name] = self._names.get(name, 0) + 1
-            folder = self._folders[file] = ARTIFACT_DIR if n == 1 else f"{ARTIFACT_DIR}/{n}"
+            name, taken = os.path.basename(file), self._taken
+            if name not in taken:
+                folder = ARTIFACT_DIR
+            else:
+                n = 2
+                while str(n) in taken:
+                    n += 1
+                name, folder = str(n), f"{ARTIFACT_DIR}/{n}"
+            taken.add(name)
+            self._folders[file] = folder
         return folder
 
     def close(self) -> None:

@@ -20,11 +20,12 @@ import pytest
 from mlflow import MlflowClient
 
 import resmagic
+from resmagic.report import LogReport
 from resmagic.sinks.cellids import CellIds
 from resmagic.sinks.mlflow import MlflowSink
 from resmagic.topcells import TABLE
 from tests.kernel import Execution, Kernel
-from tests.reports import gpu_report, host_row
+from tests.reports import BASE, gpu_report, host_row
 from tests.sinks.conftest import kernel_env
 from tests.sinks.server import MlflowServer, start_server
 
@@ -334,6 +335,36 @@ def test_each_log_goes_up_from_where_it_was_written_and_same_names_do_not_overwr
         got[folder] = Path(local).read_text()
     assert "from a" in got["experiment_log"]
     assert "from b" in got["experiment_log/2"]
+
+
+def test_a_log_named_like_a_numbered_folder_overwrites_nothing_and_fails_nothing(
+    mlflow_server: MlflowServer, tmp_path: Path
+) -> None:
+    """A log file named ``2`` and a second ``run.log`` both wanted ``experiment_log/2``."""
+    files = []
+    for folder, name in (("a", "run.log"), ("b", "run.log"), ("c", "2"), ("d", "3")):
+        (tmp_path / folder).mkdir()
+        files.append(tmp_path / folder / name)
+        files[-1].write_text(f"from {folder}\n")
+    sink = MlflowSink(tracking_uri=mlflow_server.uri, cell_ids=CellIds(lambda: None))
+    for file in files:  # one at a time: the numbers are taken in the order the logs close
+        report = LogReport(status="ok", **BASE, path=file.name, file=str(file), records=1)
+        sink.send([report])
+    sink.close()
+    assert sink.run_id is not None
+    root = next((mlflow_server.root / "artifacts").rglob(f"{sink.run_id}/artifacts"))
+    got = {
+        str(p.relative_to(root)): p.read_text()
+        for p in (root / "experiment_log").rglob("*")
+        if p.is_file()
+    }
+    # Before: "2" went up as experiment_log/2 where run.log's folder was, and failed.
+    assert got == {
+        "experiment_log/run.log": "from a\n",
+        "experiment_log/2/run.log": "from b\n",
+        "experiment_log/3/2": "from c\n",
+        "experiment_log/4/3": "from d\n",
+    }
 
 
 def test_mlflows_own_notes_from_the_sink_thread_stay_out_of_the_cells(tmp_path: Path) -> None:
