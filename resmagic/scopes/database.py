@@ -7,7 +7,9 @@ import math
 import os
 import sqlite3
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 from resmagic.errors import DatabaseLockedError, NotADatabaseError, OptionError, PathError
 from resmagic.report import TransactionReport
@@ -74,6 +76,61 @@ def _check_header(full: str, text: str) -> None:
         raise NotADatabaseError(msg)
 
 
+def _statements(script: str) -> Iterator[str]:
+    """``script``'s statements one by one, split where SQLite says a statement is complete.
+
+    :func:`sqlite3.complete_statement` knows string literals, comments and a trigger's
+    ``BEGIN ... END``, so a ``;`` inside one of them splits nothing.
+    """
+    *pieces, last = script.split(";")
+    statement = ""
+    for piece in pieces:
+        statement += piece + ";"
+        if sqlite3.complete_statement(statement):
+            yield statement
+            statement = ""
+    statement += last  # a last statement needs no ';', as in sqlite3's own executescript
+    if statement.strip():
+        yield statement
+
+
+class _Cursor(sqlite3.Cursor):
+    """A cursor whose ``executescript`` runs inside the transaction.
+
+    sqlite3's own first COMMITs a pending transaction (every Python version, whatever the
+    isolation level), so a block's rows before the script were committed, the script ran in
+    autocommit, a later error rolled back nothing, and a good block failed at its end with
+    "cannot commit - no transaction is active".
+    """
+
+    def executescript(self, sql_script: str, /) -> sqlite3.Cursor:
+        if not self.connection.in_transaction:  # the block ended ours: sqlite3's own rules
+            return super().executescript(sql_script)
+        for statement in _statements(sql_script):
+            self.execute(statement)
+        return self
+
+
+class _Connection(sqlite3.Connection):
+    """A connection whose cursors, and ``executescript``, are :class:`_Cursor`'s."""
+
+    def cursor(self, factory: Any = _Cursor) -> Any:
+        return super().cursor(factory)
+
+    def executescript(self, sql_script: str, /) -> sqlite3.Cursor:
+        cursor: _Cursor = self.cursor()
+        return cursor.executescript(sql_script)
+
+
+def _closed(connection: sqlite3.Connection) -> bool:
+    """Whether ``connection`` was closed (by the block: SQLite rolled its transaction back)."""
+    try:
+        connection.in_transaction  # noqa: B018 (raises on a closed connection)
+    except sqlite3.ProgrammingError:
+        return True
+    return False
+
+
 @dataclass(slots=True)
 class _Run:
     started_at: float
@@ -119,7 +176,9 @@ class db_transaction(Scope[sqlite3.Cursor, TransactionReport]):
 
     def _open(self) -> tuple[_Run, sqlite3.Cursor]:
         # isolation_level=None: we issue BEGIN/COMMIT/ROLLBACK ourselves, nothing implicit.
-        connection = sqlite3.connect(self.path, timeout=self.timeout, isolation_level=None)
+        connection = sqlite3.connect(
+            self.path, timeout=self.timeout, isolation_level=None, factory=_Connection
+        )
         try:
             connection.execute("BEGIN IMMEDIATE")
         except sqlite3.DatabaseError as exc:  # "file is not a database" is no OperationalError
@@ -148,16 +207,25 @@ class db_transaction(Scope[sqlite3.Cursor, TransactionReport]):
     def _close(self, run: _Run, exc: BaseException | None) -> TransactionReport:
         connection = run.connection
         failure: BaseException | None = None
-        try:
+        changes = 0
+        if _closed(connection):  # the block closed it; the block's own error, if any, stands
             if exc is None:
-                connection.execute("COMMIT")
-        except BaseException as commit_error:  # e.g. disk full: the block's work is lost
-            failure = commit_error
-        finally:
-            if connection.in_transaction:
-                connection.execute("ROLLBACK")
-            changes = connection.total_changes - run.changes0
-            connection.close()
+                msg = (
+                    "the block closed the transaction's connection: SQLite rolled its changes"
+                    " back (leave the connection open; db_transaction commits and closes it)"
+                )
+                failure = sqlite3.ProgrammingError(msg)
+        else:
+            try:
+                if exc is None:
+                    connection.execute("COMMIT")
+            except BaseException as commit_error:  # e.g. disk full: the block's work is lost
+                failure = commit_error
+            finally:
+                if connection.in_transaction:
+                    connection.execute("ROLLBACK")
+                changes = connection.total_changes - run.changes0
+                connection.close()
         ended = exc or failure
         report = TransactionReport(
             **self.common(run.started_at, time.perf_counter() - run.t0, ended),

@@ -278,3 +278,69 @@ def test_connection_closed_every_time(db: Path, fd_count: Any) -> None:
 def test_a_path_with_a_nul_character_raises_path_error(tmp_path: Path) -> None:
     with pytest.raises(PathError, match="NUL"):
         db_transaction(f"{tmp_path}/a\x00b.db")
+
+
+_SCRIPT = """
+insert into t values (1);  -- a comment; with a semicolon
+insert into t values ('a;b');
+create trigger keep after insert on t when new.x = 9 begin
+    insert into t values (10); insert into t values (11);
+end;
+insert into t values (9)
+"""
+
+
+@pytest.mark.parametrize("on", ["cursor", "connection"])
+def test_executescript_in_the_block_stays_in_the_transaction(db: Path, on: str) -> None:
+    # sqlite3's executescript COMMITs a pending transaction before the script (every Python
+    # version), so the block's earlier rows were committed, its script ran in autocommit, a
+    # later error rolled back nothing and a good block failed with "cannot commit".
+    def run(fail: bool) -> db_transaction:
+        scope = db_transaction(db)
+        with scope as cursor:
+            cursor.execute("insert into t values (0)")
+            (cursor if on == "cursor" else cursor.connection).executescript(_SCRIPT)
+            if fail:
+                raise ValueError("after the script")
+        return scope
+
+    with pytest.raises(ValueError, match="after the script"):
+        run(fail=True)
+    assert _rows(db) == []
+    assert sqlite3.connect(db).execute("select name from sqlite_master").fetchall() == [("t",)]
+    report = _report(run(fail=False))
+    assert (report.status, report.committed, report.changes) == ("ok", True, 6)
+    assert _rows(db) == [(0,), (1,), (9,), (10,), (11,), ("a;b",)]
+
+
+def _insert_close_then_raise(scope: db_transaction, exc: BaseException | None) -> None:
+    with scope as cursor:
+        cursor.execute("insert into t values (1)")
+        cursor.connection.close()
+        if exc is not None:
+            raise exc
+
+
+def test_a_block_that_closes_the_connection_keeps_its_own_error_and_gets_a_report(
+    db: Path,
+) -> None:
+    # Was: sqlite3.ProgrammingError "Cannot operate on a closed database" from the close,
+    # in place of the block's own error, and no report.
+    scope = db_transaction(db)
+    with pytest.raises(ValueError, match="own error"):
+        _insert_close_then_raise(scope, ValueError("own error"))
+    report = _report(scope)
+    assert (report.status, report.committed, report.changes) == ("error", False, 0)
+    assert report.error == "ValueError: own error"
+    assert _rows(db) == []
+
+
+def test_a_block_that_closes_the_connection_is_told_its_changes_were_rolled_back(
+    db: Path,
+) -> None:
+    scope = db_transaction(db)
+    with pytest.raises(sqlite3.ProgrammingError, match="closed the transaction's connection"):
+        _insert_close_then_raise(scope, None)
+    report = _report(scope)
+    assert (report.status, report.committed, report.changes) == ("error", False, 0)
+    assert _rows(db) == []
