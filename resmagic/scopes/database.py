@@ -9,7 +9,7 @@ import sqlite3
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from resmagic.errors import DatabaseLockedError, NotADatabaseError, OptionError, PathError
 from resmagic.report import TransactionReport
@@ -112,7 +112,33 @@ class _Cursor(sqlite3.Cursor):
 
 
 class _Connection(sqlite3.Connection):
-    """A connection whose cursors, and ``executescript``, are :class:`_Cursor`'s."""
+    """A connection whose cursors, and ``executescript``, are :class:`_Cursor`'s.
+
+    While the block runs (``held``), the transaction is db_transaction's: ``commit()`` and
+    ``with connection:`` (pandas' ``to_sql`` does both) leave it open, to be committed when
+    the block ends well, and ``rollback()`` undoes the block's work so far and begins the
+    transaction again. Otherwise the rows so far were committed, the rest ran in autocommit,
+    a later error rolled back nothing, and a good block failed at its end with "cannot
+    commit - no transaction is active".
+    """
+
+    held = False
+
+    def commit(self) -> None:
+        if not self.held:
+            super().commit()
+
+    def rollback(self) -> None:
+        super().rollback()
+        if self.held:
+            self.execute("BEGIN IMMEDIATE")
+
+    def __exit__(self, *exc_info: Any) -> Literal[False]:
+        if not self.held:
+            return super().__exit__(*exc_info)
+        if exc_info[1] is not None:
+            self.rollback()
+        return False
 
     def cursor(self, factory: Any = _Cursor) -> Any:
         return super().cursor(factory)
@@ -135,7 +161,7 @@ def _closed(connection: sqlite3.Connection) -> bool:
 class _Run:
     started_at: float
     t0: float
-    connection: sqlite3.Connection
+    connection: _Connection
     changes0: int
     failure: BaseException | None = None
 
@@ -198,6 +224,7 @@ class db_transaction(Scope[sqlite3.Cursor, TransactionReport]):
             connection.close()
             raise
         try:
+            connection.held = True
             run = _Run(time.time(), time.perf_counter(), connection, connection.total_changes)
             return run, connection.cursor()
         except BaseException:  # not open yet, so nobody else would undo it (reliability #3)
@@ -216,6 +243,7 @@ class db_transaction(Scope[sqlite3.Cursor, TransactionReport]):
                 )
                 failure = sqlite3.ProgrammingError(msg)
         else:
+            connection.held = False
             try:
                 if exc is None:
                     connection.execute("COMMIT")

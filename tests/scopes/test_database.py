@@ -344,3 +344,55 @@ def test_a_block_that_closes_the_connection_is_told_its_changes_were_rolled_back
     report = _report(scope)
     assert (report.status, report.committed, report.changes) == ("error", False, 0)
     assert _rows(db) == []
+
+
+def _commit_in_the_block(cursor: sqlite3.Cursor, how: str) -> None:
+    cursor.execute("insert into t values (1)")
+    if how == "commit()":
+        cursor.connection.commit()
+    elif how == "with connection":
+        with cursor.connection:
+            cursor.execute("insert into t values (2)")
+    else:  # pandas' to_sql: commits the connection itself, rolls it back on an error
+        pandas = pytest.importorskip("pandas")
+        pandas.DataFrame({"x": [2]}).to_sql("t", cursor.connection, if_exists="append", index=False)
+    cursor.execute("insert into t values (3)")
+
+
+@pytest.mark.parametrize("how", ["commit()", "with connection", "to_sql"])
+def test_a_commit_in_the_block_is_the_blocks_own_at_its_end(db: Path, how: str) -> None:
+    # Was: the commit ended the transaction, later statements ran in autocommit, a later error
+    # rolled back nothing (report "rolled back", every row kept), and a good block failed at its
+    # end with "OperationalError: cannot commit - no transaction is active".
+    def run(fail: bool) -> db_transaction:
+        scope = db_transaction(db)
+        with scope as cursor:
+            _commit_in_the_block(cursor, how)
+            if fail:
+                raise ValueError("after the commit")
+        return scope
+
+    with pytest.raises(ValueError, match="after the commit"):
+        run(fail=True)
+    assert _rows(db) == []
+    report = _report(run(fail=False))
+    assert (report.status, report.committed) == ("ok", True)
+    assert _rows(db) == ([(1,), (3,)] if how == "commit()" else [(1,), (2,), (3,)])
+
+
+def test_a_rollback_in_the_block_undoes_its_work_so_far_and_the_rest_is_still_one_transaction(
+    db: Path,
+) -> None:
+    def run(fail: bool) -> None:
+        with db_transaction(db) as cursor:
+            cursor.execute("insert into t values (1)")
+            cursor.connection.rollback()
+            cursor.execute("insert into t values (2)")
+            if fail:
+                raise ValueError("after the rollback")
+
+    with pytest.raises(ValueError, match="after the rollback"):
+        run(fail=True)
+    assert _rows(db) == []
+    run(fail=False)
+    assert _rows(db) == [(2,)]
