@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -441,3 +442,35 @@ def test_bad_command_option_is_a_usage_error_and_changes_nothing(
 def test_who_takes_every_device_spelling(ip: Any) -> None:
     for device in ("host", "cpu", "cuda", "cuda:0", "0"):
         ip.run_line_magic("resmagic", f"who --device {device}")
+
+
+@pytest.mark.parametrize("value", ["connection", "text"])
+def test_a_database_path_that_names_a_variable_is_refused_before_the_body(
+    ip: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, value: str
+) -> None:
+    # Was: `%%db_transaction conn`, meant as the connection `conn`, made an empty database
+    # file named 'conn' in the working directory and ran the body against it.
+    monkeypatch.chdir(tmp_path)
+    connection = sqlite3.connect(tmp_path / "real.db")
+    ip.user_ns["conn"] = connection if value == "connection" else "real.db"
+    try:
+        message = _refused(ip, "db_transaction", "conn")
+    finally:
+        del ip.user_ns["conn"]
+        connection.close()
+    assert "'conn' is a variable" in message
+    assert "{conn}" in message or "path" in message
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["real.db"], "a file 'conn' was made"
+
+
+def test_a_database_file_named_like_a_variable_is_taken_when_it_exists(
+    ip: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    sqlite3.connect(tmp_path / "conn").close()
+    ip.user_ns["conn"] = 1
+    try:
+        result = ip.run_cell("%%db_transaction conn -q\ncursor.execute('create table t (x)')")
+    finally:
+        del ip.user_ns["conn"]
+    assert result.success, result

@@ -148,6 +148,11 @@ class LayerFactory:
             raise UsageError(msg)
         if magic == "gpu_scope":
             options.setdefault("held_by", self.shell.user_ns)
+        if magic == "db_transaction" and (
+            problem := _names_a_variable(options.get("path"), self.shell.user_ns)
+        ):
+            msg = f"%%{magic}: {problem}"
+            raise UsageError(msg)
         try:
             scope = BUILDERS[magic](**options)
         except (ResmagicError, OSError, TypeError) as exc:
@@ -184,6 +189,24 @@ class LayerFactory:
             return DollarFormatter().vformat(text, args=[], kwargs=self.shell.user_ns)
         except Exception:
             return text
+
+
+def _names_a_variable(path: object, namespace: Mapping[str, Any]) -> str | None:
+    """Why a database ``path`` is refused: it names a variable, and no file; else None.
+
+    ``%%db_transaction conn``, meant as the connection ``conn``, made an empty database file
+    named ``conn`` in the working directory and ran the body against it.
+    """
+    if not isinstance(path, str) or not path.isidentifier() or path not in namespace:
+        return None
+    if os.path.lexists(path):
+        return None  # a file of that name: the path means it
+    kind = type(namespace[path]).__name__
+    return (
+        f"{path!r} is a variable ({kind}) and no file: the magic takes a database file's path"
+        f" (a connection cannot be given). {{{path}}} uses the variable's text as the path;"
+        f" ./{path} makes a file of that name"
+    )
 
 
 def bind_problem(name: str) -> str | None:
