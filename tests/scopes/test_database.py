@@ -396,3 +396,24 @@ def test_a_rollback_in_the_block_undoes_its_work_so_far_and_the_rest_is_still_on
     assert _rows(db) == []
     run(fail=False)
     assert _rows(db) == [(2,)]
+
+
+def test_executescript_tests_no_semicolon_inside_a_literal_or_comment(
+    db: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The split asked sqlite3.complete_statement after every ';' of the text so far: a literal
+    # holding n semicolons (a CSV blob) cost O(n^2) (40,000: 1.1 s; stock executescript: 1 ms).
+    calls: list[str] = []
+    complete = sqlite3.complete_statement
+
+    def counted(statement: str) -> bool:
+        calls.append(statement)
+        return complete(statement)
+
+    monkeypatch.setattr(sqlite3, "complete_statement", counted)
+    blob = "a;" * 1000
+    script = f"insert into t values ('{blob}'); /* ; ; */ insert into t values (\"x;y\") -- ;;\n"
+    with db_transaction(db) as cursor:
+        cursor.executescript(script)
+    assert len(calls) <= 2
+    assert _rows(db) == [("a;" * 1000,), ("x;y",)]
