@@ -202,7 +202,7 @@ class _Transformer:
         shell.input_transformers_cleanup.remove(self.hooks.transform)
 
 
-def _alone(promises: _Promises, shell: Any) -> dict[str, float]:
+def _alone(promises: _Promises) -> dict[str, float]:
     """µs per call of each promise's steps alone (``timeit``, best of 7)."""
     import io
     import timeit
@@ -356,7 +356,7 @@ def main() -> int:
     for name, us in _steps_of(shell, "%%timed -q\npass", args.rounds, args.cells).items():
         print(f"| {name} | {us:.1f} |")
     print("\n| the sketch's steps alone | µs per call |\n|---|---|")
-    for name, us in _alone(promises, shell).items():
+    for name, us in _alone(promises).items():
         print(f"| {name} | {us:.2f} |")
     return 0
 

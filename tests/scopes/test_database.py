@@ -7,7 +7,7 @@ import math
 import os
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -290,25 +290,30 @@ insert into t values (9)
 """
 
 
+def _block(db: Path, body: Callable[[sqlite3.Cursor], None], *, fail: bool) -> db_transaction:
+    """A finished ``db_transaction`` block that ran ``body``, then raised when ``fail``."""
+    scope = db_transaction(db)
+    with scope as cursor:
+        body(cursor)
+        if fail:
+            raise ValueError("after the block")
+    return scope
+
+
 @pytest.mark.parametrize("on", ["cursor", "connection"])
 def test_executescript_in_the_block_stays_in_the_transaction(db: Path, on: str) -> None:
     # sqlite3's executescript COMMITs a pending transaction before the script (every Python
     # version), so the block's earlier rows were committed, its script ran in autocommit, a
     # later error rolled back nothing and a good block failed with "cannot commit".
-    def run(fail: bool) -> db_transaction:
-        scope = db_transaction(db)
-        with scope as cursor:
-            cursor.execute("insert into t values (0)")
-            (cursor if on == "cursor" else cursor.connection).executescript(_SCRIPT)
-            if fail:
-                raise ValueError("after the script")
-        return scope
+    def body(cursor: sqlite3.Cursor) -> None:
+        cursor.execute("insert into t values (0)")
+        (cursor if on == "cursor" else cursor.connection).executescript(_SCRIPT)
 
-    with pytest.raises(ValueError, match="after the script"):
-        run(fail=True)
+    with pytest.raises(ValueError, match="after the block"):
+        _block(db, body, fail=True)
     assert _rows(db) == []
     assert sqlite3.connect(db).execute("select name from sqlite_master").fetchall() == [("t",)]
-    report = _report(run(fail=False))
+    report = _report(_block(db, body, fail=False))
     assert (report.status, report.committed, report.changes) == ("ok", True, 6)
     assert _rows(db) == [(0,), (1,), (9,), (10,), (11,), ("a;b",)]
 
@@ -364,18 +369,13 @@ def test_a_commit_in_the_block_is_the_blocks_own_at_its_end(db: Path, how: str) 
     # Was: the commit ended the transaction, later statements ran in autocommit, a later error
     # rolled back nothing (report "rolled back", every row kept), and a good block failed at its
     # end with "OperationalError: cannot commit - no transaction is active".
-    def run(fail: bool) -> db_transaction:
-        scope = db_transaction(db)
-        with scope as cursor:
-            _commit_in_the_block(cursor, how)
-            if fail:
-                raise ValueError("after the commit")
-        return scope
+    def body(cursor: sqlite3.Cursor) -> None:
+        _commit_in_the_block(cursor, how)
 
-    with pytest.raises(ValueError, match="after the commit"):
-        run(fail=True)
+    with pytest.raises(ValueError, match="after the block"):
+        _block(db, body, fail=True)
     assert _rows(db) == []
-    report = _report(run(fail=False))
+    report = _report(_block(db, body, fail=False))
     assert (report.status, report.committed) == ("ok", True)
     assert _rows(db) == ([(1,), (3,)] if how == "commit()" else [(1,), (2,), (3,)])
 
